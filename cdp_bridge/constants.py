@@ -1,0 +1,90 @@
+"""Every configuration key cdp_bridge reads, and its default, in one place.
+
+The names are the external contract (SPEC section 2); the rest of the package refers to
+these constants instead of spelling keys out.
+"""
+
+from __future__ import annotations
+
+ACCOUNT_NUMBER = "CDP_ACCOUNT_NUMBER"
+ACTIVATION_CLIENT_ID = "CDP_ACTIVATION_CLIENT_ID"
+ACTIVATION_CLIENT_SECRET = "CDP_ACTIVATION_CLIENT_SECRET"
+SEGMENT_GROUP_IDENTIFIER = "CDP_SEGMENT_GROUP_IDENTIFIER"
+ACTIVATIONS = "CDP_ACTIVATIONS"
+USER_STREAM_ID = "CDP_USER_STREAM_ID"
+PRODUCT_STREAM_ID = "CDP_PRODUCT_STREAM_ID"
+CONTENT_STREAM_ID = "CDP_CONTENT_STREAM_ID"
+STREAM_API_URL = "CDP_STREAM_API_URL"
+BULK_ASYNC_THRESHOLD = "CDP_BULK_ASYNC_THRESHOLD"
+WEBHOOK_MAX_BYTES = "CDP_WEBHOOK_MAX_BYTES"
+WEBHOOK_SIGNING_SECRETS = "CDP_WEBHOOK_SIGNING_SECRETS"
+TRACKING_SCRIPT_URL = "CDP_TRACKING_SCRIPT_URL"
+TRACKING_PARAMETERS = "CDP_TRACKING_PARAMETERS"
+CONSENT_COOKIE = "CDP_CONSENT_COOKIE"
+INLINE_WORKER = "CDP_INLINE_WORKER"
+EXPORT_SCHEDULE = "CDP_EXPORT_SCHEDULE"
+
+#: Every key, in the order the README documents them.
+ALL_KEYS: tuple[str, ...] = (
+    ACCOUNT_NUMBER,
+    ACTIVATION_CLIENT_ID,
+    ACTIVATION_CLIENT_SECRET,
+    SEGMENT_GROUP_IDENTIFIER,
+    ACTIVATIONS,
+    USER_STREAM_ID,
+    PRODUCT_STREAM_ID,
+    CONTENT_STREAM_ID,
+    STREAM_API_URL,
+    BULK_ASYNC_THRESHOLD,
+    WEBHOOK_MAX_BYTES,
+    WEBHOOK_SIGNING_SECRETS,
+    TRACKING_SCRIPT_URL,
+    TRACKING_PARAMETERS,
+    CONSENT_COOKIE,
+    INLINE_WORKER,
+    EXPORT_SCHEDULE,
+)
+
+#: Keys whose values are secrets: never logged, echoed or shown.
+SECRET_KEYS: frozenset[str] = frozenset(
+    {
+        ACTIVATION_CLIENT_SECRET,
+        ACTIVATIONS,
+        USER_STREAM_ID,
+        PRODUCT_STREAM_ID,
+        CONTENT_STREAM_ID,
+        WEBHOOK_SIGNING_SECRETS,
+    }
+)
+
+DEFAULT_STREAM_API_URL = "https://in.raptorsmartadvisor.com/stream"
+DEFAULT_BULK_ASYNC_THRESHOLD = 100
+DEFAULT_WEBHOOK_MAX_BYTES = 32 * 1024 * 1024
+DEFAULT_TRACKING_SCRIPT_URL = "https://deliver.raptorstatic.com/script/raptor-3.0.min.js"
+
+#: Longest segment group / segment identifier and user id, in characters.
+MAX_IDENTIFIER_LENGTH = 255
+
+#: Default p-number of each tracking field (Raptor's defaults, SPEC section 5).
+DEFAULT_TRACKING_PARAMETERS: dict[str, str] = {
+    "event_type": "p1",
+    "id": "p2",
+    "name": "p3",
+    "category_path": "p4",
+    "subtotal": "p5",
+    "currency": "p6",
+    "user_id": "p7",
+    "brand": "p8",
+    "basket_content": "p10",
+    "basket_id": "p11",
+    "price": "p12",
+    "quantity": "p13",
+    "in_stock": "p15",
+    "master_id": "p18",
+    "order_id": "p21",
+}
+
+#: The kinds of data export, as used in CDP_EXPORT_SCHEDULE and the stream-* commands.
+EXPORT_KINDS: tuple[str, ...] = ("user", "product", "content")
+
+PROTECTED_GROUP_MESSAGE = "Cannot modify protected segment group"

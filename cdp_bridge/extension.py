@@ -1,0 +1,225 @@
+"""The :class:`CDP` Flask extension: registration, per-app state and the Python API.
+
+``CDP(app, db=db)`` or ``cdp.init_app(app, db=db)`` validates the settings, puts the
+``cdp_*`` tables on the host's Flask-SQLAlchemy metadata (or on cdp_bridge's own),
+registers the ``cdp`` blueprint and the ``flask cdp`` commands, and keeps everything
+per app in ``app.extensions["cdp"]``. The extension object never stores an app, so one
+object serves the app-factory pattern and several apps in one process.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from dotenv import find_dotenv, load_dotenv
+from flask import Blueprint, Flask, current_app
+from flask.blueprints import BlueprintSetupState
+from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy import Engine, event
+
+from .errors import ConfigurationError
+from .settings import CDPSettings, load_settings
+from .store import CDPTables, Segment, SegmentStore, define_tables
+
+EXTENSION_KEY = "cdp"
+BLUEPRINT_NAME = "cdp"
+DEFAULT_URL_PREFIX = "/cdp"
+OWN_DATABASE_FILE = "cdp_bridge.sqlite3"
+WEBHOOK_PATH = "/webhook"
+
+
+@dataclass
+class CDPState:
+    """What cdp_bridge keeps for one app in ``app.extensions["cdp"]``."""
+
+    extension: CDP
+    settings: CDPSettings
+    db: SQLAlchemy
+    tables: CDPTables
+    owns_db: bool
+    url_prefix: str | None = None
+    _stores: dict[int, SegmentStore] = field(default_factory=dict, repr=False)
+
+    @property
+    def engine(self) -> Engine:
+        """The engine of this app's database (needs an app context)."""
+        return self.db.engine
+
+    @property
+    def store(self) -> SegmentStore:
+        """The segment store on this app's engine (needs an app context)."""
+        engine = self.engine
+        store = self._stores.get(id(engine))
+        if store is None:
+            protected = self.settings.protected_group_identifiers
+            store = self._stores[id(engine)] = SegmentStore(engine, self.tables, protected)
+        return store
+
+    def create_tables(self) -> None:
+        """Create the ``cdp_*`` tables that do not exist yet (needs an app context)."""
+        self.db.metadata.create_all(self.engine, tables=self.tables.all())
+
+
+class CDP:
+    """Makes a Flask site an activation target of the Ibexa CDP.
+
+    Settings (read from ``app.config``, then the environment; see the README):
+    ``CDP_ACCOUNT_NUMBER``, ``CDP_ACTIVATION_CLIENT_ID``, ``CDP_ACTIVATION_CLIENT_SECRET``,
+    ``CDP_SEGMENT_GROUP_IDENTIFIER``, ``CDP_ACTIVATIONS``, ``CDP_USER_STREAM_ID``,
+    ``CDP_PRODUCT_STREAM_ID``, ``CDP_CONTENT_STREAM_ID``, ``CDP_STREAM_API_URL``,
+    ``CDP_BULK_ASYNC_THRESHOLD``, ``CDP_WEBHOOK_MAX_BYTES``,
+    ``CDP_WEBHOOK_SIGNING_SECRETS``, ``CDP_TRACKING_SCRIPT_URL``,
+    ``CDP_TRACKING_PARAMETERS``, ``CDP_CONSENT_COOKIE``, ``CDP_INLINE_WORKER``,
+    ``CDP_EXPORT_SCHEDULE``.
+
+    :param app: the app to register on now; or call :meth:`init_app` later.
+    :param db: the host's Flask-SQLAlchemy instance, so the ``cdp_*`` tables live on its
+        metadata and Flask-Migrate sees them. Without it, the app's registered
+        Flask-SQLAlchemy instance is used if there is one, else cdp_bridge brings its
+        own (SQLite in the instance folder unless ``SQLALCHEMY_DATABASE_URI`` is set).
+    :param register_blueprint: register the ``cdp`` blueprint at ``/cdp``. Pass
+        ``False`` to place ``cdp.blueprint`` yourself.
+    """
+
+    def __init__(
+        self,
+        app: Flask | None = None,
+        db: SQLAlchemy | None = None,
+        *,
+        register_blueprint: bool = True,
+    ) -> None:
+        self._db = db
+        self._register_blueprint = register_blueprint
+        self._own_db: SQLAlchemy | None = None
+        self.blueprint = Blueprint(BLUEPRINT_NAME, __name__, template_folder="templates")
+        self.blueprint.record(_remember_url_prefix)
+        self.admin_guard_function: Callable[[], bool] | None = None
+        self.user_id_loader_function: Callable[[], Any] | None = None
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask, db: SQLAlchemy | None = None, *, register_blueprint: bool | None = None) -> None:
+        """Register cdp_bridge on ``app``; raises :class:`ConfigurationError` on a bad setting."""
+        if EXTENSION_KEY in app.extensions:
+            raise RuntimeError(
+                "cdp_bridge is already registered on this app. Call init_app once per app;"
+                " to reach the registered instance use app.extensions['cdp'].extension."
+            )
+        _load_dotenv(app)
+        settings = load_settings(app.config)
+        database, owns_db = self._database_for(app, db)
+        state = CDPState(
+            extension=self,
+            settings=settings,
+            db=database,
+            tables=define_tables(database.metadata),
+            owns_db=owns_db,
+        )
+        app.extensions[EXTENSION_KEY] = state
+        if owns_db:
+            with app.app_context():
+                _tune_sqlite(state.engine)
+        from .cli import cdp_cli
+
+        app.cli.add_command(cdp_cli)
+        place_blueprint = self._register_blueprint if register_blueprint is None else register_blueprint
+        if place_blueprint:
+            app.register_blueprint(self.blueprint, url_prefix=DEFAULT_URL_PREFIX)
+
+    def _database_for(self, app: Flask, db: SQLAlchemy | None) -> tuple[SQLAlchemy, bool]:
+        chosen = db or self._db or app.extensions.get("sqlalchemy")
+        if chosen is not None:
+            if "sqlalchemy" not in app.extensions:
+                raise ConfigurationError(
+                    "the db given to CDP is not registered on this app: call db.init_app(app)"
+                    " before cdp.init_app(app)"
+                )
+            return chosen, False
+        if self._own_db is None:
+            self._own_db = SQLAlchemy()
+        if not app.config.get("SQLALCHEMY_DATABASE_URI") and not app.config.get("SQLALCHEMY_BINDS"):
+            os.makedirs(app.instance_path, exist_ok=True)
+            app.config["SQLALCHEMY_DATABASE_URI"] = "sqlite:///" + os.path.join(app.instance_path, OWN_DATABASE_FILE)
+        self._own_db.init_app(app)
+        return self._own_db, True
+
+    # -- registration decorators ------------------------------------------------------
+
+    def admin_guard(self, function: Callable[[], bool]) -> Callable[[], bool]:
+        """Register the back office's access check: called per request, true admits."""
+        self.admin_guard_function = function
+        return function
+
+    def user_id_loader(self, function: Callable[[], Any]) -> Callable[[], Any]:
+        """Register a function returning the logged-in user's id, or ``None``."""
+        self.user_id_loader_function = function
+        return function
+
+    # -- Python API (each needs an app context) -------------------------------------
+
+    @property
+    def state(self) -> CDPState:
+        """This extension's state on the current app."""
+        try:
+            state: CDPState = current_app.extensions[EXTENSION_KEY]
+        except KeyError:
+            raise RuntimeError("cdp_bridge is not registered on the current app: call cdp.init_app(app)") from None
+        return state
+
+    @property
+    def store(self) -> SegmentStore:
+        """The current app's segment store."""
+        return self.state.store
+
+    @property
+    def settings(self) -> CDPSettings:
+        """The current app's validated settings."""
+        return self.state.settings
+
+    def create_tables(self) -> None:
+        """Create the ``cdp_*`` tables that are missing (``flask cdp init-db`` does this)."""
+        self.state.create_tables()
+
+    def segments_for(self, user_id: object) -> list[Segment]:
+        """The segments the user belongs to."""
+        return self.store.segments_for(user_id)
+
+    def is_in_segment(self, user_id: object, segment: str) -> bool:
+        """Whether the user is in ``segment`` (identifier, name, or ``group/segment``)."""
+        return self.store.is_in_segment(user_id, segment)
+
+
+def _remember_url_prefix(setup: BlueprintSetupState) -> None:
+    """Note where the blueprint was mounted, for the Base URL ``flask cdp check`` prints."""
+    state = setup.app.extensions.get(EXTENSION_KEY)
+    if state is not None:
+        state.url_prefix = setup.url_prefix or ""
+
+
+def _load_dotenv(app: Flask) -> None:
+    """Load ``.env`` from the working directory without overriding the environment.
+
+    The ``flask`` command does this itself; gunicorn and plain imports do not.
+    """
+    path = find_dotenv(usecwd=True)
+    if path:
+        load_dotenv(path, override=False)
+
+
+def _tune_sqlite(engine: Engine) -> None:
+    """WAL and a busy timeout on cdp_bridge's own SQLite file: the web process and its
+    inline worker thread write to it concurrently."""
+    if engine.dialect.name != "sqlite":
+        return
+
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        if engine.url.database not in (None, "", ":memory:"):
+            cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()

@@ -1,0 +1,378 @@
+"""Reading and validating cdp_bridge's settings (SPEC section 2).
+
+Each key is read from ``app.config`` first, then from the process environment (which a
+``.env`` file may have filled). One marshmallow schema validates them all at start-up;
+a wrong value raises :class:`ConfigurationError` naming the key and what it expects,
+never the value itself, so a secret cannot leak through the message.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from marshmallow import EXCLUDE, Schema, fields, validate, validates_schema
+from marshmallow import ValidationError as SchemaError
+
+from . import constants as c
+from .errors import ConfigurationError
+from .identifiers import GROUP_IDENTIFIER_PATTERN
+from .secret import Secret
+
+_CRON_FIELD = re.compile(r"[0-9A-Za-z*/,\-?LW#]+")
+_COOKIE_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_ACCOUNT_NUMBER = re.compile(r"[0-9]{4,5}")
+_P_NUMBER = re.compile(r"p[1-9][0-9]?")
+
+
+@dataclass(frozen=True)
+class ActivationCredentials:
+    """One CDP activation: the client id and secret it presents, and its segment group."""
+
+    client_id: str
+    client_secret: Secret = field(repr=False)
+    segment_group_identifier: str
+
+
+@dataclass(frozen=True)
+class ScheduledExport:
+    """One entry of CDP_EXPORT_SCHEDULE: a cron interval and the command's options."""
+
+    interval: str
+    options: str
+
+
+@dataclass(frozen=True)
+class CDPSettings:
+    """The validated settings of one app. Secrets are wrapped in :class:`Secret`."""
+
+    account_number: str | None = None
+    activations: tuple[ActivationCredentials, ...] = ()
+    user_stream_id: Secret | None = field(default=None, repr=False)
+    product_stream_id: Secret | None = field(default=None, repr=False)
+    content_stream_id: Secret | None = field(default=None, repr=False)
+    stream_api_url: str = c.DEFAULT_STREAM_API_URL
+    bulk_async_threshold: int = c.DEFAULT_BULK_ASYNC_THRESHOLD
+    webhook_max_bytes: int = c.DEFAULT_WEBHOOK_MAX_BYTES
+    webhook_signing_secrets: tuple[Secret, ...] = field(default=(), repr=False)
+    tracking_script_url: str = c.DEFAULT_TRACKING_SCRIPT_URL
+    tracking_parameters: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    consent_cookie: str | None = None
+    inline_worker: bool | None = None
+    export_schedule: Mapping[str, tuple[ScheduledExport, ...]] = field(default_factory=dict)
+
+    @property
+    def protected_group_identifiers(self) -> frozenset[str]:
+        """Groups named by a configured activation: only webhook deliveries change them."""
+        return frozenset(a.segment_group_identifier for a in self.activations)
+
+    def stream_id(self, kind: str) -> Secret | None:
+        """The configured stream id for an export kind (``user``, ``product``, ``content``)."""
+        return {
+            "user": self.user_stream_id,
+            "product": self.product_stream_id,
+            "content": self.content_stream_id,
+        }[kind]
+
+
+class _JSONEncoded(fields.Field):
+    """Accepts the inner field's value, or a JSON string of it (as the environment gives)."""
+
+    def __init__(self, inner: fields.Field, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.inner = inner
+
+    def _bind_to_schema(self, field_name: str, parent: Any) -> None:
+        super()._bind_to_schema(field_name, parent)
+        self.inner._bind_to_schema(field_name, self)
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> Any:
+        if isinstance(value, (str, bytes)):
+            try:
+                value = json.loads(value)
+            except ValueError as exc:
+                # exc.msg and position only: never the text, which may hold a secret.
+                raise SchemaError(
+                    f"expected valid JSON ({exc.msg} at position {exc.pos})"  # type: ignore[attr-defined]
+                ) from None
+        return self.inner.deserialize(value)
+
+
+class _SecretString(fields.String):
+    """A non-empty string, returned wrapped in :class:`Secret`."""
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> Secret:
+        text = super()._deserialize(value, attr, data, **kwargs)
+        if not text.strip():
+            raise SchemaError("expected a non-empty secret string")
+        return Secret(text.strip())
+
+
+class _Flag(fields.Boolean):
+    """A boolean that also accepts the usual environment spellings."""
+
+    truthy = {"1", "true", "yes", "on", 1, True}
+    falsy = {"0", "false", "no", "off", 0, False}
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> bool:
+        if isinstance(value, str):
+            value = value.strip().lower()
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+class _SigningSecrets(fields.Field):
+    """A list of ``whsec_<base64>`` secrets: a list, a JSON list, or a space/comma list."""
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> tuple[Secret, ...]:
+        if isinstance(value, str):
+            text = value.strip()
+            value = json.loads(text) if text.startswith("[") else re.split(r"[\s,]+", text)
+        if not isinstance(value, (list, tuple)):
+            raise SchemaError("expected a list of whsec_… secrets")
+        secrets = tuple(_signing_secret(item, index) for index, item in enumerate(value) if item)
+        if not secrets:
+            raise SchemaError("expected at least one whsec_… secret")
+        return secrets
+
+
+def _signing_secret(item: Any, index: int) -> Secret:
+    if not isinstance(item, str) or not item.startswith("whsec_"):
+        raise SchemaError(f"entry {index}: expected a string starting with 'whsec_'")
+    try:
+        base64.b64decode(item[len("whsec_") :], validate=True)
+    except (binascii.Error, ValueError):
+        raise SchemaError(f"entry {index}: expected base64 after 'whsec_'") from None
+    return Secret(item)
+
+
+def _whole_match(pattern: re.Pattern[str], error: str) -> validate.Validator:
+    """Like ``validate.Regexp`` but the whole value must match, not just its start."""
+    return validate.Regexp(re.compile(pattern.pattern + r"\Z"), error=error)
+
+
+def _group_identifier_rule() -> validate.Validator:
+    return _whole_match(
+        GROUP_IDENTIFIER_PATTERN,
+        "expected a segment group identifier of lower-case letters, digits and _",
+    )
+
+
+class _ActivationSchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    client_id = fields.String(
+        required=True,
+        validate=validate.Length(min=1, max=255, error="expected 1-255 characters"),
+        error_messages={"required": "required", "invalid": "expected a string"},
+    )
+    client_secret = _SecretString(
+        required=True, error_messages={"required": "required", "invalid": "expected a string"}
+    )
+    segment_group_identifier = fields.String(
+        required=True,
+        validate=[validate.Length(max=255), _group_identifier_rule()],
+        error_messages={"required": "required", "invalid": "expected a string"},
+    )
+
+
+class _ScheduleEntrySchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    interval = fields.String(required=True, error_messages={"required": "required"})
+    options = fields.String(load_default="")
+
+    @validates_schema
+    def _cron(self, data: dict[str, Any], **kwargs: Any) -> None:
+        parts = data["interval"].split()
+        if len(parts) != 5 or not all(_CRON_FIELD.fullmatch(p) for p in parts):
+            raise SchemaError("expected a cron expression of five fields", "interval")
+
+
+def _positive_int(key: str, minimum: int, what: str) -> fields.Integer:
+    return fields.Integer(
+        data_key=key,
+        strict=False,
+        validate=validate.Range(min=minimum, error=f"expected {what}"),
+        error_messages={"invalid": f"expected {what}"},
+    )
+
+
+def _url(key: str, default: str) -> fields.Url:
+    return fields.Url(
+        data_key=key,
+        schemes={"http", "https"},
+        require_tld=False,
+        load_default=default,
+        error_messages={"invalid": "expected an http(s) URL"},
+    )
+
+
+class SettingsSchema(Schema):
+    """Validates the raw ``CDP_*`` values of one app; data keys are the config keys."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    account_number = fields.String(
+        data_key=c.ACCOUNT_NUMBER,
+        validate=_whole_match(_ACCOUNT_NUMBER, "expected a Raptor account number of 4-5 digits"),
+    )
+    activation_client_id = fields.String(data_key=c.ACTIVATION_CLIENT_ID, validate=validate.Length(min=1, max=255))
+    activation_client_secret = _SecretString(data_key=c.ACTIVATION_CLIENT_SECRET)
+    segment_group_identifier = fields.String(
+        data_key=c.SEGMENT_GROUP_IDENTIFIER,
+        validate=[validate.Length(max=255), _group_identifier_rule()],
+    )
+    activations = _JSONEncoded(
+        fields.List(fields.Nested(_ActivationSchema), error_messages={"invalid": "expected a list of activations"}),
+        data_key=c.ACTIVATIONS,
+    )
+    user_stream_id = _SecretString(data_key=c.USER_STREAM_ID)
+    product_stream_id = _SecretString(data_key=c.PRODUCT_STREAM_ID)
+    content_stream_id = _SecretString(data_key=c.CONTENT_STREAM_ID)
+    stream_api_url = _url(c.STREAM_API_URL, c.DEFAULT_STREAM_API_URL)
+    bulk_async_threshold = _positive_int(c.BULK_ASYNC_THRESHOLD, 1, "a whole number of at least 1")
+    webhook_max_bytes = _positive_int(c.WEBHOOK_MAX_BYTES, 1, "a whole number of bytes of at least 1")
+    webhook_signing_secrets = _SigningSecrets(data_key=c.WEBHOOK_SIGNING_SECRETS)
+    tracking_script_url = _url(c.TRACKING_SCRIPT_URL, c.DEFAULT_TRACKING_SCRIPT_URL)
+    tracking_parameters = _JSONEncoded(
+        fields.Dict(
+            keys=fields.String(),
+            values=fields.Dict(keys=fields.String(), values=fields.String()),
+            error_messages={"invalid": 'expected a mapping such as {"buy": {"currency": "p9"}}'},
+        ),
+        data_key=c.TRACKING_PARAMETERS,
+    )
+    consent_cookie = fields.String(
+        data_key=c.CONSENT_COOKIE,
+        validate=_whole_match(_COOKIE_NAME, "expected a cookie name"),
+    )
+    inline_worker = _Flag(data_key=c.INLINE_WORKER, error_messages={"invalid": "expected true or false"})
+    export_schedule = _JSONEncoded(
+        fields.Dict(
+            keys=fields.String(validate=validate.OneOf(c.EXPORT_KINDS, error="expected one of user, product, content")),
+            values=fields.List(fields.Nested(_ScheduleEntrySchema)),
+            error_messages={"invalid": 'expected a mapping such as {"user": [{"interval": "0 3 * * *"}]}'},
+        ),
+        data_key=c.EXPORT_SCHEDULE,
+    )
+
+    @validates_schema
+    def _tracking_parameters(self, data: dict[str, Any], **kwargs: Any) -> None:
+        for event_type, overrides in data.get("tracking_parameters", {}).items():
+            for keyword, p_number in overrides.items():
+                if keyword not in c.DEFAULT_TRACKING_PARAMETERS:
+                    raise SchemaError(
+                        f"{event_type}.{keyword}: unknown field; expected one of "
+                        + ", ".join(sorted(c.DEFAULT_TRACKING_PARAMETERS)),
+                        c.TRACKING_PARAMETERS,
+                    )
+                if not _P_NUMBER.fullmatch(p_number):
+                    raise SchemaError(
+                        f"{event_type}.{keyword}: expected a parameter such as 'p9'",
+                        c.TRACKING_PARAMETERS,
+                    )
+
+
+def read_raw_settings(config: Mapping[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
+    """The value of each key from ``config``, else the environment; absent keys are left out.
+
+    A key set to ``None`` in ``config`` counts as absent, so an app can blank an
+    environment value explicitly only by giving another value.
+    """
+    raw: dict[str, Any] = {}
+    for key in c.ALL_KEYS:
+        if config.get(key) is not None:
+            value = config[key]
+            # An account number written as a Python int is the same number.
+            raw[key] = str(value) if key == c.ACCOUNT_NUMBER and type(value) is int else value
+        elif environ.get(key, "").strip():
+            raw[key] = environ[key]
+    return raw
+
+
+def load_settings(config: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> CDPSettings:
+    """Validate the settings of one app, or raise :class:`ConfigurationError`."""
+    raw = read_raw_settings(config, os.environ if environ is None else environ)
+    try:
+        loaded = SettingsSchema().load(raw)
+    except SchemaError as exc:
+        raise ConfigurationError("invalid cdp_bridge setting: " + _describe(exc.messages)) from None
+    return CDPSettings(
+        account_number=loaded.get("account_number"),
+        activations=_activations(loaded),
+        user_stream_id=loaded.get("user_stream_id"),
+        product_stream_id=loaded.get("product_stream_id"),
+        content_stream_id=loaded.get("content_stream_id"),
+        stream_api_url=loaded["stream_api_url"].rstrip("/"),
+        bulk_async_threshold=loaded.get("bulk_async_threshold", c.DEFAULT_BULK_ASYNC_THRESHOLD),
+        webhook_max_bytes=loaded.get("webhook_max_bytes", c.DEFAULT_WEBHOOK_MAX_BYTES),
+        webhook_signing_secrets=loaded.get("webhook_signing_secrets", ()),
+        tracking_script_url=loaded["tracking_script_url"],
+        tracking_parameters=loaded.get("tracking_parameters", {}),
+        consent_cookie=loaded.get("consent_cookie"),
+        inline_worker=loaded.get("inline_worker"),
+        export_schedule={
+            kind: tuple(ScheduledExport(**entry) for entry in entries)
+            for kind, entries in loaded.get("export_schedule", {}).items()
+        },
+    )
+
+
+def _activations(loaded: dict[str, Any]) -> tuple[ActivationCredentials, ...]:
+    single_keys = {
+        c.ACTIVATION_CLIENT_ID: loaded.get("activation_client_id"),
+        c.ACTIVATION_CLIENT_SECRET: loaded.get("activation_client_secret"),
+        c.SEGMENT_GROUP_IDENTIFIER: loaded.get("segment_group_identifier"),
+    }
+    given = [key for key, value in single_keys.items() if value is not None]
+    activations = [ActivationCredentials(**entry) for entry in loaded.get("activations", [])]
+    if given and len(given) < len(single_keys):
+        missing = ", ".join(key for key in single_keys if key not in given)
+        raise ConfigurationError(f"{missing}: required together with {', '.join(given)}")
+    if given:
+        activations.insert(
+            0,
+            ActivationCredentials(
+                client_id=single_keys[c.ACTIVATION_CLIENT_ID],
+                client_secret=single_keys[c.ACTIVATION_CLIENT_SECRET],
+                segment_group_identifier=single_keys[c.SEGMENT_GROUP_IDENTIFIER],
+            ),
+        )
+    seen: set[str] = set()
+    for activation in activations:
+        if activation.client_id in seen:
+            raise ConfigurationError(
+                f"{c.ACTIVATIONS}: client id {activation.client_id!r} is configured twice;"
+                " expected each activation to have its own client id"
+            )
+        seen.add(activation.client_id)
+    return tuple(activations)
+
+
+def _describe(messages: Any, prefix: str = "") -> str:
+    """Flatten marshmallow's nested messages into 'KEY[0].field: message; …'."""
+    if isinstance(messages, dict):
+        parts = []
+        for key, value in messages.items():
+            if key in ("_schema", "value"):
+                name = prefix
+            elif isinstance(key, int):
+                name = f"{prefix}[{key}]"
+            else:
+                name = f"{prefix}.{key}" if prefix else str(key)
+            parts.append(_describe(value, name))
+        return "; ".join(parts)
+    if isinstance(messages, list):
+        texts = [m if isinstance(m, str) else _describe(m, prefix) for m in messages]
+        return f"{prefix}: {' '.join(texts)}" if prefix else " ".join(texts)
+    return f"{prefix}: {messages}"
+

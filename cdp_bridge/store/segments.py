@@ -1,0 +1,287 @@
+"""The segment store's public operations: groups, segments, members and look-ups.
+
+:class:`SegmentStore` is what the Python API, the CLI and the back office use. Each
+method validates its input first and runs in one transaction, so a refused call writes
+nothing. Groups named by a configured activation are protected: only webhook
+deliveries (which use :mod:`.membership` directly) may change them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, and_, delete, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from ..constants import PROTECTED_GROUP_MESSAGE
+from ..errors import ConflictError, NotFoundError, ProtectedGroupError, ValidationError
+from ..identifiers import (
+    validate_group_identifier,
+    validate_name,
+    validate_segment_identifier,
+    validate_user_id,
+)
+from . import membership
+from .membership import SegmentMetadata
+from .tables import CDPTables, utcnow
+
+
+@dataclass(frozen=True)
+class SegmentGroup:
+    """A segment group as stored, with whether an activation protects it."""
+
+    identifier: str
+    name: str
+    protected: bool
+    segment_count: int
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A segment (a CDP audience) with its metadata."""
+
+    identifier: str
+    name: str
+    group: str
+    description: str | None
+    tags: tuple[str, ...]
+    profile_count: int | None
+    source_updated_at: datetime | None
+    last_sequence: int | None
+    member_count: int | None = None
+
+
+def validate_user_ids(user_ids: Iterable[object]) -> list[str]:
+    """Every id as a string, or a :class:`ValidationError` naming the first bad one."""
+    if isinstance(user_ids, (str, bytes)):
+        raise ValidationError("user ids must be a list of ids, not a single string")
+    valid = []
+    for index, user_id in enumerate(user_ids):
+        try:
+            valid.append(validate_user_id(user_id))
+        except ValidationError as exc:
+            raise ValidationError(f"user id at position {index}: {exc}") from None
+    return valid
+
+
+class SegmentStore:
+    """Groups, segments and memberships of one database."""
+
+    def __init__(self, engine: Engine, tables: CDPTables, protected_groups: frozenset[str] = frozenset()):
+        self.engine = engine
+        self.tables = tables
+        self.protected_groups = protected_groups
+
+    # -- groups -------------------------------------------------------------------------
+
+    def create_group(self, identifier: str, name: str | None = None) -> SegmentGroup:
+        """Create a group; ``name`` defaults to the identifier."""
+        identifier = validate_group_identifier(identifier)
+        name = validate_name(name if name is not None else identifier, "segment group name")
+        g = self.tables.segment_groups
+        now = utcnow()
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(g.insert().values(identifier=identifier, name=name, created_at=now, updated_at=now))
+        except IntegrityError:
+            raise ConflictError(f"segment group {identifier!r} already exists") from None
+        return self.get_group(identifier)
+
+    def rename_group(self, identifier: str, name: str) -> SegmentGroup:
+        """Give a group a new name (refused for protected groups)."""
+        name = validate_name(name, "segment group name")
+        with self.engine.begin() as conn:
+            group_id = self._editable_group_id(conn, identifier)
+            g = self.tables.segment_groups
+            conn.execute(update(g).where(g.c.id == group_id).values(name=name, updated_at=utcnow()))
+        return self.get_group(identifier)
+
+    def delete_group(self, identifier: str) -> None:
+        """Delete a group with its segments and memberships (refused for protected groups)."""
+        with self.engine.begin() as conn:
+            group_id = self._editable_group_id(conn, identifier)
+            t = self.tables
+            segment_ids = select(t.segments.c.id).where(t.segments.c.group_id == group_id)
+            conn.execute(delete(t.memberships).where(t.memberships.c.segment_id.in_(segment_ids)))
+            conn.execute(delete(t.segments).where(t.segments.c.group_id == group_id))
+            conn.execute(delete(t.segment_groups).where(t.segment_groups.c.id == group_id))
+
+    def get_group(self, identifier: str) -> SegmentGroup:
+        """One group, or :class:`NotFoundError`."""
+        identifier = validate_group_identifier(identifier)
+        for group in self._groups(identifier):
+            return group
+        raise NotFoundError(f"segment group {identifier!r} does not exist")
+
+    def list_groups(self) -> list[SegmentGroup]:
+        """Every group, by identifier."""
+        return self._groups(None)
+
+    def _groups(self, identifier: str | None) -> list[SegmentGroup]:
+        g, s = self.tables.segment_groups, self.tables.segments
+        count = select(func.count()).where(s.c.group_id == g.c.id).scalar_subquery()
+        query = select(g, count.label("segment_count")).order_by(g.c.identifier)
+        if identifier is not None:
+            query = query.where(g.c.identifier == identifier)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return [
+            SegmentGroup(
+                identifier=r.identifier,
+                name=r.name,
+                protected=r.identifier in self.protected_groups,
+                segment_count=r.segment_count,
+                created_at=r.created_at,
+                updated_at=r.updated_at,
+            )
+            for r in rows
+        ]
+
+    def group_id(self, conn: Connection, identifier: str) -> int:
+        """The row id of a group, or :class:`NotFoundError`."""
+        identifier = validate_group_identifier(identifier)
+        g = self.tables.segment_groups
+        group_id = conn.scalar(select(g.c.id).where(g.c.identifier == identifier))
+        if group_id is None:
+            raise NotFoundError(f"segment group {identifier!r} does not exist")
+        return int(group_id)
+
+    def _editable_group_id(self, conn: Connection, identifier: str) -> int:
+        group_id = self.group_id(conn, identifier)
+        if identifier in self.protected_groups:
+            raise ProtectedGroupError(PROTECTED_GROUP_MESSAGE)
+        return group_id
+
+    # -- segments and members (by hand) -------------------------------------------------
+
+    def add_members(self, group: str, segment: str, user_ids: Iterable[object], *, name: str | None = None) -> int:
+        """Add users to a segment, creating it if needed; return how many were new."""
+        ids = validate_user_ids(user_ids)
+        with self.engine.begin() as conn:
+            row = self._editable_segment(conn, group, segment, name)
+            return membership.add_members(conn, self.tables, row.id, ids)
+
+    def remove_members(self, group: str, segment: str, user_ids: Iterable[object]) -> int:
+        """Remove users from a segment; return how many were members."""
+        ids = validate_user_ids(user_ids)
+        with self.engine.begin() as conn:
+            row = self._existing_editable_segment(conn, group, segment)
+            return membership.remove_members(conn, self.tables, row.id, ids)
+
+    def replace_members(
+        self, group: str, segment: str, user_ids: Iterable[object], *, name: str | None = None
+    ) -> tuple[int, int]:
+        """Make a segment's members exactly ``user_ids``; return (added, removed)."""
+        ids = validate_user_ids(user_ids)
+        with self.engine.begin() as conn:
+            row = self._editable_segment(conn, group, segment, name)
+            return membership.replace_members(conn, self.tables, row.id, ids)
+
+    def delete_segment(self, group: str, segment: str) -> None:
+        """Delete a segment and its memberships."""
+        with self.engine.begin() as conn:
+            row = self._existing_editable_segment(conn, group, segment)
+            membership.delete_segment(conn, self.tables, row.id)
+
+    def _editable_segment(self, conn: Connection, group: str, segment: str, name: str | None) -> membership.SegmentRow:
+        segment = validate_segment_identifier(segment)
+        metadata = SegmentMetadata(name=validate_name(name, "segment name") if name is not None else None)
+        group_id = self._editable_group_id(conn, group)
+        return membership.ensure_segment(conn, self.tables, group_id, segment, metadata)
+
+    def _existing_editable_segment(self, conn: Connection, group: str, segment: str) -> membership.SegmentRow:
+        segment = validate_segment_identifier(segment)
+        row = membership.find_segment(conn, self.tables, self._editable_group_id(conn, group), segment)
+        if row is None:
+            raise NotFoundError(f"segment {segment!r} does not exist in group {group!r}")
+        return row
+
+    # -- look-ups -------------------------------------------------------------------------
+
+    def list_segments(self, group: str | None = None, *, offset: int = 0, limit: int | None = None) -> list[Segment]:
+        """Segments (of one group, or all) with member counts, by group then identifier."""
+        t = self.tables
+        members = (
+            select(func.count()).where(t.memberships.c.segment_id == t.segments.c.id).scalar_subquery()
+        )
+        query = self._segment_query().add_columns(members.label("member_count"))
+        with self.engine.connect() as conn:
+            if group is not None:
+                query = query.where(t.segments.c.group_id == self.group_id(conn, group))
+            query = query.order_by(t.segment_groups.c.identifier, t.segments.c.identifier)
+            rows = conn.execute(query.offset(offset).limit(limit)).all()
+        return [_segment(r) for r in rows]
+
+    def members(self, group: str, segment: str, *, offset: int = 0, limit: int | None = None) -> list[str]:
+        """A segment's member user ids, sorted."""
+        segment = validate_segment_identifier(segment)
+        m = self.tables.memberships
+        with self.engine.connect() as conn:
+            row = membership.find_segment(conn, self.tables, self.group_id(conn, group), segment)
+            if row is None:
+                raise NotFoundError(f"segment {segment!r} does not exist in group {group!r}")
+            query = select(m.c.user_id).where(m.c.segment_id == row.id).order_by(m.c.user_id)
+            return list(conn.scalars(query.offset(offset).limit(limit)))
+
+    def segments_for(self, user_id: object) -> list[Segment]:
+        """The segments a user belongs to, by group then identifier."""
+        user_id = validate_user_id(user_id)
+        t = self.tables
+        query = (
+            self._segment_query()
+            .join(t.memberships, t.memberships.c.segment_id == t.segments.c.id)
+            .where(t.memberships.c.user_id == user_id)
+            .order_by(t.segment_groups.c.identifier, t.segments.c.identifier)
+        )
+        with self.engine.connect() as conn:
+            return [_segment(r) for r in conn.execute(query).all()]
+
+    def is_in_segment(self, user_id: object, segment: str) -> bool:
+        """Whether a user is in a segment named by identifier, name, or ``group/segment``."""
+        user_id = validate_user_id(user_id)
+        if not isinstance(segment, str) or not segment:
+            raise ValidationError("segment must be a non-empty string")
+        t = self.tables
+        s = t.segments
+        named = or_(s.c.identifier == segment, s.c.name == segment)
+        if "/" in segment:
+            group, _, local = segment.partition("/")
+            in_group = and_(t.segment_groups.c.identifier == group, or_(s.c.identifier == local, s.c.name == local))
+            named = or_(named, in_group)
+        query = (
+            select(t.memberships.c.user_id)
+            .select_from(t.memberships.join(s, s.c.id == t.memberships.c.segment_id).join(
+                t.segment_groups, t.segment_groups.c.id == s.c.group_id
+            ))
+            .where(t.memberships.c.user_id == user_id, named)
+            .limit(1)
+        )
+        with self.engine.connect() as conn:
+            return conn.execute(query).first() is not None
+
+    def _segment_query(self) -> Any:
+        t = self.tables
+        return select(t.segments, t.segment_groups.c.identifier.label("group_identifier")).join(
+            t.segment_groups, t.segment_groups.c.id == t.segments.c.group_id
+        )
+
+
+def _segment(row: Any) -> Segment:
+    mapping = row._mapping
+    return Segment(
+        identifier=row.identifier,
+        name=row.name,
+        group=row.group_identifier,
+        description=row.description,
+        tags=tuple(row.tags or ()),
+        profile_count=row.profile_count,
+        source_updated_at=row.source_updated_at,
+        last_sequence=row.last_sequence,
+        member_count=mapping.get("member_count"),
+    )
+

@@ -1,0 +1,95 @@
+"""Shared fixtures: a fresh app per test on real SQLite and on a real PostgreSQL server."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from flask import Flask
+
+from cdp_bridge import CDP, SegmentStore
+from cdp_bridge.constants import ALL_KEYS
+from tests.postgres_server import PostgresServer, find_binary
+
+UNDER_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+ACTIVATION = {
+    "CDP_ACTIVATION_CLIENT_ID": "test-client",
+    "CDP_ACTIVATION_CLIENT_SECRET": "test-client-secret-value",
+    "CDP_SEGMENT_GROUP_IDENTIFIER": "shop",
+}
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One PostgreSQL server for the session; skipped (never under CI) without binaries."""
+    if find_binary("initdb") is None:
+        message = "PostgreSQL server binaries not found: apt-get install postgresql"
+        if UNDER_CI:
+            pytest.fail(message + " (required under CI)")
+        pytest.skip(message)
+    server = PostgresServer.create()
+    yield server
+    server.destroy()
+
+
+@pytest.fixture(autouse=True)
+def isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    """No CDP_* variable or .env file of the developer's leaks into a test."""
+    for key in ALL_KEYS:
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Any) -> str:
+    """A new empty database of each kind."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/test.sqlite3"
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    return server.create_database()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Any) -> str:
+    return f"sqlite:///{tmp_path}/test.sqlite3"
+
+
+AppFactory = Callable[..., Flask]
+
+
+@pytest.fixture
+def make_app(tmp_path: Any, database_url: str) -> Iterator[AppFactory]:
+    """Build a Flask app with cdp_bridge on ``database_url``, tables created."""
+    apps: list[Flask] = []
+
+    def factory(*, create_tables: bool = True, **config: Any) -> Flask:
+        app = Flask("cdp_test_app", instance_path=str(tmp_path / f"instance{len(apps)}"))
+        app.config.update(TESTING=True, SQLALCHEMY_DATABASE_URI=database_url, SECRET_KEY="test")
+        app.config.update(config)
+        cdp = CDP(app)
+        if create_tables:
+            with app.app_context():
+                cdp.create_tables()
+        apps.append(app)
+        return app
+
+    yield factory
+    for app in apps:
+        with app.app_context():
+            app.extensions["cdp"].db.engine.dispose()
+
+
+@pytest.fixture
+def app(make_app: AppFactory) -> Flask:
+    """An app with one activation (client ``test-client``, protected group ``shop``)."""
+    return make_app(**ACTIVATION)
+
+
+@pytest.fixture
+def store(app: Flask) -> Iterator[SegmentStore]:
+    """The app's segment store, inside an app context."""
+    with app.app_context():
+        yield app.extensions["cdp"].store

@@ -1,0 +1,181 @@
+"""Settings: read from app.config then the environment, validated by one schema."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from flask import Flask
+
+from cdp_bridge import CDP, ConfigurationError
+from cdp_bridge.settings import load_settings
+
+SECRET = "very-secret-client-secret"
+
+
+def test_defaults_when_nothing_is_configured() -> None:
+    settings = load_settings({}, {})
+    assert settings.bulk_async_threshold == 100
+    assert settings.webhook_max_bytes == 32 * 1024 * 1024
+    assert settings.stream_api_url == "https://in.raptorsmartadvisor.com/stream"
+    assert settings.tracking_script_url.endswith("/raptor-3.0.min.js")
+    assert settings.activations == ()
+    assert settings.inline_worker is None
+
+
+def test_config_wins_over_environment() -> None:
+    settings = load_settings({"CDP_BULK_ASYNC_THRESHOLD": 7}, {"CDP_BULK_ASYNC_THRESHOLD": "9"})
+    assert settings.bulk_async_threshold == 7
+
+
+def test_environment_strings_are_converted() -> None:
+    environ = {
+        "CDP_BULK_ASYNC_THRESHOLD": "250",
+        "CDP_INLINE_WORKER": "off",
+        "CDP_ACCOUNT_NUMBER": "12345",
+        "CDP_TRACKING_PARAMETERS": '{"buy": {"currency": "p9"}}',
+        "CDP_WEBHOOK_SIGNING_SECRETS": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw whsec_c2VjcmV0",
+        "CDP_EXPORT_SCHEDULE": '{"user": [{"interval": "0 3 * * *", "options": "--no-draft"}]}',
+    }
+    settings = load_settings({}, environ)
+    assert settings.bulk_async_threshold == 250
+    assert settings.inline_worker is False
+    assert settings.account_number == "12345"
+    assert settings.tracking_parameters == {"buy": {"currency": "p9"}}
+    assert len(settings.webhook_signing_secrets) == 2
+    assert settings.export_schedule["user"][0].options == "--no-draft"
+
+
+def test_integer_account_number_is_accepted() -> None:
+    assert load_settings({"CDP_ACCOUNT_NUMBER": 4321}, {}).account_number == "4321"
+
+
+def test_single_activation_from_ibexa_names() -> None:
+    settings = load_settings(
+        {
+            "CDP_ACTIVATION_CLIENT_ID": "abc",
+            "CDP_ACTIVATION_CLIENT_SECRET": SECRET,
+            "CDP_SEGMENT_GROUP_IDENTIFIER": "shop",
+        },
+        {},
+    )
+    (activation,) = settings.activations
+    assert activation.client_id == "abc"
+    assert activation.client_secret.reveal() == SECRET
+    assert activation.segment_group_identifier == "shop"
+    assert settings.protected_group_identifiers == {"shop"}
+
+
+def test_several_activations_from_a_json_environment_value() -> None:
+    activations = [
+        {"client_id": "a", "client_secret": "s1", "segment_group_identifier": "one"},
+        {"client_id": "b", "client_secret": "s2", "segment_group_identifier": "two"},
+    ]
+    settings = load_settings({}, {"CDP_ACTIVATIONS": json.dumps(activations)})
+    assert [a.client_id for a in settings.activations] == ["a", "b"]
+    assert settings.protected_group_identifiers == {"one", "two"}
+
+
+def test_secrets_do_not_appear_in_repr() -> None:
+    settings = load_settings(
+        {
+            "CDP_ACTIVATIONS": [{"client_id": "a", "client_secret": SECRET, "segment_group_identifier": "g"}],
+            "CDP_USER_STREAM_ID": "stream-secret-id",
+        },
+        {},
+    )
+    assert SECRET not in repr(settings)
+    assert "stream-secret-id" not in repr(settings)
+    assert SECRET not in repr(settings.activations)
+
+
+@pytest.mark.parametrize(
+    ("config", "named_key", "expected"),
+    [
+        ({"CDP_BULK_ASYNC_THRESHOLD": "abc"}, "CDP_BULK_ASYNC_THRESHOLD", "whole number"),
+        ({"CDP_BULK_ASYNC_THRESHOLD": 0}, "CDP_BULK_ASYNC_THRESHOLD", "at least 1"),
+        ({"CDP_WEBHOOK_MAX_BYTES": "-5"}, "CDP_WEBHOOK_MAX_BYTES", "at least 1"),
+        ({"CDP_ACCOUNT_NUMBER": "12"}, "CDP_ACCOUNT_NUMBER", "4-5 digits"),
+        ({"CDP_ACCOUNT_NUMBER": "123456"}, "CDP_ACCOUNT_NUMBER", "4-5 digits"),
+        ({"CDP_ACTIVATIONS": '[{"client_id": "a", "client_secret": "' + SECRET + '"'}, "CDP_ACTIVATIONS", "valid JSON"),
+        ({"CDP_ACTIVATIONS": '{"client_id": "a"}'}, "CDP_ACTIVATIONS", "list of activations"),
+        (
+            {"CDP_ACTIVATIONS": [{"client_id": "a", "segment_group_identifier": "g"}]},
+            "CDP_ACTIVATIONS[0].client_secret",
+            "required",
+        ),
+        (
+            {"CDP_ACTIVATIONS": [{"client_id": "a", "client_secret": SECRET, "segment_group_identifier": "Bad Group"}]},
+            "CDP_ACTIVATIONS[0].segment_group_identifier",
+            "lower-case",
+        ),
+        ({"CDP_SEGMENT_GROUP_IDENTIFIER": "shop two"}, "CDP_SEGMENT_GROUP_IDENTIFIER", "lower-case"),
+        ({"CDP_ACTIVATION_CLIENT_ID": "a"}, "CDP_ACTIVATION_CLIENT_SECRET", "required together"),
+        ({"CDP_STREAM_API_URL": "ftp://example.org"}, "CDP_STREAM_API_URL", "http(s) URL"),
+        ({"CDP_WEBHOOK_SIGNING_SECRETS": "not-a-whsec"}, "CDP_WEBHOOK_SIGNING_SECRETS", "whsec_"),
+        ({"CDP_WEBHOOK_SIGNING_SECRETS": "whsec_%%%"}, "CDP_WEBHOOK_SIGNING_SECRETS", "base64"),
+        ({"CDP_TRACKING_PARAMETERS": {"buy": {"colour": "p9"}}}, "CDP_TRACKING_PARAMETERS", "unknown field"),
+        ({"CDP_TRACKING_PARAMETERS": {"buy": {"currency": "9"}}}, "CDP_TRACKING_PARAMETERS", "'p9'"),
+        ({"CDP_CONSENT_COOKIE": "bad cookie"}, "CDP_CONSENT_COOKIE", "cookie name"),
+        ({"CDP_INLINE_WORKER": "perhaps"}, "CDP_INLINE_WORKER", "true or false"),
+        ({"CDP_EXPORT_SCHEDULE": {"user": [{"interval": "daily"}]}}, "CDP_EXPORT_SCHEDULE", "five fields"),
+        ({"CDP_EXPORT_SCHEDULE": {"orders": []}}, "CDP_EXPORT_SCHEDULE", "user, product, content"),
+        ({"CDP_USER_STREAM_ID": "   "}, "CDP_USER_STREAM_ID", "non-empty"),
+    ],
+)
+def test_a_wrong_value_names_the_key_and_what_it_expects(config: dict, named_key: str, expected: str) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings(config, {})
+    message = str(caught.value)
+    assert named_key in message
+    assert expected in message
+    assert SECRET not in message
+
+
+def test_two_activations_with_one_client_id_are_refused_without_echoing_secrets() -> None:
+    activations = [
+        {"client_id": "same", "client_secret": SECRET, "segment_group_identifier": "one"},
+        {"client_id": "same", "client_secret": SECRET + "2", "segment_group_identifier": "two"},
+    ]
+    with pytest.raises(ConfigurationError, match="client id 'same' is configured twice") as caught:
+        load_settings({"CDP_ACTIVATIONS": activations}, {})
+    assert SECRET not in str(caught.value)
+
+
+def test_single_activation_and_list_may_not_share_a_client_id() -> None:
+    config = {
+        "CDP_ACTIVATION_CLIENT_ID": "same",
+        "CDP_ACTIVATION_CLIENT_SECRET": SECRET,
+        "CDP_SEGMENT_GROUP_IDENTIFIER": "one",
+        "CDP_ACTIVATIONS": [{"client_id": "same", "client_secret": "x", "segment_group_identifier": "two"}],
+    }
+    with pytest.raises(ConfigurationError, match="configured twice"):
+        load_settings(config, {})
+
+
+def test_start_up_stops_on_a_wrong_value(sqlite_url: str) -> None:
+    app = Flask(__name__)
+    app.config.update(SQLALCHEMY_DATABASE_URI=sqlite_url, CDP_BULK_ASYNC_THRESHOLD="abc")
+    with pytest.raises(ConfigurationError, match="CDP_BULK_ASYNC_THRESHOLD"):
+        CDP(app)
+    assert "cdp" not in app.extensions
+
+
+def test_environment_is_read_at_start_up(monkeypatch: pytest.MonkeyPatch, sqlite_url: str) -> None:
+    monkeypatch.setenv("CDP_BULK_ASYNC_THRESHOLD", "42")
+    app = Flask(__name__)
+    app.config["SQLALCHEMY_DATABASE_URI"] = sqlite_url
+    CDP(app)
+    assert app.extensions["cdp"].settings.bulk_async_threshold == 42
+
+
+def test_dotenv_file_in_the_working_directory_is_loaded(
+    monkeypatch: pytest.MonkeyPatch, tmp_path, sqlite_url: str
+) -> None:
+    (tmp_path / ".env").write_text("CDP_ACCOUNT_NUMBER=5678\n")
+    monkeypatch.delenv("CDP_ACCOUNT_NUMBER", raising=False)
+    app = Flask(__name__)
+    app.config["SQLALCHEMY_DATABASE_URI"] = sqlite_url
+    CDP(app)
+    monkeypatch.delenv("CDP_ACCOUNT_NUMBER", raising=False)  # undo what load_dotenv set
+    assert app.extensions["cdp"].settings.account_number == "5678"
