@@ -1,0 +1,21 @@
+"""gunicorn settings for cdp_bridge sites (and the demo): ``gunicorn -c gunicorn.conf.py``.
+
+Every value can be overridden from the environment. gthread workers suit the webhook:
+its requests wait on the database, not the CPU. With PostgreSQL, run queued webhook
+deliveries in ``flask cdp worker`` processes and keep CDP_INLINE_WORKER off here.
+"""
+
+import os
+
+wsgi_app = os.environ.get("GUNICORN_APP", "wsgi:create_app()")
+bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
+worker_class = "gthread"
+workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
+threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+# Large activations are queued, not applied in the request, so requests stay short.
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", "60"))
+graceful_timeout = 30
+accesslog = os.environ.get("GUNICORN_ACCESSLOG", "-")
+errorlog = "-"
+# Webhook bodies may be up to CDP_WEBHOOK_MAX_BYTES; gunicorn itself limits only headers.
+limit_request_field_size = 16384

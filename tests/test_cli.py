@@ -1,0 +1,122 @@
+"""The flask cdp commands: output and exit status (0 ok, 1 failure, 2 usage/config)."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from tests.conftest import ACTIVATION
+
+
+def run(app: Flask, *args: str, input: str | None = None):
+    return app.test_cli_runner().invoke(args=["cdp", *args], input=input)
+
+
+def test_init_db_creates_the_tables(make_app) -> None:
+    app = make_app(create_tables=False)
+    result = run(app, "init-db")
+    assert result.exit_code == 0, result.output
+    assert "tables are ready" in result.output
+    assert run(app, "segment-group", "list").exit_code == 0
+
+
+def test_segment_group_create_list_delete(app: Flask) -> None:
+    result = run(app, "segment-group", "create", "newsletter", "--name", "Newsletter")
+    assert result.exit_code == 0, result.output
+    assert "Created segment group 'newsletter'" in result.output
+    listing = run(app, "segment-group", "list")
+    assert "newsletter\tNewsletter\t0 segments" in listing.output
+    deleted = run(app, "segment-group", "delete", "newsletter", "--yes")
+    assert deleted.exit_code == 0, deleted.output
+    assert "newsletter" not in run(app, "segment-group", "list").output
+
+
+def test_delete_asks_for_confirmation(app: Flask) -> None:
+    run(app, "segment-group", "create", "keepme")
+    result = run(app, "segment-group", "delete", "keepme", input="n\n")
+    assert result.exit_code == 1
+    assert "not deleted" in result.output
+    assert "keepme" in run(app, "segment-group", "list").output
+
+
+def test_list_marks_protected_groups(app: Flask) -> None:
+    run(app, "segment-group", "create", "shop", "--name", "Shop")
+    assert "shop\tShop\t0 segments  [protected]" in run(app, "segment-group", "list").output
+
+
+def test_bad_identifier_is_a_usage_error(app: Flask) -> None:
+    result = run(app, "segment-group", "create", "Bad Id")
+    assert result.exit_code == 2
+    assert "lower-case letters" in result.output
+    assert "No segment groups" in run(app, "segment-group", "list").output
+
+
+def test_duplicate_group_fails_with_a_message(app: Flask) -> None:
+    run(app, "segment-group", "create", "dup")
+    result = run(app, "segment-group", "create", "dup")
+    assert result.exit_code == 1
+    assert "'dup' already exists" in result.output
+
+
+def test_deleting_a_protected_group_is_refused(app: Flask) -> None:
+    run(app, "segment-group", "create", "shop")
+    result = run(app, "segment-group", "delete", "shop", "--yes")
+    assert result.exit_code == 1
+    assert "Cannot modify protected segment group" in result.output
+
+
+def test_unknown_group_fails(app: Flask) -> None:
+    result = run(app, "segment-group", "delete", "ghost", "--yes")
+    assert result.exit_code == 1
+    assert "'ghost' does not exist" in result.output
+
+
+def test_missing_argument_is_a_usage_error(app: Flask) -> None:
+    assert run(app, "segment-group", "create").exit_code == 2
+
+
+def test_segments_lists_member_counts(app: Flask) -> None:
+    with app.app_context():
+        store = app.extensions["cdp"].store
+        store.create_group("g")
+        store.add_members("g", "vip", ["1", "2"], name="VIP")
+    result = run(app, "segments", "--group", "g")
+    assert result.exit_code == 0
+    assert "g/vip\tVIP\t2 members" in result.output
+    assert run(app, "segments", "--group", "ghost").exit_code == 1
+
+
+def test_check_reports_a_missing_group_then_a_healthy_setup(app: Flask) -> None:
+    result = run(app, "check")
+    assert result.exit_code == 1
+    assert "segment group 'shop' (activation 'test-client') does not exist" in result.output
+    run(app, "segment-group", "create", "shop")
+    result = run(app, "check")
+    assert result.exit_code == 0, result.output
+    assert "Base URL for the CDP activation: http://localhost:5000/cdp/webhook" in result.output
+    assert ACTIVATION["CDP_ACTIVATION_CLIENT_SECRET"] not in result.output
+
+
+def test_check_uses_the_given_site_url(app: Flask) -> None:
+    run(app, "segment-group", "create", "shop")
+    result = run(app, "check", "--site-url", "https://shop.example/")
+    assert "Base URL for the CDP activation: https://shop.example/cdp/webhook" in result.output
+
+
+def test_check_reports_missing_tables(make_app) -> None:
+    app = make_app(create_tables=False, **ACTIVATION)
+    result = run(app, "check")
+    assert result.exit_code == 1
+    assert "run flask cdp init-db" in result.output
+
+
+def test_check_never_shows_stream_ids(make_app) -> None:
+    app = make_app(CDP_USER_STREAM_ID="stream-id-secret", **ACTIVATION)
+    result = run(app, "check")
+    assert "user stream id set" in result.output
+    assert "stream-id-secret" not in result.output
+
+
+def test_check_without_activation_fails(make_app) -> None:
+    result = run(make_app(), "check")
+    assert result.exit_code == 1
+    assert "no activation configured" in result.output

@@ -1,0 +1,133 @@
+"""The demo shop: its pages, basket, checkout, login and the personalisation example."""
+
+from __future__ import annotations
+
+import pytest
+from flask import Flask
+
+import wsgi
+from cdp_bridge.store import SegmentMetadata, membership
+
+
+@pytest.fixture
+def demo(tmp_path) -> Flask:
+    return wsgi.create_app({"TESTING": True}, instance_path=str(tmp_path / "instance"))
+
+
+def test_first_run_creates_users_groups_and_a_secret(demo: Flask, tmp_path) -> None:
+    with demo.app_context():
+        store = demo.extensions["cdp"].store
+        groups = {g.identifier: g for g in store.list_groups()}
+        assert groups["demo_shop"].protected
+        assert not groups["demo_interests"].protected
+        assert store.members("demo_interests", "newsletter") == ["1", "3"]
+    secret = demo.config["CDP_ACTIVATION_CLIENT_SECRET"]
+    assert len(secret) >= 32
+    assert secret in (tmp_path / "instance" / "demo-secrets.json").read_text()
+
+
+def test_a_second_start_keeps_the_data_and_secret(demo: Flask, tmp_path) -> None:
+    again = wsgi.create_app({"TESTING": True}, instance_path=str(tmp_path / "instance"))
+    assert again.config["CDP_ACTIVATION_CLIENT_SECRET"] == demo.config["CDP_ACTIVATION_CLIENT_SECRET"]
+    with again.app_context():
+        assert len(again.extensions["cdp"].store.list_groups()) == 2
+
+
+def test_landing_and_product_pages(demo: Flask) -> None:
+    client = demo.test_client()
+    landing = client.get("/")
+    assert landing.status_code == 200
+    assert b"Reflective dog leash" in landing.data
+    page = client.get("/products/cat-tree")
+    assert page.status_code == 200
+    assert b"Cat tree &#34;Skyscraper&#34;" in page.data
+    assert client.get("/products/unknown").status_code == 404
+
+
+def test_basket_and_checkout(demo: Flask) -> None:
+    client = demo.test_client()
+    client.post("/basket", data={"product_id": "cat-food", "quantity": "2"})
+    client.post("/basket", data={"product_id": "dog-leash", "quantity": "1"})
+    basket = client.get("/basket")
+    assert b"Salmon cat food" in basket.data and b"48.00 EUR" in basket.data
+    client.post("/basket", data={"product_id": "dog-leash", "quantity": "0", "set": "1"})
+    assert b"Reflective dog leash" not in client.get("/basket").data
+    confirmation = client.post("/checkout", follow_redirects=True)
+    assert b"Thank you for your order" in confirmation.data
+    assert b"2 \xc3\x97 Salmon cat food" in confirmation.data
+    assert b"Your basket is empty" in client.get("/basket").data
+
+
+@pytest.mark.parametrize("form", [{"product_id": "nope"}, {"product_id": "cat-food", "quantity": "many"}])
+def test_bad_basket_input_is_refused(demo: Flask, form) -> None:
+    assert demo.test_client().post("/basket", data=form).status_code == 400
+
+
+def test_login_shows_the_users_segments(demo: Flask) -> None:
+    client = demo.test_client()
+    assert client.post("/login", data={"login": "nobody"}).status_code == 400
+    page = client.post("/login", data={"login": "alice"}, follow_redirects=True)
+    assert b"Signed in as <strong>Alice Example</strong>" in page.data
+    assert b"Newsletter readers" in page.data
+    assert b"Welcome back, cat lover" not in page.data
+
+
+def test_personalisation_follows_cdp_segments(demo: Flask) -> None:
+    with demo.app_context():
+        state = demo.extensions["cdp"]
+        with state.engine.begin() as conn:  # as a CDP delivery would
+            group_id = state.store.group_id(conn, "demo_shop")
+            row = membership.ensure_segment(conn, state.tables, group_id, "5d822e81", SegmentMetadata(name="Cat owners"))
+            membership.add_members(conn, state.tables, row.id, ["2"])
+    client = demo.test_client()
+    client.post("/login", data={"login": "bob"})
+    page = client.get("/")
+    assert b"Welcome back, cat lover" in page.data
+    assert b'title="demo_shop/5d822e81">Cat owners' in page.data
+    client.post("/logout")
+    assert b"Welcome back, cat lover" not in client.get("/").data
+
+
+def run_flask(tmp_path, *args: str, **env: str):
+    """Run the real ``flask`` command on the demo with its instance folder in tmp_path."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(wsgi.__file__).parent
+    (tmp_path / "demo_app.py").write_text(
+        "import wsgi\n"
+        f"app = wsgi.create_app(instance_path={str(tmp_path / 'instance')!r})\n"
+    )
+    environ = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{repo}", **env}
+    flask = Path(sys.executable).with_name("flask")
+    return subprocess.run(
+        [str(flask), "--app", "demo_app", *args], cwd=tmp_path, env=environ, capture_output=True, text=True
+    )
+
+
+def test_flask_cdp_check_reports_a_healthy_demo(tmp_path) -> None:
+    result = run_flask(tmp_path, "cdp", "check")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "segment group 'demo_shop' (activation 'demo-shop')" in result.stdout
+    assert "Base URL for the CDP activation: http://localhost:5000/cdp/webhook" in result.stdout
+    secret = (tmp_path / "instance" / "demo-secrets.json").read_text()
+    assert "activation_client_secret" in secret
+    import json
+
+    assert json.loads(secret)["activation_client_secret"] not in result.stdout + result.stderr
+
+
+def test_a_wrong_setting_stops_the_flask_command_with_status_2(tmp_path) -> None:
+    result = run_flask(tmp_path, "cdp", "check", CDP_BULK_ASYNC_THRESHOLD="abc")
+    assert result.returncode == 2
+    assert "CDP_BULK_ASYNC_THRESHOLD: expected a whole number" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_dotenv_is_read_by_the_flask_command(tmp_path) -> None:
+    (tmp_path / ".env").write_text("CDP_WEBHOOK_MAX_BYTES=zero\n")
+    result = run_flask(tmp_path, "cdp", "check")
+    assert result.returncode == 2
+    assert "CDP_WEBHOOK_MAX_BYTES" in result.stderr

@@ -1,0 +1,222 @@
+"""The demo shop: a small Flask site with cdp_bridge registered on its own database.
+
+    flask --app wsgi run                           # development server, embedded SQLite
+    gunicorn -c gunicorn.conf.py 'wsgi:create_app()'  # production-style
+
+It has a landing page, product pages, a basket and checkout, and a login with a few
+demo users; pages show the logged-in user's segments. On first run it creates its
+SQLite database in the instance folder, the demo users, the activation's segment group
+(``demo_shop``, filled by the CDP's webhook) and a hand-made group (``demo_interests``).
+The activation's client secret is generated on first run and kept in the instance
+folder, never in the repository.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import uuid
+from decimal import Decimal
+from typing import Any
+
+from flask import Flask, abort, flash, g, redirect, render_template, request, session, url_for
+from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy import String, select
+from sqlalchemy.orm import Mapped, mapped_column
+
+from cdp_bridge import CDP, ConflictError
+
+DEMO_CLIENT_ID = "demo-shop"
+DEMO_GROUP = "demo_shop"
+INTERESTS_GROUP = "demo_interests"
+
+db = SQLAlchemy()
+cdp = CDP()
+
+
+class DemoUser(db.Model):  # type: ignore[name-defined,misc]
+    """A shop customer; its id is the user id the CDP knows."""
+
+    __tablename__ = "demo_users"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    login: Mapped[str] = mapped_column(String(64), unique=True)
+    email: Mapped[str] = mapped_column(String(255))
+    name: Mapped[str] = mapped_column(String(255))
+    is_admin: Mapped[bool] = mapped_column(default=False)
+
+
+DEMO_USERS = [
+    {"id": 1, "login": "alice", "email": "alice@example.com", "name": "Alice Example", "is_admin": True},
+    {"id": 2, "login": "bob", "email": "bob@example.com", "name": "Bob Example", "is_admin": False},
+    {"id": 3, "login": "carol", "email": "carol@example.com", "name": "Carol Example", "is_admin": False},
+]
+
+PRODUCTS: dict[str, dict[str, Any]] = {
+    p["id"]: p
+    for p in [
+        {"id": "cat-tree", "name": "Cat tree \"Skyscraper\"", "price": Decimal("89.90"), "brand": "Purrfect",
+         "category_path": [("pets", "Pets"), ("cats", "Cats")], "in_stock": True},
+        {"id": "cat-food", "name": "Salmon cat food, 2 kg", "price": Decimal("14.50"), "brand": "Purrfect",
+         "category_path": [("pets", "Pets"), ("cats", "Cats")], "in_stock": True},
+        {"id": "dog-leash", "name": "Reflective dog leash", "price": Decimal("19.00"), "brand": "Woofer",
+         "category_path": [("pets", "Pets"), ("dogs", "Dogs")], "in_stock": True},
+        {"id": "aquarium", "name": "Aquarium starter kit", "price": Decimal("129.00"), "brand": "BlueReef",
+         "category_path": [("pets", "Pets"), ("fish", "Fish")], "in_stock": False},
+    ]
+}
+CURRENCY = "EUR"
+
+
+def create_app(config: dict[str, Any] | None = None, instance_path: str | None = None) -> Flask:
+    """Build the demo shop; ``config`` overrides any setting (tests use it)."""
+    app = Flask(__name__, instance_path=instance_path)
+    os.makedirs(app.instance_path, exist_ok=True)
+    app.config.update(
+        SECRET_KEY=_instance_secret(app, "session_key"),
+        SQLALCHEMY_DATABASE_URI="sqlite:///" + os.path.join(app.instance_path, "demo.sqlite3"),
+        CDP_ACTIVATION_CLIENT_ID=DEMO_CLIENT_ID,
+        CDP_ACTIVATION_CLIENT_SECRET=_instance_secret(app, "activation_client_secret"),
+        CDP_SEGMENT_GROUP_IDENTIFIER=DEMO_GROUP,
+    )
+    app.config.update(config or {})
+    db.init_app(app)
+    cdp.init_app(app, db=db)
+    with app.app_context():
+        db.create_all()
+        _seed_first_run()
+    _register_routes(app)
+    return app
+
+
+def _instance_secret(app: Flask, name: str) -> str:
+    """A random secret made on first run and kept in the (git-ignored) instance folder."""
+    path = os.path.join(app.instance_path, "demo-secrets.json")
+    stored: dict[str, str] = {}
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as handle:
+            stored = json.load(handle)
+    if name not in stored:
+        stored[name] = secrets.token_urlsafe(32)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            json.dump(stored, handle)
+    return stored[name]
+
+
+def _seed_first_run() -> None:
+    if db.session.scalar(select(DemoUser).limit(1)) is None:
+        db.session.add_all(DemoUser(**user) for user in DEMO_USERS)
+        db.session.commit()
+    store = cdp.store
+    for identifier, name in ((DEMO_GROUP, "Demo shop (CDP activation)"), (INTERESTS_GROUP, "Interests (by hand)")):
+        try:
+            store.create_group(identifier, name)
+        except ConflictError:
+            continue
+        if identifier == INTERESTS_GROUP:
+            store.add_members(INTERESTS_GROUP, "newsletter", ["1", "3"], name="Newsletter readers")
+
+
+def current_user() -> DemoUser | None:
+    """The logged-in demo user, if any."""
+    if "user" not in g:
+        user_id = session.get("user_id")
+        g.user = db.session.get(DemoUser, user_id) if user_id is not None else None
+    return g.user
+
+
+def _basket() -> dict[str, int]:
+    basket: dict[str, int] = session.setdefault("basket", {})
+    return basket
+
+
+def _basket_lines() -> list[dict[str, Any]]:
+    return [
+        {**PRODUCTS[pid], "quantity": qty, "subtotal": PRODUCTS[pid]["price"] * qty}
+        for pid, qty in _basket().items()
+        if pid in PRODUCTS
+    ]
+
+
+def _register_routes(app: Flask) -> None:
+    @app.context_processor
+    def shop_context() -> dict[str, Any]:
+        user = current_user()
+        return {
+            "user": user,
+            "user_segments": cdp.segments_for(user.id) if user else [],
+            "basket_count": sum(_basket().values()),
+            "currency": CURRENCY,
+        }
+
+    @app.get("/")
+    def landing() -> str:
+        return render_template("landing.html", products=list(PRODUCTS.values()))
+
+    @app.get("/products/<product_id>")
+    def product(product_id: str) -> str:
+        item = PRODUCTS.get(product_id) or abort(404)
+        return render_template("product.html", product=item)
+
+    @app.get("/basket")
+    def basket() -> str:
+        lines = _basket_lines()
+        return render_template("basket.html", lines=lines, total=sum((line["subtotal"] for line in lines), Decimal(0)))
+
+    @app.post("/basket")
+    def change_basket() -> Any:
+        product_id = request.form.get("product_id", "")
+        if product_id not in PRODUCTS:
+            abort(400, "unknown product")
+        try:
+            quantity = int(request.form.get("quantity", "1"))
+        except ValueError:
+            abort(400, "quantity must be a whole number")
+        items = _basket()
+        items[product_id] = max(0, min(99, quantity if request.form.get("set") else items.get(product_id, 0) + quantity))
+        if items[product_id] == 0:
+            del items[product_id]
+        session.modified = True
+        return redirect(url_for("basket"))
+
+    @app.post("/checkout")
+    def checkout() -> Any:
+        lines = _basket_lines()
+        if not lines:
+            flash("Your basket is empty.")
+            return redirect(url_for("basket"))
+        order = {
+            "id": uuid.uuid4().hex[:10],
+            "lines": [{"id": line["id"], "quantity": line["quantity"]} for line in lines],
+        }
+        session["last_order"] = order
+        session["basket"] = {}
+        return redirect(url_for("order_confirmation"))
+
+    @app.get("/order")
+    def order_confirmation() -> str:
+        order = session.get("last_order") or abort(404)
+        lines = [
+            {**PRODUCTS[line["id"]], "quantity": line["quantity"], "subtotal": PRODUCTS[line["id"]]["price"] * line["quantity"]}
+            for line in order["lines"]
+            if line["id"] in PRODUCTS
+        ]
+        return render_template("order.html", order=order, lines=lines)
+
+    @app.route("/login", methods=["GET", "POST"])
+    def login() -> Any:
+        if request.method == "POST":
+            user = db.session.scalar(select(DemoUser).where(DemoUser.login == request.form.get("login", "")))
+            if user is None:
+                flash("Unknown demo user.")
+                return render_template("login.html", users=DEMO_USERS), 400
+            session["user_id"] = user.id
+            return redirect(url_for("landing"))
+        return render_template("login.html", users=DEMO_USERS)
+
+    @app.post("/logout")
+    def logout() -> Any:
+        session.pop("user_id", None)
+        return redirect(url_for("landing"))
+
