@@ -8,17 +8,24 @@ standard error.
 from __future__ import annotations
 
 import functools
+import signal
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
+import requests
 from flask import current_app
 from flask.cli import AppGroup
 from sqlalchemy.exc import SQLAlchemyError
 
-from .errors import CDPError, ConfigurationError, ValidationError
-from .health import first_line, run_checks
+from .errors import CDPError, ConfigurationError, ValidationError, first_line
+from .health import run_checks
+from .deliveries import LEASE_SECONDS, STATUSES, DeliveryInbox
 from .extension import EXTENSION_KEY, CDPState
+from .sample_activation import sample_body, send_activation
+from .settings import ActivationCredentials
+from .store import validate_user_ids
+from .worker import QueueWorker
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -133,3 +140,82 @@ def segments(group: str | None) -> None:
     for segment in rows:
         click.echo(f"{segment.group}/{segment.identifier}\t{segment.name}\t{segment.member_count} members")
 
+
+
+@cdp_cli.command("worker")
+@click.option("--once", is_flag=True, help="Apply every delivery that is due, then exit.")
+@click.option("--poll-seconds", type=click.FloatRange(min=0.05), default=2.0, show_default=True)
+@click.option("--lease-seconds", type=click.IntRange(min=1), default=LEASE_SECONDS, show_default=True,
+              help="How long a claim lasts before another worker may take the delivery over.")
+@reports_errors
+def worker(once: bool, poll_seconds: float, lease_seconds: int) -> None:
+    """Apply queued webhook deliveries (run any number, on any host)."""
+    state = _state()
+    inbox = DeliveryInbox(state.engine, state.tables, lease_seconds=lease_seconds)
+    queue_worker = QueueWorker(inbox, poll_seconds=poll_seconds)
+    if once:
+        processed = queue_worker.run_once()
+        click.echo(f"Processed {processed} deliveries.")
+        return
+    for signal_number in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signal_number, lambda *_: queue_worker.stop())
+    queue_worker.run_forever()
+
+
+@cdp_cli.command("deliveries")
+@click.option("--status", type=click.Choice(STATUSES), help="Only deliveries with this status.")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@reports_errors
+def deliveries(status: str | None, limit: int) -> None:
+    """The delivery log, newest first."""
+    rows = _state().inbox.list(status, limit=limit)
+    if not rows:
+        click.echo("No deliveries.")
+    for d in rows:
+        outcome = f"applied={d.applied} stale={d.stale}" if d.status == "applied" else (d.error or "")
+        click.echo(
+            f"{d.id}\t{d.received_at:%Y-%m-%d %H:%M:%S}\t{d.status}\t{d.client_id}\t{d.segment_group_identifier}"
+            f"\titems={d.items}\tattempts={d.attempts}\trejected={len(d.rejected)}\t{outcome}"
+        )
+
+
+@cdp_cli.command("replay")
+@click.argument("delivery_id", type=int)
+@reports_errors
+def replay(delivery_id: int) -> None:
+    """Queue a failed or rejected delivery again."""
+    state = _state()
+    delivery = state.inbox.replay(delivery_id)
+    state.wake_inline_worker()
+    click.echo(f"Delivery {delivery.id} queued again; a worker will apply it.")
+
+
+@cdp_cli.command("send-test-activation")
+@click.option("--url", help="The webhook URL (default: this app's on http://127.0.0.1:5000).")
+@click.option("--client-id", help="Which configured activation to send as (default: the first).")
+@click.option("--user-id", "user_ids", multiple=True, default=("1", "2", "3"), show_default=True,
+              help="User ids to put in the sample audiences (repeat the option).")
+@reports_errors
+def send_test_activation(url: str | None, client_id: str | None, user_ids: tuple[str, ...]) -> None:
+    """Send an authenticated sample activation to a running site."""
+    state = _state()
+    activation = _activation(state.settings.activations, client_id)
+    url = url or f"http://127.0.0.1:5000{(state.url_prefix or '/cdp').rstrip('/')}/webhook"
+    secrets = state.settings.webhook_signing_secrets
+    body = sample_body(activation.segment_group_identifier, validate_user_ids(user_ids))
+    try:
+        sent = send_activation(url, activation, body, secrets[0] if secrets else None)
+    except requests.RequestException as exc:
+        raise CommandFailed(f"could not reach {url}: {type(exc).__name__} (is the site running?)") from None
+    click.echo(f"{url} answered {sent.status_code}: {sent.body.strip()}")
+    if not 200 <= sent.status_code < 300:
+        raise CommandFailed("the site did not accept the activation")
+
+
+def _activation(activations: tuple[ActivationCredentials, ...], client_id: str | None) -> ActivationCredentials:
+    if not activations:
+        raise ConfigurationError("no activation configured: set CDP_ACTIVATION_CLIENT_ID and the rest")
+    for activation in activations:
+        if client_id is None or activation.client_id == client_id:
+            return activation
+    raise ValidationError(f"no configured activation has client id {client_id!r}")

@@ -40,3 +40,10 @@ class ConflictError(CDPError):
 
 class ProtectedGroupError(CDPError):
     """A segment group named by a configured activation was to be changed by hand."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an error (for database errors, of the driver's message),
+    without the SQL and parameters SQLAlchemy appends."""
+    message = str(getattr(exc, "orig", None) or exc).strip()
+    return message.splitlines()[0] if message else type(exc).__name__

@@ -20,9 +20,13 @@ from flask.blueprints import BlueprintSetupState
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import Engine, event
 
+from .deliveries import DeliveryInbox
 from .errors import ConfigurationError
+from .formats import PayloadFormat, default_formats
 from .settings import CDPSettings, load_settings
 from .store import CDPTables, Segment, SegmentStore, define_tables
+from .webhook import register_webhook
+from .worker import InlineWorker
 
 EXTENSION_KEY = "cdp"
 BLUEPRINT_NAME = "cdp"
@@ -41,6 +45,7 @@ class CDPState:
     tables: CDPTables
     owns_db: bool
     url_prefix: str | None = None
+    inline_worker: InlineWorker | None = None
     _stores: dict[int, SegmentStore] = field(default_factory=dict, repr=False)
 
     @property
@@ -58,9 +63,25 @@ class CDPState:
             store = self._stores[id(engine)] = SegmentStore(engine, self.tables, protected)
         return store
 
+    @property
+    def inbox(self) -> DeliveryInbox:
+        """The delivery inbox on this app's engine (needs an app context)."""
+        return DeliveryInbox(self.engine, self.tables)
+
     def create_tables(self) -> None:
         """Create the ``cdp_*`` tables that do not exist yet (needs an app context)."""
         self.db.metadata.create_all(self.engine, tables=self.tables.all())
+
+    def uses_inline_worker(self) -> bool:
+        """CDP_INLINE_WORKER, or by default: on with SQLite, off otherwise."""
+        if self.settings.inline_worker is not None:
+            return self.settings.inline_worker
+        return self.engine.dialect.name == "sqlite"
+
+    def wake_inline_worker(self) -> None:
+        """Have the inline worker (if this app uses one) look at the queue now."""
+        if self.inline_worker is not None:
+            self.inline_worker.wake()
 
 
 class CDP:
@@ -96,6 +117,8 @@ class CDP:
         self._own_db: SQLAlchemy | None = None
         self.blueprint = Blueprint(BLUEPRINT_NAME, __name__, template_folder="templates")
         self.blueprint.record(_remember_url_prefix)
+        register_webhook(self.blueprint)
+        self.payload_formats: list[PayloadFormat] = default_formats()
         self.admin_guard_function: Callable[[], bool] | None = None
         self.user_id_loader_function: Callable[[], Any] | None = None
         if app is not None:
@@ -119,9 +142,13 @@ class CDP:
             owns_db=owns_db,
         )
         app.extensions[EXTENSION_KEY] = state
-        if owns_db:
-            with app.app_context():
+        with app.app_context():
+            if owns_db:
                 _tune_sqlite(state.engine)
+            if state.uses_inline_worker():
+                state.inline_worker = InlineWorker(app, lambda: state.inbox)
+                # Also drains what a previous process left queued, from the first request on.
+                app.before_request(state.inline_worker.ensure_started)
         from .cli import cdp_cli
 
         app.cli.add_command(cdp_cli)
@@ -143,6 +170,8 @@ class CDP:
         if not app.config.get("SQLALCHEMY_DATABASE_URI") and not app.config.get("SQLALCHEMY_BINDS"):
             os.makedirs(app.instance_path, exist_ok=True)
             app.config["SQLALCHEMY_DATABASE_URI"] = "sqlite:///" + os.path.join(app.instance_path, OWN_DATABASE_FILE)
+        # A connection broken by a database restart is replaced, not handed to a request.
+        app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"pool_pre_ping": True})
         self._own_db.init_app(app)
         return self._own_db, True
 
@@ -152,6 +181,11 @@ class CDP:
         """Register the back office's access check: called per request, true admits."""
         self.admin_guard_function = function
         return function
+
+    def register_payload_format(self, payload_format: PayloadFormat) -> PayloadFormat:
+        """Read webhook bodies of another format too; tried before the built-in one."""
+        self.payload_formats.insert(0, payload_format)
+        return payload_format
 
     def user_id_loader(self, function: Callable[[], Any]) -> Callable[[], Any]:
         """Register a function returning the logged-in user's id, or ``None``."""

@@ -10,7 +10,7 @@ from flask import Flask
 from sqlalchemy import inspect, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from .errors import NotFoundError
+from .errors import NotFoundError, first_line
 from .extension import WEBHOOK_PATH, CDPState
 
 DEFAULT_SITE_URL = "http://localhost:5000"
@@ -32,12 +32,6 @@ class CheckReport:
 
     def noted(self, message: str) -> None:
         self.lines.append(f"note  {message}")
-
-
-def first_line(exc: BaseException) -> str:
-    """The first line of a (database) error, without the SQL and parameters SQLAlchemy adds."""
-    message = str(getattr(exc, "orig", None) or exc).strip()
-    return message.splitlines()[0] if message else type(exc).__name__
 
 
 def run_checks(state: CDPState, app: Flask, site_url: str | None) -> CheckReport:

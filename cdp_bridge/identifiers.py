@@ -33,6 +33,8 @@ def validate_group_identifier(value: object) -> str:
 
 def has_control_characters(value: str) -> bool:
     """True when ``value`` holds a control, format-control or line-separator character."""
+    if value.isprintable():  # fast path in C: printable text has none of them
+        return False
     return any(unicodedata.category(ch) in {"Cc", "Cf", "Zl", "Zp"} for ch in value)
 
 

@@ -6,7 +6,7 @@ import pytest
 from flask import Flask
 
 import wsgi
-from cdp_bridge.store import SegmentMetadata, membership
+from cdp_bridge.store import membership
 
 
 @pytest.fixture
@@ -77,7 +77,7 @@ def test_personalisation_follows_cdp_segments(demo: Flask) -> None:
         state = demo.extensions["cdp"]
         with state.engine.begin() as conn:  # as a CDP delivery would
             group_id = state.store.group_id(conn, "demo_shop")
-            row = membership.ensure_segment(conn, state.tables, group_id, "5d822e81", SegmentMetadata(name="Cat owners"))
+            row = membership.ensure_segment(conn, state.tables, group_id, "5d822e81", "Cat owners")
             membership.add_members(conn, state.tables, row.id, ["2"])
     client = demo.test_client()
     client.post("/login", data={"login": "bob"})

@@ -64,11 +64,11 @@ def ensure_segment(
     tables: CDPTables,
     group_id: int,
     identifier: str,
-    metadata: SegmentMetadata,
+    name: str | None = None,
     *,
     lock: bool = False,
 ) -> SegmentRow:
-    """Create the segment if missing, then apply the metadata that was given.
+    """The segment ``identifier`` of a group, created (named ``name`` or its id) if missing.
 
     With ``lock`` the row is locked (``FOR UPDATE`` where supported) so concurrent
     deliveries to one audience are ordered by its ``last_sequence``.
@@ -77,24 +77,18 @@ def ensure_segment(
     now = utcnow()
     conn.execute(
         _insert_ignore(conn, s).values(
-            group_id=group_id,
-            identifier=identifier,
-            name=metadata.name or identifier,
-            created_at=now,
-            updated_at=now,
+            group_id=group_id, identifier=identifier, name=name or identifier, created_at=now, updated_at=now
         )
     )
     query = select(s.c.id, s.c.identifier, s.c.last_sequence).where(
         s.c.group_id == group_id, s.c.identifier == identifier
     )
     row = conn.execute(query.with_for_update() if lock else query).one()
-    changes = _metadata_changes(metadata)
-    if changes:
-        conn.execute(update(s).where(s.c.id == row.id).values(**changes, updated_at=now))
     return SegmentRow(row.id, row.identifier, row.last_sequence)
 
 
-def _metadata_changes(metadata: SegmentMetadata) -> dict[str, Any]:
+def update_metadata(conn: Connection, tables: CDPTables, segment_id: int, metadata: SegmentMetadata) -> None:
+    """Store the metadata fields that were given; the others keep their values."""
     changes: dict[str, Any] = {
         "name": metadata.name,
         "description": metadata.description,
@@ -102,7 +96,10 @@ def _metadata_changes(metadata: SegmentMetadata) -> dict[str, Any]:
         "profile_count": metadata.profile_count,
         "source_updated_at": metadata.source_updated_at,
     }
-    return {key: value for key, value in changes.items() if value is not None}
+    given = {key: value for key, value in changes.items() if value is not None}
+    if given:
+        s = tables.segments
+        conn.execute(update(s).where(s.c.id == segment_id).values(**given, updated_at=utcnow()))
 
 
 def record_sequence(conn: Connection, tables: CDPTables, segment_id: int, sequence: int) -> None:

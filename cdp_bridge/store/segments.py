@@ -109,6 +109,7 @@ class SegmentStore:
             segment_ids = select(t.segments.c.id).where(t.segments.c.group_id == group_id)
             conn.execute(delete(t.memberships).where(t.memberships.c.segment_id.in_(segment_ids)))
             conn.execute(delete(t.segments).where(t.segments.c.group_id == group_id))
+            conn.execute(delete(t.tombstones).where(t.tombstones.c.group_id == group_id))
             conn.execute(delete(t.segment_groups).where(t.segment_groups.c.id == group_id))
 
     def get_group(self, identifier: str) -> SegmentGroup:
@@ -190,9 +191,11 @@ class SegmentStore:
 
     def _editable_segment(self, conn: Connection, group: str, segment: str, name: str | None) -> membership.SegmentRow:
         segment = validate_segment_identifier(segment)
-        metadata = SegmentMetadata(name=validate_name(name, "segment name") if name is not None else None)
+        name = validate_name(name, "segment name") if name is not None else None
         group_id = self._editable_group_id(conn, group)
-        return membership.ensure_segment(conn, self.tables, group_id, segment, metadata)
+        row = membership.ensure_segment(conn, self.tables, group_id, segment, name)
+        membership.update_metadata(conn, self.tables, row.id, SegmentMetadata(name=name))
+        return row
 
     def _existing_editable_segment(self, conn: Connection, group: str, segment: str) -> membership.SegmentRow:
         segment = validate_segment_identifier(segment)

@@ -48,22 +48,24 @@ class CDPTables:
     segments: Table
     memberships: Table
     deliveries: Table
+    tombstones: Table
 
     def all(self) -> list[Table]:
         """In creation order (parents first)."""
-        return [self.segment_groups, self.segments, self.memberships, self.deliveries]
+        return [self.segment_groups, self.segments, self.memberships, self.deliveries, self.tombstones]
 
 
 def define_tables(metadata: MetaData) -> CDPTables:
     """The cdp tables on ``metadata``, defined on first call and reused after."""
     if "cdp_segment_groups" in metadata.tables:
-        names = ("cdp_segment_groups", "cdp_segments", "cdp_memberships", "cdp_deliveries")
+        names = ("cdp_segment_groups", "cdp_segments", "cdp_memberships", "cdp_deliveries", "cdp_tombstones")
         return CDPTables(*(metadata.tables[name] for name in names))
     return CDPTables(
         segment_groups=_segment_groups(metadata),
         segments=_segments(metadata),
         memberships=_memberships(metadata),
         deliveries=_deliveries(metadata),
+        tombstones=_tombstones(metadata),
     )
 
 
@@ -153,4 +155,23 @@ def _deliveries(metadata: MetaData) -> Table:
         PrimaryKeyConstraint("id", name="pk_cdp_deliveries"),
         UniqueConstraint("client_id", "request_id", name="uq_cdp_deliveries_client_id_request_id"),
         Index("ix_cdp_deliveries_status_available_at", "status", "available_at"),
+    )
+
+
+def _tombstones(metadata: MetaData) -> Table:
+    """The last sequence of deleted audiences, so a late change cannot bring one back."""
+    return Table(
+        "cdp_tombstones",
+        metadata,
+        Column("group_id", _ID, nullable=False),
+        Column("identifier", _IDENT, nullable=False),
+        Column("sequence", BigInteger(), nullable=False),
+        Column("deleted_at", DateTime(), nullable=False, default=utcnow),
+        PrimaryKeyConstraint("group_id", "identifier", name="pk_cdp_tombstones"),
+        ForeignKeyConstraint(
+            ["group_id"],
+            ["cdp_segment_groups.id"],
+            name="fk_cdp_tombstones_group_id_cdp_segment_groups",
+            ondelete="CASCADE",
+        ),
     )

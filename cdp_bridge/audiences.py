@@ -1,0 +1,188 @@
+"""The domain core: audience changes from the CDP, and applying them to a segment group.
+
+An :class:`AudienceChange` is what one audience of one delivery asks for, already
+validated; :func:`apply_audience_changes` applies a delivery's changes inside the
+caller's transaction. Nothing here knows about HTTP or Flask: the webhook, the worker
+and replays all come through here, and a new body format only has to produce these
+values (see :mod:`cdp_bridge.formats`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, delete, select
+
+from .store import CDPTables, SegmentMetadata, utcnow
+from .store import membership
+
+
+@dataclass(frozen=True)
+class AudienceChange:
+    """One audience's change: membership edits, metadata, deletion, ordering."""
+
+    audience_id: str
+    metadata: SegmentMetadata = field(default_factory=SegmentMetadata)
+    add: tuple[str, ...] = ()
+    remove: tuple[str, ...] = ()
+    members: tuple[str, ...] | None = None
+    deleted: bool = False
+    sequence: int | None = None
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """An audience, or one user id of it, that was refused, and why."""
+
+    audience: str
+    reason: str
+    user_id: str | None = None
+
+    def as_dict(self) -> dict[str, str]:
+        answer = {"audience": self.audience, "reason": self.reason}
+        if self.user_id is not None:
+            answer["user_id"] = self.user_id
+        return answer
+
+
+@dataclass(frozen=True)
+class ActivationDocument:
+    """A parsed delivery body: what to apply, what was refused, how many ids it held."""
+
+    changes: tuple[AudienceChange, ...]
+    rejected: tuple[Rejection, ...] = ()
+    items: int = 0
+    segment_group_identifier: str | None = None
+    request_id: str | None = None
+
+
+@dataclass
+class ApplyOutcome:
+    """How many audiences were applied and how many were skipped as stale."""
+
+    applied: int = 0
+    stale: int = 0
+
+
+def apply_audience_changes(
+    conn: Connection, tables: CDPTables, group_id: int, changes: Sequence[AudienceChange]
+) -> ApplyOutcome:
+    """Apply a delivery's changes to one group, in the caller's transaction.
+
+    Audiences are visited in identifier order (a stable sort, so one audience's entries
+    keep their order) so that concurrent deliveries lock segments in the same order.
+    """
+    outcome = ApplyOutcome()
+    for change in sorted(changes, key=lambda c: c.audience_id):
+        if _apply_one(conn, tables, group_id, change):
+            outcome.applied += 1
+        else:
+            outcome.stale += 1
+    return outcome
+
+
+def _apply_one(conn: Connection, tables: CDPTables, group_id: int, change: AudienceChange) -> bool:
+    """Apply one change; ``False`` when its sequence shows it is stale."""
+    if _older_than_deletion(conn, tables, group_id, change):
+        return False
+    if change.deleted:
+        return _delete(conn, tables, group_id, change)
+    row = membership.ensure_segment(conn, tables, group_id, change.audience_id, change.metadata.name, lock=True)
+    if _is_stale(change.sequence, row.last_sequence):
+        return False
+    membership.update_metadata(conn, tables, row.id, change.metadata)
+    if change.members is not None:
+        membership.replace_members(conn, tables, row.id, change.members)
+    membership.add_members(conn, tables, row.id, change.add)
+    membership.remove_members(conn, tables, row.id, change.remove)
+    if change.sequence is not None:
+        membership.record_sequence(conn, tables, row.id, change.sequence)
+        _forget_tombstone(conn, tables, group_id, change.audience_id)
+    return True
+
+
+def _is_stale(sequence: int | None, last_applied: int | None) -> bool:
+    return sequence is not None and last_applied is not None and sequence <= last_applied
+
+
+def _older_than_deletion(conn: Connection, tables: CDPTables, group_id: int, change: AudienceChange) -> bool:
+    if change.sequence is None:
+        return False
+    t = tables.tombstones
+    deleted_at = conn.scalar(select(t.c.sequence).where(t.c.group_id == group_id, t.c.identifier == change.audience_id))
+    return _is_stale(change.sequence, deleted_at)
+
+
+def _delete(conn: Connection, tables: CDPTables, group_id: int, change: AudienceChange) -> bool:
+    s = tables.segments
+    query = select(s.c.id, s.c.last_sequence).where(s.c.group_id == group_id, s.c.identifier == change.audience_id)
+    row = conn.execute(query.with_for_update()).first()
+    if row is not None:
+        if _is_stale(change.sequence, row.last_sequence):
+            return False
+        membership.delete_segment(conn, tables, row.id)
+    if change.sequence is not None:
+        _forget_tombstone(conn, tables, group_id, change.audience_id)
+        conn.execute(
+            tables.tombstones.insert().values(
+                group_id=group_id, identifier=change.audience_id, sequence=change.sequence, deleted_at=utcnow()
+            )
+        )
+    return True
+
+
+def _forget_tombstone(conn: Connection, tables: CDPTables, group_id: int, identifier: str) -> None:
+    t = tables.tombstones
+    conn.execute(delete(t).where(t.c.group_id == group_id, t.c.identifier == identifier))
+
+
+# -- storage form of a delivery's changes (the queue holds these, not the raw body) -------
+
+
+def changes_to_json(changes: Sequence[AudienceChange]) -> str:
+    """The validated changes as JSON, for the delivery inbox."""
+    return json.dumps([_change_to_dict(change) for change in changes], separators=(",", ":"))
+
+
+def changes_from_json(text: str) -> tuple[AudienceChange, ...]:
+    """The inverse of :func:`changes_to_json`."""
+    return tuple(_change_from_dict(item) for item in json.loads(text))
+
+
+def _change_to_dict(change: AudienceChange) -> dict[str, Any]:
+    meta = change.metadata
+    return {
+        "id": change.audience_id,
+        "name": meta.name,
+        "description": meta.description,
+        "tags": list(meta.tags) if meta.tags is not None else None,
+        "profile_count": meta.profile_count,
+        "updated_at": meta.source_updated_at.isoformat() if meta.source_updated_at else None,
+        "add": list(change.add),
+        "remove": list(change.remove),
+        "members": list(change.members) if change.members is not None else None,
+        "deleted": change.deleted,
+        "sequence": change.sequence,
+    }
+
+
+def _change_from_dict(item: dict[str, Any]) -> AudienceChange:
+    return AudienceChange(
+        audience_id=item["id"],
+        metadata=SegmentMetadata(
+            name=item["name"],
+            description=item["description"],
+            tags=tuple(item["tags"]) if item["tags"] is not None else None,
+            profile_count=item["profile_count"],
+            source_updated_at=datetime.fromisoformat(item["updated_at"]) if item["updated_at"] else None,
+        ),
+        add=tuple(item["add"]),
+        remove=tuple(item["remove"]),
+        members=tuple(item["members"]) if item["members"] is not None else None,
+        deleted=item["deleted"],
+        sequence=item["sequence"],
+    )

@@ -1,0 +1,372 @@
+"""The delivery inbox: every webhook delivery is recorded here before it is answered.
+
+A small delivery is recorded and applied in one transaction; a large one is recorded as
+``queued`` and applied later by a worker. Workers claim deliveries with a lease
+(``FOR UPDATE SKIP LOCKED`` on PostgreSQL), re-assert the claim inside the transaction
+that applies the delivery, and so a delivery is applied exactly once even when a
+worker dies and another takes its delivery over after the lease expires. Failures are
+retried with backoff; after the last try the delivery is ``failed``, kept, replayable.
+
+Statuses: ``applied``, ``queued``, ``processing``, ``failed``, and ``rejected`` (the
+activation's segment group did not exist; replayable once it does).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Engine, and_, func, or_, select, update
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from .audiences import ActivationDocument, Rejection, apply_audience_changes, changes_from_json, changes_to_json
+from .errors import CDPError, NotFoundError, first_line
+from .settings import ActivationCredentials
+from .store import CDPTables, utcnow
+
+log = logging.getLogger("cdp_bridge.webhook")
+
+STATUSES = ("applied", "queued", "processing", "failed", "rejected")
+REPLAYABLE = ("failed", "rejected")
+MAX_ATTEMPTS = 5
+LEASE_SECONDS = 120
+BACKOFF_BASE_SECONDS = 5
+BACKOFF_MAX_SECONDS = 900
+
+
+@dataclass(frozen=True)
+class ReceiveResult:
+    """What the webhook answers: one of applied, queued, duplicate, unknown_segment_group."""
+
+    status: str
+    delivery_id: int
+    items: int = 0
+    applied: int = 0
+    stale: int = 0
+    rejected: tuple[Rejection, ...] = ()
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One row of the delivery log."""
+
+    id: int
+    received_at: datetime
+    client_id: str
+    segment_group_identifier: str
+    request_id: str | None
+    payload_format: str
+    items: int
+    status: str
+    attempts: int
+    applied: int | None
+    stale: int | None
+    rejected: list[dict[str, str]] = field(default_factory=list)
+    error: str | None = None
+    finished_at: datetime | None = None
+    duration_ms: int | None = None
+
+
+class LeaseLost(CDPError):
+    """Another worker took the delivery over; this one must not apply it."""
+
+
+def backoff_seconds(attempts: int) -> int:
+    """Delay before try ``attempts + 1``: 5 s, 10 s, 20 s … capped at 15 minutes."""
+    return int(min(BACKOFF_MAX_SECONDS, BACKOFF_BASE_SECONDS * 2 ** max(0, attempts - 1)))
+
+
+def worker_identity() -> str:
+    """A name unique to this claim: host, process and a random part."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class DeliveryInbox:
+    """Records, applies, queues, claims and replays deliveries of one database."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        tables: CDPTables,
+        *,
+        max_attempts: int = MAX_ATTEMPTS,
+        lease_seconds: int = LEASE_SECONDS,
+    ) -> None:
+        self.engine = engine
+        self.tables = tables
+        self.max_attempts = max_attempts
+        self.lease_seconds = lease_seconds
+
+    # -- receiving -----------------------------------------------------------------------
+
+    def receive(
+        self,
+        activation: ActivationCredentials,
+        document: ActivationDocument,
+        request_id: str | None,
+        payload_format: str,
+        *,
+        queue: bool,
+    ) -> ReceiveResult:
+        """Record a delivery and apply it now (``queue=False``) or leave it queued."""
+        try:
+            with self.engine.begin() as conn:
+                return self._receive(conn, activation, document, request_id, payload_format, queue)
+        except IntegrityError:
+            # Another request with the same request id committed first.
+            duplicate = self._duplicate_of(activation.client_id, request_id)
+            if duplicate is None:
+                raise
+            return ReceiveResult("duplicate", duplicate)
+
+    def _receive(
+        self,
+        conn: Connection,
+        activation: ActivationCredentials,
+        document: ActivationDocument,
+        request_id: str | None,
+        payload_format: str,
+        queue: bool,
+    ) -> ReceiveResult:
+        if request_id is not None:
+            existing = self._find_request(conn, activation.client_id, request_id)
+            if existing is not None:
+                return ReceiveResult("duplicate", existing)
+        started = time.monotonic()
+        row = {
+            "client_id": activation.client_id,
+            "segment_group_identifier": activation.segment_group_identifier,
+            "payload_format": payload_format,
+            "payload": changes_to_json(document.changes),
+            "items": document.items,
+            "rejected": [r.as_dict() for r in document.rejected],
+            "received_at": utcnow(),
+            "available_at": utcnow(),
+            "attempts": 0,
+        }
+        group_id = self._group_id(conn, activation.segment_group_identifier)
+        if group_id is None:
+            error = f"unknown_segment_group: segment group {activation.segment_group_identifier!r} does not exist"
+            delivery_id = self._insert(conn, {**row, "status": "rejected", "error": error, "request_id": None})
+            return ReceiveResult("unknown_segment_group", delivery_id, document.items)
+        if queue:
+            delivery_id = self._insert(conn, {**row, "status": "queued", "request_id": request_id})
+            return ReceiveResult("queued", delivery_id, document.items)
+        delivery_id = self._insert(conn, {**row, "status": "processing", "request_id": request_id, "attempts": 1})
+        outcome = apply_audience_changes(conn, self.tables, group_id, document.changes)
+        self._finish(conn, delivery_id, outcome.applied, outcome.stale, started)
+        return ReceiveResult("applied", delivery_id, document.items, outcome.applied, outcome.stale, document.rejected)
+
+    def _insert(self, conn: Connection, row: dict[str, Any]) -> int:
+        d = self.tables.deliveries
+        return int(conn.execute(d.insert().values(**row).returning(d.c.id)).scalar_one())
+
+    def _find_request(self, conn: Connection, client_id: str, request_id: str) -> int | None:
+        d = self.tables.deliveries
+        found = conn.scalar(select(d.c.id).where(d.c.client_id == client_id, d.c.request_id == request_id))
+        return int(found) if found is not None else None
+
+    def _duplicate_of(self, client_id: str, request_id: str | None) -> int | None:
+        if request_id is None:
+            return None
+        with self.engine.connect() as conn:
+            return self._find_request(conn, client_id, request_id)
+
+    def _group_id(self, conn: Connection, identifier: str) -> int | None:
+        g = self.tables.segment_groups
+        found = conn.scalar(select(g.c.id).where(g.c.identifier == identifier))
+        return int(found) if found is not None else None
+
+    def _finish(self, conn: Connection, delivery_id: int, applied: int, stale: int, started: float) -> None:
+        d = self.tables.deliveries
+        conn.execute(
+            update(d)
+            .where(d.c.id == delivery_id)
+            .values(
+                status="applied",
+                applied=applied,
+                stale=stale,
+                error=None,
+                claimed_by=None,
+                lease_expires_at=None,
+                finished_at=utcnow(),
+                duration_ms=int((time.monotonic() - started) * 1000),
+            )
+        )
+
+    # -- working the queue -------------------------------------------------------------
+
+    def claim(self, worker: str) -> int | None:
+        """Claim the oldest due delivery (queued, or processing with an expired lease)."""
+        d = self.tables.deliveries
+        now = utcnow()
+        due = or_(
+            and_(d.c.status == "queued", d.c.available_at <= now),
+            and_(d.c.status == "processing", d.c.lease_expires_at < now),
+        )
+        with self.engine.begin() as conn:
+            candidate = select(d.c.id).where(due).order_by(d.c.id).limit(1)
+            if conn.dialect.name == "postgresql":
+                candidate = candidate.with_for_update(skip_locked=True)
+            delivery_id = conn.scalar(candidate)
+            if delivery_id is None:
+                return None
+            claimed = conn.execute(
+                update(d)
+                .where(d.c.id == delivery_id, due)
+                .values(
+                    status="processing",
+                    claimed_by=worker,
+                    lease_expires_at=now + timedelta(seconds=self.lease_seconds),
+                    attempts=d.c.attempts + 1,
+                )
+            )
+            return int(delivery_id) if claimed.rowcount == 1 else None
+
+    def process(self, delivery_id: int, worker: str) -> str:
+        """Apply a claimed delivery; returns its new status (or ``lease_lost``)."""
+        started = time.monotonic()
+        try:
+            with self.engine.begin() as conn:
+                row = self._hold_claim(conn, delivery_id, worker)
+                if row.attempts > self.max_attempts:
+                    raise CDPError(f"gave up after {self.max_attempts} tries (workers stopped mid-delivery)")
+                group_id = self._group_id(conn, row.segment_group_identifier)
+                if group_id is None:
+                    raise NotFoundError(f"segment group {row.segment_group_identifier!r} does not exist")
+                outcome = apply_audience_changes(conn, self.tables, group_id, changes_from_json(row.payload))
+                self._finish(conn, delivery_id, outcome.applied, outcome.stale, started)
+        except LeaseLost:
+            log.warning("delivery %s: lease lost to another worker; not applied here", delivery_id)
+            return "lease_lost"
+        except (SQLAlchemyError, CDPError, ValueError) as exc:
+            return self._record_failure(delivery_id, worker, exc)
+        self._log_outcome(delivery_id, started)
+        return "applied"
+
+    def _hold_claim(self, conn: Connection, delivery_id: int, worker: str) -> Any:
+        """Lock the delivery row if this worker still holds it; else :class:`LeaseLost`."""
+        d = self.tables.deliveries
+        query = select(d).where(d.c.id == delivery_id, d.c.claimed_by == worker, d.c.status == "processing")
+        row = conn.execute(query.with_for_update()).first()
+        if row is None:
+            raise LeaseLost(f"delivery {delivery_id} is no longer claimed by {worker}")
+        # On SQLite the write below takes the database lock, the equivalent of FOR UPDATE.
+        conn.execute(update(d).where(d.c.id == delivery_id).values(claimed_by=worker))
+        return row
+
+    def _record_failure(self, delivery_id: int, worker: str, exc: BaseException) -> str:
+        d = self.tables.deliveries
+        message = f"{type(exc).__name__}: {first_line(exc)}"
+        with self.engine.begin() as conn:
+            row = conn.execute(select(d.c.attempts, d.c.claimed_by).where(d.c.id == delivery_id)).one()
+            if row.claimed_by != worker:
+                return "lease_lost"
+            final = row.attempts >= self.max_attempts
+            conn.execute(
+                update(d)
+                .where(d.c.id == delivery_id)
+                .values(
+                    status="failed" if final else "queued",
+                    error=message,
+                    claimed_by=None,
+                    lease_expires_at=None,
+                    available_at=utcnow() + timedelta(seconds=backoff_seconds(row.attempts)),
+                    finished_at=utcnow() if final else None,
+                )
+            )
+        status = "failed" if final else "queued"
+        log.warning("delivery %s: try %s failed (%s); now %s", delivery_id, row.attempts, message, status)
+        return status
+
+    def _log_outcome(self, delivery_id: int, started: float) -> None:
+        delivery = self.get(delivery_id)
+        log_outcome(delivery, (time.monotonic() - started) * 1000)
+
+    # -- the log ---------------------------------------------------------------------------
+
+    def get(self, delivery_id: int) -> Delivery:
+        """One delivery, or :class:`NotFoundError`."""
+        d = self.tables.deliveries
+        with self.engine.connect() as conn:
+            row = conn.execute(select(d).where(d.c.id == delivery_id)).first()
+        if row is None:
+            raise NotFoundError(f"delivery {delivery_id} does not exist")
+        return _delivery(row)
+
+    def list(self, status: str | None = None, *, offset: int = 0, limit: int | None = 100) -> list[Delivery]:
+        """Deliveries, newest first, optionally of one status."""
+        d = self.tables.deliveries
+        query = select(d).order_by(d.c.id.desc()).offset(offset).limit(limit)
+        if status is not None:
+            query = query.where(d.c.status == status)
+        with self.engine.connect() as conn:
+            return [_delivery(row) for row in conn.execute(query)]
+
+    def pending_count(self) -> int:
+        """How many deliveries are queued or being processed."""
+        d = self.tables.deliveries
+        with self.engine.connect() as conn:
+            return int(conn.scalar(select(func.count()).where(d.c.status.in_(("queued", "processing")))) or 0)
+
+    def replay(self, delivery_id: int) -> Delivery:
+        """Queue a failed (or rejected) delivery again, with a fresh set of tries."""
+        d = self.tables.deliveries
+        with self.engine.begin() as conn:
+            status = conn.scalar(select(d.c.status).where(d.c.id == delivery_id))
+            if status is None:
+                raise NotFoundError(f"delivery {delivery_id} does not exist")
+            if status not in REPLAYABLE:
+                raise CDPError(f"delivery {delivery_id} is {status}; only failed or rejected deliveries can be replayed")
+            conn.execute(
+                update(d)
+                .where(d.c.id == delivery_id)
+                .values(status="queued", attempts=0, available_at=utcnow(), error=None, finished_at=None)
+            )
+        return self.get(delivery_id)
+
+
+def log_outcome(delivery: Delivery, duration_ms: float) -> None:
+    """The one INFO line per delivery outcome."""
+    log.info(
+        "delivery %s %s: activation=%s group=%s items=%s applied=%s stale=%s rejected=%s duration_ms=%.1f",
+        delivery.id,
+        delivery.status,
+        delivery.client_id,
+        delivery.segment_group_identifier,
+        delivery.items,
+        delivery.applied,
+        delivery.stale,
+        len(delivery.rejected),
+        duration_ms,
+    )
+
+
+def _delivery(row: Any) -> Delivery:
+    rejected = row.rejected
+    if isinstance(rejected, str):
+        rejected = json.loads(rejected)
+    return Delivery(
+        id=row.id,
+        received_at=row.received_at,
+        client_id=row.client_id,
+        segment_group_identifier=row.segment_group_identifier,
+        request_id=row.request_id,
+        payload_format=row.payload_format,
+        items=row.items,
+        status=row.status,
+        attempts=row.attempts,
+        applied=row.applied,
+        stale=row.stale,
+        rejected=list(rejected or []),
+        error=row.error,
+        finished_at=row.finished_at,
+        duration_ms=row.duration_ms,
+    )

@@ -1,0 +1,223 @@
+"""``POST /cdp/webhook``: the CDP's activation pushes audiences here (SPEC section 3).
+
+The view only translates HTTP: method, credentials, size, media type, signature, JSON
+and body format are checked in that order, each with its own answer; then the parsed
+delivery goes to the :class:`~cdp_bridge.deliveries.DeliveryInbox`, which records it
+before anything is answered. A database that cannot be reached answers 503 with
+``Retry-After`` and leaves nothing half-applied (every write is one transaction).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+from flask import Blueprint, Response, current_app, jsonify, request
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from .audiences import ActivationDocument
+from .credentials import authenticate
+from .deliveries import ReceiveResult
+from .errors import ValidationError
+from .formats import PayloadError, choose_format
+from .identifiers import validate_text_identifier
+from .signatures import SignatureError, verify
+
+log = logging.getLogger("cdp_bridge.webhook")
+
+RETRY_AFTER_SECONDS = 5
+BODY_EXCERPT_BYTES = 2048
+READ_CHUNK_BYTES = 64 * 1024
+REDACTED_HEADERS = frozenset({"authorization", "x-client-secret", "webhook-signature", "cookie", "proxy-authorization"})
+ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+
+
+def register_webhook(blueprint: Blueprint) -> None:
+    """Add the webhook route to the ``cdp`` blueprint."""
+    blueprint.add_url_rule("/webhook", "webhook", receive_webhook, methods=ALL_METHODS)
+
+
+def answer(code: int, /, **body: Any) -> Response:
+    response = jsonify(body)
+    response.status_code = code
+    return response
+
+
+def receive_webhook() -> Response:
+    """The webhook view."""
+    if request.method != "POST":
+        response = answer(405, error="method_not_allowed")
+        response.headers["Allow"] = "POST"
+        return response
+    state = current_app.extensions["cdp"]
+    settings = state.settings
+    _log_headers()
+    activation = authenticate(request.headers, settings.activations)
+    if activation is None:
+        return _unauthorized("credentials missing or wrong")
+    limit = settings.webhook_max_bytes
+    if request.content_length is not None and request.content_length > limit:
+        return answer(413, error="payload_too_large")
+    if request.mimetype != "application/json":
+        return answer(415, error="unsupported_media_type")
+    body = _read_body(limit)
+    if body is None:
+        return answer(413, error="payload_too_large")
+    _log_body(body)
+    if settings.webhook_signing_secrets:
+        try:
+            verify(
+                settings.webhook_signing_secrets,
+                request.headers.get("webhook-id"),
+                request.headers.get("webhook-timestamp"),
+                request.headers.get("webhook-signature"),
+                body,
+                now=time.time(),
+            )
+        except SignatureError as exc:
+            return _unauthorized(str(exc))
+    return _accept(state, activation, body)
+
+
+def _accept(state: Any, activation: Any, body: bytes) -> Response:
+    try:
+        raw = json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        return answer(400, error="invalid_json", message=f"the body is not valid JSON: {_json_problem(exc)}")
+    try:
+        payload_format = choose_format(state.extension.payload_formats, raw, request.headers)
+        document = payload_format.parse(raw)
+        request_id = _request_id(document)
+    except PayloadError as exc:
+        return answer(400, **_payload_error(exc))
+    except RecursionError:
+        return answer(400, error="invalid_payload", message="the body is nested too deeply")
+    group = document.segment_group_identifier
+    if group is not None and group != activation.segment_group_identifier:
+        return answer(
+            422,
+            error="segment_group_mismatch",
+            message=f"segment_group_identifier {group!r} is not this activation's segment group",
+        )
+    queue = document.items >= state.settings.bulk_async_threshold
+    try:
+        result = state.inbox.receive(activation, document, request_id, payload_format.name, queue=queue)
+    except (OperationalError, InterfaceError, PoolTimeoutError) as exc:
+        log.error("webhook: database unavailable, answered 503: %s", type(exc).__name__)
+        response = answer(503, error="unavailable")
+        response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
+    return _answer_result(state, activation, result)
+
+
+def _answer_result(state: Any, activation: Any, result: ReceiveResult) -> Response:
+    log.info(
+        "delivery %s %s: activation=%s group=%s items=%s applied=%s stale=%s rejected=%s",
+        result.delivery_id,
+        result.status,
+        activation.client_id,
+        activation.segment_group_identifier,
+        result.items,
+        result.applied,
+        result.stale,
+        len(result.rejected),
+    )
+    if result.status == "unknown_segment_group":
+        return answer(
+            422,
+            error="unknown_segment_group",
+            message=f"segment group {activation.segment_group_identifier!r} does not exist: create it first",
+            delivery_id=result.delivery_id,
+        )
+    if result.status == "queued":
+        state.wake_inline_worker()
+        return answer(202, status="queued", delivery_id=result.delivery_id, items=result.items)
+    if result.status == "duplicate":
+        return answer(200, status="duplicate", delivery_id=result.delivery_id)
+    return answer(
+        200,
+        status="applied",
+        delivery_id=result.delivery_id,
+        items=result.items,
+        applied=result.applied,
+        stale=result.stale,
+        rejected=[r.as_dict() for r in result.rejected],
+    )
+
+
+def _unauthorized(reason: str) -> Response:
+    log.info("webhook: 401 from %s: %s", request.remote_addr, reason)
+    response = answer(401, error="unauthorized")
+    response.headers["WWW-Authenticate"] = 'Basic realm="cdp"'
+    return response
+
+
+def _read_body(limit: int) -> bytes | None:
+    """The raw body, or ``None`` when it is longer than ``limit`` (chunked bodies too)."""
+    chunks: list[bytes] = []
+    total = 0
+    try:
+        stream = request.stream
+        while True:
+            chunk = stream.read(min(READ_CHUNK_BYTES, limit + 1 - total))
+            if not chunk:
+                return b"".join(chunks)
+            total += len(chunk)
+            if total > limit:
+                return None
+            chunks.append(chunk)
+    except RequestEntityTooLarge:
+        return None
+
+
+def _request_id(document: ActivationDocument) -> str | None:
+    """``request_id`` from the body, else the ``Idempotency-Key`` or ``webhook-id`` header."""
+    candidates = [
+        ("request_id", document.request_id),
+        ("Idempotency-Key", request.headers.get("Idempotency-Key")),
+        ("webhook-id", request.headers.get("webhook-id")),
+    ]
+    for name, value in candidates:
+        if value:
+            try:
+                return validate_text_identifier(value, name)
+            except ValidationError as exc:
+                raise PayloadError("invalid_payload", str(exc)) from None
+    return None
+
+
+def _payload_error(exc: PayloadError) -> dict[str, Any]:
+    body: dict[str, Any] = {"error": exc.error, "message": exc.message}
+    if exc.details is not None:
+        body["details"] = exc.details
+    return body
+
+
+def _json_problem(exc: BaseException) -> str:
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    if isinstance(exc, UnicodeDecodeError):
+        return "not UTF-8 text"
+    return str(getattr(exc, "msg", None) or exc)
+
+
+def _log_headers() -> None:
+    """Each CDP request at DEBUG, with the headers that carry secrets redacted."""
+    if log.isEnabledFor(logging.DEBUG):
+        headers = {
+            name: ("<redacted>" if name.lower() in REDACTED_HEADERS else value)
+            for name, value in request.headers.items()
+        }
+        log.debug("webhook request %s %s from %s headers=%s", request.method, request.path, request.remote_addr, headers)
+
+
+def _log_body(body: bytes) -> None:
+    """A bounded excerpt of an authenticated request's body, at DEBUG."""
+    if log.isEnabledFor(logging.DEBUG):
+        excerpt = body[:BODY_EXCERPT_BYTES].decode("utf-8", errors="replace")
+        more = f" …(+{len(body) - BODY_EXCERPT_BYTES} bytes)" if len(body) > BODY_EXCERPT_BYTES else ""
+        log.debug("webhook body (%s bytes): %s%s", len(body), excerpt, more)

@@ -1,0 +1,106 @@
+"""Queue workers: apply queued deliveries, as ``flask cdp worker`` or inside the web process.
+
+Any number of workers may run on any host that shares the database; the inbox's
+claims make sure each delivery is applied once. The inline worker is a daemon thread
+of the web process, for the embedded SQLite default, so the demo needs no second
+process; production with PostgreSQL runs ``flask cdp worker`` instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from flask import Flask
+from sqlalchemy.exc import SQLAlchemyError
+
+from .deliveries import DeliveryInbox, worker_identity
+from .errors import first_line
+
+log = logging.getLogger("cdp_bridge.worker")
+
+DEFAULT_POLL_SECONDS = 2.0
+
+
+class QueueWorker:
+    """Claims and applies due deliveries until told to stop."""
+
+    def __init__(self, inbox: DeliveryInbox, *, poll_seconds: float = DEFAULT_POLL_SECONDS) -> None:
+        self.inbox = inbox
+        self.poll_seconds = poll_seconds
+        self.stop_event = threading.Event()
+        self.wake_event = threading.Event()
+
+    def run_once(self) -> int:
+        """Apply every delivery that is due now; return how many were processed."""
+        processed = 0
+        while not self.stop_event.is_set():
+            worker = worker_identity()
+            delivery_id = self.inbox.claim(worker)
+            if delivery_id is None:
+                return processed
+            self.inbox.process(delivery_id, worker)
+            processed += 1
+        return processed
+
+    def run_forever(self) -> None:
+        """Drain the queue, then wait for a wake-up or the poll interval, until stopped."""
+        log.info("queue worker started")
+        while not self.stop_event.is_set():
+            try:
+                self.run_once()
+            except SQLAlchemyError as exc:
+                log.warning("queue worker: database unavailable (%s); retrying", first_line(exc))
+            self.wake_event.wait(self.poll_seconds)
+            self.wake_event.clear()
+        log.info("queue worker stopped")
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.wake_event.set()
+
+    def wake(self) -> None:
+        """Look at the queue now rather than at the next poll."""
+        self.wake_event.set()
+
+
+class InlineWorker:
+    """A :class:`QueueWorker` in a daemon thread of the web process, with an app context."""
+
+    def __init__(self, app: Flask, make_inbox: Callable[[], DeliveryInbox]) -> None:
+        self._app = app
+        self._make_inbox = make_inbox
+        self._lock = threading.Lock()
+        self._worker: QueueWorker | None = None
+        self._thread: threading.Thread | None = None
+
+    def ensure_started(self) -> None:
+        """Start the thread once per process (gunicorn forks after import)."""
+        if self._thread is not None and self._thread.is_alive():
+            return
+        with self._lock:
+            if self._thread is not None and self._thread.is_alive():
+                return
+            with self._app.app_context():
+                self._worker = QueueWorker(self._make_inbox())
+            self._thread = threading.Thread(target=self._run, name="cdp-inline-worker", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        assert self._worker is not None
+        with self._app.app_context():
+            self._worker.run_forever()
+
+    def wake(self) -> None:
+        self.ensure_started()
+        if self._worker is not None:
+            self._worker.wake()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        with self._lock:
+            if self._worker is not None:
+                self._worker.stop()
+            if self._thread is not None:
+                self._thread.join(timeout)
+            self._thread = None
