@@ -8,6 +8,7 @@ standard error.
 from __future__ import annotations
 
 import functools
+import logging
 import signal
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -147,9 +148,13 @@ def segments(group: str | None) -> None:
 @click.option("--poll-seconds", type=click.FloatRange(min=0.05), default=2.0, show_default=True)
 @click.option("--lease-seconds", type=click.IntRange(min=1), default=LEASE_SECONDS, show_default=True,
               help="How long a claim lasts before another worker may take the delivery over.")
+@click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]), default="INFO",
+              show_default=True, help="Used when the app has not configured logging itself.")
 @reports_errors
-def worker(once: bool, poll_seconds: float, lease_seconds: int) -> None:
+def worker(once: bool, poll_seconds: float, lease_seconds: int, log_level: str) -> None:
     """Apply queued webhook deliveries (run any number, on any host)."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     state = _state()
     inbox = DeliveryInbox(state.engine, state.tables, lease_seconds=lease_seconds)
     queue_worker = QueueWorker(inbox, poll_seconds=poll_seconds)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -93,3 +95,40 @@ def store(app: Flask) -> Iterator[SegmentStore]:
     """The app's segment store, inside an app context."""
     with app.app_context():
         yield app.extensions["cdp"].store
+
+
+# -- webhook helpers -------------------------------------------------------------------
+
+def basic_auth(client_id: str = ACTIVATION["CDP_ACTIVATION_CLIENT_ID"],
+               secret: str = ACTIVATION["CDP_ACTIVATION_CLIENT_SECRET"]) -> dict[str, str]:
+    token = base64.b64encode(f"{client_id}:{secret}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
+def post_webhook(app: Flask, body: Any = None, *, raw: bytes | None = None, headers: dict[str, str] | None = None,
+                 content_type: str = "application/json", auth: dict[str, str] | None = None):
+    """POST to the webhook with the test activation's credentials unless ``auth`` says otherwise."""
+    data = raw if raw is not None else json.dumps(body).encode()
+    all_headers = {**(basic_auth() if auth is None else auth), **(headers or {})}
+    return app.test_client().post("/cdp/webhook", data=data, headers=all_headers, content_type=content_type)
+
+
+@pytest.fixture
+def webhook_app(make_app: AppFactory) -> Flask:
+    """An app whose activation's group ``shop`` exists; no inline worker thread."""
+    app = make_app(CDP_INLINE_WORKER=False, CDP_BULK_ASYNC_THRESHOLD=10, **ACTIVATION)
+    with app.app_context():
+        app.extensions["cdp"].store.create_group("shop", "Shop")
+    return app
+
+
+def memberships(app: Flask, group: str = "shop") -> dict[str, set[str]]:
+    """Every segment of a group with its members: the whole state to compare against."""
+    with app.app_context():
+        store = app.extensions["cdp"].store
+        return {s.identifier: set(store.members(group, s.identifier)) for s in store.list_segments(group)}
+
+
+def delivery_rows(app: Flask) -> list:
+    with app.app_context():
+        return app.extensions["cdp"].inbox.list(limit=None)

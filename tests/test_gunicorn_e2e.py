@@ -1,0 +1,103 @@
+"""End to end through a real gunicorn server on loopback: small, queued (chunked) and
+oversize deliveries, and ``flask cdp send-test-activation`` against the running site."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.conftest import ACTIVATION, basic_auth
+from tests.postgres_server import free_port
+from tests.processes import REPO, process_env, run_flask, start_flask, write_app_module
+
+
+@pytest.fixture
+def served_site(database_url: str, tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """gunicorn (gthread, 2 workers) serving a site on ``database_url``; yields (base URL, module)."""
+    on_sqlite = database_url.startswith("sqlite")
+    module = write_app_module(tmp_path, database_url, CDP_BULK_ASYNC_THRESHOLD=50, CDP_WEBHOOK_MAX_BYTES=200_000,
+                              CDP_INLINE_WORKER=on_sqlite, **ACTIVATION)
+    assert run_flask(tmp_path, module, "cdp", "init-db").returncode == 0
+    assert run_flask(tmp_path, module, "cdp", "segment-group", "create", "shop").returncode == 0
+    port = free_port()
+    env = process_env(tmp_path, GUNICORN_APP=f"{module}:app", GUNICORN_BIND=f"127.0.0.1:{port}", GUNICORN_WORKERS="2")
+    server = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", str(REPO / "gunicorn.conf.py")],
+                              cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    worker = None if on_sqlite else start_flask(tmp_path, module, "cdp", "worker", "--poll-seconds", "0.2")
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            requests.get(base + "/cdp/webhook", timeout=1)
+            break
+        except requests.ConnectionError:
+            assert server.poll() is None and time.monotonic() < deadline, "gunicorn did not start"
+            time.sleep(0.1)
+    yield base, module
+    for process in (server, worker):
+        if process is not None:
+            process.terminate()
+            process.communicate(timeout=30)
+
+
+def segments(tmp_path: Path, module: str) -> str:
+    return run_flask(tmp_path, module, "cdp", "segments", "--group", "shop").stdout
+
+
+def test_deliveries_through_gunicorn(served_site, tmp_path: Path) -> None:
+    base, module = served_site
+    url = base + "/cdp/webhook"
+    small = requests.post(url, json={"audiences": [{"id": "cats", "name": "Cat owners", "add": ["1", "2"]}]},
+                          headers=basic_auth(), timeout=30)
+    assert small.status_code == 200 and small.json()["status"] == "applied"
+
+    def chunks():  # no Content-Length: requests sends this body chunked
+        yield b'{"audiences": [{"id": "big", "members": ['
+        yield b",".join(f'"{i}"'.encode() for i in range(500))
+        yield b"]}]}"
+
+    queued = requests.post(url, data=chunks(), headers={**basic_auth(), "Content-Type": "application/json"}, timeout=30)
+    assert queued.status_code == 202, queued.text
+    assert queued.json()["items"] == 500
+
+    def oversize():
+        yield b'{"audiences": [{"id": "x", "add": ['
+        for _ in range(100):
+            yield b'"' + b"9" * 3000 + b'",'
+        yield b'"1"]}]}'
+
+    too_big = requests.post(url, data=oversize(), headers={**basic_auth(), "Content-Type": "application/json"}, timeout=30)
+    assert too_big.status_code == 413
+
+    deadline = time.monotonic() + 60
+    while "big\tbig\t500 members" not in segments(tmp_path, module):
+        assert time.monotonic() < deadline, "the queued delivery was not applied"
+        time.sleep(0.2)
+    assert "cats\tCat owners\t2 members" in segments(tmp_path, module)
+
+    sent = run_flask(tmp_path, module, "cdp", "send-test-activation", "--url", url)
+    assert sent.returncode == 0, sent.stdout + sent.stderr
+    assert "answered 200" in sent.stdout and '"status":"applied"' in sent.stdout
+    listing = segments(tmp_path, module)
+    assert "5d822e81\tCat owners\t2 members" in listing and "77aa0001\tVIP\t1 members" in listing
+
+
+def test_send_test_activation_reports_an_unreachable_site(tmp_path: Path, sqlite_url: str) -> None:
+    module = write_app_module(tmp_path, sqlite_url, **ACTIVATION)
+    result = run_flask(tmp_path, module, "cdp", "send-test-activation", "--url", f"http://127.0.0.1:{free_port()}/cdp/webhook")
+    assert result.returncode == 1
+    assert "could not reach" in result.stderr and "is the site running?" in result.stderr
+    assert ACTIVATION["CDP_ACTIVATION_CLIENT_SECRET"] not in result.stdout + result.stderr
+
+
+def test_send_test_activation_without_activation_is_a_configuration_error(tmp_path: Path, sqlite_url: str) -> None:
+    module = write_app_module(tmp_path, sqlite_url)
+    result = run_flask(tmp_path, module, "cdp", "send-test-activation")
+    assert result.returncode == 2
+    assert "no activation configured" in result.stderr
