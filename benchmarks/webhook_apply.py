@@ -1,8 +1,9 @@
 """Applying large audiences, against the raw database driver, in one run (not a test).
 
-For SQLite and PostgreSQL: a 100,000-member ``members`` replace into an empty segment,
-and a 100,000-id delta (50,000 adds, 50,000 removes) on a 100,000-member segment, both
-through cdp_bridge's domain core. Baselines insert the same number of rows into an
+For SQLite and PostgreSQL, through cdp_bridge's domain core: a 100,000-member
+``members`` replace into an empty segment; the same replace over a segment whose
+100,000 members it half overlaps (50,000 removed, 50,000 added); and a 100,000-id delta
+(50,000 adds, 50,000 removes) on a 100,000-member segment. Baselines insert the same number of rows into an
 equivalent table with the raw driver: ``executemany`` (both), ``COPY`` (PostgreSQL).
 Prints rows per second and the ratio to each baseline (target: at least 0.5).
 
@@ -76,10 +77,17 @@ def bench_database(name: str, url: str, raw_connect: Callable[[], object], rows:
     delta_remove = ids[:half]
     scenario = Scenario(url)
     replace = timed(lambda: scenario.apply(AudienceChange("big", members=tuple(ids))), repeat, scenario.reset)
+    overlapping = tuple(ids[half:] + delta_add)
+    replace_over = timed(lambda: scenario.apply(AudienceChange("big", members=overlapping)), repeat,
+                         lambda: scenario.reset(ids))
     delta = timed(lambda: scenario.apply(AudienceChange("big", add=tuple(delta_add), remove=tuple(delta_remove))),
                   repeat, lambda: scenario.reset(ids))
     scenario.engine.dispose()
-    results = [(f"{name}: members replace", rows / replace), (f"{name}: add/remove delta", rows / delta)]
+    results = [
+        (f"{name}: members replace", rows / replace),
+        (f"{name}: members replace, half overlap", rows / replace_over),
+        (f"{name}: add/remove delta", rows / delta),
+    ]
     for label, seconds in raw_baselines(name, raw_connect, ids, repeat):
         results.append((f"{name}: baseline {label}", rows / seconds))
     return results
@@ -124,7 +132,7 @@ def report(results: list[tuple[str, float]]) -> None:
         print(f"{label:45s} {rate:12,.0f} rows/s")
     for database in ("SQLite", "PostgreSQL"):
         baselines = [(k, v) for k, v in results if k.startswith(f"{database}: baseline")]
-        for ours in ("members replace", "add/remove delta"):
+        for ours in ("members replace", "members replace, half overlap", "add/remove delta"):
             key = f"{database}: {ours}"
             if key not in by_name:
                 continue

@@ -42,6 +42,16 @@ BACKOFF_MAX_SECONDS = 900
 
 
 @dataclass(frozen=True)
+class IncomingDelivery:
+    """A parsed, authenticated delivery on its way into the inbox."""
+
+    activation: ActivationCredentials
+    document: ActivationDocument
+    request_id: str | None
+    payload_format: str
+
+
+@dataclass(frozen=True)
 class ReceiveResult:
     """What the webhook answers: one of applied, queued, duplicate, unknown_segment_group."""
 
@@ -106,35 +116,20 @@ class DeliveryInbox:
 
     # -- receiving -----------------------------------------------------------------------
 
-    def receive(
-        self,
-        activation: ActivationCredentials,
-        document: ActivationDocument,
-        request_id: str | None,
-        payload_format: str,
-        *,
-        queue: bool,
-    ) -> ReceiveResult:
+    def receive(self, incoming: IncomingDelivery, *, queue: bool) -> ReceiveResult:
         """Record a delivery and apply it now (``queue=False``) or leave it queued."""
         try:
             with self.engine.begin() as conn:
-                return self._receive(conn, activation, document, request_id, payload_format, queue)
+                return self._receive(conn, incoming, queue)
         except IntegrityError:
             # Another request with the same request id committed first.
-            duplicate = self._duplicate_of(activation.client_id, request_id)
+            duplicate = self._duplicate_of(incoming.activation.client_id, incoming.request_id)
             if duplicate is None:
                 raise
             return ReceiveResult("duplicate", duplicate)
 
-    def _receive(
-        self,
-        conn: Connection,
-        activation: ActivationCredentials,
-        document: ActivationDocument,
-        request_id: str | None,
-        payload_format: str,
-        queue: bool,
-    ) -> ReceiveResult:
+    def _receive(self, conn: Connection, incoming: IncomingDelivery, queue: bool) -> ReceiveResult:
+        activation, document, request_id = incoming.activation, incoming.document, incoming.request_id
         if request_id is not None:
             existing = self._find_request(conn, activation.client_id, request_id)
             if existing is not None:
@@ -143,7 +138,7 @@ class DeliveryInbox:
         row = {
             "client_id": activation.client_id,
             "segment_group_identifier": activation.segment_group_identifier,
-            "payload_format": payload_format,
+            "payload_format": incoming.payload_format,
             "payload": changes_to_json(document.changes),
             "items": document.items,
             "rejected": [r.as_dict() for r in document.rejected],

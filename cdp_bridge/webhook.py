@@ -21,7 +21,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from .audiences import ActivationDocument
 from .credentials import authenticate
-from .deliveries import ReceiveResult
+from .deliveries import IncomingDelivery, ReceiveResult
 from .errors import ValidationError
 from .formats import PayloadError, choose_format
 from .identifiers import validate_text_identifier
@@ -105,7 +105,8 @@ def _accept(state: Any, activation: Any, body: bytes) -> Response:
         )
     queue = document.items >= state.settings.bulk_async_threshold
     try:
-        result = state.inbox.receive(activation, document, request_id, payload_format.name, queue=queue)
+        incoming = IncomingDelivery(activation, document, request_id, payload_format.name)
+        result = state.inbox.receive(incoming, queue=queue)
     except (OperationalError, InterfaceError, PoolTimeoutError) as exc:
         log.error("webhook: database unavailable, answered 503: %s", type(exc).__name__)
         response = answer(503, error="unavailable")

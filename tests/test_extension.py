@@ -118,6 +118,18 @@ def test_python_api_segments_for_and_is_in_segment(sqlite_url: str) -> None:
         assert not cdp.is_in_segment("2", "VIP")
 
 
+@pytest.fixture
+def keep_loggers_enabled():
+    """Alembic's env.py runs logging.config.fileConfig, which disables existing loggers."""
+    import logging
+
+    yield
+    for logger in logging.Logger.manager.loggerDict.values():
+        if isinstance(logger, logging.Logger) and logger.name.startswith("cdp_bridge"):
+            logger.disabled = False
+
+
+@pytest.mark.usefixtures("keep_loggers_enabled")
 def test_flask_migrate_autogenerate_sees_the_tables(database_url: str, tmp_path: Path) -> None:
     app = new_app(database_url)
     db = SQLAlchemy(app)

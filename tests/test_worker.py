@@ -14,7 +14,7 @@ from freezegun import freeze_time
 from sqlalchemy import delete, select, update
 
 from cdp_bridge.audiences import ActivationDocument, AudienceChange
-from cdp_bridge.deliveries import MAX_ATTEMPTS, DeliveryInbox, backoff_seconds
+from cdp_bridge.deliveries import MAX_ATTEMPTS, DeliveryInbox, IncomingDelivery, backoff_seconds
 from cdp_bridge.store import utcnow
 from tests.conftest import ACTIVATION, delivery_rows, memberships, post_webhook
 from tests.processes import run_flask, start_flask, write_app_module
@@ -182,9 +182,8 @@ def enqueue(app: Flask, change: AudienceChange, request_id: str) -> int:
     activation = app.extensions["cdp"].settings.activations[0]
     items = len(change.add) + len(change.members or ())
     with app.app_context():
-        result = app.extensions["cdp"].inbox.receive(
-            activation, ActivationDocument((change,), items=items), request_id, "test", queue=True
-        )
+        incoming = IncomingDelivery(activation, ActivationDocument((change,), items=items), request_id, "test")
+        result = app.extensions["cdp"].inbox.receive(incoming, queue=True)
     return result.delivery_id
 
 

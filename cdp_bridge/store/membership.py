@@ -2,13 +2,13 @@
 
 These are the primitives both the hand-editing API (:mod:`.segments`) and webhook
 deliveries use. None of them commits: the caller decides the transaction, so a delivery
-is applied whole or not at all. Membership changes are a few statements per chunk of
-ids, never one ORM round trip per row.
+is applied whole or not at all. Membership changes go through the dialect's bulk
+writer (:mod:`.bulk`), never one ORM round trip per row.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -16,11 +16,8 @@ from typing import Any
 from sqlalchemy import Connection, delete, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from .bulk import member_writer
 from .tables import CDPTables, utcnow
-
-#: Ids per IN (...) list or per insert batch: well under SQLite's variable limit.
-CHUNK_SIZE = 2000
-
 
 @dataclass(frozen=True)
 class SegmentMetadata:
@@ -42,20 +39,13 @@ class SegmentRow:
     last_sequence: int | None
 
 
-def chunked(values: Sequence[str], size: int = CHUNK_SIZE) -> Iterator[Sequence[str]]:
-    """Consecutive slices of at most ``size`` values."""
-    for start in range(0, len(values), size):
-        yield values[start : start + size]
-
-
-def find_segment(conn: Connection, tables: CDPTables, group_id: int, identifier: str) -> SegmentRow | None:
-    """The segment ``identifier`` of a group, or ``None``."""
+def find_segment(
+    conn: Connection, tables: CDPTables, group_id: int, identifier: str, *, lock: bool = False
+) -> SegmentRow | None:
+    """The segment ``identifier`` of a group (row-locked with ``lock``), or ``None``."""
     s = tables.segments
-    row = conn.execute(
-        select(s.c.id, s.c.identifier, s.c.last_sequence).where(
-            s.c.group_id == group_id, s.c.identifier == identifier
-        )
-    ).first()
+    query = select(s.c.id, s.c.identifier, s.c.last_sequence).where(s.c.group_id == group_id, s.c.identifier == identifier)
+    row = conn.execute(query.with_for_update() if lock else query).first()
     return SegmentRow(row.id, row.identifier, row.last_sequence) if row else None
 
 
@@ -108,56 +98,19 @@ def record_sequence(conn: Connection, tables: CDPTables, segment_id: int, sequen
     conn.execute(update(s).where(s.c.id == segment_id).values(last_sequence=sequence))
 
 
-def existing_members(conn: Connection, tables: CDPTables, segment_id: int, user_ids: Sequence[str]) -> set[str]:
-    """Which of ``user_ids`` are already members of the segment."""
-    m = tables.memberships
-    found: set[str] = set()
-    for chunk in chunked(user_ids):
-        found.update(
-            conn.scalars(select(m.c.user_id).where(m.c.segment_id == segment_id, m.c.user_id.in_(chunk)))
-        )
-    return found
-
-
-def all_members(conn: Connection, tables: CDPTables, segment_id: int) -> set[str]:
-    """Every member of the segment."""
-    m = tables.memberships
-    return set(conn.scalars(select(m.c.user_id).where(m.c.segment_id == segment_id)))
-
-
 def add_members(conn: Connection, tables: CDPTables, segment_id: int, user_ids: Iterable[str]) -> int:
     """Add the users not yet in the segment; return how many were added."""
-    wanted = list(dict.fromkeys(user_ids))
-    present = existing_members(conn, tables, segment_id, wanted)
-    return _insert_members(conn, tables, segment_id, [u for u in wanted if u not in present])
-
-
-def _insert_members(conn: Connection, tables: CDPTables, segment_id: int, new_ids: Sequence[str]) -> int:
-    now = utcnow()
-    statement = _insert_ignore(conn, tables.memberships)
-    for chunk in chunked(new_ids):
-        conn.execute(statement, [{"segment_id": segment_id, "user_id": u, "created_at": now} for u in chunk])
-    return len(new_ids)
+    return member_writer(conn, tables).add(conn, segment_id, list(dict.fromkeys(user_ids)))
 
 
 def remove_members(conn: Connection, tables: CDPTables, segment_id: int, user_ids: Iterable[str]) -> int:
     """Remove the given users from the segment; return how many were members."""
-    m = tables.memberships
-    removed = 0
-    for chunk in chunked(list(dict.fromkeys(user_ids))):
-        result = conn.execute(delete(m).where(m.c.segment_id == segment_id, m.c.user_id.in_(chunk)))
-        removed += result.rowcount
-    return removed
+    return member_writer(conn, tables).remove(conn, segment_id, list(dict.fromkeys(user_ids)))
 
 
 def replace_members(conn: Connection, tables: CDPTables, segment_id: int, user_ids: Iterable[str]) -> tuple[int, int]:
     """Make the segment's members exactly ``user_ids``; return (added, removed)."""
-    wanted = list(dict.fromkeys(user_ids))
-    current = all_members(conn, tables, segment_id)
-    wanted_set = set(wanted)
-    removed = remove_members(conn, tables, segment_id, [u for u in current if u not in wanted_set])
-    added = _insert_members(conn, tables, segment_id, [u for u in wanted if u not in current])
-    return added, removed
+    return member_writer(conn, tables).replace(conn, segment_id, list(dict.fromkeys(user_ids)))
 
 
 def delete_segment(conn: Connection, tables: CDPTables, segment_id: int) -> None:

@@ -193,13 +193,13 @@ class SegmentStore:
         segment = validate_segment_identifier(segment)
         name = validate_name(name, "segment name") if name is not None else None
         group_id = self._editable_group_id(conn, group)
-        row = membership.ensure_segment(conn, self.tables, group_id, segment, name)
+        row = membership.ensure_segment(conn, self.tables, group_id, segment, name, lock=True)
         membership.update_metadata(conn, self.tables, row.id, SegmentMetadata(name=name))
         return row
 
     def _existing_editable_segment(self, conn: Connection, group: str, segment: str) -> membership.SegmentRow:
         segment = validate_segment_identifier(segment)
-        row = membership.find_segment(conn, self.tables, self._editable_group_id(conn, group), segment)
+        row = membership.find_segment(conn, self.tables, self._editable_group_id(conn, group), segment, lock=True)
         if row is None:
             raise NotFoundError(f"segment {segment!r} does not exist in group {group!r}")
         return row

@@ -1,0 +1,209 @@
+"""Dialect-specific bulk membership writes: the hot path of large CDP deliveries.
+
+A 100,000-member audience must apply at a good fraction of the raw driver's speed, so
+these writers talk to the driver directly inside the caller's transaction:
+
+- PostgreSQL: ids are ``COPY``-ed into a temporary staging table, then one
+  ``INSERT … SELECT … ON CONFLICT DO NOTHING`` and one anti-join ``DELETE`` do the
+  rest in the server; removals are one ``DELETE … = ANY(array)``.
+- SQLite: ``executemany`` of ``INSERT OR IGNORE`` / ``DELETE`` on the primary key;
+  the cursor's row count says how many rows changed.
+- Any other database: portable SQLAlchemy statements in chunks.
+
+Each writer returns exact counts of rows added and removed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, Protocol
+
+from sqlalchemy import Connection, delete, insert, select
+
+from .tables import CDPTables, utcnow
+
+CHUNK_SIZE = 2000
+STAGING_TABLE = "cdp_staging_user_ids"
+
+
+class MemberWriter(Protocol):
+    """Adds, removes and replaces the members of one segment, returning exact counts."""
+
+    def add(self, conn: Connection, segment_id: int, user_ids: Sequence[str]) -> int: ...
+
+    def remove(self, conn: Connection, segment_id: int, user_ids: Sequence[str]) -> int: ...
+
+    def replace(self, conn: Connection, segment_id: int, user_ids: Sequence[str]) -> tuple[int, int]: ...
+
+
+def member_writer(conn: Connection, tables: CDPTables) -> MemberWriter:
+    """The fastest writer for the connection's database."""
+    dialect = conn.dialect.name
+    if dialect == "postgresql" and conn.dialect.driver == "psycopg":
+        return PostgresMemberWriter(tables)
+    if dialect == "sqlite":
+        return SqliteMemberWriter(tables)
+    return PortableMemberWriter(tables)
+
+
+def chunked(values: Sequence[str], size: int = CHUNK_SIZE) -> Any:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+class PostgresMemberWriter:
+    """psycopg 3: COPY into a temporary staging table, then set-based statements.
+
+    Callers hold the segment's row lock (``ensure_segment(lock=True)``), so no other
+    cooperating writer changes its members meanwhile: an empty segment is filled by a
+    ``COPY`` straight into the memberships table.
+    """
+
+    def __init__(self, tables: CDPTables) -> None:
+        self.table = tables.memberships.name
+
+    @staticmethod
+    def _cursor(conn: Connection) -> Any:
+        return conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+
+    def _is_empty(self, cursor: Any, segment_id: int) -> bool:
+        cursor.execute(f"SELECT 1 FROM {self.table} WHERE segment_id = %s LIMIT 1", (segment_id,))
+        return cursor.fetchone() is None
+
+    def _copy_into_empty(self, cursor: Any, segment_id: int, user_ids: Sequence[str]) -> int:
+        now = utcnow().isoformat(sep=" ")  # text once, rather than adapting a datetime per row
+        with cursor.copy(f"COPY {self.table} (segment_id, user_id, created_at) FROM STDIN") as copy:
+            for user_id in user_ids:
+                copy.write_row((segment_id, user_id, now))
+        return len(user_ids)
+
+    def _stage(self, conn: Connection, user_ids: Sequence[str], *, analyze: bool = False) -> Any:
+        """Load distinct ids into the staging table; ``analyze`` when a join will read it."""
+        cursor = self._cursor(conn)
+        cursor.execute(
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS {STAGING_TABLE} (user_id VARCHAR(255) NOT NULL) ON COMMIT DELETE ROWS"
+        )
+        cursor.execute(f"TRUNCATE {STAGING_TABLE}")
+        with cursor.copy(f"COPY {STAGING_TABLE} (user_id) FROM STDIN") as copy:
+            for user_id in user_ids:
+                copy.write_row((user_id,))
+        if analyze:  # without statistics the planner may nest-loop the anti-join
+            cursor.execute(f"ANALYZE {STAGING_TABLE}")
+        return cursor
+
+    def _insert_staged(self, cursor: Any, segment_id: int) -> int:
+        cursor.execute(
+            f"INSERT INTO {self.table} (segment_id, user_id, created_at)"
+            f" SELECT %s, user_id, %s FROM {STAGING_TABLE}"
+            " ON CONFLICT DO NOTHING",
+            (segment_id, utcnow()),
+        )
+        return int(cursor.rowcount)
+
+    def add(self, conn: Connection, segment_id: int, user_ids: Sequence[str]) -> int:
+        if not user_ids:
+            return 0
+        cursor = self._cursor(conn)
+        if self._is_empty(cursor, segment_id):
+            return self._copy_into_empty(cursor, segment_id, user_ids)
+        return self._insert_staged(self._stage(conn, user_ids), segment_id)
+
+    def remove(self, conn: Connection, segment_id: int, user_ids: Sequence[str]) -> int:
+        if not user_ids:
+            return 0
+        cursor = self._cursor(conn)
+        cursor.execute(
+            f"DELETE FROM {self.table} WHERE segment_id = %s AND user_id = ANY(%s)", (segment_id, list(user_ids))
+        )
+        return int(cursor.rowcount)
+
+    def replace(self, conn: Connection, segment_id: int, user_ids: Sequence[str]) -> tuple[int, int]:
+        if self._is_empty(self._cursor(conn), segment_id):
+            return self._copy_into_empty(self._cursor(conn), segment_id, user_ids), 0
+        cursor = self._stage(conn, user_ids, analyze=True)
+        cursor.execute(
+            f"DELETE FROM {self.table} m WHERE m.segment_id = %s"
+            f" AND NOT EXISTS (SELECT 1 FROM {STAGING_TABLE} s WHERE s.user_id = m.user_id)",
+            (segment_id,),
+        )
+        removed = int(cursor.rowcount)
+        return self._insert_staged(cursor, segment_id), removed
+
+
+def _sqlite_timestamp(moment: datetime) -> str:
+    """The text SQLAlchemy's SQLite DateTime type stores, so reads give datetimes back."""
+    return moment.strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+class SqliteMemberWriter:
+    """sqlite3: executemany on the primary key, counted by the cursor.
+
+    Ids go in sorted order: the B-tree pages are then visited once each, instead of
+    at random through a small page cache (three times faster on 100,000 ids).
+    """
+
+    def __init__(self, tables: CDPTables) -> None:
+        self.table = tables.memberships.name
+
+    def add(self, conn: Connection, segment_id: int, user_ids: Sequence[str]) -> int:
+        if not user_ids:
+            return 0
+        now = _sqlite_timestamp(utcnow())
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        cursor.executemany(
+            f"INSERT OR IGNORE INTO {self.table} (segment_id, user_id, created_at) VALUES (?, ?, ?)",
+            [(segment_id, user_id, now) for user_id in sorted(user_ids)],
+        )
+        return int(cursor.rowcount)
+
+    def remove(self, conn: Connection, segment_id: int, user_ids: Sequence[str]) -> int:
+        if not user_ids:
+            return 0
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        cursor.executemany(
+            f"DELETE FROM {self.table} WHERE segment_id = ? AND user_id = ?",
+            [(segment_id, user_id) for user_id in sorted(user_ids)],
+        )
+        return int(cursor.rowcount)
+
+    def replace(self, conn: Connection, segment_id: int, user_ids: Sequence[str]) -> tuple[int, int]:
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        cursor.execute(f"SELECT user_id FROM {self.table} WHERE segment_id = ?", (segment_id,))
+        current = {row[0] for row in cursor.fetchall()}
+        wanted = set(user_ids)
+        removed = self.remove(conn, segment_id, [u for u in current if u not in wanted])
+        return self.add(conn, segment_id, [u for u in user_ids if u not in current]), removed
+
+
+class PortableMemberWriter:
+    """Plain SQLAlchemy Core, for databases without a dedicated writer."""
+
+    def __init__(self, tables: CDPTables) -> None:
+        self.m = tables.memberships
+
+    def _existing(self, conn: Connection, segment_id: int, user_ids: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        for chunk in chunked(user_ids):
+            found.update(conn.scalars(select(self.m.c.user_id).where(self.m.c.segment_id == segment_id, self.m.c.user_id.in_(chunk))))
+        return found
+
+    def add(self, conn: Connection, segment_id: int, user_ids: Sequence[str]) -> int:
+        present = self._existing(conn, segment_id, user_ids)
+        new_ids = [u for u in user_ids if u not in present]
+        now = utcnow()
+        for chunk in chunked(new_ids):
+            conn.execute(insert(self.m), [{"segment_id": segment_id, "user_id": u, "created_at": now} for u in chunk])
+        return len(new_ids)
+
+    def remove(self, conn: Connection, segment_id: int, user_ids: Sequence[str]) -> int:
+        removed = 0
+        for chunk in chunked(user_ids):
+            removed += conn.execute(delete(self.m).where(self.m.c.segment_id == segment_id, self.m.c.user_id.in_(chunk))).rowcount
+        return removed
+
+    def replace(self, conn: Connection, segment_id: int, user_ids: Sequence[str]) -> tuple[int, int]:
+        current = set(conn.scalars(select(self.m.c.user_id).where(self.m.c.segment_id == segment_id)))
+        wanted = set(user_ids)
+        removed = self.remove(conn, segment_id, [u for u in current if u not in wanted])
+        return self.add(conn, segment_id, [u for u in user_ids if u not in current]), removed
