@@ -66,6 +66,7 @@ PRODUCTS: dict[str, dict[str, Any]] = {
     ]
 }
 CURRENCY = "EUR"
+CONSENT_COOKIE = "cdp_consent"
 
 
 def create_app(config: dict[str, Any] | None = None, instance_path: str | None = None) -> Flask:
@@ -78,6 +79,11 @@ def create_app(config: dict[str, Any] | None = None, instance_path: str | None =
         CDP_ACTIVATION_CLIENT_ID=DEMO_CLIENT_ID,
         CDP_ACTIVATION_CLIENT_SECRET=_instance_secret(app, "activation_client_secret"),
         CDP_SEGMENT_GROUP_IDENTIFIER=DEMO_GROUP,
+        # Tracking: a made-up account number and a local stand-in for Raptor's script, so
+        # the demo sends nothing off the machine. Set your own in production.
+        CDP_ACCOUNT_NUMBER="1234",
+        CDP_CONSENT_COOKIE=CONSENT_COOKIE,
+        CDP_TRACKING_SCRIPT_URL="/static/raptor-demo.js",
     )
     app.config.update(config or {})
     db.init_app(app)
@@ -139,15 +145,21 @@ def _basket_lines() -> list[dict[str, Any]]:
     ]
 
 
+@cdp.user_id_loader
+def logged_in_user_id() -> int | None:
+    """Tells cdp_bridge's tracking and personalisation helpers who is logged in."""
+    user = current_user()
+    return user.id if user else None
+
+
 def _register_routes(app: Flask) -> None:
     @app.context_processor
     def shop_context() -> dict[str, Any]:
-        user = current_user()
         return {
-            "user": user,
-            "user_segments": cdp.segments_for(user.id) if user else [],
+            "user": current_user(),
             "basket_count": sum(_basket().values()),
             "currency": CURRENCY,
+            "consent_cookie": CONSENT_COOKIE,
         }
 
     @app.get("/")
@@ -162,7 +174,12 @@ def _register_routes(app: Flask) -> None:
     @app.get("/basket")
     def basket() -> str:
         lines = _basket_lines()
-        return render_template("basket.html", lines=lines, total=sum((line["subtotal"] for line in lines), Decimal(0)))
+        return render_template(
+            "basket.html",
+            lines=lines,
+            total=sum((line["subtotal"] for line in lines), Decimal(0)),
+            changed_product=session.pop("basket_changed", None),
+        )
 
     @app.post("/basket")
     def change_basket() -> Any:
@@ -177,6 +194,7 @@ def _register_routes(app: Flask) -> None:
         items[product_id] = max(0, min(99, quantity if request.form.get("set") else items.get(product_id, 0) + quantity))
         if items[product_id] == 0:
             del items[product_id]
+        session["basket_changed"] = product_id  # tracked as a basket event on the next page
         session.modified = True
         return redirect(url_for("basket"))
 

@@ -25,6 +25,7 @@ from .errors import ConfigurationError
 from .formats import PayloadFormat, default_formats
 from .settings import CDPSettings, load_settings
 from .store import CDPTables, Segment, SegmentStore, define_tables
+from .tracking import register_tracking_globals
 from .webhook import register_webhook
 from .worker import InlineWorker
 
@@ -45,6 +46,7 @@ class CDPState:
     tables: CDPTables
     owns_db: bool
     url_prefix: str | None = None
+    tracking_warning_logged: bool = False
     inline_worker: InlineWorker | None = None
     _stores: dict[int, SegmentStore] = field(default_factory=dict, repr=False)
 
@@ -121,6 +123,7 @@ class CDP:
         self.payload_formats: list[PayloadFormat] = default_formats()
         self.admin_guard_function: Callable[[], bool] | None = None
         self.user_id_loader_function: Callable[[], Any] | None = None
+        self.nonce_provider_function: Callable[[], str | None] | None = None
         if app is not None:
             self.init_app(app)
 
@@ -152,6 +155,7 @@ class CDP:
         from .cli import cdp_cli
 
         app.cli.add_command(cdp_cli)
+        register_tracking_globals(app)
         place_blueprint = self._register_blueprint if register_blueprint is None else register_blueprint
         if place_blueprint:
             app.register_blueprint(self.blueprint, url_prefix=DEFAULT_URL_PREFIX)
@@ -180,6 +184,14 @@ class CDP:
     def admin_guard(self, function: Callable[[], bool]) -> Callable[[], bool]:
         """Register the back office's access check: called per request, true admits."""
         self.admin_guard_function = function
+        return function
+
+    def nonce_provider(self, function: Callable[[], str | None]) -> Callable[[], str | None]:
+        """Register a function returning the request's CSP nonce for the tracking scripts.
+
+        Without one, Flask-Talisman's ``request.csp_nonce`` is used when present.
+        """
+        self.nonce_provider_function = function
         return function
 
     def register_payload_format(self, payload_format: PayloadFormat) -> PayloadFormat:

@@ -205,7 +205,9 @@ def _positive_int(key: str, minimum: int, what: str) -> fields.Integer:
     )
 
 
-def _url(key: str, default: str) -> fields.Url:
+def _url(key: str, default: str, *, site_path: bool = False) -> fields.Field:
+    if site_path:
+        return _URLOrSitePath(data_key=key, load_default=default)
     return fields.Url(
         data_key=key,
         schemes={"http", "https"},
@@ -213,6 +215,19 @@ def _url(key: str, default: str) -> fields.Url:
         load_default=default,
         error_messages={"invalid": "expected an http(s) URL"},
     )
+
+
+class _URLOrSitePath(fields.String):
+    """An http(s) URL, or a path on the site itself such as ``/static/raptor.js``."""
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> str:
+        text = super()._deserialize(value, attr, data, **kwargs).strip()
+        if text.startswith("/") and not text.startswith("//"):
+            return text
+        try:
+            return str(fields.Url(schemes={"http", "https"}, require_tld=False).deserialize(text))
+        except SchemaError:
+            raise SchemaError("expected an http(s) URL or a path starting with /") from None
 
 
 class SettingsSchema(Schema):
@@ -242,7 +257,7 @@ class SettingsSchema(Schema):
     bulk_async_threshold = _positive_int(c.BULK_ASYNC_THRESHOLD, 1, "a whole number of at least 1")
     webhook_max_bytes = _positive_int(c.WEBHOOK_MAX_BYTES, 1, "a whole number of bytes of at least 1")
     webhook_signing_secrets = _SigningSecrets(data_key=c.WEBHOOK_SIGNING_SECRETS)
-    tracking_script_url = _url(c.TRACKING_SCRIPT_URL, c.DEFAULT_TRACKING_SCRIPT_URL)
+    tracking_script_url = _url(c.TRACKING_SCRIPT_URL, c.DEFAULT_TRACKING_SCRIPT_URL, site_path=True)
     tracking_parameters = _JSONEncoded(
         fields.Dict(
             keys=fields.String(),

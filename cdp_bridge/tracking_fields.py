@@ -1,0 +1,187 @@
+"""Raptor tracking parameters: from keyword arguments to ``{"p1": "visit", "p2": …}``.
+
+Each keyword of SPEC section 5 maps to a p-number (Raptor's defaults, overridable per
+event type with CDP_TRACKING_PARAMETERS); each value is validated and formatted as the
+string Raptor expects. A bad value raises :class:`TrackingArgumentError` naming the
+argument. Nothing here renders HTML or knows about requests.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import Any
+
+from .constants import DEFAULT_TRACKING_PARAMETERS
+from .errors import CDPError
+from .identifiers import has_control_characters
+
+#: Event types cdp_bridge knows; any type named in CDP_TRACKING_PARAMETERS is known too.
+KNOWN_EVENT_TYPES = frozenset(
+    {"visit", "buy", "basket", "contentvisit", "pageview", "search", "itemclick", "wishlist", "campaign"}
+)
+ZERO_DECIMAL_CURRENCIES = frozenset(
+    "BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX UYI VND VUV XAF XOF XPF".split()
+)
+THREE_DECIMAL_CURRENCIES = frozenset("BHD IQD JOD KWD LYD OMR TND".split())
+RAW_PARAMETER = re.compile(r"p[1-9][0-9]?")
+CATEGORY_SEPARATORS = re.compile(r"[,;#]")
+MAX_VALUE_LENGTH = 4096
+
+
+class TrackingArgumentError(CDPError, ValueError):
+    """A tracking helper was given a bad argument; the message names it."""
+
+
+def event_parameters(
+    event_type: str, fields: Mapping[str, Any], overrides: Mapping[str, Mapping[str, str]]
+) -> dict[str, str]:
+    """The ``pN`` parameters of one event, every value a string, absent fields left out."""
+    known_types = KNOWN_EVENT_TYPES | set(overrides)
+    if not isinstance(event_type, str) or event_type not in known_types:
+        raise TrackingArgumentError(
+            f"event_type {event_type!r} is not a known event type ({', '.join(sorted(known_types))})"
+        )
+    positions = {**DEFAULT_TRACKING_PARAMETERS, **overrides.get(event_type, {})}
+    currency = fields.get("currency")
+    params = {positions["event_type"]: event_type}
+    for keyword, value in fields.items():
+        if value is None:
+            continue
+        if RAW_PARAMETER.fullmatch(keyword):
+            params[keyword] = text_value(value, keyword)
+        elif keyword in DEFAULT_TRACKING_PARAMETERS and keyword != "event_type":
+            params[positions[keyword]] = format_field(keyword, value, currency)
+        else:
+            raise TrackingArgumentError(
+                f"{keyword} is not a tracking field; expected one of "
+                + ", ".join(sorted(k for k in DEFAULT_TRACKING_PARAMETERS if k != "event_type"))
+                + " or a raw parameter such as p9"
+            )
+    return dict(sorted(params.items(), key=lambda item: int(item[0][1:])))
+
+
+def format_field(keyword: str, value: Any, currency: Any = None) -> str:
+    """One field's value as Raptor's string."""
+    if keyword in ("price", "subtotal"):
+        return format_price(value, currency, keyword)
+    if keyword == "currency":
+        return format_currency(value)
+    if keyword == "quantity":
+        return str(whole_number(value, keyword))
+    if keyword == "in_stock":
+        if not isinstance(value, bool):
+            raise TrackingArgumentError(f"in_stock must be true or false, not {value!r}")
+        return "true" if value else "false"
+    if keyword == "category_path":
+        return format_category_path(value)
+    if keyword == "basket_content":
+        return format_basket_content(value)
+    return text_value(value, keyword)
+
+
+def text_value(value: Any, name: str) -> str:
+    """A string or number as text: bounded length, no control characters."""
+    if isinstance(value, bool) or not isinstance(value, (str, int, float, Decimal)):
+        raise TrackingArgumentError(f"{name} must be text or a number, not {type(value).__name__}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise TrackingArgumentError(f"{name} must be a finite number")
+    text = str(value)
+    if len(text) > MAX_VALUE_LENGTH:
+        raise TrackingArgumentError(f"{name} must be at most {MAX_VALUE_LENGTH} characters")
+    if has_control_characters(text.replace("\u2028", "").replace("\u2029", "")):
+        raise TrackingArgumentError(f"{name} must not contain control characters")
+    return text
+
+
+def whole_number(value: Any, name: str) -> int:
+    """A whole number >= 0, from an int or a string of digits."""
+    if isinstance(value, bool):
+        raise TrackingArgumentError(f"{name} must be a whole number >= 0, not {value!r}")
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, int) or value < 0:
+        raise TrackingArgumentError(f"{name} must be a whole number >= 0, not {value!r}")
+    return value
+
+
+def decimal_amount(value: Any, name: str) -> Decimal:
+    """A finite amount >= 0 from an int, float, Decimal or numeric string."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, Decimal, str)):
+        raise TrackingArgumentError(f"{name} must be a number, not {type(value).__name__}")
+    try:
+        amount = Decimal(str(value).strip())
+    except InvalidOperation:
+        raise TrackingArgumentError(f"{name} must be a number, not {value!r}") from None
+    if not amount.is_finite() or amount < 0:
+        raise TrackingArgumentError(f"{name} must be a finite amount >= 0, not {value!r}")
+    return amount
+
+
+def format_currency(value: Any) -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z]{3}", value.strip()):
+        raise TrackingArgumentError(f"currency must be a three-letter ISO code such as EUR, not {value!r}")
+    return value.strip().upper()
+
+
+def currency_decimals(currency: Any) -> int:
+    """2, or 0 / 3 for the currencies ISO 4217 gives that many minor digits."""
+    code = format_currency(currency) if currency is not None else ""
+    if code in ZERO_DECIMAL_CURRENCIES:
+        return 0
+    return 3 if code in THREE_DECIMAL_CURRENCIES else 2
+
+
+def format_price(value: Any, currency: Any = None, name: str = "price") -> str:
+    """A price with a dot and the currency's number of decimals."""
+    amount = decimal_amount(value, name)
+    exponent = Decimal(1).scaleb(-currency_decimals(currency))
+    return str(amount.quantize(exponent, rounding=ROUND_HALF_UP))
+
+
+def format_category_path(value: Any) -> str:
+    """``id#name;id#name`` from (id, name) pairs or names; ``,`` ``;`` ``#`` removed from parts."""
+    if isinstance(value, str):
+        return text_value(value, "category_path")
+    if not isinstance(value, Iterable):
+        raise TrackingArgumentError("category_path must be a list of (id, name) pairs or of names")
+    parts = []
+    for index, item in enumerate(value):
+        if isinstance(item, str):
+            parts.append(_category_part(item, f"category_path[{index}]"))
+        elif isinstance(item, (tuple, list)) and len(item) == 2:
+            category_id = _category_part(item[0], f"category_path[{index}] id")
+            parts.append(f"{category_id}#{_category_part(item[1], f'category_path[{index}] name')}")
+        else:
+            raise TrackingArgumentError(f"category_path[{index}] must be an (id, name) pair or a name")
+    return ";".join(parts)
+
+
+def _category_part(value: Any, name: str) -> str:
+    return CATEGORY_SEPARATORS.sub("", text_value(value, name))
+
+
+def format_basket_content(value: Any) -> str:
+    """Comma-separated ids (empty for an empty basket), or a string as given."""
+    if isinstance(value, str):
+        return text_value(value, "basket_content")
+    if not isinstance(value, Iterable):
+        raise TrackingArgumentError("basket_content must be a list of ids or a string")
+    return ",".join(text_value(item, f"basket_content[{i}]").replace(",", "") for i, item in enumerate(value))
+
+
+def line_fields(line: Any, index: int) -> dict[str, Any]:
+    """The fields of one order line, from a mapping or an object with attributes."""
+    keys = [k for k in DEFAULT_TRACKING_PARAMETERS if k != "event_type"]
+    if isinstance(line, Mapping):  # other keys of the host's own line are ignored
+        fields = {k: line[k] for k in keys if line.get(k) is not None}
+    else:
+        fields = {k: getattr(line, k) for k in keys if getattr(line, k, None) is not None}
+    for required in ("id", "price", "quantity"):
+        if fields.get(required) is None:
+            raise TrackingArgumentError(f"lines[{index}].{required} is required")
+    return fields
