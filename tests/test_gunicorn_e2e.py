@@ -34,9 +34,9 @@ def served_site(database_url: str, tmp_path: Path) -> Iterator[tuple[str, str]]:
     deadline = time.monotonic() + 30
     while True:
         try:
-            requests.get(base + "/cdp/webhook", timeout=1)
+            requests.get(base + "/cdp/webhook", timeout=5)
             break
-        except requests.ConnectionError:
+        except requests.RequestException:
             assert server.poll() is None and time.monotonic() < deadline, "gunicorn did not start"
             time.sleep(0.1)
     yield base, module
