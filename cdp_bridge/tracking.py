@@ -75,7 +75,7 @@ def script_helper(render: Callable[..., str]) -> Callable[..., Markup]:
             return Markup("")
         try:
             code = render(state, *args, **kwargs)
-            return Markup(f"<script{_nonce_attribute(state, nonce)}>{code}</script>")
+            return Markup(f"<script{_nonce_attribute(state, nonce)}>{code}</script>") if code else Markup("")
         except TrackingArgumentError as exc:
             if current_app.debug:
                 raise

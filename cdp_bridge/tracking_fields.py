@@ -16,7 +16,6 @@ from typing import Any
 
 from .constants import DEFAULT_TRACKING_PARAMETERS
 from .errors import CDPError
-from .identifiers import has_control_characters
 
 #: Event types cdp_bridge knows; any type named in CDP_TRACKING_PARAMETERS is known too.
 KNOWN_EVENT_TYPES = frozenset(
@@ -28,6 +27,9 @@ ZERO_DECIMAL_CURRENCIES = frozenset(
 THREE_DECIMAL_CURRENCIES = frozenset("BHD IQD JOD KWD LYD OMR TND".split())
 RAW_PARAMETER = re.compile(r"p[1-9][0-9]?")
 CATEGORY_SEPARATORS = re.compile(r"[,;#]")
+#: C0/C1 controls other than tab and line breaks. Everything else (format characters in
+#: emoji sequences, U+2028, quotes, markup) is legitimate text and is escaped on output.
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 MAX_VALUE_LENGTH = 4096
 
 
@@ -91,7 +93,7 @@ def text_value(value: Any, name: str) -> str:
     text = str(value)
     if len(text) > MAX_VALUE_LENGTH:
         raise TrackingArgumentError(f"{name} must be at most {MAX_VALUE_LENGTH} characters")
-    if has_control_characters(text.replace("\u2028", "").replace("\u2029", "")):
+    if CONTROL_CHARACTERS.search(text):
         raise TrackingArgumentError(f"{name} must not contain control characters")
     return text
 

@@ -1,0 +1,118 @@
+"""Real servers and a real headless Chromium for the browser tests.
+
+Chromium comes from Debian's ``chromium`` package and is driven by Playwright's Python
+package through ``executable_path`` (no browser download). The site under test is
+served by a real HTTP server on loopback, and Raptor's script is replaced by a stub
+served by :class:`RaptorStub`, which records every event the page sends it, so nothing
+leaves the machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Callable
+
+from werkzeug.serving import make_server
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ARTIFACTS = Path(os.environ.get("CDP_TEST_ARTIFACTS", Path(__file__).resolve().parent.parent / "test-artifacts"))
+
+
+def chromium_path() -> str | None:
+    return os.environ.get("CDP_TEST_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def artifact(name: str) -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    return ARTIFACTS / name
+
+
+class ServedApp:
+    """A WSGI app on a real threaded HTTP server on 127.0.0.1."""
+
+    def __init__(self, app: Any) -> None:
+        self.server = make_server("127.0.0.1", 0, app, threaded=True)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.thread.join(10)
+
+
+STUB_SCRIPT = """(function () {
+  var endpoint = %s;
+  function send(entry) {
+    fetch(endpoint, {method: "POST", mode: "no-cors", keepalive: true, body: JSON.stringify(entry)});
+  }
+  var raptor = window.raptor;
+  raptor.q.forEach(function (entry) { send({event: entry.event, params: entry.params}); });
+  raptor.q = [];
+  raptor.push = function (event, params) { send({event: event, params: params}); };
+})();
+"""
+
+
+class RaptorStub:
+    """Serves a stand-in for Raptor's script and records what pages send it."""
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+        self.script_requests = 0
+        self._changed = threading.Condition()
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+                with stub._changed:
+                    stub.script_requests += 1
+                    stub._changed.notify_all()
+                body = (STUB_SCRIPT % json.dumps(stub.url + "/collect")).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/javascript")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_POST(self) -> None:  # noqa: N802
+                length = int(self.headers.get("Content-Length", "0"))
+                entry = json.loads(self.rfile.read(length))
+                with stub._changed:
+                    stub.events.append(entry)
+                    stub._changed.notify_all()
+                self.send_response(204)
+                self.send_header("Access-Control-Allow-Origin", "*")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.script_url = self.url + "/raptor.js"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def wait_for(self, condition: Callable[[RaptorStub], bool], timeout: float = 15.0) -> None:
+        """Block until ``condition(self)`` holds, or fail after ``timeout`` seconds."""
+        with self._changed:
+            if not self._changed.wait_for(lambda: condition(self), timeout):
+                raise AssertionError(f"Raptor stub: condition not met; events so far: {self.events}")
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.thread.join(10)

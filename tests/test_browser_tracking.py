@@ -1,0 +1,145 @@
+"""Tracking in a real headless Chromium against the demo served on loopback."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from decimal import Decimal
+
+import pytest
+
+import wsgi
+from tests.browser import CHROMIUM_ARGS, RaptorStub, ServedApp, artifact, chromium_path
+from tests.conftest import UNDER_CI
+from tests.test_tracking import HOSTILE
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator:
+    path = chromium_path()
+    if path is None:
+        message = "Chromium not found: apt-get install chromium"
+        if UNDER_CI:
+            pytest.fail(message + " (required under CI)")
+        pytest.skip(message)
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+    with sync_api.sync_playwright() as playwright:
+        instance = playwright.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
+        yield instance
+        instance.close()
+
+
+@pytest.fixture
+def stub() -> Iterator[RaptorStub]:
+    server = RaptorStub()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def demo(tmp_path, stub: RaptorStub) -> Iterator[ServedApp]:
+    app = wsgi.create_app({"CDP_TRACKING_SCRIPT_URL": stub.script_url}, instance_path=str(tmp_path / "instance"))
+    served = ServedApp(app)
+    yield served
+    served.close()
+
+
+def event_types(stub: RaptorStub) -> list[str]:
+    return [e["params"]["p1"] if e["event"].lower() == "trackevent" else e["event"] for e in stub.events]
+
+
+def test_before_consent_nothing_loads_and_events_wait_in_the_queue(browser, demo: ServedApp, stub: RaptorStub) -> None:
+    page = browser.new_page()
+    page.goto(demo.url + "/products/cat-tree")
+    page.wait_for_load_state("load")
+    assert stub.script_requests == 0
+    queue = page.evaluate("window.raptor.q.map(function (e) { return {event: e.event, params: e.params}; })")
+    assert queue == [
+        {"event": "trackevent", "params": {"p1": "pageview"}},
+        {"event": "trackEvent", "params": {
+            "p1": "visit", "p2": "cat-tree", "p3": 'Cat tree "Skyscraper"', "p4": "pets#Pets;cats#Cats",
+            "p6": "EUR", "p8": "Purrfect", "p12": "89.90", "p15": "true"}},
+    ]
+    assert page.locator("#consent-banner").is_visible()
+    page.screenshot(path=str(artifact("demo-consent-banner.png")), full_page=True)
+    page.close()
+
+
+def test_accepting_consent_loads_the_script_once_and_sends_every_queued_event(
+    browser, demo: ServedApp, stub: RaptorStub
+) -> None:
+    page = browser.new_page()
+    page.goto(demo.url + "/products/dog-leash")
+    page.click("#accept-tracking")
+    stub.wait_for(lambda s: len(s.events) >= 2)
+    assert stub.script_requests == 1
+    assert stub.events[0] == {"event": "trackevent", "params": {"p1": "pageview"}}
+    assert stub.events[1]["params"] == {
+        "p1": "visit", "p2": "dog-leash", "p3": "Reflective dog leash", "p4": "pets#Pets;dogs#Dogs",
+        "p6": "EUR", "p8": "Woofer", "p12": "19.00", "p15": "true"}
+    assert not page.locator("#consent-banner").is_visible()
+    page.evaluate("document.dispatchEvent(new CustomEvent('enableTracking'))")
+    page.evaluate("window.raptor.push('trackEvent', {p1: 'marker'})")
+    stub.wait_for(lambda s: any(e["params"] == {"p1": "marker"} for e in s.events))
+    assert page.locator(f"script[src='{stub.script_url}']").count() == 1
+    assert stub.script_requests == 1
+    assert "cdp_consent=yes" in page.evaluate("document.cookie")
+    page.close()
+
+
+def test_with_the_consent_cookie_the_script_loads_at_once(browser, demo: ServedApp, stub: RaptorStub) -> None:
+    context = browser.new_context()
+    context.add_cookies([{"name": "cdp_consent", "value": "yes", "url": demo.url}])
+    page = context.new_page()
+    page.goto(demo.url + "/login")
+    page.click("text=Bob Example")
+    page.click("button:has-text('Log in')")
+    page.wait_for_url(demo.url + "/")
+    stub.wait_for(lambda s: "visit" in event_types(s))
+    assert page.locator("#consent-banner").count() == 0
+    assert {"event": "setRuid", "params": "2"} in stub.events
+    visit = next(e for e in stub.events if e["params"] != "2" and e["params"].get("p1") == "visit")
+    assert visit["params"] == {"p1": "visit", "p2": "/", "p7": "2"}
+
+    page.goto(demo.url + "/products/cat-food")
+    page.click("button:has-text('Add to basket')")
+    stub.wait_for(lambda s: "basket" in event_types(s))
+    basket = next(e["params"] for e in stub.events if e["event"] == "trackEvent" and e["params"]["p1"] == "basket")
+    assert basket == {"p1": "basket", "p2": "cat-food", "p7": "2", "p10": "cat-food"}
+    page.click("#checkout")
+    stub.wait_for(lambda s: "buy" in event_types(s))
+    buy = next(e["params"] for e in stub.events if e["event"] == "trackEvent" and e["params"]["p1"] == "buy")
+    assert {k: buy[k] for k in ("p2", "p5", "p6", "p7", "p12", "p13")} == {
+        "p2": "cat-food", "p5": "14.50", "p6": "EUR", "p7": "2", "p12": "14.50", "p13": "1"}
+    assert len(buy["p21"]) == 10
+    assert stub.script_requests == 5  # once per page: login, landing, product, basket, order
+    context.close()
+
+
+def test_hostile_product_data_executes_nothing(browser, tmp_path, stub: RaptorStub, monkeypatch) -> None:
+    for index, hostile in enumerate(HOSTILE):
+        monkeypatch.setitem(wsgi.PRODUCTS, f"hostile-{index}", {
+            "id": f"hostile-{index}", "name": hostile, "brand": hostile, "price": Decimal("1"),
+            "category_path": [(hostile, hostile)], "in_stock": True})
+    app = wsgi.create_app({"CDP_TRACKING_SCRIPT_URL": stub.script_url}, instance_path=str(tmp_path / "instance"))
+    served = ServedApp(app)
+    context = browser.new_context()
+    context.add_cookies([{"name": "cdp_consent", "value": "yes", "url": served.url}])
+    page = context.new_page()
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    try:
+        for index, hostile in enumerate(HOSTILE):
+            page.goto(f"{served.url}/products/hostile-{index}")
+            stub.wait_for(lambda s: any(
+                isinstance(e["params"], dict) and e["params"].get("p2") == f"hostile-{index}" for e in s.events))
+            visit = next(e["params"] for e in stub.events
+                         if isinstance(e["params"], dict) and e["params"].get("p2") == f"hostile-{index}")
+            assert visit["p3"] == hostile and visit["p8"] == hostile
+            assert page.evaluate("typeof window.pwned") == "undefined"
+            assert page.locator("h1").inner_text() == hostile.strip() or hostile.strip() == ""
+    finally:
+        context.close()
+        served.close()
+    assert dialogs == []
