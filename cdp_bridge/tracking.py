@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import functools
 import json
+from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
 import logging
 import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from flask import Flask, current_app, has_request_context, request
+from flask import Flask, current_app, g, has_request_context, request
 from markupsafe import Markup, escape
 
 from .errors import ValidationError
@@ -54,9 +55,22 @@ MAIN_SNIPPET = (
 )
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"))
+_quote = encode_basestring_ascii
+
+
 def script_json(value: Any) -> str:
     """JSON that is safe inside ``<script>``: no character can close the element or a string."""
-    text = json.dumps(value, ensure_ascii=True, separators=(",", ":"))
+    return _script_safe(_ENCODER.encode(value))
+
+
+def parameters_json(params: dict[str, str]) -> str:
+    """:func:`script_json` for a flat string-to-string mapping, the shape of every event."""
+    return _script_safe("{" + ",".join(_quote(key) + ":" + _quote(value) for key, value in params.items()) + "}")
+
+
+def _script_safe(text: str) -> str:
+    """Escape what JSON leaves alone but HTML would act on inside a script element."""
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026").replace("'", "\\u0027")
 
 
@@ -93,11 +107,7 @@ def _warn_unconfigured_once(state: Any) -> None:
 
 def _nonce_attribute(state: Any, nonce: str | None) -> str:
     if nonce is None:
-        provider = state.extension.nonce_provider_function
-        if provider is not None:
-            nonce = provider()
-        elif has_request_context():
-            nonce = getattr(request, "csp_nonce", None)  # Flask-Talisman
+        nonce = per_request("_cdp_bridge_nonce", lambda: _provided_nonce(state))
     if not nonce:
         return ""
     if not isinstance(nonce, str) or not NONCE.fullmatch(nonce):
@@ -105,11 +115,37 @@ def _nonce_attribute(state: Any, nonce: str | None) -> str:
     return f' nonce="{escape(nonce)}"'
 
 
-def current_user_id() -> str | None:
-    """The logged-in user's id: the host's ``@cdp.user_id_loader``, else Flask-Login's."""
+def _provided_nonce(state: Any) -> str | None:
+    provider = state.extension.nonce_provider_function
+    if provider is not None:
+        return provider()
+    return getattr(request, "csp_nonce", None)  # Flask-Talisman
+
+
+_UNKNOWN = object()
+
+
+def per_request(key: str, compute: Callable[[], Any]) -> Any:
+    """``compute()`` once per request, kept on ``g``: a page calls several helpers.
+
+    Outside a request there is no user and no nonce: ``None``.
+    """
     if not has_request_context():
         return None
-    loader = _state().extension.user_id_loader_function
+    value = g.get(key, _UNKNOWN)
+    if value is _UNKNOWN:
+        value = compute()
+        setattr(g, key, value)
+    return value
+
+
+def current_user_id(state: Any = None) -> str | None:
+    """The logged-in user's id: the host's ``@cdp.user_id_loader``, else Flask-Login's."""
+    return per_request("_cdp_bridge_user_id", lambda: _look_up_user_id(state or _state()))
+
+
+def _look_up_user_id(state: Any) -> str | None:
+    loader = state.extension.user_id_loader_function
     value = loader() if loader is not None else _flask_login_user_id()
     if value is None:
         return None
@@ -128,10 +164,10 @@ def _flask_login_user_id() -> Any:
 
 
 def _push_event(state: Any, event_type: str, fields: dict[str, Any]) -> str:
-    if "user_id" not in fields:
-        fields = {**fields, "user_id": current_user_id()}
+    if "user_id" not in fields:  # every caller passes a dict of its own making
+        fields["user_id"] = current_user_id(state)
     params = event_parameters(event_type, fields, state.settings.tracking_parameters)
-    return f'window.raptor&&window.raptor.push("trackEvent",{script_json(params)});'
+    return f'window.raptor&&window.raptor.push("trackEvent",{parameters_json(params)});'
 
 
 # -- the globals ----------------------------------------------------------------------
@@ -177,7 +213,7 @@ def cdp_track_visit(state: Any, id: Any = None, **fields: Any) -> str:
 @script_helper
 def cdp_track_buy(state: Any, lines: Iterable[Any], order_id: Any = None, currency: Any = None) -> str:
     """One ``buy`` event per order line (``id``, ``price``, ``quantity`` and optional fields)."""
-    if isinstance(lines, (str, bytes)) or not isinstance(lines, Iterable):
+    if type(lines) not in (list, tuple) and (isinstance(lines, (str, bytes)) or not isinstance(lines, Iterable)):
         raise TrackingArgumentError("lines must be a list of order lines")
     events = []
     for index, line in enumerate(lines):
@@ -185,16 +221,14 @@ def cdp_track_buy(state: Any, lines: Iterable[Any], order_id: Any = None, curren
         fields.setdefault("currency", currency)
         fields.setdefault("order_id", order_id)
         try:
+            fields["price"] = decimal_amount(fields["price"], "price")
+            fields["quantity"] = whole_number(fields["quantity"], "quantity")
             if fields.get("subtotal") is None:
-                fields["subtotal"] = _subtotal(fields)
+                fields["subtotal"] = fields["price"] * fields["quantity"]
             events.append(_push_event(state, "buy", fields))
         except TrackingArgumentError as exc:
             raise TrackingArgumentError(f"lines[{index}]: {exc}") from None
     return "".join(events)
-
-
-def _subtotal(fields: dict[str, Any]) -> Any:
-    return decimal_amount(fields["price"], "price") * whole_number(fields["quantity"], "quantity")
 
 
 @script_helper
@@ -225,7 +259,7 @@ def cdp_track_event(state: Any, event_type: str, **params: Any) -> str:
 def cdp_set_user(state: Any, user_id: Any = None) -> str:
     """``setRuid`` with the logged-in user's id; nothing for anonymous visitors."""
     if user_id is None:
-        user_id = current_user_id()
+        user_id = current_user_id(state)
     else:
         try:
             user_id = validate_user_id(user_id)

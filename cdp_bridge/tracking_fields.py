@@ -8,6 +8,7 @@ argument. Nothing here renders HTML or knows about requests.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Iterable, Mapping
@@ -26,7 +27,8 @@ ZERO_DECIMAL_CURRENCIES = frozenset(
 )
 THREE_DECIMAL_CURRENCIES = frozenset("BHD IQD JOD KWD LYD OMR TND".split())
 RAW_PARAMETER = re.compile(r"p[1-9][0-9]?")
-CATEGORY_SEPARATORS = re.compile(r"[,;#]")
+CATEGORY_SEPARATORS = str.maketrans("", "", ",;#")
+CURRENCY_CODE = re.compile(r"[A-Za-z]{3}")
 #: C0/C1 controls other than tab and line breaks. Everything else (format characters in
 #: emoji sequences, U+2028, quotes, markup) is legitimate text and is escaped on output.
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
@@ -41,51 +43,47 @@ def event_parameters(
     event_type: str, fields: Mapping[str, Any], overrides: Mapping[str, Mapping[str, str]]
 ) -> dict[str, str]:
     """The ``pN`` parameters of one event, every value a string, absent fields left out."""
-    known_types = KNOWN_EVENT_TYPES | set(overrides)
-    if not isinstance(event_type, str) or event_type not in known_types:
-        raise TrackingArgumentError(
-            f"event_type {event_type!r} is not a known event type ({', '.join(sorted(known_types))})"
-        )
-    positions = {**DEFAULT_TRACKING_PARAMETERS, **overrides.get(event_type, {})}
+    if not isinstance(event_type, str) or (event_type not in KNOWN_EVENT_TYPES and event_type not in overrides):
+        known = ", ".join(sorted(KNOWN_EVENT_TYPES | set(overrides)))
+        raise TrackingArgumentError(f"event_type {event_type!r} is not a known event type ({known})")
+    moved = overrides.get(event_type)
+    positions = {**DEFAULT_TRACKING_PARAMETERS, **moved} if moved else DEFAULT_TRACKING_PARAMETERS
     currency = fields.get("currency")
     params = {positions["event_type"]: event_type}
     for keyword, value in fields.items():
         if value is None:
             continue
-        if RAW_PARAMETER.fullmatch(keyword):
-            params[keyword] = text_value(value, keyword)
-        elif keyword in DEFAULT_TRACKING_PARAMETERS and keyword != "event_type":
+        if keyword in DEFAULT_TRACKING_PARAMETERS and keyword != "event_type":
             params[positions[keyword]] = format_field(keyword, value, currency)
+        elif RAW_PARAMETER.fullmatch(keyword):
+            params[keyword] = text_value(value, keyword)
         else:
             raise TrackingArgumentError(
                 f"{keyword} is not a tracking field; expected one of "
                 + ", ".join(sorted(k for k in DEFAULT_TRACKING_PARAMETERS if k != "event_type"))
                 + " or a raw parameter such as p9"
             )
-    return dict(sorted(params.items(), key=lambda item: int(item[0][1:])))
+    return params
 
 
 def format_field(keyword: str, value: Any, currency: Any = None) -> str:
     """One field's value as Raptor's string."""
-    if keyword in ("price", "subtotal"):
+    if keyword in AMOUNT_FIELDS:
         return format_price(value, currency, keyword)
-    if keyword == "currency":
-        return format_currency(value)
-    if keyword == "quantity":
-        return str(whole_number(value, keyword))
-    if keyword == "in_stock":
-        if not isinstance(value, bool):
-            raise TrackingArgumentError(f"in_stock must be true or false, not {value!r}")
-        return "true" if value else "false"
-    if keyword == "category_path":
-        return format_category_path(value)
-    if keyword == "basket_content":
-        return format_basket_content(value)
-    return text_value(value, keyword)
+    formatter = FORMATTERS.get(keyword)
+    return formatter(value) if formatter is not None else text_value(value, keyword)
+
+
+def format_in_stock(value: Any) -> str:
+    if not isinstance(value, bool):
+        raise TrackingArgumentError(f"in_stock must be true or false, not {value!r}")
+    return "true" if value else "false"
 
 
 def text_value(value: Any, name: str) -> str:
     """A string or number as text: bounded length, no control characters."""
+    if type(value) is str and len(value) <= MAX_VALUE_LENGTH and not CONTROL_CHARACTERS.search(value):
+        return value  # the common case, checked first: helpers run on every page view
     if isinstance(value, bool) or not isinstance(value, (str, int, float, Decimal)):
         raise TrackingArgumentError(f"{name} must be text or a number, not {type(value).__name__}")
     if isinstance(value, float) and not math.isfinite(value):
@@ -116,7 +114,7 @@ def decimal_amount(value: Any, name: str) -> Decimal:
     if isinstance(value, bool) or not isinstance(value, (int, float, Decimal, str)):
         raise TrackingArgumentError(f"{name} must be a number, not {type(value).__name__}")
     try:
-        amount = Decimal(str(value).strip())
+        amount = value if type(value) is Decimal else Decimal(value if isinstance(value, (str, int)) else str(value))
     except InvalidOperation:
         raise TrackingArgumentError(f"{name} must be a number, not {value!r}") from None
     if not amount.is_finite() or amount < 0:
@@ -125,7 +123,14 @@ def decimal_amount(value: Any, name: str) -> Decimal:
 
 
 def format_currency(value: Any) -> str:
-    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z]{3}", value.strip()):
+    if not isinstance(value, str):
+        raise TrackingArgumentError(f"currency must be a three-letter ISO code such as EUR, not {value!r}")
+    return _currency_code(value)
+
+
+@functools.lru_cache(maxsize=512)
+def _currency_code(value: str) -> str:
+    if not CURRENCY_CODE.fullmatch(value.strip()):
         raise TrackingArgumentError(f"currency must be a three-letter ISO code such as EUR, not {value!r}")
     return value.strip().upper()
 
@@ -140,31 +145,53 @@ def currency_decimals(currency: Any) -> int:
 
 def format_price(value: Any, currency: Any = None, name: str = "price") -> str:
     """A price with a dot and the currency's number of decimals."""
+    if type(value) in (str, int, Decimal) and (currency is None or type(currency) is str):
+        return _cached_price(value, currency, name)  # a page repeats its prices
+    return _price(value, currency, name)
+
+
+@functools.lru_cache(maxsize=4096)
+def _cached_price(value: Any, currency: str | None, name: str) -> str:
+    return _price(value, currency, name)
+
+
+def _price(value: Any, currency: Any, name: str) -> str:
     amount = decimal_amount(value, name)
-    exponent = Decimal(1).scaleb(-currency_decimals(currency))
-    return str(amount.quantize(exponent, rounding=ROUND_HALF_UP))
+    return str(amount.quantize(QUANTUM[currency_decimals(currency)], rounding=ROUND_HALF_UP))
 
 
 def format_category_path(value: Any) -> str:
     """``id#name;id#name`` from (id, name) pairs or names; ``,`` ``;`` ``#`` removed from parts."""
     if isinstance(value, str):
         return text_value(value, "category_path")
+    if type(value) in (list, tuple) and all(type(item) in (str, tuple) for item in value):
+        try:
+            return _cached_category_path(tuple(value))  # a site repeats its category paths
+        except TypeError:  # an unhashable part: format it uncached, with its own error
+            pass
     if not isinstance(value, Iterable):
         raise TrackingArgumentError("category_path must be a list of (id, name) pairs or of names")
-    parts = []
-    for index, item in enumerate(value):
-        if isinstance(item, str):
-            parts.append(_category_part(item, f"category_path[{index}]"))
-        elif isinstance(item, (tuple, list)) and len(item) == 2:
-            category_id = _category_part(item[0], f"category_path[{index}] id")
-            parts.append(f"{category_id}#{_category_part(item[1], f'category_path[{index}] name')}")
-        else:
-            raise TrackingArgumentError(f"category_path[{index}] must be an (id, name) pair or a name")
-    return ";".join(parts)
+    return ";".join(_category_entry(item, index) for index, item in enumerate(value))
+
+
+@functools.lru_cache(maxsize=1024)
+def _cached_category_path(value: tuple[Any, ...]) -> str:
+    return ";".join(_category_entry(item, index) for index, item in enumerate(value))
+
+
+def _category_entry(item: Any, index: int) -> str:
+    if type(item) is str:
+        return _category_part(item, f"category_path[{index}]")
+    if type(item) in (tuple, list) and len(item) == 2:
+        return _category_part(item[0], "category_path id") + "#" + _category_part(item[1], "category_path name")
+    raise TrackingArgumentError(f"category_path[{index}] must be an (id, name) pair or a name")
 
 
 def _category_part(value: Any, name: str) -> str:
-    return CATEGORY_SEPARATORS.sub("", text_value(value, name))
+    text = text_value(value, name)
+    if "," in text or ";" in text or "#" in text:
+        return text.translate(CATEGORY_SEPARATORS)
+    return text
 
 
 def format_basket_content(value: Any) -> str:
@@ -176,13 +203,26 @@ def format_basket_content(value: Any) -> str:
     return ",".join(text_value(item, f"basket_content[{i}]").replace(",", "") for i, item in enumerate(value))
 
 
+FIELD_KEYS = tuple(k for k in DEFAULT_TRACKING_PARAMETERS if k != "event_type")
+AMOUNT_FIELDS = frozenset({"price", "subtotal"})
+QUANTUM = {0: Decimal(1), 2: Decimal("0.01"), 3: Decimal("0.001")}
+FORMATTERS: dict[str, Any] = {
+    "currency": format_currency,
+    "quantity": lambda value: str(whole_number(value, "quantity")),
+    "in_stock": format_in_stock,
+    "category_path": format_category_path,
+    "basket_content": format_basket_content,
+}
+
+
 def line_fields(line: Any, index: int) -> dict[str, Any]:
     """The fields of one order line, from a mapping or an object with attributes."""
-    keys = [k for k in DEFAULT_TRACKING_PARAMETERS if k != "event_type"]
-    if isinstance(line, Mapping):  # other keys of the host's own line are ignored
-        fields = {k: line[k] for k in keys if line.get(k) is not None}
+    if isinstance(line, dict):  # other keys of the host's own line are ignored
+        fields = {k: line[k] for k in FIELD_KEYS if line.get(k) is not None}
+    elif isinstance(line, Mapping):
+        fields = {k: line[k] for k in FIELD_KEYS if line.get(k) is not None}
     else:
-        fields = {k: getattr(line, k) for k in keys if getattr(line, k, None) is not None}
+        fields = {k: getattr(line, k) for k in FIELD_KEYS if getattr(line, k, None) is not None}
     for required in ("id", "price", "quantity"):
         if fields.get(required) is None:
             raise TrackingArgumentError(f"lines[{index}].{required} is required")

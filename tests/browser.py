@@ -52,6 +52,9 @@ class ServedApp:
     def close(self) -> None:
         self.server.shutdown()
         self.thread.join(10)
+        state = self.server.app.extensions.get("cdp")
+        if state is not None and state.inline_worker is not None:
+            state.inline_worker.stop()
 
 
 STUB_SCRIPT = """(function () {

@@ -80,8 +80,11 @@ def make_app(tmp_path: Any, database_url: str) -> Iterator[AppFactory]:
 
     yield factory
     for app in apps:
+        state = app.extensions["cdp"]
+        if state.inline_worker is not None:
+            state.inline_worker.stop()
         with app.app_context():
-            app.extensions["cdp"].db.engine.dispose()
+            state.db.engine.dispose()
 
 
 @pytest.fixture

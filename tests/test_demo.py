@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 from flask import Flask
 
@@ -10,8 +12,10 @@ from cdp_bridge.store import membership
 
 
 @pytest.fixture
-def demo(tmp_path) -> Flask:
-    return wsgi.create_app({"TESTING": True}, instance_path=str(tmp_path / "instance"))
+def demo(tmp_path) -> Iterator[Flask]:
+    app = wsgi.create_app({"TESTING": True}, instance_path=str(tmp_path / "instance"))
+    yield app
+    app.extensions["cdp"].inline_worker.stop()
 
 
 def test_first_run_creates_users_groups_and_a_secret(demo: Flask, tmp_path) -> None:

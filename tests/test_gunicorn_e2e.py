@@ -31,19 +31,25 @@ def served_site(database_url: str, tmp_path: Path) -> Iterator[tuple[str, str]]:
                               cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     worker = None if on_sqlite else start_flask(tmp_path, module, "cdp", "worker", "--poll-seconds", "0.2")
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
+    try:
+        wait_until_serving(base, server)
+        yield base, module
+    finally:
+        for process in (server, worker):
+            if process is not None:
+                process.terminate()
+                process.communicate(timeout=30)
+
+
+def wait_until_serving(base: str, server: subprocess.Popen, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
     while True:
         try:
             requests.get(base + "/cdp/webhook", timeout=5)
-            break
+            return
         except requests.RequestException:
             assert server.poll() is None and time.monotonic() < deadline, "gunicorn did not start"
             time.sleep(0.1)
-    yield base, module
-    for process in (server, worker):
-        if process is not None:
-            process.terminate()
-            process.communicate(timeout=30)
 
 
 def segments(tmp_path: Path, module: str) -> str:

@@ -1,0 +1,105 @@
+"""Render cost of the tracking helpers, against the same work without them (not a test).
+
+1. Each helper called on its own, median microseconds per call (target for the event
+   helpers: at most 20 µs).
+2. A demo page (the shop's layout, a product, a logged-in user) with the full tracking
+   script and five events, requested through the app, against the same page with every
+   helper replaced by one that returns nothing, in the same run (target: at most 1.25x).
+
+    .venv/bin/python benchmarks/tracking_render.py [--calls N] [--requests N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from flask import render_template_string  # noqa: E402
+
+import wsgi  # noqa: E402
+from cdp_bridge.tracking import TRACKING_GLOBALS  # noqa: E402
+
+HELPER_CALLS: dict[str, Callable[[dict], object]] = {
+    "cdp_head_script": lambda g: g["cdp_head_script"](),
+    "cdp_main_script": lambda g: g["cdp_main_script"](),
+    "cdp_track_visit": lambda g: g["cdp_track_visit"]("cat-tree", name="Cat tree", price="89.90", currency="EUR",
+                                                      category_path=[("pets", "Pets"), ("cats", "Cats")]),
+    "cdp_track_buy (1 line)": lambda g: g["cdp_track_buy"]([{"id": "a", "price": "9.99", "quantity": 2}],
+                                                           order_id="o1", currency="EUR"),
+    "cdp_track_basket": lambda g: g["cdp_track_basket"]("a", ["a", "b", "c"]),
+    "cdp_track_content_visit": lambda g: g["cdp_track_content_visit"]("article-1", title="News"),
+    "cdp_track_event": lambda g: g["cdp_track_event"]("search", p9="cat food"),
+    "cdp_set_user": lambda g: g["cdp_set_user"](),
+}
+EVENT_HELPERS = {"cdp_track_visit", "cdp_track_buy (1 line)", "cdp_track_basket", "cdp_track_content_visit", "cdp_track_event"}
+
+BENCH_PAGE = """{% extends "product.html" %}
+{% block tracking %}
+  {{ cdp_track_visit(product.id, name=product.name, category_path=product.category_path, price=product.price,
+                     currency=currency, brand=product.brand, in_stock=product.in_stock) }}
+  {{ cdp_track_basket(product.id, [product.id, "cat-food"]) }}
+  {{ cdp_track_content_visit("guide-1", title="Choosing a cat tree") }}
+  {{ cdp_track_event("search", p9="cat tree") }}
+  {{ cdp_track_buy([{"id": product.id, "price": product.price, "quantity": 1}], order_id="o1", currency=currency) }}
+{% endblock %}"""
+
+
+def median_seconds(action: Callable[[], object], count: int, rounds: int = 15) -> float:
+    """Median over ``rounds`` of the mean seconds per call of ``action``."""
+    samples = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        for _ in range(count):
+            action()
+        samples.append((time.perf_counter() - started) / count)
+    return statistics.median(samples)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=2000)
+    parser.add_argument("--requests", type=int, default=150)
+    args = parser.parse_args()
+    print(f"machine: {os.cpu_count()} cores")
+    with tempfile.TemporaryDirectory() as folder:
+        app = wsgi.create_app({}, instance_path=folder)
+
+        @app.get("/bench")
+        def bench() -> str:
+            return render_template_string(BENCH_PAGE, product=wsgi.PRODUCTS["cat-tree"])
+
+        globals_ = app.jinja_env.globals
+        with app.test_request_context("/products/cat-tree"):
+            from flask import session
+
+            session["user_id"] = 2
+            for name, call in HELPER_CALLS.items():
+                micro = median_seconds(lambda: call(globals_), args.calls) * 1e6
+                target = " (target <= 20 us: " + ("meets" if micro <= 20 else "MISSES") + ")" if name in EVENT_HELPERS else ""
+                print(f"{name:28s} {micro:8.1f} us per call{target}")
+
+        client = app.test_client()
+        client.post("/login", data={"login": "bob"})
+        assert client.get("/bench").status_code == 200
+        with_helpers = median_seconds(lambda: client.get("/bench"), args.requests)
+        nothing = lambda *a, **k: ""  # noqa: E731 - the stand-in for every helper
+        for name in TRACKING_GLOBALS:
+            if name not in ("cdp_in_segment", "cdp_user_segments"):
+                globals_[name] = nothing
+        without = median_seconds(lambda: client.get("/bench"), args.requests)
+        ratio = with_helpers / without
+        print(f"page with tracking script + 5 events: {with_helpers * 1e6:8.0f} us per request")
+        print(f"same page without helpers:            {without * 1e6:8.0f} us per request")
+        print(f"ratio: {ratio:.2f}x (target <= 1.25x: {'meets' if ratio <= 1.25 else 'MISSES'})")
+
+
+if __name__ == "__main__":
+    main()
