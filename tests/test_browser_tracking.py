@@ -143,3 +143,35 @@ def test_hostile_product_data_executes_nothing(browser, tmp_path, stub: RaptorSt
         context.close()
         served.close()
     assert dialogs == []
+
+
+def test_raptor_loads_under_a_strict_nonce_csp(browser, tmp_path, stub: RaptorStub) -> None:
+    from flask import Flask, render_template_string
+    from flask_talisman import Talisman
+
+    from cdp_bridge import CDP
+
+    app = Flask("csp_site")
+    app.config.update(SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path}/csp.sqlite3", CDP_ACCOUNT_NUMBER="1234",
+                      CDP_TRACKING_SCRIPT_URL=stub.script_url, CDP_INLINE_WORKER=False)
+    CDP(app)
+    # Only scripts carrying the nonce may run; Raptor's script is loaded by the helper.
+    Talisman(app, force_https=False, content_security_policy={"script-src": "'none'", "connect-src": "*"},
+             content_security_policy_nonce_in=["script-src"])
+    app.add_url_rule("/", "page", lambda: render_template_string(
+        "<html><head>{{ cdp_head_script() }}</head><body>"
+        "{{ cdp_main_script(true) }}{{ cdp_track_visit('csp-page') }}"
+        "<script>window.unsafe = 1</script></body></html>"))
+    served = ServedApp(app)
+    page = browser.new_page()
+    violations: list[str] = []
+    page.on("console", lambda message: violations.append(message.text) if "Content Security Policy" in message.text else None)
+    try:
+        page.goto(served.url + "/")
+        stub.wait_for(lambda s: any(e["params"] == {"p1": "visit", "p2": "csp-page"} for e in s.events))
+        assert stub.script_requests == 1
+        assert page.evaluate("typeof window.unsafe") == "undefined"  # the CSP is really enforced
+        assert all("raptor" not in v for v in violations)
+    finally:
+        page.close()
+        served.close()

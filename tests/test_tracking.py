@@ -380,3 +380,15 @@ def test_hostile_strings_stay_inside_their_script_and_arrive_exactly(site: Flask
     assert set_user == user_id
     customer = json.loads(re.search(r"customerId:(.*)\}\);$", parsed[5]["text"]).group(1))
     assert customer == hostile
+
+
+def test_flask_talismans_nonce_matches_the_csp_header(site: Flask) -> None:
+    from flask_talisman import Talisman
+
+    Talisman(site, force_https=False, content_security_policy={"script-src": "'self'"},
+             content_security_policy_nonce_in=["script-src"])
+    site.add_url_rule("/page", "page", lambda: render_template_string("{{ cdp_tracking_script() }}{{ cdp_track_visit() }}"))
+    response = site.test_client().get("/page")
+    header_nonce = re.search(r"'nonce-([^']+)'", response.headers["Content-Security-Policy"]).group(1)
+    nonces = [s["attrs"].get("nonce") for s in scripts(response.get_data(as_text=True))]
+    assert nonces == [header_nonce] * 3
