@@ -84,6 +84,10 @@ def create_app(config: dict[str, Any] | None = None, instance_path: str | None =
         CDP_ACCOUNT_NUMBER="1234",
         CDP_CONSENT_COOKIE=CONSENT_COOKIE,
         CDP_TRACKING_SCRIPT_URL="/static/raptor-demo.js",
+        CDP_EXPORT_SCHEDULE={
+            "user": [{"interval": "0 3 * * *", "options": "--no-draft"}],
+            "product": [{"interval": "30 3 * * 1", "options": "--no-draft --product-type pet_supplies"}],
+        },
     )
     app.config.update(config or {})
     db.init_app(app)
@@ -150,6 +154,26 @@ def logged_in_user_id() -> int | None:
     """Tells cdp_bridge's tracking and personalisation helpers who is logged in."""
     user = current_user()
     return user.id if user else None
+
+
+@cdp.user_source
+def demo_users() -> Any:
+    """The shop's users, for flask cdp stream-user-data (read in chunks, not all at once)."""
+    yield from db.session.scalars(select(DemoUser).order_by(DemoUser.id).execution_options(yield_per=1000))
+
+
+@cdp.product_source("pet_supplies")
+def demo_products() -> Any:
+    """The catalogue, for flask cdp stream-product-data."""
+    for product in PRODUCTS.values():
+        yield {**product, "currency": CURRENCY, "url": f"/products/{product['id']}"}
+
+
+@cdp.user_item_processor(priority=10)
+def add_admin_flag(item: dict[str, Any], user: DemoUser) -> dict[str, Any]:
+    """An example processor: one more column for the Data Manager."""
+    item["is_admin"] = bool(user.is_admin)
+    return item
 
 
 def _register_routes(app: Flask) -> None:

@@ -10,6 +10,7 @@ object serves the app-factory pattern and several apps in one process.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +23,7 @@ from sqlalchemy import Engine, event
 
 from .deliveries import DeliveryInbox
 from .errors import ConfigurationError
+from .export_sources import ExportRegistry, Processor, Source
 from .formats import PayloadFormat, default_formats
 from .settings import CDPSettings, load_settings
 from .store import CDPTables, Segment, SegmentStore, define_tables
@@ -47,6 +49,8 @@ class CDPState:
     owns_db: bool
     url_prefix: str | None = None
     tracking_warning_logged: bool = False
+    #: How exports wait between retries; tests put a recording function here.
+    export_sleep: Callable[[float], None] = time.sleep
     inline_worker: InlineWorker | None = None
     _stores: dict[int, SegmentStore] = field(default_factory=dict, repr=False)
 
@@ -124,6 +128,7 @@ class CDP:
         self.admin_guard_function: Callable[[], bool] | None = None
         self.user_id_loader_function: Callable[[], Any] | None = None
         self.nonce_provider_function: Callable[[], str | None] | None = None
+        self.exports = ExportRegistry()
         if app is not None:
             self.init_app(app)
 
@@ -152,7 +157,7 @@ class CDP:
                 state.inline_worker = InlineWorker(app, lambda: state.inbox)
                 # Also drains what a previous process left queued, from the first request on.
                 app.before_request(state.inline_worker.ensure_started)
-        from .cli import cdp_cli
+        from .cli_export import cdp_cli  # the command group, with the export commands added
 
         app.cli.add_command(cdp_cli)
         register_tracking_globals(app)
@@ -185,6 +190,54 @@ class CDP:
         """Register the back office's access check: called per request, true admits."""
         self.admin_guard_function = function
         return function
+
+    def user_source(self, function_or_type: Source | str | None = None) -> Any:
+        """Register a function yielding the site's users (``id``, ``login``, ``email``, ``name``).
+
+        Use bare (``@cdp.user_source``) or with a type for ``--user-content-type``
+        (``@cdp.user_source("customer")``).
+        """
+        if callable(function_or_type):
+            self.exports.add_source("user", "user", function_or_type)
+            return function_or_type
+        return self._source_decorator("user", function_or_type or "user")
+
+    def product_source(self, product_type: str) -> Callable[[Source], Source]:
+        """Register a function yielding the products of one type (for ``--product-type``)."""
+        return self._source_decorator("product", product_type)
+
+    def content_source(self, content_type: str) -> Callable[[Source], Source]:
+        """Register a function yielding the content items of one type (for ``--content-type``)."""
+        return self._source_decorator("content", content_type)
+
+    def _source_decorator(self, kind: str, type_name: str) -> Callable[[Source], Source]:
+        def register(function: Source) -> Source:
+            self.exports.add_source(kind, type_name, function)
+            return function
+
+        return register
+
+    def user_item_processor(self, priority: int = 0) -> Callable[[Processor], Processor]:
+        """Register ``processor(item, record) -> item`` for user items; higher priority first."""
+        return self._processor_decorator("user", priority)
+
+    def product_item_processor(self, priority: int = 0) -> Callable[[Processor], Processor]:
+        """Like :meth:`user_item_processor`, for product items."""
+        return self._processor_decorator("product", priority)
+
+    def content_item_processor(self, priority: int = 0) -> Callable[[Processor], Processor]:
+        """Like :meth:`user_item_processor`, for content items."""
+        return self._processor_decorator("content", priority)
+
+    def _processor_decorator(self, kind: str, priority: int) -> Callable[[Processor], Processor]:
+        if isinstance(priority, bool) or not isinstance(priority, int):
+            raise TypeError("priority must be an integer: @cdp.user_item_processor(priority=10)")
+
+        def register(function: Processor) -> Processor:
+            self.exports.add_processor(kind, function, priority)
+            return function
+
+        return register
 
     def nonce_provider(self, function: Callable[[], str | None]) -> Callable[[], str | None]:
         """Register a function returning the request's CSP nonce for the tracking scripts.

@@ -1,0 +1,157 @@
+"""``flask cdp stream-user-data`` / ``stream-product-data`` / ``stream-content-data`` and
+``flask cdp export-schedule`` (SPEC section 6).
+
+Exit status: 0 when everything was sent; 1 with a summary of what was and was not sent
+(a failed batch, or records skipped because they could not be sent); 2 for usage or
+configuration errors such as a missing stream id.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+from flask import current_app
+from flask.cli import ScriptInfo
+
+from .cli import CommandFailed, UsageProblem, cdp_cli, reports_errors
+from .constants import ACCOUNT_NUMBER, CONTENT_STREAM_ID, PRODUCT_STREAM_ID, USER_STREAM_ID
+from .errors import ConfigurationError
+from .export import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_MAX_BATCH_BYTES,
+    ExportRequest,
+    ExportSummary,
+    deliver_to,
+    print_batches,
+    run_export,
+)
+from .extension import EXTENSION_KEY, CDPState
+from .secret import Secret
+from .streaming import StreamClient
+
+STREAM_ID_KEYS = {"user": USER_STREAM_ID, "product": PRODUCT_STREAM_ID, "content": CONTENT_STREAM_ID}
+COMMANDS = {"user": "stream-user-data", "product": "stream-product-data", "content": "stream-content-data"}
+TYPE_OPTIONS = {"user": "--user-content-type", "product": "--product-type", "content": "--content-type"}
+DECORATORS = {"user": "@cdp.user_source", "product": '@cdp.product_source("TYPE")', "content": '@cdp.content_source("TYPE")'}
+
+
+def export_command(kind: str) -> Callable[..., Any]:
+    """Build the ``stream-KIND-data`` command."""
+
+    @cdp_cli.command(COMMANDS[kind], help=f"Stream the site's {kind} records to Raptor's Streaming API.")
+    @click.option("--draft/--no-draft", default=True, show_default=True,
+                  help="Draft: send a sample (first 100, or --limit) for the Data Manager's validation.")
+    @click.option("--stream-id", help=f"The stream id (default: {STREAM_ID_KEYS[kind]}; prefer the setting).")
+    @click.option("--batch-size", type=click.IntRange(min=1, max=10_000), default=DEFAULT_BATCH_SIZE, show_default=True)
+    @click.option("--max-batch-bytes", type=click.IntRange(min=1024), default=DEFAULT_MAX_BATCH_BYTES, show_default=True)
+    @click.option("--limit", type=click.IntRange(min=1), help="Send at most this many records.")
+    @click.option("--dry-run", is_flag=True, help="Print the JSON batches instead of sending them.")
+    @click.option(TYPE_OPTIONS[kind], "type_name", help=f"Only the {kind} source of this type.")
+    @reports_errors
+    def command(draft: bool, stream_id: str | None, batch_size: int, max_batch_bytes: int, limit: int | None,
+                dry_run: bool, type_name: str | None) -> None:
+        state: CDPState = current_app.extensions[EXTENSION_KEY]
+        if not state.extension.exports.sources[kind]:
+            raise ConfigurationError(f"no {kind} source registered: decorate a function with {DECORATORS[kind]}")
+        request = ExportRequest(kind, type_name, draft, limit, batch_size, max_batch_bytes)
+        if dry_run:
+            summary = run_export(state.extension.exports, request, print_batches(sys.stdout), report_skip=_report)
+            click.echo(summary.line(), err=True)
+        else:
+            client = _client(state, kind, stream_id)
+            try:
+                summary = run_export(state.extension.exports, request, deliver_to(client, draft),
+                                     report_skip=_report, progress=_progress_printer())
+            finally:
+                client.close()
+            _finish_progress()
+            click.echo(summary.line())
+        _exit_for(summary)
+
+    return command
+
+
+def _client(state: CDPState, kind: str, stream_id: str | None) -> StreamClient:
+    settings = state.settings
+    if not settings.account_number:
+        raise ConfigurationError(f"{ACCOUNT_NUMBER} is not set: the export needs the Raptor account number")
+    secret = Secret(stream_id) if stream_id else settings.stream_id(kind)
+    if secret is None or not secret.reveal().strip():
+        raise ConfigurationError(f"{STREAM_ID_KEYS[kind]} is not set (or pass --stream-id): copy it from the Data Manager")
+    return StreamClient(settings.stream_api_url, settings.account_number, secret, sleep=state.export_sleep)
+
+
+def _report(message: str) -> None:
+    click.echo(message, err=True)
+
+
+def _progress_printer() -> Callable[[ExportSummary], None]:
+    """A progress line on a terminal; nothing under cron or in a pipe."""
+    if not sys.stderr.isatty():
+        return lambda summary: None
+    return lambda summary: click.echo(
+        f"\rsent {summary.records} records in {summary.batches} batches ({summary.bytes} bytes)", err=True, nl=False
+    )
+
+
+def _finish_progress() -> None:
+    if sys.stderr.isatty():
+        click.echo("", err=True)
+
+
+def _exit_for(summary: ExportSummary) -> None:
+    if summary.failure:
+        raise CommandFailed("the export did not complete: see the summary above")
+    if summary.skipped:
+        raise CommandFailed(f"{summary.skipped} records could not be sent and were skipped (listed above)")
+
+
+for _kind in COMMANDS:
+    export_command(_kind)
+
+
+@cdp_cli.command("export-schedule")
+@click.option("--directory", help="Where the site runs (default: the current directory).")
+@click.option("--flask", "flask_path", help="The flask executable (default: the one running now).")
+@click.option("--app", "app_path", help="The --app value (default: the one given to this command).")
+@reports_errors
+def export_schedule(directory: str | None, flask_path: str | None, app_path: str | None) -> None:
+    """Print crontab lines for CDP_EXPORT_SCHEDULE."""
+    schedule = current_app.extensions[EXTENSION_KEY].settings.export_schedule
+    if not schedule:
+        raise ConfigurationError('CDP_EXPORT_SCHEDULE is not set: e.g. {"user": [{"interval": "0 3 * * *", "options": "--no-draft"}]}')
+    app_path = app_path or click.get_current_context().find_object(ScriptInfo).app_import_path or os.environ.get("FLASK_APP")
+    prefix = f"cd {shlex.quote(directory or os.getcwd())} && {shlex.quote(flask_path or _flask_executable())}"
+    if app_path:
+        prefix += f" --app {shlex.quote(app_path)}"
+    for kind, entries in schedule.items():
+        for entry in entries:
+            options = _checked_options(kind, entry.options)
+            click.echo(f"{entry.interval} {prefix} cdp {COMMANDS[kind]}{' ' + options if options else ''}")
+
+
+def _flask_executable() -> str:
+    beside_python = os.path.join(os.path.dirname(sys.executable), "flask")
+    return beside_python if os.path.exists(beside_python) else (shutil.which("flask") or "flask")
+
+
+def _checked_options(kind: str, options: str) -> str:
+    """The options, if the command accepts them; a stream id does not belong in a crontab."""
+    try:
+        words = shlex.split(options)
+    except ValueError as exc:
+        raise UsageProblem(f"CDP_EXPORT_SCHEDULE {kind}: options {options!r}: {exc}") from None
+    if any(word.startswith("--stream-id") for word in words):
+        raise UsageProblem(f"CDP_EXPORT_SCHEDULE {kind}: put the stream id in {STREAM_ID_KEYS[kind]}, not in a crontab")
+    command = cdp_cli.commands[COMMANDS[kind]]
+    try:
+        command.make_context(COMMANDS[kind], list(words), resilient_parsing=False)
+    except click.ClickException as exc:
+        raise UsageProblem(f"CDP_EXPORT_SCHEDULE {kind}: options {options!r}: {exc.format_message()}") from None
+    return " ".join(shlex.quote(word) for word in words)

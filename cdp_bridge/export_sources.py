@@ -1,0 +1,123 @@
+"""What a site exports: registered record sources, item processors, and item building.
+
+The host registers functions that yield its records (``@cdp.user_source``,
+``@cdp.product_source("pet_food")``, ``@cdp.content_source("article")``) and, optionally,
+processors that add or change keys of each item (``@cdp.user_item_processor(priority=10)``,
+called as ``processor(item, record)``, higher priority first). Each record becomes an item
+with a fixed set of base keys, so the Data Manager's schema is the same on every run.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from .constants import EXPORT_KINDS
+from .errors import CDPError, ValidationError
+
+Source = Callable[[], Iterable[Any]]
+Processor = Callable[[dict[str, Any], Any], dict[str, Any]]
+
+#: The keys every item of a kind has, in this order (missing values are null).
+BASE_KEYS: dict[str, tuple[str, ...]] = {
+    "user": ("id", "login", "email", "name"),
+    "product": ("id", "type", "name", "price", "currency", "brand", "category_path", "in_stock", "url"),
+    "content": ("id", "type", "name", "url", "category_path", "published_at"),
+}
+DEFAULT_TYPE = {"user": "user", "product": "product", "content": "content"}
+
+
+class UnsendableRecord(CDPError):
+    """A record that cannot become a valid item (no id, a value JSON cannot hold)."""
+
+
+@dataclass(order=True)
+class _RankedProcessor:
+    sort_key: tuple[int, int]
+    function: Processor = field(compare=False)
+
+
+@dataclass
+class ExportRegistry:
+    """Sources by kind and type, and item processors by kind."""
+
+    sources: dict[str, dict[str, Source]] = field(default_factory=lambda: {kind: {} for kind in EXPORT_KINDS})
+    processors: dict[str, list[_RankedProcessor]] = field(default_factory=lambda: {kind: [] for kind in EXPORT_KINDS})
+
+    def add_source(self, kind: str, type_name: str, source: Source) -> None:
+        if not isinstance(type_name, str) or not type_name:
+            raise CDPError(f"{kind} source type must be a non-empty string")
+        self.sources[kind][type_name] = source
+
+    def add_processor(self, kind: str, processor: Processor, priority: int) -> None:
+        ranked = self.processors[kind]
+        # Higher priority first; equal priorities keep their registration order.
+        ranked.append(_RankedProcessor((-priority, len(ranked)), processor))
+        ranked.sort()
+
+    def selected_sources(self, kind: str, type_name: str | None) -> dict[str, Source]:
+        """The sources to read: one type, or all of the kind's."""
+        registered = self.sources[kind]
+        if type_name is None:
+            return dict(registered)
+        if type_name not in registered:
+            known = ", ".join(sorted(registered)) or "none registered"
+            raise ValidationError(f"no {kind} source of type {type_name!r} (registered: {known})")
+        return {type_name: registered[type_name]}
+
+    def items(self, kind: str, type_name: str, records: Iterable[Any]) -> Iterator[tuple[Any, dict[str, Any] | UnsendableRecord]]:
+        """Each record with its item, or with the reason it cannot be sent."""
+        processors = [ranked.function for ranked in self.processors[kind]]
+        for record in records:
+            try:
+                item = base_item(kind, type_name, record)
+                for processor in processors:
+                    item = processor(item, record)
+                yield record, checked_item(item)
+            except UnsendableRecord as problem:
+                yield record, problem
+
+
+def base_item(kind: str, type_name: str, record: Any) -> dict[str, Any]:
+    """The base keys of a record, from a mapping or from an object's attributes."""
+    read = record.get if isinstance(record, Mapping) else lambda key: getattr(record, key, None)
+    item = {key: read(key) for key in BASE_KEYS[kind]}
+    if kind != "user" and item.get("type") is None:
+        item["type"] = type_name
+    if item["id"] is None or item["id"] == "":
+        raise UnsendableRecord("record has no id")
+    if isinstance(item["id"], bool) or not isinstance(item["id"], (str, int)):
+        raise UnsendableRecord(f"record id must be a string or an integer, not {type(item['id']).__name__}")
+    item["id"] = str(item["id"])
+    return item
+
+
+def checked_item(item: Any) -> dict[str, Any]:
+    """The item with dates and decimals as text; refuses what JSON cannot hold."""
+    if not isinstance(item, dict):
+        raise UnsendableRecord(f"a processor returned {type(item).__name__}, not the item")
+    return {str(key): _json_value(value, str(key)) for key, value in item.items()}
+
+
+def _json_value(value: Any, key: str) -> Any:
+    if value is None or isinstance(value, (str, bool, int)):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise UnsendableRecord(f"{key} is {value}, which JSON cannot hold")
+        return value
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise UnsendableRecord(f"{key} is {value}, which JSON cannot hold")
+        return str(value)
+    if isinstance(value, (list, tuple)):
+        return [_json_value(v, key) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _json_value(v, f"{key}.{k}") for k, v in value.items()}
+    raise UnsendableRecord(f"{key} is a {type(value).__name__}, which JSON cannot hold")

@@ -1,0 +1,341 @@
+"""flask cdp stream-*-data against a local fake Streaming API (a real HTTP server)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import threading
+from collections.abc import Iterator
+from datetime import datetime
+from decimal import Decimal
+from types import SimpleNamespace
+
+import pytest
+import requests
+from flask import Flask
+
+from cdp_bridge import CDP
+from cdp_bridge.secret import Secret
+from cdp_bridge.streaming import RetryPolicy, SendFailed, StreamClient, retry_after_seconds
+from tests.fake_stream_api import Answer, FakeStreamAPI
+
+STREAM_ID = "stream-id-secret-1234"
+
+
+@pytest.fixture
+def api() -> Iterator[FakeStreamAPI]:
+    server = FakeStreamAPI()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def sleeps() -> list[float]:
+    return []
+
+
+def users(count: int) -> list[dict]:
+    return [{"id": i, "login": f"user{i}", "email": f"user{i}@example.com", "name": f"User {i}"} for i in range(1, count + 1)]
+
+
+@pytest.fixture
+def make_site(sqlite_url: str, api: FakeStreamAPI, sleeps: list[float]):
+    def factory(records=None, **config) -> Flask:
+        app = Flask("export_site")
+        app.config.update(SQLALCHEMY_DATABASE_URI=sqlite_url, CDP_INLINE_WORKER=False, CDP_ACCOUNT_NUMBER="12345",
+                          CDP_USER_STREAM_ID=STREAM_ID, CDP_STREAM_API_URL=api.url)
+        app.config.update(config)
+        cdp = CDP(app)
+        app.extensions["cdp"].export_sleep = sleeps.append
+        if records is not None:
+            cdp.user_source(lambda: iter(records))
+        return app
+
+    return factory
+
+
+def run(app: Flask, *args: str):
+    """Invoke a command; click's runner keeps stdout and stderr apart."""
+    return app.test_cli_runner().invoke(args=["cdp", *args])
+
+
+# -- the wire ---------------------------------------------------------------------------------
+
+
+def test_draft_sends_a_sample_of_100_with_the_draft_header(make_site, api: FakeStreamAPI) -> None:
+    result = run(make_site(users(250)), "stream-user-data")
+    assert result.exit_code == 0, result.output
+    (request,) = api.received
+    assert request.path == "/stream/12345"
+    assert request.headers["x-streamid"] == STREAM_ID
+    assert request.headers["content-type"] == "application/json"
+    assert request.headers["x-isdraft"] == "true"
+    assert [item["id"] for item in request.items] == [str(i) for i in range(1, 101)]
+    assert request.items[0] == {"id": "1", "login": "user1", "email": "user1@example.com", "name": "User 1"}
+    assert "records=100 batches=1" in result.output
+
+
+def test_no_draft_sends_everything_without_the_header(make_site, api: FakeStreamAPI) -> None:
+    result = run(make_site(users(1234)), "stream-user-data", "--no-draft")
+    assert result.exit_code == 0, result.output
+    assert all("x-isdraft" not in r.headers for r in api.received)
+    sent = [item["id"] for r in api.received for item in r.items]
+    assert sent == [str(i) for i in range(1, 1235)]
+    assert [len(r.items) for r in api.received] == [500, 500, 234]
+
+
+def test_limit_applies_to_both_modes(make_site, api: FakeStreamAPI) -> None:
+    site = make_site(users(300))
+    assert run(site, "stream-user-data", "--limit", "7").exit_code == 0
+    assert run(site, "stream-user-data", "--no-draft", "--limit", "150").exit_code == 0
+    assert [len(r.items) for r in api.received] == [7, 150]
+
+
+def test_dry_run_prints_the_json_and_touches_no_network(make_site, api: FakeStreamAPI) -> None:
+    site = make_site(users(3), CDP_USER_STREAM_ID=None)
+    result = run(site, "stream-user-data", "--dry-run", "--batch-size", "2")
+    assert result.exit_code == 0
+    batches = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [[item["id"] for item in batch] for batch in batches] == [["1", "2"], ["3"]]
+    assert api.received == []
+
+
+def test_batches_are_bounded_by_count(make_site, api: FakeStreamAPI) -> None:
+    run(make_site(users(100)), "stream-user-data", "--no-draft", "--batch-size", "40")
+    assert [len(r.items) for r in api.received] == [40, 40, 20]
+
+
+def test_batches_are_bounded_by_bytes(make_site, api: FakeStreamAPI) -> None:
+    records = [{"id": i, "name": "x" * 300} for i in range(50)]
+    result = run(make_site(records), "stream-user-data", "--no-draft", "--max-batch-bytes", "2048")
+    assert result.exit_code == 0, result.output
+    assert all(len(r.body) <= 2048 for r in api.received)
+    assert len(api.received) > 1
+    assert sum(len(r.items) for r in api.received) == 50
+
+
+# -- retries ------------------------------------------------------------------------------
+
+
+def test_503_and_429_are_retried_honouring_retry_after(make_site, api: FakeStreamAPI, sleeps: list[float]) -> None:
+    api.script = [Answer(503, {"Retry-After": "7"}), Answer(429, {"Retry-After": "3"}), Answer(200)]
+    result = run(make_site(users(5)), "stream-user-data")
+    assert result.exit_code == 0, result.output
+    assert sleeps == [7.0, 3.0]
+    assert len(api.received) == 3
+    assert api.received[0].body == api.received[2].body
+
+
+def test_5xx_without_retry_after_backs_off_exponentially(make_site, api: FakeStreamAPI, sleeps: list[float]) -> None:
+    api.script = [Answer(500), Answer(502), Answer(504), Answer(200)]
+    assert run(make_site(users(2)), "stream-user-data").exit_code == 0
+    assert len(sleeps) == 3
+    assert 0.5 <= sleeps[0] <= 1.0 and 1.0 <= sleeps[1] <= 2.0 and 2.0 <= sleeps[2] <= 4.0
+
+
+def test_400_is_not_retried_and_exits_1_with_a_summary(make_site, api: FakeStreamAPI, sleeps: list[float]) -> None:
+    api.script = [Answer(200), Answer(400, body=b'{"error": "unknown column"}')]
+    result = run(make_site(users(30)), "stream-user-data", "--batch-size", "10")
+    assert result.exit_code == 1
+    assert len(api.received) == 2 and sleeps == []
+    assert "records=10 batches=1" in result.stdout
+    assert 'NOT SENT: a batch of 10 records (HTTP 400: {"error": "unknown column"} (after 1 try))' in result.stdout
+    assert "the export did not complete" in result.stderr
+
+
+def test_retries_give_up_after_the_last_try(make_site, api: FakeStreamAPI, sleeps: list[float]) -> None:
+    api.script = [Answer(503)] * 5
+    result = run(make_site(users(2)), "stream-user-data")
+    assert result.exit_code == 1
+    assert len(api.received) == 5 and len(sleeps) == 4
+    assert "HTTP 503 (after 5 tries)" in result.stdout
+
+
+def test_connection_refused_is_retried_then_reported(make_site, sleeps: list[float]) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    site = make_site(users(2), CDP_STREAM_API_URL=f"http://127.0.0.1:{closed_port}/stream")
+    result = run(site, "stream-user-data")
+    assert result.exit_code == 1
+    assert len(sleeps) == 4
+    assert "connection failed (after 5 tries)" in result.stdout
+
+
+def test_a_server_that_never_answers_times_out() -> None:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    accepted: list[socket.socket] = []
+    thread = threading.Thread(target=lambda: accepted.append(listener.accept()[0]), daemon=True)
+    thread.start()
+    client = StreamClient(f"http://127.0.0.1:{listener.getsockname()[1]}", "1234", Secret("s"),
+                          retry=RetryPolicy(tries=1), timeout=(1.0, 0.2))
+    with pytest.raises(SendFailed, match="timed out"):
+        client.send(b"[]", draft=False)
+    for connection in accepted:
+        connection.close()
+    listener.close()
+
+
+def test_retry_after_as_an_http_date() -> None:
+    assert retry_after_seconds("Wed, 21 Oct 2015 07:28:30 GMT", now=datetime(2015, 10, 21, 7, 28, 0).timestamp() - _utc_offset()) == 30
+    assert retry_after_seconds("soon") is None
+    assert retry_after_seconds("99999") == 300
+
+
+def _utc_offset() -> float:
+    import time
+
+    return time.timezone if not time.localtime().tm_isdst else time.altzone
+
+
+# -- configuration --------------------------------------------------------------------------
+
+
+def test_missing_stream_id_is_a_configuration_error(make_site, api: FakeStreamAPI) -> None:
+    result = run(make_site(users(2), CDP_USER_STREAM_ID=None), "stream-user-data")
+    assert result.exit_code == 2
+    assert "CDP_USER_STREAM_ID is not set" in result.stderr
+    assert api.received == []
+
+
+def test_missing_account_number_is_a_configuration_error(make_site) -> None:
+    result = run(make_site(users(2), CDP_ACCOUNT_NUMBER=None), "stream-user-data")
+    assert result.exit_code == 2
+    assert "CDP_ACCOUNT_NUMBER is not set" in result.stderr
+
+
+def test_no_registered_source_is_a_configuration_error(make_site) -> None:
+    result = run(make_site(None), "stream-user-data")
+    assert result.exit_code == 2
+    assert "@cdp.user_source" in result.stderr
+
+
+@pytest.mark.parametrize("args", [["--batch-size", "0"], ["--limit", "-1"], ["--colour"]])
+def test_bad_options_are_usage_errors(make_site, args) -> None:
+    assert run(make_site(users(1)), "stream-user-data", *args).exit_code == 2
+
+
+def test_stream_id_option_overrides_the_setting(make_site, api: FakeStreamAPI) -> None:
+    assert run(make_site(users(1)), "stream-user-data", "--stream-id", "other-stream").exit_code == 0
+    assert api.received[0].headers["x-streamid"] == "other-stream"
+
+
+# -- items ---------------------------------------------------------------------------------------
+
+
+def test_processors_run_in_priority_order(make_site, api: FakeStreamAPI) -> None:
+    site = make_site(users(1))
+    cdp = site.extensions["cdp"].extension
+    calls: list[str] = []
+
+    @cdp.user_item_processor(priority=1)
+    def low(item, record):
+        calls.append("low")
+        item["tier"] = item.get("tier", "") + "low"
+        return item
+
+    @cdp.user_item_processor(priority=10)
+    def high(item, record):
+        calls.append("high")
+        item["tier"] = "high+"
+        item["login_upper"] = record["login"].upper()
+        return item
+
+    assert run(site, "stream-user-data").exit_code == 0
+    assert calls == ["high", "low"]
+    assert api.received[0].items[0]["tier"] == "high+low"
+    assert api.received[0].items[0]["login_upper"] == "USER1"
+
+
+def test_every_item_has_the_same_keys_on_every_run(make_site, api: FakeStreamAPI) -> None:
+    records = [{"id": 1, "login": "a"}, SimpleNamespace(id=2, email="b@example.com"), {"id": "3", "extra": "ignored"}]
+    site = make_site(records)
+    run(site, "stream-user-data")
+    run(site, "stream-user-data")
+    key_sets = {tuple(item) for r in api.received for item in r.items}
+    assert key_sets == {("id", "login", "email", "name")}
+    assert api.received[0].items == api.received[1].items
+    assert api.received[0].items[1] == {"id": "2", "login": None, "email": "b@example.com", "name": None}
+
+
+def test_records_that_cannot_be_sent_are_reported_and_skipped(make_site, api: FakeStreamAPI) -> None:
+    records = [{"id": 1}, {"login": "no-id"}, {"id": 2, "name": float("nan")}, {"id": 3, "name": object()},
+               {"id": True}, {"id": 4, "name": "ok"}]
+    site = make_site(records)
+    cdp = site.extensions["cdp"].extension
+    cdp.user_item_processor()(lambda item, record: {**item, "seen": datetime(2026, 11, 28, 10, 0), "score": Decimal("1.5")})
+    result = run(site, "stream-user-data")
+    assert result.exit_code == 1
+    assert [item["id"] for item in api.received[0].items] == ["1", "4"]
+    assert api.received[0].items[0]["seen"] == "2026-11-28T10:00:00" and api.received[0].items[0]["score"] == "1.5"
+    for reason in ("(no id): record has no id", "id=2: name is nan", "id=3: name is a object", "id=True: record id must be"):
+        assert reason in result.stderr
+    assert "skipped=4" in result.stdout
+    assert "4 records could not be sent" in result.stderr
+
+
+def test_product_and_content_sources_by_type(make_site, api: FakeStreamAPI) -> None:
+    site = make_site(None, CDP_PRODUCT_STREAM_ID="products-stream", CDP_CONTENT_STREAM_ID="content-stream")
+    cdp = site.extensions["cdp"].extension
+    cdp.product_source("food")(lambda: [{"id": "f1", "name": "Food", "price": Decimal("2.50")}])
+    cdp.product_source("toys")(lambda: [{"id": "t1", "name": "Ball"}])
+    cdp.content_source("article")(lambda: [{"id": 9, "name": "News", "published_at": datetime(2026, 1, 2)}])
+    assert run(site, "stream-product-data", "--product-type", "toys").exit_code == 0
+    assert run(site, "stream-product-data").exit_code == 0
+    assert run(site, "stream-content-data", "--content-type", "article").exit_code == 0
+    toys, everything, content = api.received
+    assert toys.headers["x-streamid"] == "products-stream"
+    assert [i["id"] for i in toys.items] == ["t1"]
+    assert [(i["id"], i["type"]) for i in everything.items] == [("f1", "food"), ("t1", "toys")]
+    assert everything.items[0]["price"] == "2.50"
+    assert content.headers["x-streamid"] == "content-stream"
+    assert content.items == [{"id": "9", "type": "article", "name": "News", "url": None, "category_path": None,
+                              "published_at": "2026-01-02T00:00:00"}]
+    unknown = run(site, "stream-product-data", "--product-type", "cars")
+    assert unknown.exit_code == 2 and "no product source of type 'cars' (registered: food, toys)" in unknown.stderr
+
+
+def test_requests_are_logged_at_debug_without_the_stream_id(make_site, api: FakeStreamAPI, caplog) -> None:
+    api.script = [Answer(500, body=f"bad stream {STREAM_ID}".encode())]
+    with caplog.at_level(logging.DEBUG, logger="cdp_bridge.export"):
+        result = run(make_site(users(2)), "stream-user-data")
+    assert "POST http://127.0.0.1" in caplog.text and "x-streamid=<redacted>" in caplog.text
+    assert STREAM_ID not in caplog.text
+    assert STREAM_ID not in result.stdout + result.stderr
+
+
+# -- the schedule ---------------------------------------------------------------------------------
+
+
+def test_export_schedule_prints_crontab_lines(make_site) -> None:
+    site = make_site(None, CDP_EXPORT_SCHEDULE={"user": [{"interval": "0 3 * * *", "options": "--no-draft"}],
+                                                "content": [{"interval": "*/15 * * * *", "options": "--content-type 'blog post'"}]})
+    result = run(site, "export-schedule", "--directory", "/srv/my site", "--flask", "/srv/venv/bin/flask", "--app", "wsgi")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == [
+        "0 3 * * * cd '/srv/my site' && /srv/venv/bin/flask --app wsgi cdp stream-user-data --no-draft",
+        "*/15 * * * * cd '/srv/my site' && /srv/venv/bin/flask --app wsgi cdp stream-content-data --content-type 'blog post'",
+    ]
+
+
+@pytest.mark.parametrize(("options", "message"), [("--colour red", "No such option"), ("--stream-id abc", "not in a crontab"),
+                                                 ("--limit 'x", "No closing quotation")])
+def test_export_schedule_refuses_bad_options(make_site, options: str, message: str) -> None:
+    site = make_site(None, CDP_EXPORT_SCHEDULE={"user": [{"interval": "0 3 * * *", "options": options}]})
+    result = run(site, "export-schedule")
+    assert result.exit_code == 2
+    assert message in result.stderr
+
+
+def test_export_schedule_without_a_schedule(make_site) -> None:
+    result = run(make_site(None), "export-schedule")
+    assert result.exit_code == 2 and "CDP_EXPORT_SCHEDULE is not set" in result.stderr
+
+
+def test_stream_client_sends_exactly_the_body(api: FakeStreamAPI) -> None:
+    client = StreamClient(api.url, "9876", Secret("sid"), session=requests.Session())
+    client.send(b'[{"id":"1"}]', draft=False)
+    assert api.received[0].body == b'[{"id":"1"}]' and api.received[0].path == "/stream/9876"
