@@ -1,8 +1,8 @@
 """Exporting records to Raptor's Streaming API in batches, with constant memory.
 
-Records are read from the registered sources one at a time, turned into items,
-serialised, and grouped into batches bounded by count and by bytes; each batch is sent
-and dropped before the next is read. A record that cannot be sent is reported and
+Records are read from the registered sources one at a time and turned into items;
+each batch of up to ``batch_size`` items is serialised in one call, halved while it is
+over the byte limit, sent, and dropped before the next is read. A record that cannot be sent is reported and
 skipped, never sent broken. The first batch that fails (after the client's retries)
 stops the export, and the summary says what was and was not sent.
 """
@@ -10,6 +10,8 @@ stops the export, and the summary says what was and was not sent.
 from __future__ import annotations
 
 import json
+import queue
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -22,6 +24,8 @@ DRAFT_SAMPLE = 100
 DEFAULT_BATCH_SIZE = 500
 DEFAULT_MAX_BATCH_BYTES = 4 * 1024 * 1024
 MAX_SKIPS_LISTED = 20
+# One encoder for every item: json.dumps with options builds a new one per call.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
 @dataclass
@@ -69,22 +73,6 @@ class ExportRequest:
         return self.limit if self.limit is not None else (DRAFT_SAMPLE if self.draft else None)
 
 
-@dataclass
-class _Batch:
-    parts: list[bytes] = field(default_factory=list)
-    size: int = 2  # the brackets
-
-    def fits(self, encoded: bytes, request: ExportRequest) -> bool:
-        return len(self.parts) < request.batch_size and self.size + len(encoded) + 1 <= request.max_batch_bytes
-
-    def add(self, encoded: bytes) -> None:
-        self.parts.append(encoded)
-        self.size += len(encoded) + (1 if len(self.parts) > 1 else 0)
-
-    def body(self) -> bytes:
-        return b"[" + b",".join(self.parts) + b"]"
-
-
 Deliver = Callable[[bytes], None]
 
 
@@ -99,64 +87,116 @@ def run_export(
     """Read, batch and deliver; ``deliver`` raises :class:`SendFailed` for a failed batch."""
     started = time.monotonic()
     summary = ExportSummary()
-    batch = _Batch()
+    background = BackgroundDelivery(deliver, summary, progress)
+    sender = _Sender(request, background.submit, summary, report_skip)
+    pending: list[dict[str, Any]] = []
+    batch_size = request.batch_size
     try:
-        for encoded in _encoded_items(registry, request, summary, report_skip):
-            if not batch.fits(encoded, request):
-                _deliver(batch, deliver, summary, progress)
-                batch = _Batch()
-            batch.add(encoded)
-        if batch.parts:
-            _deliver(batch, deliver, summary, progress)
+        try:
+            for item in _items(registry, request, summary, report_skip):
+                pending.append(item)
+                if len(pending) == batch_size:
+                    sender.send(pending)
+                    pending = []
+            if pending:
+                sender.send(pending)
+        finally:
+            background.close()
     except SendFailed as failed:
         summary.failure = str(failed)
     summary.seconds = time.monotonic() - started
     return summary
 
 
-def _deliver(batch: _Batch, deliver: Deliver, summary: ExportSummary, progress: Callable[[ExportSummary], None]) -> None:
-    body = batch.body()
-    try:
-        deliver(body)
-    except SendFailed:
-        summary.failed_records = len(batch.parts)
-        raise
-    summary.records += len(batch.parts)
-    summary.batches += 1
-    summary.bytes += len(body)
-    progress(summary)
+class BackgroundDelivery:
+    """Sends batches from one background thread while the next batch is read.
+
+    Reading a batch and waiting for Raptor's answer to the previous one overlap; at most
+    one batch waits its turn, so memory stays bounded. The first failure stops it: later
+    batches are not sent, and the failure is raised to the reader.
+    """
+
+    def __init__(self, deliver: Deliver, summary: ExportSummary, progress: Callable[[ExportSummary], None]) -> None:
+        self._deliver = deliver
+        self._summary = summary
+        self._progress = progress
+        self._queue: queue.Queue[tuple[bytes, int] | None] = queue.Queue(maxsize=1)
+        self._failure: SendFailed | None = None
+        self._thread = threading.Thread(target=self._run, name="cdp-export-sender", daemon=True)
+        self._thread.start()
+
+    def submit(self, body: bytes, count: int) -> None:
+        """Queue a batch of ``count`` records; raises the failure of an earlier batch."""
+        if self._failure is not None:
+            raise self._failure
+        self._queue.put((body, count))
+
+    def close(self) -> None:
+        """Wait for the queued batches; raises if one failed."""
+        self._queue.put(None)
+        self._thread.join()
+        if self._failure is not None:
+            raise self._failure
+
+    def _run(self) -> None:
+        while (batch := self._queue.get()) is not None:
+            if self._failure is not None:
+                continue  # stopped: drop what was already queued
+            body, count = batch
+            try:
+                self._deliver(body)
+            except SendFailed as failed:
+                self._summary.failed_records = count
+                self._failure = failed
+                continue
+            self._summary.records += count
+            self._summary.batches += 1
+            self._summary.bytes += len(body)
+            self._progress(self._summary)
 
 
-def _encoded_items(
+@dataclass
+class _Sender:
+    """Encodes a batch in one call and submits it; a batch over the byte limit is halved."""
+
+    request: ExportRequest
+    submit: Callable[[bytes, int], None]
+    summary: ExportSummary
+    report_skip: Callable[[str], None]
+
+    def send(self, items: list[dict[str, Any]]) -> None:
+        body = _ENCODER.encode(items).encode("utf-8")
+        if len(body) > self.request.max_batch_bytes:
+            if len(items) == 1:
+                problem = UnsendableRecord(f"the item is {len(body) - 2} bytes, more than a whole batch may hold")
+                _skip(self.summary, self.report_skip, items[0], items[0].get("type", self.request.kind), problem)
+                return
+            middle = len(items) // 2
+            self.send(items[:middle])
+            self.send(items[middle:])
+            return
+        self.submit(body, len(items))
+
+
+def _items(
     registry: ExportRegistry, request: ExportRequest, summary: ExportSummary, report_skip: Callable[[str], None]
-) -> Iterator[bytes]:
+) -> Iterator[dict[str, Any]]:
     remaining = request.record_limit
     for type_name, source in registry.selected_sources(request.kind, request.type_name).items():
         for record, item in registry.items(request.kind, type_name, source()):
-            if remaining is not None and remaining <= 0:
-                return
-            encoded = _encode(item, request)
-            if isinstance(encoded, UnsendableRecord):
-                _skip(summary, report_skip, record, type_name, encoded)
+            if type(item) is not dict:
+                _skip(summary, report_skip, record, type_name, item)
                 continue
             if remaining is not None:
+                if remaining <= 0:
+                    return
                 remaining -= 1
-            yield encoded
-
-
-def _encode(item: dict[str, Any] | UnsendableRecord, request: ExportRequest) -> bytes | UnsendableRecord:
-    if isinstance(item, UnsendableRecord):
-        return item
-    encoded = json.dumps(item, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
-    if len(encoded) + 2 > request.max_batch_bytes:
-        return UnsendableRecord(f"the item is {len(encoded)} bytes, more than a whole batch may hold")
-    return encoded
+            yield item
 
 
 def _skip(summary: ExportSummary, report: Callable[[str], None], record: Any, type_name: str, problem: Exception) -> None:
     summary.skipped += 1
-    identity = _record_identity(record)
-    message = f"skipped {type_name} record {identity}: {problem}"
+    message = f"skipped {type_name} record {_record_identity(record)}: {problem}"
     if len(summary.skip_reasons) < MAX_SKIPS_LISTED:
         summary.skip_reasons.append(message)
     report(message)

@@ -75,31 +75,51 @@ class ExportRegistry:
         for record in records:
             try:
                 item = base_item(kind, type_name, record)
-                for processor in processors:
-                    item = processor(item, record)
-                yield record, checked_item(item)
+                if processors:
+                    for processor in processors:
+                        item = processor(item, record)
+                    item = checked_item(item)
+                elif not _PLAIN.issuperset(map(type, item.values())):  # base keys are strings
+                    item = checked_item(item)
+                yield record, item
             except UnsendableRecord as problem:
                 yield record, problem
 
 
 def base_item(kind: str, type_name: str, record: Any) -> dict[str, Any]:
     """The base keys of a record, from a mapping or from an object's attributes."""
-    read = record.get if isinstance(record, Mapping) else lambda key: getattr(record, key, None)
-    item = {key: read(key) for key in BASE_KEYS[kind]}
-    if kind != "user" and item.get("type") is None:
+    keys = BASE_KEYS[kind]
+    if type(record) is dict or isinstance(record, Mapping):
+        item = dict(zip(keys, map(record.get, keys)))
+    else:
+        item = {key: getattr(record, key, None) for key in keys}
+    if kind != "user" and item["type"] is None:
         item["type"] = type_name
-    if item["id"] is None or item["id"] == "":
-        raise UnsendableRecord("record has no id")
-    if isinstance(item["id"], bool) or not isinstance(item["id"], (str, int)):
-        raise UnsendableRecord(f"record id must be a string or an integer, not {type(item['id']).__name__}")
-    item["id"] = str(item["id"])
+    identifier = item["id"]
+    if type(identifier) is int:
+        item["id"] = str(identifier)
+    elif type(identifier) is not str or not identifier:
+        item["id"] = _checked_id(identifier)
     return item
+
+
+_PLAIN = frozenset({str, int, bool, type(None)})
+
+
+def _checked_id(identifier: Any) -> str:
+    if identifier is None or identifier == "":
+        raise UnsendableRecord("record has no id")
+    if isinstance(identifier, bool) or not isinstance(identifier, (str, int)):
+        raise UnsendableRecord(f"record id must be a string or an integer, not {type(identifier).__name__}")
+    return str(identifier)
 
 
 def checked_item(item: Any) -> dict[str, Any]:
     """The item with dates and decimals as text; refuses what JSON cannot hold."""
     if not isinstance(item, dict):
         raise UnsendableRecord(f"a processor returned {type(item).__name__}, not the item")
+    if _PLAIN.issuperset(map(type, item.values())) and all(type(key) is str for key in item):
+        return item  # the common case: nothing to convert
     return {str(key): _json_value(value, str(key)) for key, value in item.items()}
 
 

@@ -339,3 +339,47 @@ def test_stream_client_sends_exactly_the_body(api: FakeStreamAPI) -> None:
     client = StreamClient(api.url, "9876", Secret("sid"), session=requests.Session())
     client.send(b'[{"id":"1"}]', draft=False)
     assert api.received[0].body == b'[{"id":"1"}]' and api.received[0].path == "/stream/9876"
+
+
+def test_a_record_larger_than_a_batch_may_hold_is_skipped(make_site, api: FakeStreamAPI) -> None:
+    records = [{"id": 1, "name": "small"}, {"id": 2, "name": "x" * 5000}, {"id": 3, "name": "small"}]
+    result = run(make_site(records), "stream-user-data", "--max-batch-bytes", "2048")
+    assert result.exit_code == 1
+    assert sorted(item["id"] for r in api.received for item in r.items) == ["1", "3"]
+    assert "skipped user record id='2': the item is" in result.stderr and "more than a whole batch may hold" in result.stderr
+
+
+def test_progress_shows_on_a_terminal_and_not_in_a_pipe(tmp_path, api: FakeStreamAPI) -> None:
+    import os
+    import pty
+    import subprocess
+
+    from tests.processes import FLASK, process_env
+
+    (tmp_path / "export_app.py").write_text(
+        "from flask import Flask\nfrom cdp_bridge import CDP\n"
+        "app = Flask('export_app')\n"
+        f"app.config.update(SQLALCHEMY_DATABASE_URI='sqlite:///{tmp_path}/x.sqlite3', CDP_ACCOUNT_NUMBER='12345',"
+        f" CDP_USER_STREAM_ID='sid', CDP_STREAM_API_URL={api.url!r}, CDP_INLINE_WORKER=False)\n"
+        "cdp = CDP(app)\n"
+        "cdp.user_source(lambda: ({'id': i} for i in range(30)))\n"
+    )
+    command = [FLASK, "--app", "export_app", "cdp", "stream-user-data", "--batch-size", "10"]
+    piped = subprocess.run(command, cwd=tmp_path, env=process_env(tmp_path), capture_output=True, text=True)
+    assert piped.returncode == 0 and "\rsent" not in piped.stderr
+    controller, terminal = pty.openpty()
+    on_tty = subprocess.run(command, cwd=tmp_path, env=process_env(tmp_path), stdout=subprocess.PIPE, stderr=terminal, text=True)
+    os.close(terminal)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(controller, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(controller)
+    assert on_tty.returncode == 0
+    assert b"\rsent 10 records in 1 batches" in shown and b"\rsent 30 records in 3 batches" in shown
+    assert "records=30 batches=3" in on_tty.stdout

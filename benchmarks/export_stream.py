@@ -1,0 +1,163 @@
+"""Streaming 1,000,000 users to a local fake Streaming API, against the raw driver (not a test).
+
+For SQLite and PostgreSQL: ``flask cdp stream-user-data --no-draft`` reading a users table
+through a registered source, against a baseline in the same run that reads the same rows
+with the raw driver and POSTs ``json.dumps`` batches of the same size with requests.
+Each run is a separate process, so its peak memory (max RSS) is its own.
+Targets: at least 0.5x the baseline's records per second; peak memory at 1,000,000 users
+at most 50 MB above that at 10,000.
+
+    .venv/bin/python benchmarks/export_stream.py [--users N] [--small N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import psycopg
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from tests.postgres_server import PostgresServer  # noqa: E402
+
+BATCH = 500
+
+SITE = '''
+from flask import Flask
+from sqlalchemy import create_engine, text
+from cdp_bridge import CDP
+
+app = Flask("bench_site")
+app.config.update(SQLALCHEMY_DATABASE_URI={cdp_url!r}, CDP_INLINE_WORKER=False, CDP_ACCOUNT_NUMBER="12345",
+                  CDP_USER_STREAM_ID="bench-stream", CDP_STREAM_API_URL={api!r})
+cdp = CDP(app)
+users_engine = create_engine({users_url!r})
+
+@cdp.user_source
+def users():
+    limit = int(__import__("os").environ["BENCH_USERS"])
+    with users_engine.connect().execution_options(stream_results=True, yield_per=2000) as conn:
+        yield from conn.execute(text("SELECT id, login, email, name FROM users ORDER BY id LIMIT :n"), {{"n": limit}}).mappings()
+'''
+
+BASELINE = '''
+import json, os, sys, requests
+kind, dsn, api, limit = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+if kind == "sqlite":
+    import sqlite3; conn = sqlite3.connect(dsn); cur = conn.cursor()
+    cur.execute("SELECT id, login, email, name FROM users ORDER BY id LIMIT ?", (limit,))
+else:
+    import psycopg; conn = psycopg.connect(dsn); cur = conn.cursor(name="stream")
+    cur.execute("SELECT id, login, email, name FROM users ORDER BY id LIMIT %s", (limit,))
+session = requests.Session()
+headers = {"Content-Type": "application/json", "x-streamid": "bench-stream"}
+while True:
+    rows = cur.fetchmany(BATCH_SIZE)
+    if not rows:
+        break
+    body = json.dumps([{"id": str(r[0]), "login": r[1], "email": r[2], "name": r[3]} for r in rows]).encode()
+    session.post(api + "/12345", data=body, headers=headers, timeout=60).raise_for_status()
+'''.replace("BATCH_SIZE", str(BATCH))
+
+
+class Sink(BaseHTTPRequestHandler):
+    """Reads each body and answers 200, counting records by commas is not needed."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self) -> None:  # noqa: N802
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def measured(command: list[str], env: dict[str, str], cwd: str) -> tuple[float, float]:
+    """(seconds, peak RSS in MB) of a child process."""
+    started = time.perf_counter()
+    process = subprocess.Popen(command, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - started
+    if status != 0:
+        raise RuntimeError(f"{command} failed: {process.stderr.read().decode()[-2000:]}")
+    return seconds, usage.ru_maxrss / 1024
+
+
+def fill_sqlite(path: str, count: int) -> None:
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, login TEXT, email TEXT, name TEXT)")
+    conn.executemany("INSERT INTO users VALUES (?, ?, ?, ?)",
+                     ((i, f"user{i}", f"user{i}@example.com", f"User Number {i}") for i in range(1, count + 1)))
+    conn.commit()
+    conn.close()
+
+
+def fill_postgres(dsn: str, count: int) -> None:
+    with psycopg.connect(dsn) as conn, conn.cursor() as cur:
+        cur.execute("CREATE TABLE users (id BIGINT PRIMARY KEY, login TEXT, email TEXT, name TEXT)")
+        with cur.copy("COPY users FROM STDIN") as copy:
+            for i in range(1, count + 1):
+                copy.write_row((i, f"user{i}", f"user{i}@example.com", f"User Number {i}"))
+
+
+def bench(name: str, users_url: str, baseline_dsn: str, folder: str, api: str, total: int, small: int) -> None:
+    Path(folder, "bench_site.py").write_text(SITE.format(cdp_url=f"sqlite:///{folder}/cdp.sqlite3", api=api, users_url=users_url))
+    Path(folder, "baseline.py").write_text(BASELINE)
+    env = {**os.environ, "PYTHONPATH": f"{folder}{os.pathsep}{REPO}"}
+    flask = [str(Path(sys.executable).with_name("flask")), "--app", "bench_site", "cdp", "stream-user-data", "--no-draft",
+             "--batch-size", str(BATCH)]
+    kind = "sqlite" if name == "SQLite" else "postgresql"
+    results = {}
+    for label, count in (("small", small), ("full", total)):
+        results[f"ours {label}"] = measured(flask, {**env, "BENCH_USERS": str(count)}, folder)
+        results[f"baseline {label}"] = measured([sys.executable, "baseline.py", kind, baseline_dsn, api, str(count)], env, folder)
+    ours_rate = total / results["ours full"][0]
+    base_rate = total / results["baseline full"][0]
+    ratio = ours_rate / base_rate
+    growth = results["ours full"][1] - results["ours small"][1]
+    print(f"{name}: cdp_bridge {ours_rate:10,.0f} records/s, baseline {base_rate:10,.0f} records/s, "
+          f"ratio {ratio:.2f}x ({'meets' if ratio >= 0.5 else 'BELOW'} the 0.5x target)")
+    print(f"{name}: peak RSS {results['ours small'][1]:.0f} MB at {small:,} users, {results['ours full'][1]:.0f} MB at "
+          f"{total:,}: +{growth:.0f} MB ({'meets' if growth <= 50 else 'ABOVE'} the 50 MB target); "
+          f"baseline {results['baseline small'][1]:.0f} / {results['baseline full'][1]:.0f} MB")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, default=1_000_000)
+    parser.add_argument("--small", type=int, default=10_000)
+    args = parser.parse_args()
+    print(f"machine: {os.cpu_count()} cores; {args.users:,} users; batches of {BATCH}")
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Sink)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    api = f"http://127.0.0.1:{server.server_address[1]}/stream"
+    with tempfile.TemporaryDirectory() as folder:
+        users_db = os.path.join(folder, "users.sqlite3")
+        fill_sqlite(users_db, args.users)
+        bench("SQLite", f"sqlite:///{users_db}", users_db, folder, api, args.users, args.small)
+        pg = PostgresServer.create()
+        try:
+            url = pg.create_database()
+            dsn = url.replace("postgresql+psycopg://", "postgresql://")
+            fill_postgres(dsn, args.users)
+            bench("PostgreSQL", url, dsn, folder, api, args.users, args.small)
+        finally:
+            pg.destroy()
+    server.shutdown()
+
+
+if __name__ == "__main__":
+    main()
