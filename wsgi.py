@@ -156,6 +156,13 @@ def logged_in_user_id() -> int | None:
     return user.id if user else None
 
 
+@cdp.admin_guard
+def demo_admin_only() -> bool:
+    """The back office at /cdp/admin/ admits the demo's admin user (alice) only."""
+    user = current_user()
+    return bool(user and user.is_admin)
+
+
 @cdp.user_source
 def demo_users() -> Any:
     """The shop's users, for flask cdp stream-user-data (read in chunks, not all at once)."""

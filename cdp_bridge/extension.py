@@ -21,6 +21,7 @@ from flask.blueprints import BlueprintSetupState
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import Engine, event
 
+from .admin import register_admin
 from .deliveries import DeliveryInbox
 from .errors import ConfigurationError
 from .export_sources import ExportRegistry, Processor, Source
@@ -121,9 +122,12 @@ class CDP:
         self._db = db
         self._register_blueprint = register_blueprint
         self._own_db: SQLAlchemy | None = None
-        self.blueprint = Blueprint(BLUEPRINT_NAME, __name__, template_folder="templates")
+        self.blueprint = Blueprint(
+            BLUEPRINT_NAME, __name__, template_folder="templates", static_folder="static", static_url_path="/static"
+        )
         self.blueprint.record(_remember_url_prefix)
         register_webhook(self.blueprint)
+        register_admin(self.blueprint)
         self.payload_formats: list[PayloadFormat] = default_formats()
         self.admin_guard_function: Callable[[], bool] | None = None
         self.user_id_loader_function: Callable[[], Any] | None = None
@@ -187,7 +191,8 @@ class CDP:
     # -- registration decorators ------------------------------------------------------
 
     def admin_guard(self, function: Callable[[], bool]) -> Callable[[], bool]:
-        """Register the back office's access check: called per request, true admits."""
+        """Register the back office's access check: called with no arguments during each
+        back-office request; true admits. Without one the back office is not served (404)."""
         self.admin_guard_function = function
         return function
 

@@ -1,0 +1,95 @@
+"""The back office in a real headless Chromium, against the demo served on loopback."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import update
+
+import wsgi
+from cdp_bridge.audiences import ActivationDocument, AudienceChange
+from cdp_bridge.deliveries import IncomingDelivery
+from tests.browser import ServedApp, artifact
+from tests.test_browser_tracking import browser  # noqa: F401 - the shared Chromium fixture
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture
+def demo(tmp_path) -> Iterator[ServedApp]:
+    served = ServedApp(wsgi.create_app({}, instance_path=str(tmp_path / "instance")))
+    yield served
+    served.close()
+
+
+def failed_delivery(app) -> int:
+    """A queued delivery to the demo's group, marked failed as after its last try."""
+    with app.app_context():
+        state = app.extensions["cdp"]
+        change = AudienceChange("replayed", members=("2", "3"))
+        incoming = IncomingDelivery(state.settings.activations[0], ActivationDocument((change,), items=2), None, "test")
+        delivery_id = state.inbox.receive(incoming, queue=True).delivery_id
+        with state.engine.begin() as conn:
+            d = state.tables.deliveries
+            conn.execute(update(d).where(d.c.id == delivery_id).values(status="failed", attempts=5,
+                                                                       error="OperationalError: the database was down"))
+    return delivery_id
+
+
+def log_in(page, base: str, name: str) -> None:
+    page.goto(base + "/login")
+    page.click(f"text={name}")
+    page.click("button:has-text('Log in')")
+    page.wait_for_url(base + "/")
+
+
+def test_the_demo_admin_manages_groups_and_replays_a_failed_delivery(browser, demo: ServedApp) -> None:  # noqa: F811
+    app = demo.server.app
+    delivery_id = failed_delivery(app)
+    page = browser.new_page()
+    log_in(page, demo.url, "Alice Example")
+    page.click("text=CDP back office")
+    page.wait_for_url(demo.url + "/cdp/admin/groups")
+    assert page.locator("tr", has_text="demo_shop").locator(".badge").inner_text() == "protected"
+
+    page.fill("#identifier", "Spring Sale")
+    page.click("button:has-text('Create')")
+    assert "lower-case letters" in page.locator("#identifier-error").inner_text()
+    page.screenshot(path=str(artifact("admin-validation-error.png")), full_page=True)
+    page.fill("#identifier", "spring_sale")
+    page.fill("#name", "Spring sale")
+    page.click("button:has-text('Create')")
+    page.wait_for_url("**/cdp/admin/groups/spring_sale?created=1")
+    assert page.locator("h1").inner_text().startswith("Spring sale")
+
+    page.goto(demo.url + "/cdp/admin/groups/demo_shop")
+    page.fill("#new-name", "Renamed by hand")
+    page.click("button:has-text('Rename')")
+    assert page.locator("p.error").inner_text() == "Cannot modify protected segment group"
+    page.screenshot(path=str(artifact("admin-protected-group.png")), full_page=True)
+
+    page.goto(demo.url + "/cdp/admin/deliveries?status=failed")
+    row = page.locator(f"#delivery-{delivery_id}")
+    assert "the database was down" in row.inner_text()
+    row.locator("button:has-text('Replay')").click()
+    assert f"Delivery {delivery_id} was queued again" in page.locator(".notice").inner_text()
+    deadline = time.monotonic() + 20
+    while "applied" not in page.locator(f"#delivery-{delivery_id} .status").inner_text():
+        assert time.monotonic() < deadline, "the replayed delivery was not applied"
+        page.wait_for_timeout(200)
+        page.goto(demo.url + "/cdp/admin/deliveries")
+    page.screenshot(path=str(artifact("admin-deliveries.png")), full_page=True)
+    with app.app_context():
+        assert app.extensions["cdp"].store.members("demo_shop", "replayed") == ["2", "3"]
+    page.close()
+
+
+def test_a_customer_is_refused_and_an_anonymous_visitor_too(browser, demo: ServedApp) -> None:  # noqa: F811
+    page = browser.new_page()
+    assert page.goto(demo.url + "/cdp/admin/groups").status == 403
+    log_in(page, demo.url, "Bob Example")
+    assert page.locator("text=CDP back office").count() == 0
+    assert page.goto(demo.url + "/cdp/admin/deliveries").status == 403
+    page.close()
