@@ -15,7 +15,9 @@ threads = int(os.environ.get("GUNICORN_THREADS", "4"))
 # Large activations are queued, not applied in the request, so requests stay short.
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "60"))
 graceful_timeout = 30
-accesslog = os.environ.get("GUNICORN_ACCESSLOG", "-")
+# Idle keep-alive connections are kept this long; the CDP and proxies reuse them.
+keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "5"))
+accesslog = os.environ.get("GUNICORN_ACCESSLOG", "-") or None  # empty: no access log
 errorlog = "-"
 # Webhook bodies may be up to CDP_WEBHOOK_MAX_BYTES; gunicorn itself limits only headers.
 limit_request_field_size = 16384

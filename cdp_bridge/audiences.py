@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, select
 
-from .store import CDPTables, SegmentMetadata, utcnow
+from .store import CDPTables, SegmentMetadata
 from .store import membership
 
 
@@ -87,6 +87,7 @@ def apply_audience_changes(
 
 def _apply_one(conn: Connection, tables: CDPTables, group_id: int, change: AudienceChange) -> bool:
     """Apply one change; ``False`` when its sequence shows it is stale."""
+    membership.lock_audience(conn, group_id, change.audience_id)
     if _older_than_deletion(conn, tables, group_id, change):
         return False
     if change.deleted:
@@ -126,12 +127,7 @@ def _delete(conn: Connection, tables: CDPTables, group_id: int, change: Audience
             return False
         membership.delete_segment(conn, tables, row.id)
     if change.sequence is not None:
-        _forget_tombstone(conn, tables, group_id, change.audience_id)
-        conn.execute(
-            tables.tombstones.insert().values(
-                group_id=group_id, identifier=change.audience_id, sequence=change.sequence, deleted_at=utcnow()
-            )
-        )
+        membership.record_tombstone(conn, tables, group_id, change.audience_id, change.sequence)
     return True
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -35,6 +36,49 @@ def postgres_server() -> Iterator[PostgresServer]:
     server = PostgresServer.create()
     yield server
     server.destroy()
+
+
+# -- every log line of the suite, for the check that no secret is ever logged -----------
+
+#: Formatted log lines of this test session: in-process records at DEBUG, and the output
+#: of the servers and workers the tests started (added with ``remember_output``).
+CAPTURED_LOG_LINES: list[str] = []
+
+#: Every secret the tests configure, and its Basic-auth form.
+KNOWN_SECRETS: set[str] = {
+    ACTIVATION["CDP_ACTIVATION_CLIENT_SECRET"],
+    "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+    "stream-id-secret-1234",
+    "load-client-secret-value-0123456789",
+}
+
+
+def remember_output(text: str) -> None:
+    """Add a subprocess's output to the lines the secret check reads."""
+    CAPTURED_LOG_LINES.extend(text.splitlines())
+
+
+class _Collector(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        CAPTURED_LOG_LINES.append(self.format(record))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def capture_every_log_line() -> Iterator[None]:
+    """Every logger at DEBUG into CAPTURED_LOG_LINES (SQLAlchemy's statement echo aside)."""
+    handler = _Collector(level=logging.DEBUG)
+    handler.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
+    root = logging.getLogger()
+    previous = root.level
+    quiet = logging.getLogger("sqlalchemy")
+    quiet_previous = quiet.level
+    quiet.setLevel(logging.WARNING)
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    yield
+    root.removeHandler(handler)
+    root.setLevel(previous)
+    quiet.setLevel(quiet_previous)
 
 
 @pytest.fixture(autouse=True)

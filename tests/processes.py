@@ -29,16 +29,20 @@ def process_env(directory: Path, **extra: str) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": f"{directory}{os.pathsep}{REPO}", **extra}
 
 
-def start_flask(directory: Path, module: str, *args: str, **popen: Any) -> subprocess.Popen:
-    """Start ``flask --app module ARGS`` in the background."""
+def start_flask(directory: Path, module: str, *args: str, log_file: Path | None = None) -> subprocess.Popen:
+    """Start ``flask --app module ARGS`` in the background.
+
+    A long-running process should write to ``log_file``: a pipe nobody reads fills up
+    and then blocks the process on its next log line.
+    """
+    output: Any = open(log_file, "a") if log_file is not None else subprocess.PIPE  # noqa: SIM115
     return subprocess.Popen(
         [FLASK, "--app", module, *args],
         cwd=directory,
         env=process_env(directory),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stdout=output,
+        stderr=subprocess.STDOUT if log_file is not None else subprocess.PIPE,
         text=True,
-        **popen,
     )
 
 

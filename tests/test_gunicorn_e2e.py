@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import ACTIVATION, basic_auth
+from tests.conftest import ACTIVATION, basic_auth, remember_output
 from tests.postgres_server import free_port
 from tests.processes import REPO, process_env, run_flask, start_flask, write_app_module
 
@@ -38,7 +38,7 @@ def served_site(database_url: str, tmp_path: Path) -> Iterator[tuple[str, str]]:
         for process in (server, worker):
             if process is not None:
                 process.terminate()
-                process.communicate(timeout=30)
+                remember_output("\n".join(part or "" for part in process.communicate(timeout=30)))
 
 
 def wait_until_serving(base: str, server: subprocess.Popen, seconds: float = 60) -> None:

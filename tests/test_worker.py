@@ -16,7 +16,7 @@ from sqlalchemy import delete, select, update
 from cdp_bridge.audiences import ActivationDocument, AudienceChange
 from cdp_bridge.deliveries import MAX_ATTEMPTS, DeliveryInbox, IncomingDelivery, backoff_seconds
 from cdp_bridge.store import utcnow
-from tests.conftest import ACTIVATION, delivery_rows, memberships, post_webhook
+from tests.conftest import ACTIVATION, delivery_rows, memberships, post_webhook, remember_output
 from tests.processes import run_flask, start_flask, write_app_module
 
 
@@ -193,6 +193,7 @@ def test_two_workers_racing_apply_each_delivery_exactly_once(pg_site, tmp_path: 
     ids = [enqueue(app, AudienceChange(f"seg{i % 5}", add=(f"u{i}",)), f"r{i}") for i in range(count)]
     workers = [start_flask(tmp_path, module, "cdp", "worker", "--once") for _ in range(2)]
     logs = [w.communicate(timeout=120)[1] for w in workers]
+    remember_output("\n".join(logs))
     assert [w.returncode for w in workers] == [0, 0], logs
     applied_lines = [int(m) for log in logs for m in re.findall(r"delivery (\d+) applied", log)]
     assert sorted(applied_lines) == sorted(ids)  # each exactly once, across both workers

@@ -8,12 +8,13 @@ writer (:mod:`.bulk`), never one ORM round trip per row.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from .bulk import member_writer
@@ -111,6 +112,35 @@ def remove_members(conn: Connection, tables: CDPTables, segment_id: int, user_id
 def replace_members(conn: Connection, tables: CDPTables, segment_id: int, user_ids: Iterable[str]) -> tuple[int, int]:
     """Make the segment's members exactly ``user_ids``; return (added, removed)."""
     return member_writer(conn, tables).replace(conn, segment_id, list(dict.fromkeys(user_ids)))
+
+
+def lock_audience(conn: Connection, group_id: int, identifier: str) -> None:
+    """Serialise every change to one audience until the transaction ends.
+
+    On PostgreSQL a transaction-scoped advisory lock, so two deliveries touching the same
+    audience (which may not have a row yet, or is being deleted) check its sequence and
+    tombstone one after the other; SQLite already lets only one writer in at a time.
+    """
+    if conn.dialect.name == "postgresql":
+        digest = hashlib.blake2b(f"cdp:{group_id}:{identifier}".encode(), digest_size=8).digest()
+        conn.execute(select(func.pg_advisory_xact_lock(int.from_bytes(digest, "big", signed=True))))
+
+
+def record_tombstone(conn: Connection, tables: CDPTables, group_id: int, identifier: str, sequence: int) -> None:
+    """Remember that an audience was deleted at ``sequence`` (keeping the highest)."""
+    t = tables.tombstones
+    values = {"group_id": group_id, "identifier": identifier, "sequence": sequence, "deleted_at": utcnow()}
+    dialect = conn.dialect.name
+    if dialect in ("postgresql", "sqlite"):
+        insert_ = (postgresql if dialect == "postgresql" else sqlite).insert(t).values(**values)
+        conn.execute(insert_.on_conflict_do_update(
+            index_elements=["group_id", "identifier"],
+            set_={"sequence": func.max(t.c.sequence, insert_.excluded.sequence) if dialect == "sqlite"
+                  else func.greatest(t.c.sequence, insert_.excluded.sequence), "deleted_at": values["deleted_at"]},
+        ))
+        return
+    conn.execute(delete(t).where(t.c.group_id == group_id, t.c.identifier == identifier))
+    conn.execute(insert(t).values(**values))
 
 
 def delete_segment(conn: Connection, tables: CDPTables, segment_id: int) -> None:
