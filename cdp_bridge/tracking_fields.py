@@ -204,6 +204,7 @@ def format_basket_content(value: Any) -> str:
 
 
 FIELD_KEYS = tuple(k for k in DEFAULT_TRACKING_PARAMETERS if k != "event_type")
+FIELD_KEY_SET = frozenset(FIELD_KEYS)
 AMOUNT_FIELDS = frozenset({"price", "subtotal"})
 QUANTUM = {0: Decimal(1), 2: Decimal("0.01"), 3: Decimal("0.001")}
 FORMATTERS: dict[str, Any] = {
@@ -218,7 +219,7 @@ FORMATTERS: dict[str, Any] = {
 def line_fields(line: Any, index: int) -> dict[str, Any]:
     """The fields of one order line, from a mapping or an object with attributes."""
     if isinstance(line, dict):  # other keys of the host's own line are ignored
-        fields = {k: line[k] for k in FIELD_KEYS if line.get(k) is not None}
+        fields = {k: v for k, v in line.items() if k in FIELD_KEY_SET and v is not None}
     elif isinstance(line, Mapping):
         fields = {k: line[k] for k in FIELD_KEYS if line.get(k) is not None}
     else:
