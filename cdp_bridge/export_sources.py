@@ -10,6 +10,7 @@ with a fixed set of base keys, so the Data Manager's schema is the same on every
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -28,7 +29,7 @@ BASE_KEYS: dict[str, tuple[str, ...]] = {
     "product": ("id", "type", "name", "price", "currency", "brand", "category_path", "in_stock", "url"),
     "content": ("id", "type", "name", "url", "category_path", "published_at"),
 }
-DEFAULT_TYPE = {"user": "user", "product": "product", "content": "content"}
+BASE_KEY_GETTERS = {kind: operator.itemgetter(*keys) for kind, keys in BASE_KEYS.items()}
 
 
 class UnsendableRecord(CDPError):
@@ -89,8 +90,13 @@ class ExportRegistry:
 def base_item(kind: str, type_name: str, record: Any) -> dict[str, Any]:
     """The base keys of a record, from a mapping or from an object's attributes."""
     keys = BASE_KEYS[kind]
-    if type(record) is dict or isinstance(record, Mapping):
+    if type(record) is dict:
         item = dict(zip(keys, map(record.get, keys)))
+    elif isinstance(record, Mapping):
+        try:  # one C-level call when the row has every base key (a SQL row usually does)
+            item = dict(zip(keys, BASE_KEY_GETTERS[kind](record)))
+        except KeyError:
+            item = {key: record.get(key) for key in keys}
     else:
         item = {key: getattr(record, key, None) for key in keys}
     if kind != "user" and item["type"] is None:
