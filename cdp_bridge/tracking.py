@@ -106,8 +106,12 @@ def _warn_unconfigured_once(state: Any) -> None:
 
 
 def _nonce_attribute(state: Any, nonce: str | None) -> str:
-    if nonce is None:
-        nonce = per_request("_cdp_bridge_nonce", lambda: _provided_nonce(state))
+    if nonce is None:  # the request's own nonce: one attribute string for every helper
+        return per_request("_cdp_bridge_nonce_attribute", lambda: _checked_nonce_attribute(_provided_nonce(state))) or ""
+    return _checked_nonce_attribute(nonce)
+
+
+def _checked_nonce_attribute(nonce: str | None) -> str:
     if not nonce:
         return ""
     if not isinstance(nonce, str) or not NONCE.fullmatch(nonce):
