@@ -7,11 +7,13 @@ import argparse
 import datetime
 import os
 import platform
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+FIGURE = re.compile(r"\bratio\b|\btarget\b")
 BENCHMARKS = [
     ("Webhook: applying 100,000-member audiences", "webhook_apply.py", [], ["--rows", "20000", "--repeat", "1"]),
     ("Webhook: 50 clients through gunicorn and PostgreSQL", "webhook_load.py", [], ["--deliveries", "1000"]),
@@ -43,7 +45,7 @@ def main() -> None:
         print(output, flush=True)
         status = "" if result.returncode == 0 else f" (FAILED, exit {result.returncode})"
         sections.append(f"## {title}{status}\n\n`benchmarks/{script}`\n\n```\n{output}\n```\n")
-        summary += [f"- {title}: {line.strip()}" for line in output.splitlines() if "ratio" in line or "target" in line]
+        summary += [f"- {title}: {line.strip()}" for line in output.splitlines() if FIGURE.search(line)]
     today = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     text = (
         "# Benchmarks\n\n"
