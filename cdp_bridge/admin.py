@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
+from flask import Blueprint, abort, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
+from .context import current_state as _state
 from .csrf import check_csrf, csrf_token
 from .deliveries import STATUSES
 from .errors import CDPError, ConflictError, NotFoundError, ProtectedGroupError, ValidationError
@@ -50,10 +51,6 @@ def _admit() -> None:
     if not guard():
         abort(403)
     check_csrf()
-
-
-def _state() -> Any:
-    return current_app.extensions["cdp"]
 
 
 def _page() -> int:

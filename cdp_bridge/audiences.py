@@ -88,7 +88,8 @@ def apply_audience_changes(
 def _apply_one(conn: Connection, tables: CDPTables, group_id: int, change: AudienceChange) -> bool:
     """Apply one change; ``False`` when its sequence shows it is stale."""
     membership.lock_audience(conn, group_id, change.audience_id)
-    if _older_than_deletion(conn, tables, group_id, change):
+    deleted_at = _tombstone(conn, tables, group_id, change)
+    if _is_stale(change.sequence, deleted_at):
         return False
     if change.deleted:
         return _delete(conn, tables, group_id, change)
@@ -102,6 +103,7 @@ def _apply_one(conn: Connection, tables: CDPTables, group_id: int, change: Audie
     membership.remove_members(conn, tables, row.id, change.remove)
     if change.sequence is not None:
         membership.record_sequence(conn, tables, row.id, change.sequence)
+    if deleted_at is not None:  # recreated by a newer change
         _forget_tombstone(conn, tables, group_id, change.audience_id)
     return True
 
@@ -110,18 +112,16 @@ def _is_stale(sequence: int | None, last_applied: int | None) -> bool:
     return sequence is not None and last_applied is not None and sequence <= last_applied
 
 
-def _older_than_deletion(conn: Connection, tables: CDPTables, group_id: int, change: AudienceChange) -> bool:
+def _tombstone(conn: Connection, tables: CDPTables, group_id: int, change: AudienceChange) -> int | None:
+    """The sequence at which the audience was deleted, for a change that has a sequence."""
     if change.sequence is None:
-        return False
+        return None
     t = tables.tombstones
-    deleted_at = conn.scalar(select(t.c.sequence).where(t.c.group_id == group_id, t.c.identifier == change.audience_id))
-    return _is_stale(change.sequence, deleted_at)
+    return conn.scalar(select(t.c.sequence).where(t.c.group_id == group_id, t.c.identifier == change.audience_id))
 
 
 def _delete(conn: Connection, tables: CDPTables, group_id: int, change: AudienceChange) -> bool:
-    s = tables.segments
-    query = select(s.c.id, s.c.last_sequence).where(s.c.group_id == group_id, s.c.identifier == change.audience_id)
-    row = conn.execute(query.with_for_update()).first()
+    row = membership.find_segment(conn, tables, group_id, change.audience_id, lock=True)
     if row is not None:
         if _is_stale(change.sequence, row.last_sequence):
             return False

@@ -1,6 +1,6 @@
 """The ``flask cdp`` command group.
 
-Commands read the extension's state from ``current_app.extensions["cdp"]``. Exit
+Commands read the extension's state from ``current_app.extensions["cdp"]`` (:func:`current_state`). Exit
 status: 0 ok, 1 failure, 2 usage or configuration error, always with a message on
 standard error.
 """
@@ -22,7 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from .errors import CDPError, ConfigurationError, ValidationError, first_line
 from .health import run_checks
 from .deliveries import LEASE_SECONDS, STATUSES, DeliveryInbox
-from .extension import EXTENSION_KEY, CDPState
+from .context import current_state as _state
 from .sample_activation import sample_body, send_activation
 from .settings import ActivationCredentials
 from .store import validate_user_ids
@@ -43,11 +43,6 @@ class UsageProblem(click.ClickException):
     """Bad arguments or configuration: exit status 2."""
 
     exit_code = 2
-
-
-def _state() -> CDPState:
-    state: CDPState = current_app.extensions[EXTENSION_KEY]
-    return state
 
 
 def reports_errors(command: F) -> F:

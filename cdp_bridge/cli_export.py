@@ -17,7 +17,6 @@ from collections.abc import Callable
 from typing import Any
 
 import click
-from flask import current_app
 from flask.cli import ScriptInfo
 
 from .cli import CommandFailed, UsageProblem, cdp_cli, reports_errors
@@ -32,7 +31,8 @@ from .export import (
     print_batches,
     run_export,
 )
-from .extension import EXTENSION_KEY, CDPState
+from .context import current_state
+from .extension import CDPState
 from .secret import Secret
 from .streaming import StreamClient
 
@@ -57,7 +57,7 @@ def export_command(kind: str) -> Callable[..., Any]:
     @reports_errors
     def command(draft: bool, stream_id: str | None, batch_size: int, max_batch_bytes: int, limit: int | None,
                 dry_run: bool, type_name: str | None) -> None:
-        state: CDPState = current_app.extensions[EXTENSION_KEY]
+        state = current_state()
         if not state.extension.exports.sources[kind]:
             raise ConfigurationError(f"no {kind} source registered: decorate a function with {DECORATORS[kind]}")
         request = ExportRequest(kind, type_name, draft, limit, batch_size, max_batch_bytes)
@@ -127,7 +127,7 @@ for _kind in COMMANDS:
 @reports_errors
 def export_schedule(directory: str | None, flask_path: str | None, app_path: str | None) -> None:
     """Print crontab lines for CDP_EXPORT_SCHEDULE."""
-    schedule = current_app.extensions[EXTENSION_KEY].settings.export_schedule
+    schedule = current_state().settings.export_schedule
     if not schedule:
         raise ConfigurationError('CDP_EXPORT_SCHEDULE is not set: e.g. {"user": [{"interval": "0 3 * * *", "options": "--no-draft"}]}')
     app_path = app_path or click.get_current_context().find_object(ScriptInfo).app_import_path or os.environ.get("FLASK_APP")

@@ -87,4 +87,7 @@ DEFAULT_TRACKING_PARAMETERS: dict[str, str] = {
 #: The kinds of data export, as used in CDP_EXPORT_SCHEDULE and the stream-* commands.
 EXPORT_KINDS: tuple[str, ...] = ("user", "product", "content")
 
+#: Where the extension keeps its per-app state: ``app.extensions[EXTENSION_KEY]``.
+EXTENSION_KEY = "cdp"
+
 PROTECTED_GROUP_MESSAGE = "Cannot modify protected segment group"

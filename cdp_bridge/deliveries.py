@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, func, or_, select, update
+from sqlalchemy import Connection, Engine, and_, or_, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from .audiences import ActivationDocument, Rejection, apply_audience_changes, changes_from_json, changes_to_json
@@ -135,6 +135,7 @@ class DeliveryInbox:
             if existing is not None:
                 return ReceiveResult("duplicate", existing)
         started = time.monotonic()
+        now = utcnow()
         row = {
             "client_id": activation.client_id,
             "segment_group_identifier": activation.segment_group_identifier,
@@ -142,8 +143,8 @@ class DeliveryInbox:
             "payload": changes_to_json(document.changes),
             "items": document.items,
             "rejected": [r.as_dict() for r in document.rejected],
-            "received_at": utcnow(),
-            "available_at": utcnow(),
+            "received_at": now,
+            "available_at": now,
             "attempts": 0,
         }
         group_id = self._group_id(conn, activation.segment_group_identifier)
@@ -243,7 +244,17 @@ class DeliveryInbox:
             return "lease_lost"
         except (SQLAlchemyError, CDPError, ValueError) as exc:
             return self._record_failure(delivery_id, worker, exc)
-        self._log_outcome(delivery_id, started)
+        log_outcome(
+            delivery_id=delivery_id,
+            status="applied",
+            client_id=row.client_id,
+            group=row.segment_group_identifier,
+            items=row.items,
+            applied=outcome.applied,
+            stale=outcome.stale,
+            rejected=len(_json_list(row.rejected)),
+            duration_ms=(time.monotonic() - started) * 1000,
+        )
         return "applied"
 
     def _hold_claim(self, conn: Connection, delivery_id: int, worker: str) -> Any:
@@ -253,8 +264,9 @@ class DeliveryInbox:
         row = conn.execute(query.with_for_update()).first()
         if row is None:
             raise LeaseLost(f"delivery {delivery_id} is no longer claimed by {worker}")
-        # On SQLite the write below takes the database lock, the equivalent of FOR UPDATE.
-        conn.execute(update(d).where(d.c.id == delivery_id).values(claimed_by=worker))
+        if conn.dialect.name != "postgresql":
+            # SQLite has no FOR UPDATE: a write takes its database lock instead.
+            conn.execute(update(d).where(d.c.id == delivery_id).values(claimed_by=worker))
         return row
 
     def _record_failure(self, delivery_id: int, worker: str, exc: BaseException) -> str:
@@ -281,10 +293,6 @@ class DeliveryInbox:
         log.warning("delivery %s: try %s failed (%s); now %s", delivery_id, row.attempts, message, status)
         return status
 
-    def _log_outcome(self, delivery_id: int, started: float) -> None:
-        delivery = self.get(delivery_id)
-        log_outcome(delivery, (time.monotonic() - started) * 1000)
-
     # -- the log ---------------------------------------------------------------------------
 
     def get(self, delivery_id: int) -> Delivery:
@@ -305,12 +313,6 @@ class DeliveryInbox:
         with self.engine.connect() as conn:
             return [_delivery(row) for row in conn.execute(query)]
 
-    def pending_count(self) -> int:
-        """How many deliveries are queued or being processed."""
-        d = self.tables.deliveries
-        with self.engine.connect() as conn:
-            return int(conn.scalar(select(func.count()).where(d.c.status.in_(("queued", "processing")))) or 0)
-
     def replay(self, delivery_id: int) -> Delivery:
         """Queue a failed (or rejected) delivery again, with a fresh set of tries."""
         d = self.tables.deliveries
@@ -328,26 +330,31 @@ class DeliveryInbox:
         return self.get(delivery_id)
 
 
-def log_outcome(delivery: Delivery, duration_ms: float) -> None:
-    """The one INFO line per delivery outcome."""
+def log_outcome(
+    *,
+    delivery_id: int,
+    status: str,
+    client_id: str,
+    group: str,
+    items: int,
+    applied: int,
+    stale: int,
+    rejected: int,
+    duration_ms: float,
+) -> None:
+    """The one INFO line per delivery outcome, from the webhook and from the workers."""
     log.info(
         "delivery %s %s: activation=%s group=%s items=%s applied=%s stale=%s rejected=%s duration_ms=%.1f",
-        delivery.id,
-        delivery.status,
-        delivery.client_id,
-        delivery.segment_group_identifier,
-        delivery.items,
-        delivery.applied,
-        delivery.stale,
-        len(delivery.rejected),
-        duration_ms,
+        delivery_id, status, client_id, group, items, applied, stale, rejected, duration_ms,
     )
 
 
+def _json_list(value: Any) -> list[Any]:
+    """A JSON column as a list (some drivers hand JSON back as text)."""
+    return list((json.loads(value) if isinstance(value, str) else value) or [])
+
+
 def _delivery(row: Any) -> Delivery:
-    rejected = row.rejected
-    if isinstance(rejected, str):
-        rejected = json.loads(rejected)
     return Delivery(
         id=row.id,
         received_at=row.received_at,
@@ -360,7 +367,7 @@ def _delivery(row: Any) -> Delivery:
         attempts=row.attempts,
         applied=row.applied,
         stale=row.stale,
-        rejected=list(rejected or []),
+        rejected=_json_list(row.rejected),
         error=row.error,
         finished_at=row.finished_at,
         duration_ms=row.duration_ms,

@@ -16,12 +16,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dotenv import find_dotenv, load_dotenv
-from flask import Blueprint, Flask, current_app
+from flask import Blueprint, Flask
 from flask.blueprints import BlueprintSetupState
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import Engine, event
 
 from .admin import register_admin
+from .constants import EXTENSION_KEY
+from .context import current_state
 from .deliveries import DeliveryInbox
 from .errors import ConfigurationError
 from .export_sources import ExportRegistry, Processor, Source
@@ -32,7 +34,6 @@ from .tracking import register_tracking_globals
 from .webhook import register_webhook
 from .worker import InlineWorker
 
-EXTENSION_KEY = "cdp"
 BLUEPRINT_NAME = "cdp"
 DEFAULT_URL_PREFIX = "/cdp"
 OWN_DATABASE_FILE = "cdp_bridge.sqlite3"
@@ -267,11 +268,7 @@ class CDP:
     @property
     def state(self) -> CDPState:
         """This extension's state on the current app."""
-        try:
-            state: CDPState = current_app.extensions[EXTENSION_KEY]
-        except KeyError:
-            raise RuntimeError("cdp_bridge is not registered on the current app: call cdp.init_app(app)") from None
-        return state
+        return current_state()
 
     @property
     def store(self) -> SegmentStore:

@@ -25,6 +25,7 @@ from typing import Any
 from flask import Flask, current_app, g, has_request_context, request
 from markupsafe import Markup, escape
 
+from .context import current_state as _state
 from .errors import ValidationError
 from .identifiers import validate_user_id
 from .store import Segment
@@ -72,10 +73,6 @@ def parameters_json(params: dict[str, str]) -> str:
 def _script_safe(text: str) -> str:
     """Escape what JSON leaves alone but HTML would act on inside a script element."""
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026").replace("'", "\\u0027")
-
-
-def _state() -> Any:
-    return current_app.extensions["cdp"]
 
 
 def script_helper(render: Callable[..., str]) -> Callable[..., Markup]:

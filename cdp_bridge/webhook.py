@@ -14,14 +14,15 @@ import logging
 import time
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from .audiences import ActivationDocument
+from .context import current_state
 from .credentials import authenticate
-from .deliveries import IncomingDelivery, ReceiveResult
+from .deliveries import IncomingDelivery, ReceiveResult, log_outcome
 from .errors import ValidationError
 from .formats import PayloadError, choose_format
 from .identifiers import validate_text_identifier
@@ -53,7 +54,7 @@ def receive_webhook() -> Response:
         response = answer(405, error="method_not_allowed")
         response.headers["Allow"] = "POST"
         return response
-    state = current_app.extensions["cdp"]
+    state = current_state()
     settings = state.settings
     _log_headers()
     activation = authenticate(request.headers, settings.activations)
@@ -104,6 +105,7 @@ def _accept(state: Any, activation: Any, body: bytes) -> Response:
             message=f"segment_group_identifier {group!r} is not this activation's segment group",
         )
     queue = document.items >= state.settings.bulk_async_threshold
+    started = time.monotonic()
     try:
         incoming = IncomingDelivery(activation, document, request_id, payload_format.name)
         result = state.inbox.receive(incoming, queue=queue)
@@ -112,21 +114,21 @@ def _accept(state: Any, activation: Any, body: bytes) -> Response:
         response = answer(503, error="unavailable")
         response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
         return response
+    log_outcome(
+        delivery_id=result.delivery_id,
+        status=result.status,
+        client_id=activation.client_id,
+        group=activation.segment_group_identifier,
+        items=result.items,
+        applied=result.applied,
+        stale=result.stale,
+        rejected=len(result.rejected),
+        duration_ms=(time.monotonic() - started) * 1000,
+    )
     return _answer_result(state, activation, result)
 
 
 def _answer_result(state: Any, activation: Any, result: ReceiveResult) -> Response:
-    log.info(
-        "delivery %s %s: activation=%s group=%s items=%s applied=%s stale=%s rejected=%s",
-        result.delivery_id,
-        result.status,
-        activation.client_id,
-        activation.segment_group_identifier,
-        result.items,
-        result.applied,
-        result.stale,
-        len(result.rejected),
-    )
     if result.status == "unknown_segment_group":
         return answer(
             422,

@@ -383,3 +383,21 @@ def test_progress_shows_on_a_terminal_and_not_in_a_pipe(tmp_path, api: FakeStrea
     assert on_tty.returncode == 0
     assert b"\rsent 10 records in 1 batches" in shown and b"\rsent 30 records in 3 batches" in shown
     assert "records=30 batches=3" in on_tty.stdout
+
+
+def test_product_and_content_processors_and_the_user_type_selector(make_site, api: FakeStreamAPI) -> None:
+    site = make_site(None, CDP_PRODUCT_STREAM_ID="products-stream", CDP_CONTENT_STREAM_ID="content-stream")
+    cdp = site.extensions["cdp"].extension
+    cdp.user_source(lambda: [{"id": 1}])
+    cdp.user_source("customer")(lambda: [{"id": 2}])
+    cdp.product_source("toys")(lambda: [{"id": "t1", "stock": 4}])
+    cdp.content_source("article")(lambda: [{"id": "a1", "words": 800}])
+    cdp.product_item_processor(priority=5)(lambda item, record: {**item, "stock": record["stock"]})
+    cdp.content_item_processor()(lambda item, record: {**item, "words": record["words"]})
+    assert run(site, "stream-user-data", "--user-content-type", "customer").exit_code == 0
+    assert run(site, "stream-product-data").exit_code == 0
+    assert run(site, "stream-content-data").exit_code == 0
+    users, products, content = api.received
+    assert [item["id"] for item in users.items] == ["2"]
+    assert products.items[0]["stock"] == 4 and "words" not in products.items[0]
+    assert content.items[0]["words"] == 800 and "stock" not in content.items[0]

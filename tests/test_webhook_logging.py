@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 
 import pytest
@@ -51,6 +52,9 @@ def test_one_info_line_per_outcome(webhook_app: Flask, caplog: pytest.LogCapture
     with caplog.at_level(logging.INFO, logger="cdp_bridge.webhook"):
         answer = post_webhook(webhook_app, {"audiences": [{"id": "a", "add": ["1", None]}]}).get_json()
     lines = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
-    assert lines == [
-        f"delivery {answer['delivery_id']} applied: activation=test-client group=shop items=2 applied=1 stale=0 rejected=1"
-    ]
+    assert len(lines) == 1
+    assert re.fullmatch(
+        rf"delivery {answer['delivery_id']} applied: activation=test-client group=shop items=2 applied=1 stale=0"
+        r" rejected=1 duration_ms=\d+\.\d",
+        lines[0],
+    )

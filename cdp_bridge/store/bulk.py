@@ -78,9 +78,8 @@ class PostgresMemberWriter:
                 copy.write_row((segment_id, user_id, now))
         return len(user_ids)
 
-    def _stage(self, conn: Connection, user_ids: Sequence[str], *, analyze: bool = False) -> Any:
+    def _stage(self, cursor: Any, user_ids: Sequence[str], *, analyze: bool = False) -> Any:
         """Load distinct ids into the staging table; ``analyze`` when a join will read it."""
-        cursor = self._cursor(conn)
         cursor.execute(
             f"CREATE TEMPORARY TABLE IF NOT EXISTS {STAGING_TABLE} (user_id VARCHAR(255) NOT NULL) ON COMMIT DELETE ROWS"
         )
@@ -107,7 +106,7 @@ class PostgresMemberWriter:
         cursor = self._cursor(conn)
         if self._is_empty(cursor, segment_id):
             return self._copy_into_empty(cursor, segment_id, user_ids)
-        return self._insert_staged(self._stage(conn, user_ids), segment_id)
+        return self._insert_staged(self._stage(cursor, user_ids), segment_id)
 
     def remove(self, conn: Connection, segment_id: int, user_ids: Sequence[str]) -> int:
         if not user_ids:
@@ -119,9 +118,10 @@ class PostgresMemberWriter:
         return int(cursor.rowcount)
 
     def replace(self, conn: Connection, segment_id: int, user_ids: Sequence[str]) -> tuple[int, int]:
-        if self._is_empty(self._cursor(conn), segment_id):
-            return self._copy_into_empty(self._cursor(conn), segment_id, user_ids), 0
-        cursor = self._stage(conn, user_ids, analyze=True)
+        cursor = self._cursor(conn)
+        if self._is_empty(cursor, segment_id):
+            return self._copy_into_empty(cursor, segment_id, user_ids), 0
+        self._stage(cursor, user_ids, analyze=True)
         cursor.execute(
             f"DELETE FROM {self.table} m WHERE m.segment_id = %s"
             f" AND NOT EXISTS (SELECT 1 FROM {STAGING_TABLE} s WHERE s.user_id = m.user_id)",

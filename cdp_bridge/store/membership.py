@@ -130,13 +130,13 @@ def record_tombstone(conn: Connection, tables: CDPTables, group_id: int, identif
     """Remember that an audience was deleted at ``sequence`` (keeping the highest)."""
     t = tables.tombstones
     values = {"group_id": group_id, "identifier": identifier, "sequence": sequence, "deleted_at": utcnow()}
-    dialect = conn.dialect.name
-    if dialect in ("postgresql", "sqlite"):
-        insert_ = (postgresql if dialect == "postgresql" else sqlite).insert(t).values(**values)
-        conn.execute(insert_.on_conflict_do_update(
+    upsert = _conflict_insert(conn, t)
+    if upsert is not None:
+        upsert = upsert.values(**values)
+        highest = func.greatest if conn.dialect.name == "postgresql" else func.max  # SQLite's two-argument max
+        conn.execute(upsert.on_conflict_do_update(
             index_elements=["group_id", "identifier"],
-            set_={"sequence": func.max(t.c.sequence, insert_.excluded.sequence) if dialect == "sqlite"
-                  else func.greatest(t.c.sequence, insert_.excluded.sequence), "deleted_at": values["deleted_at"]},
+            set_={"sequence": highest(t.c.sequence, upsert.excluded.sequence), "deleted_at": values["deleted_at"]},
         ))
         return
     conn.execute(delete(t).where(t.c.group_id == group_id, t.c.identifier == identifier))
@@ -149,11 +149,15 @@ def delete_segment(conn: Connection, tables: CDPTables, segment_id: int) -> None
     conn.execute(delete(tables.segments).where(tables.segments.c.id == segment_id))
 
 
+def _conflict_insert(conn: Connection, table: Any) -> Any:
+    """An INSERT with ``ON CONFLICT`` clauses where the dialect has them, else ``None``."""
+    dialect = {"postgresql": postgresql, "sqlite": sqlite}.get(conn.dialect.name)
+    return dialect.insert(table) if dialect is not None else None
+
+
 def _insert_ignore(conn: Connection, table: Any) -> Any:
     """An INSERT that skips rows violating a unique constraint, in the dialect's own words."""
-    dialect = conn.dialect.name
-    if dialect == "postgresql":
-        return postgresql.insert(table).on_conflict_do_nothing()
-    if dialect == "sqlite":
-        return sqlite.insert(table).on_conflict_do_nothing()
-    return insert(table).prefix_with("IGNORE") if dialect in {"mysql", "mariadb"} else insert(table)
+    with_conflict = _conflict_insert(conn, table)
+    if with_conflict is not None:
+        return with_conflict.on_conflict_do_nothing()
+    return insert(table).prefix_with("IGNORE") if conn.dialect.name in {"mysql", "mariadb"} else insert(table)
