@@ -14,8 +14,8 @@ if TYPE_CHECKING:
 
 def current_state() -> CDPState:
     """``app.extensions["cdp"]`` of the current app; a clear error if it is not registered."""
-    try:
-        state: CDPState = current_app.extensions[EXTENSION_KEY]
+    try:  # the proxy resolved once: every attribute read through it costs a context lookup
+        state: CDPState = current_app._get_current_object().extensions[EXTENSION_KEY]  # type: ignore[attr-defined]
     except KeyError:
         raise RuntimeError("cdp_bridge is not registered on the current app: call cdp.init_app(app)") from None
     return state

@@ -31,11 +31,10 @@ from .identifiers import validate_user_id
 from .store import Segment
 from .tracking_fields import (
     TrackingArgumentError,
-    decimal_amount,
     event_parameters,
+    line_subtotal,
     line_fields,
     text_value,
-    whole_number,
 )
 
 log = logging.getLogger("cdp_bridge.tracking")
@@ -133,10 +132,10 @@ def per_request(key: str, compute: Callable[[], Any]) -> Any:
     """
     if not has_request_context():
         return None
-    value = g.get(key, _UNKNOWN)
+    kept = g._get_current_object().__dict__  # type: ignore[attr-defined]  # g's attributes, without a proxy per read
+    value = kept.get(key, _UNKNOWN)
     if value is _UNKNOWN:
-        value = compute()
-        setattr(g, key, value)
+        value = kept[key] = compute()
     return value
 
 
@@ -222,10 +221,8 @@ def cdp_track_buy(state: Any, lines: Iterable[Any], order_id: Any = None, curren
         fields.setdefault("currency", currency)
         fields.setdefault("order_id", order_id)
         try:
-            fields["price"] = decimal_amount(fields["price"], "price")
-            fields["quantity"] = whole_number(fields["quantity"], "quantity")
-            if fields.get("subtotal") is None:
-                fields["subtotal"] = fields["price"] * fields["quantity"]
+            if "subtotal" not in fields:  # line_fields leaves out None
+                fields["subtotal"] = line_subtotal(fields["price"], fields["quantity"], fields["currency"])
             events.append(_push_event(state, "buy", fields))
         except TrackingArgumentError as exc:
             raise TrackingArgumentError(f"lines[{index}]: {exc}") from None

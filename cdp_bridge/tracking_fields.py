@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
@@ -53,25 +53,23 @@ def event_parameters(
     for keyword, value in fields.items():
         if value is None:
             continue
-        if keyword in DEFAULT_TRACKING_PARAMETERS and keyword != "event_type":
-            params[positions[keyword]] = format_field(keyword, value, currency)
+        format_value = FIELD_FORMATTERS.get(keyword)
+        if format_value is not None:
+            params[positions[keyword]] = format_value(value, currency)
         elif RAW_PARAMETER.fullmatch(keyword):
             params[keyword] = text_value(value, keyword)
         else:
             raise TrackingArgumentError(
                 f"{keyword} is not a tracking field; expected one of "
-                + ", ".join(sorted(k for k in DEFAULT_TRACKING_PARAMETERS if k != "event_type"))
+                + ", ".join(sorted(FIELD_FORMATTERS))
                 + " or a raw parameter such as p9"
             )
     return params
 
 
 def format_field(keyword: str, value: Any, currency: Any = None) -> str:
-    """One field's value as Raptor's string."""
-    if keyword in AMOUNT_FIELDS:
-        return format_price(value, currency, keyword)
-    formatter = FORMATTERS.get(keyword)
-    return formatter(value) if formatter is not None else text_value(value, keyword)
+    """One field's value as Raptor's string (``keyword`` is a field of SPEC section 5)."""
+    return FIELD_FORMATTERS[keyword](value, currency)
 
 
 def format_in_stock(value: Any) -> str:
@@ -203,16 +201,44 @@ def format_basket_content(value: Any) -> str:
     return ",".join(text_value(item, f"basket_content[{i}]").replace(",", "") for i, item in enumerate(value))
 
 
+def line_subtotal(price: Any, quantity: Any, currency: Any) -> str:
+    """``price × quantity`` of an order line, formatted like a price."""
+    if type(price) in (str, int, Decimal) and type(quantity) is int and (currency is None or type(currency) is str):
+        return _cached_subtotal(price, quantity, currency)  # a page repeats its lines
+    return _subtotal(price, quantity, currency)
+
+
+@functools.lru_cache(maxsize=4096)
+def _cached_subtotal(price: Any, quantity: int, currency: str | None) -> str:
+    return _subtotal(price, quantity, currency)
+
+
+def _subtotal(price: Any, quantity: Any, currency: Any) -> str:
+    amount = decimal_amount(price, "price") * whole_number(quantity, "quantity")
+    return format_price(amount, currency, "subtotal")
+
+
+def _text_formatter(keyword: str) -> Callable[[Any, Any], str]:
+    return lambda value, currency: text_value(value, keyword)
+
+
+def _amount_formatter(keyword: str) -> Callable[[Any, Any], str]:
+    return lambda value, currency: format_price(value, currency, keyword)
+
+
 FIELD_KEYS = tuple(k for k in DEFAULT_TRACKING_PARAMETERS if k != "event_type")
 FIELD_KEY_SET = frozenset(FIELD_KEYS)
-AMOUNT_FIELDS = frozenset({"price", "subtotal"})
 QUANTUM = {0: Decimal(1), 2: Decimal("0.01"), 3: Decimal("0.001")}
-FORMATTERS: dict[str, Any] = {
-    "currency": format_currency,
-    "quantity": lambda value: str(whole_number(value, "quantity")),
-    "in_stock": format_in_stock,
-    "category_path": format_category_path,
-    "basket_content": format_basket_content,
+#: keyword -> ``format(value, currency)``: one lookup per field, as helpers run on every page.
+FIELD_FORMATTERS: dict[str, Callable[[Any, Any], str]] = {
+    **{keyword: _text_formatter(keyword) for keyword in FIELD_KEYS},
+    "price": _amount_formatter("price"),
+    "subtotal": _amount_formatter("subtotal"),
+    "currency": lambda value, currency: format_currency(value),
+    "quantity": lambda value, currency: str(whole_number(value, "quantity")),
+    "in_stock": lambda value, currency: format_in_stock(value),
+    "category_path": lambda value, currency: format_category_path(value),
+    "basket_content": lambda value, currency: format_basket_content(value),
 }
 
 
