@@ -9,6 +9,7 @@ stops the export, and the summary says what was and was not sent.
 
 from __future__ import annotations
 
+import itertools
 import json
 import queue
 import threading
@@ -17,15 +18,16 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from .export_sources import ExportRegistry, UnsendableRecord
+from .export_sources import ExportRegistry, UnsendableRecord, checked_item, json_default
 from .streaming import SendFailed, StreamClient
 
 DRAFT_SAMPLE = 100
 DEFAULT_BATCH_SIZE = 500
 DEFAULT_MAX_BATCH_BYTES = 4 * 1024 * 1024
 MAX_SKIPS_LISTED = 20
-# One encoder for every item: json.dumps with options builds a new one per call.
-_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+# One encoder for every batch (json.dumps with options builds a new one per call); it
+# converts dates and decimals itself and refuses NaN, infinities and other objects.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=json_default)
 
 
 @dataclass
@@ -88,18 +90,14 @@ def run_export(
     started = time.monotonic()
     summary = ExportSummary()
     background = BackgroundDelivery(deliver, summary, progress)
-    sender = _Sender(request, background.submit, summary, report_skip)
-    pending: list[dict[str, Any]] = []
+    skip = _Skipper(summary, report_skip)
+    sender = _Sender(request, background.submit, skip)
+    items = _items(registry, request, skip)
     batch_size = request.batch_size
     try:
         try:
-            for item in _items(registry, request, summary, report_skip):
-                pending.append(item)
-                if len(pending) == batch_size:
-                    sender.send(pending)
-                    pending = []
-            if pending:
-                sender.send(pending)
+            while batch := list(itertools.islice(items, batch_size)):
+                sender.send(batch)
         finally:
             background.close()
     except SendFailed as failed:
@@ -156,20 +154,40 @@ class BackgroundDelivery:
 
 
 @dataclass
+class _Skipper:
+    """Counts and reports what could not be sent; lists the first few in the summary."""
+
+    summary: ExportSummary
+    report: Callable[[str], None]
+
+    def __call__(self, record: Any, type_name: str, problem: Exception) -> None:
+        self.summary.skipped += 1
+        message = f"skipped {type_name} record {_record_identity(record)}: {problem}"
+        if len(self.summary.skip_reasons) < MAX_SKIPS_LISTED:
+            self.summary.skip_reasons.append(message)
+        self.report(message)
+
+
+@dataclass
 class _Sender:
     """Encodes a batch in one call and submits it; a batch over the byte limit is halved."""
 
     request: ExportRequest
     submit: Callable[[bytes, int], None]
-    summary: ExportSummary
-    report_skip: Callable[[str], None]
+    skip: _Skipper
 
     def send(self, items: list[dict[str, Any]]) -> None:
-        body = _ENCODER.encode(items).encode("utf-8")
+        try:
+            body = _encoded(items)
+        except (TypeError, ValueError):  # a value JSON cannot hold: find it, skip its item
+            items = self._sendable(items)
+            if not items:
+                return
+            body = _encoded(items)
         if len(body) > self.request.max_batch_bytes:
             if len(items) == 1:
                 problem = UnsendableRecord(f"the item is {len(body) - 2} bytes, more than a whole batch may hold")
-                _skip(self.summary, self.report_skip, items[0], items[0].get("type", self.request.kind), problem)
+                self.skip(items[0], self._type_of(items[0]), problem)
                 return
             middle = len(items) // 2
             self.send(items[:middle])
@@ -177,34 +195,56 @@ class _Sender:
             return
         self.submit(body, len(items))
 
-
-def _items(
-    registry: ExportRegistry, request: ExportRequest, summary: ExportSummary, report_skip: Callable[[str], None]
-) -> Iterator[dict[str, Any]]:
-    remaining = request.record_limit
-    for type_name, source in registry.selected_sources(request.kind, request.type_name).items():
-        for record, item in registry.items(request.kind, type_name, source()):
-            if type(item) is not dict:
-                _skip(summary, report_skip, record, type_name, item)
+    def _sendable(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The items that encode on their own, converted; the others are skipped with the reason."""
+        sendable = []
+        for item in items:
+            try:
+                checked = checked_item(item)
+                _encoded(checked)
+            except UnicodeEncodeError:
+                self.skip(item, self._type_of(item), UnsendableRecord(f"{_bad_text_key(checked)} is not valid Unicode text"))
                 continue
-            if remaining is not None:
-                if remaining <= 0:
-                    return
-                remaining -= 1
-            yield item
+            except (UnsendableRecord, TypeError, ValueError) as problem:
+                self.skip(item, self._type_of(item), problem)
+                continue
+            sendable.append(checked)
+        return sendable
+
+    def _type_of(self, item: dict[str, Any]) -> str:
+        return item.get("type") or self.request.kind
 
 
-def _skip(summary: ExportSummary, report: Callable[[str], None], record: Any, type_name: str, problem: Exception) -> None:
-    summary.skipped += 1
-    message = f"skipped {type_name} record {_record_identity(record)}: {problem}"
-    if len(summary.skip_reasons) < MAX_SKIPS_LISTED:
-        summary.skip_reasons.append(message)
-    report(message)
+def _encoded(value: Any) -> bytes:
+    """The JSON body; raises ValueError (UnicodeEncodeError: a lone surrogate) or TypeError."""
+    return _ENCODER.encode(value).encode("utf-8")
+
+
+def _bad_text_key(item: dict[str, Any]) -> str:
+    """The first key whose value does not encode as UTF-8 (text with a lone surrogate)."""
+    for key, value in item.items():
+        try:
+            _encoded({key: value})
+        except UnicodeEncodeError:
+            return key.encode("utf-8", "backslashreplace").decode("ascii", "backslashreplace")
+    return "a key"
+
+
+def _items(registry: ExportRegistry, request: ExportRequest, skip: _Skipper) -> Iterator[dict[str, Any]]:
+    """Every selected source's items, in turn, up to the record limit."""
+    sources = registry.selected_sources(request.kind, request.type_name)
+    items = itertools.chain.from_iterable(
+        registry.items(request.kind, type_name, source(), skip) for type_name, source in sources.items()
+    )
+    limit = request.record_limit
+    return items if limit is None else itertools.islice(items, limit)
 
 
 def _record_identity(record: Any) -> str:
     value = record.get("id") if isinstance(record, dict) else getattr(record, "id", None)
-    return f"id={value!r}" if value not in (None, "") else "(no id)"
+    if value in (None, ""):
+        return "(no id)"
+    return f"id={value}" if type(value) in (int, str) and str(value).isprintable() else f"id={value!r}"
 
 
 def deliver_to(client: StreamClient, draft: bool) -> Deliver:

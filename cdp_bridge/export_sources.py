@@ -70,49 +70,72 @@ class ExportRegistry:
             raise ValidationError(f"no {kind} source of type {type_name!r} (registered: {known})")
         return {type_name: registered[type_name]}
 
-    def items(self, kind: str, type_name: str, records: Iterable[Any]) -> Iterator[tuple[Any, dict[str, Any] | UnsendableRecord]]:
-        """Each record with its item, or with the reason it cannot be sent."""
+    def items(self, kind: str, type_name: str, records: Iterable[Any], skip: Skip) -> Iterator[dict[str, Any]]:
+        """The item of each record; a record that cannot become one goes to ``skip``.
+
+        Without processors, values are not checked here: the batch encoder converts dates
+        and decimals and refuses the rest (see :func:`json_default`), and the rare batch
+        it refuses is checked item by item. This loop runs once per record.
+        """
         processors = [ranked.function for ranked in self.processors[kind]]
+        readers: dict[type, Callable[[Any], dict[str, Any]]] = {}
+        needs_type = kind != "user"
         for record in records:
             try:
-                item = base_item(kind, type_name, record)
+                read = readers.get(type(record))
+                if read is None:
+                    read = readers[type(record)] = base_key_reader(kind, type(record))
+                item = read(record)
+                identifier = item["id"]
+                if type(identifier) is int:  # the usual SQL id
+                    item["id"] = str(identifier)
+                elif type(identifier) is not str or not identifier:
+                    item["id"] = _checked_id(identifier)
+                if needs_type and item["type"] is None:
+                    item["type"] = type_name
                 if processors:
                     for processor in processors:
                         item = processor(item, record)
                     item = checked_item(item)
-                elif not _PLAIN.issuperset(map(type, item.values())):  # base keys are strings
-                    item = checked_item(item)
-                yield record, item
             except UnsendableRecord as problem:
-                yield record, problem
+                skip(record, type_name, problem)
+                continue
+            yield item
+
+
+Skip = Callable[[Any, str, Exception], None]
 
 
 def base_item(kind: str, type_name: str, record: Any) -> dict[str, Any]:
-    """The base keys of a record, from a mapping or from an object's attributes."""
-    keys = BASE_KEYS[kind]
-    if type(record) is dict:
-        item = dict(zip(keys, map(record.get, keys)))
-    elif isinstance(record, Mapping):
-        try:  # one C-level call when the row has every base key (a SQL row usually does)
-            item = dict(zip(keys, BASE_KEY_GETTERS[kind](record)))
-        except KeyError:
-            item = {key: record.get(key) for key in keys}
-    else:
-        item = {key: getattr(record, key, None) for key in keys}
+    """The base keys of one record (``id`` as text, ``type`` defaulted), unchecked values."""
+    item = base_key_reader(kind, type(record))(record)
+    item["id"] = _checked_id(item["id"])
     if kind != "user" and item["type"] is None:
         item["type"] = type_name
-    identifier = item["id"]
-    if type(identifier) is int:
-        item["id"] = str(identifier)
-    elif type(identifier) is not str or not identifier:
-        item["id"] = _checked_id(identifier)
     return item
 
 
-_PLAIN = frozenset({str, int, bool, type(None)})
+def base_key_reader(kind: str, record_type: type) -> Callable[[Any], dict[str, Any]]:
+    """How to read the base keys from records of one type: a mapping's keys or an object's attributes."""
+    keys = BASE_KEYS[kind]
+    if issubclass(record_type, dict):
+        return lambda record: dict(zip(keys, map(record.get, keys)))
+    if issubclass(record_type, Mapping):
+        every_key = BASE_KEY_GETTERS[kind]
+
+        def read_mapping(record: Any) -> dict[str, Any]:
+            try:  # one C-level call when the row has every base key (a SQL row usually does)
+                return dict(zip(keys, every_key(record)))
+            except KeyError:
+                return {key: record.get(key) for key in keys}
+
+        return read_mapping
+    return lambda record: {key: getattr(record, key, None) for key in keys}
 
 
 def _checked_id(identifier: Any) -> str:
+    if type(identifier) is str and identifier:
+        return identifier
     if identifier is None or identifier == "":
         raise UnsendableRecord("record has no id")
     if isinstance(identifier, bool) or not isinstance(identifier, (str, int)):
@@ -120,13 +143,33 @@ def _checked_id(identifier: Any) -> str:
     return str(identifier)
 
 
+_PLAIN = frozenset({str, int, bool, type(None)})
+
+
 def checked_item(item: Any) -> dict[str, Any]:
-    """The item with dates and decimals as text; refuses what JSON cannot hold."""
+    """The item with dates and decimals as text; refuses what JSON cannot hold, naming the key."""
     if not isinstance(item, dict):
         raise UnsendableRecord(f"a processor returned {type(item).__name__}, not the item")
     if _PLAIN.issuperset(map(type, item.values())) and all(type(key) is str for key in item):
         return item  # the common case: nothing to convert
-    return {str(key): _json_value(value, str(key)) for key, value in item.items()}
+    return {_json_key(key): _json_value(value, str(key)) for key, value in item.items()}
+
+
+def json_default(value: Any) -> Any:
+    """For ``json.JSONEncoder(default=…)``: the conversions of :func:`checked_item`, in the encoder."""
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, Decimal) and value.is_finite():
+        return str(value)
+    raise TypeError(f"{type(value).__name__} {value!r} is not JSON")  # the batch is then checked item by item
+
+
+def _json_key(key: Any) -> str:
+    if type(key) is int:
+        return str(key)  # as the encoder writes it
+    if type(key) is not str:
+        raise UnsendableRecord(f"key {key!r} is a {type(key).__name__}; keys must be text or whole numbers")
+    return key
 
 
 def _json_value(value: Any, key: str) -> Any:
@@ -145,5 +188,5 @@ def _json_value(value: Any, key: str) -> Any:
     if isinstance(value, (list, tuple)):
         return [_json_value(v, key) for v in value]
     if isinstance(value, dict):
-        return {str(k): _json_value(v, f"{key}.{k}") for k, v in value.items()}
+        return {_json_key(k): _json_value(v, f"{key}.{k}") for k, v in value.items()}
     raise UnsendableRecord(f"{key} is a {type(value).__name__}, which JSON cannot hold")

@@ -277,6 +277,39 @@ def test_records_that_cannot_be_sent_are_reported_and_skipped(make_site, api: Fa
     assert "4 records could not be sent" in result.stderr
 
 
+def test_without_processors_a_bad_value_is_found_in_its_batch_and_only_its_record_skipped(
+    make_site, api: FakeStreamAPI
+) -> None:
+    """The encoder checks values here: the batch it refuses is checked item by item."""
+    records = [{"id": 1, "name": "a"}, {"id": 2, "name": float("inf")}, {"id": 3, "name": {1, 2}},
+               {"id": 4, "name": Decimal("NaN")}, {"id": 5, "name": "lone \ud800 surrogate"},
+               {"id": 6, "name": Decimal("7.50"), "login": datetime(2026, 11, 28, 9, 30)}, {"id": 7, "name": "ok"}]
+    result = run(make_site(records), "stream-user-data", "--no-draft")
+    assert result.exit_code == 1
+    assert len(api.received) == 1  # the refused batch still goes out as one, without the bad items
+    assert api.received[0].items == [
+        {"id": "1", "login": None, "email": None, "name": "a"},
+        {"id": "6", "login": "2026-11-28T09:30:00", "email": None, "name": "7.50"},
+        {"id": "7", "login": None, "email": None, "name": "ok"},
+    ]
+    for reason in ("id=2: name is inf, which JSON cannot hold", "id=3: name is a set, which JSON cannot hold",
+                   "id=4: name is NaN, which JSON cannot hold", "id=5: name is not valid Unicode text"):
+        assert reason in result.stderr
+    assert "records=3 batches=1" in result.stdout and "skipped=4" in result.stdout
+
+
+def test_processor_items_with_keys_json_cannot_name_are_skipped(make_site, api: FakeStreamAPI) -> None:
+    site = make_site([{"id": 1}, {"id": 2}])
+    site.extensions["cdp"].extension.user_item_processor()(
+        lambda item, record: {**item, "scores": {7: "int keys become text"}} if record["id"] == 1
+        else {**item, "scores": {(1, 2): "a tuple cannot be a key"}}
+    )
+    result = run(site, "stream-user-data")
+    assert result.exit_code == 1
+    assert [(i["id"], i["scores"]) for i in api.received[0].items] == [("1", {"7": "int keys become text"})]
+    assert "id=2: key (1, 2) is a tuple; keys must be text or whole numbers" in result.stderr
+
+
 def test_product_and_content_sources_by_type(make_site, api: FakeStreamAPI) -> None:
     site = make_site(None, CDP_PRODUCT_STREAM_ID="products-stream", CDP_CONTENT_STREAM_ID="content-stream")
     cdp = site.extensions["cdp"].extension
@@ -346,7 +379,7 @@ def test_a_record_larger_than_a_batch_may_hold_is_skipped(make_site, api: FakeSt
     result = run(make_site(records), "stream-user-data", "--max-batch-bytes", "2048")
     assert result.exit_code == 1
     assert sorted(item["id"] for r in api.received for item in r.items) == ["1", "3"]
-    assert "skipped user record id='2': the item is" in result.stderr and "more than a whole batch may hold" in result.stderr
+    assert "skipped user record id=2: the item is" in result.stderr and "more than a whole batch may hold" in result.stderr
 
 
 def test_progress_shows_on_a_terminal_and_not_in_a_pipe(tmp_path, api: FakeStreamAPI) -> None:
