@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from .export_sources import ExportRegistry, UnsendableRecord, checked_item, json_default
+from .export_sources import ExportRegistry, UnsendableRecord, checked_item, json_default, record_id
 from .streaming import SendFailed, StreamClient
 
 DRAFT_SAMPLE = 100
@@ -241,7 +241,7 @@ def _items(registry: ExportRegistry, request: ExportRequest, skip: _Skipper) -> 
 
 
 def _record_identity(record: Any) -> str:
-    value = record.get("id") if isinstance(record, dict) else getattr(record, "id", None)
+    value = record_id(record)
     if value in (None, ""):
         return "(no id)"
     return f"id={value}" if type(value) in (int, str) and str(value).isprintable() else f"id={value!r}"

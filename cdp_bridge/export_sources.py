@@ -120,17 +120,33 @@ def base_key_reader(kind: str, record_type: type) -> Callable[[Any], dict[str, A
     keys = BASE_KEYS[kind]
     if issubclass(record_type, dict):
         return lambda record: dict(zip(keys, map(record.get, keys)))
-    if issubclass(record_type, Mapping):
+    if issubclass(record_type, Mapping) or _has_named_items(record_type):
         every_key = BASE_KEY_GETTERS[kind]
 
         def read_mapping(record: Any) -> dict[str, Any]:
             try:  # one C-level call when the row has every base key (a SQL row usually does)
                 return dict(zip(keys, every_key(record)))
-            except KeyError:
-                return {key: record.get(key) for key in keys}
+            except (KeyError, IndexError):  # sqlite3.Row raises IndexError for a missing key
+                present = set(record.keys())
+                return {key: record[key] if key in present else None for key in keys}
 
         return read_mapping
     return lambda record: {key: getattr(record, key, None) for key in keys}
+
+
+def record_id(record: Any) -> Any:
+    """The id a record carries, as given (for messages about it); None if it has none."""
+    if isinstance(record, Mapping) or _has_named_items(type(record)):
+        try:
+            return record["id"]
+        except (KeyError, IndexError):
+            return None
+    return getattr(record, "id", None)
+
+
+def _has_named_items(record_type: type) -> bool:
+    """Rows that are read by name but are not Mappings, such as ``sqlite3.Row``."""
+    return callable(getattr(record_type, "keys", None)) and hasattr(record_type, "__getitem__")
 
 
 def _checked_id(identifier: Any) -> str:

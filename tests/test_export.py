@@ -310,6 +310,44 @@ def test_processor_items_with_keys_json_cannot_name_are_skipped(make_site, api: 
     assert "id=2: key (1, 2) is a tuple; keys must be text or whole numbers" in result.stderr
 
 
+ROWS_SQL = ("SELECT 1 AS id, 'a' AS login, 'a@example.com' AS email, 'A' AS name UNION ALL "
+            "SELECT 2, 'b', NULL, 1e999 UNION ALL SELECT NULL, 'c', NULL, 'C' UNION ALL SELECT 4, 'd', NULL, 'D' UNION ALL "
+            "SELECT 6.5, 'f', NULL, 'F'")
+
+
+@pytest.mark.parametrize("shape", ["sqlite3.Row", "SQLAlchemy mappings", "SQLAlchemy rows"])
+def test_sql_rows_are_read_by_column_name(make_site, api: FakeStreamAPI, tmp_path, shape: str) -> None:
+    """Rows straight from a driver or from SQLAlchemy, some without a column or an id."""
+    import sqlite3
+
+    from sqlalchemy import create_engine, text
+
+    def records():
+        if shape == "sqlite3.Row":
+            conn = sqlite3.connect(tmp_path / "rows.sqlite3")
+            conn.row_factory = sqlite3.Row
+            yield from conn.execute(ROWS_SQL)
+            yield from conn.execute("SELECT 5 AS id, 'e' AS login")  # no email, no name column
+            return
+        with create_engine(f"sqlite:///{tmp_path / 'rows.sqlite3'}").connect() as conn:
+            for sql in (ROWS_SQL, "SELECT 5 AS id, 'e' AS login"):
+                result = conn.execute(text(sql))
+                yield from (result.mappings() if shape == "SQLAlchemy mappings" else result)
+
+    site = make_site(None)
+    site.extensions["cdp"].extension.user_source(records)
+    result = run(site, "stream-user-data", "--no-draft")
+    assert result.exit_code == 1
+    assert api.received[0].items == [
+        {"id": "1", "login": "a", "email": "a@example.com", "name": "A"},
+        {"id": "4", "login": "d", "email": None, "name": "D"},
+        {"id": "5", "login": "e", "email": None, "name": None},
+    ]
+    assert "skipped user record id=2: name is inf, which JSON cannot hold" in result.stderr
+    assert "skipped user record (no id): record has no id" in result.stderr
+    assert "skipped user record id=6.5: record id must be a string or an integer, not float" in result.stderr
+
+
 def test_product_and_content_sources_by_type(make_site, api: FakeStreamAPI) -> None:
     site = make_site(None, CDP_PRODUCT_STREAM_ID="products-stream", CDP_CONTENT_STREAM_ID="content-stream")
     cdp = site.extensions["cdp"].extension
