@@ -15,7 +15,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 FIGURE = re.compile(r"\bratio\b|\btarget\b")
 BENCHMARKS = [
-    ("Webhook: applying 100,000-member audiences", "webhook_apply.py", [], ["--rows", "20000", "--repeat", "1"]),
+    ("Webhook: applying 100,000-member audiences", "webhook_apply.py", [], ["--rows", "20000", "--rounds", "1"]),
     ("Webhook: 50 clients through gunicorn and PostgreSQL", "webhook_load.py", [], ["--deliveries", "1000"]),
     ("Tracking helpers: render cost", "tracking_render.py", [], ["--calls", "300", "--rounds", "9", "--requests", "5"]),
     ("Data export: 1,000,000 users", "export_stream.py", [], ["--users", "50000", "--small", "5000", "--rounds", "1"]),

@@ -15,10 +15,8 @@ from __future__ import annotations
 import argparse
 import functools
 import os
-import statistics
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -28,6 +26,7 @@ from flask import Flask, render_template  # noqa: E402
 
 import wsgi  # noqa: E402
 from cdp_bridge.tracking import TRACKING_GLOBALS  # noqa: E402
+from timing import alternating_medians, no_reset  # noqa: E402
 
 HELPER_CALLS: dict[str, Callable[[dict], object]] = {
     "cdp_head_script": lambda g: g["cdp_head_script"](),
@@ -52,22 +51,6 @@ BENCH_PAGE = """{% extends "product.html" %}
   {{ cdp_track_event("search", p9="cat tree") }}
   {{ cdp_track_buy([{"id": product.id, "price": product.price, "quantity": 1}], order_id="o1", currency=currency) }}
 {% endblock %}"""
-
-
-def interleaved_medians(actions: dict[str, Callable[[], object]], count: int, rounds: int) -> dict[str, float]:
-    """Per action, the median over ``rounds`` of its mean seconds per call.
-
-    Each round times every action once, in turn: a burst of load from a neighbour on this
-    shared machine then slows one round of every action, not every round of one action.
-    """
-    samples: dict[str, list[float]] = {name: [] for name in actions}
-    for _ in range(rounds):
-        for name, action in actions.items():
-            started = time.perf_counter()
-            for _ in range(count):
-                action()
-            samples[name].append((time.perf_counter() - started) / count)
-    return {name: statistics.median(times) for name, times in samples.items()}
 
 
 def bench_app(instance_path: str, with_helpers: bool) -> Flask:
@@ -109,14 +92,15 @@ def main() -> None:
             from flask import session
 
             session["user_id"] = 2
-            actions = {name: functools.partial(call, globals_) for name, call in HELPER_CALLS.items()}
-            for name, seconds in interleaved_medians(actions, args.calls, args.rounds).items():
+            actions = {name: (functools.partial(call, globals_), no_reset) for name, call in HELPER_CALLS.items()}
+            for name, seconds in alternating_medians(actions, args.rounds, args.calls).items():
                 micro = seconds * 1e6
                 target = " (target <= 20 us: " + ("meets" if micro <= 20 else "MISSES") + ")" if name in EVENT_HELPERS else ""
                 print(f"{name:28s} {micro:8.1f} us per call{target}")
 
-        pages = {"with": logged_in_page(app), "without": logged_in_page(bench_app(without_folder, with_helpers=False))}
-        page_seconds = interleaved_medians(pages, args.requests, args.rounds)
+        pages = {"with": (logged_in_page(app), no_reset),
+                 "without": (logged_in_page(bench_app(without_folder, with_helpers=False)), no_reset)}
+        page_seconds = alternating_medians(pages, args.rounds, args.requests)
         ratio = page_seconds["with"] / page_seconds["without"]
         print(f"page with tracking script + 5 events: {page_seconds['with'] * 1e6:8.0f} us per request")
         print(f"same page without helpers:            {page_seconds['without'] * 1e6:8.0f} us per request")

@@ -5,9 +5,10 @@ For SQLite and PostgreSQL, through cdp_bridge's domain core: a 100,000-member
 100,000 members it half overlaps (50,000 removed, 50,000 added); and a 100,000-id delta
 (50,000 adds, 50,000 removes) on a 100,000-member segment. Baselines insert the same number of rows into an
 equivalent table with the raw driver: ``executemany`` (both), ``COPY`` (PostgreSQL).
-Prints rows per second and the ratio to each baseline (target: at least 0.5).
+Prints rows per second and the ratio to each baseline (target: at least 0.5), each the
+median over rounds that run every operation once, in turn.
 
-    .venv/bin/python benchmarks/webhook_apply.py [--rows N] [--repeat R]
+    .venv/bin/python benchmarks/webhook_apply.py [--rows N] [--rounds R]
 """
 
 from __future__ import annotations
@@ -15,11 +16,10 @@ from __future__ import annotations
 import argparse
 import os
 import sqlite3
-import statistics
 import sys
 import tempfile
-import time
 from collections.abc import Callable
+from typing import Any
 from pathlib import Path
 
 import psycopg
@@ -30,20 +30,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from cdp_bridge.audiences import AudienceChange, apply_audience_changes  # noqa: E402
 from cdp_bridge.store import define_tables  # noqa: E402
 from tests.postgres_server import PostgresServer  # noqa: E402
+from timing import alternating_medians  # noqa: E402
 
 RAW_TABLE = "CREATE TABLE raw_memberships (segment_id BIGINT NOT NULL, user_id VARCHAR(255) NOT NULL, created_at TIMESTAMP NOT NULL, PRIMARY KEY (segment_id, user_id))"
 RAW_INDEX = "CREATE INDEX ix_raw_user ON raw_memberships (user_id, segment_id)"
 
 
-def timed(action: Callable[[], None], repeat: int, reset: Callable[[], None]) -> float:
-    """Median seconds of ``action`` over ``repeat`` runs, ``reset`` before each."""
-    times = []
-    for _ in range(repeat):
-        reset()
-        started = time.perf_counter()
-        action()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+Timed = tuple[Callable[[], None], Callable[[], None]]  # (action, reset before it)
 
 
 class Scenario:
@@ -70,33 +63,33 @@ class Scenario:
             apply_audience_changes(conn, self.tables, 1, [change])
 
 
-def bench_database(name: str, url: str, raw_connect: Callable[[], object], rows: int, repeat: int) -> list[tuple[str, float]]:
+def bench_database(name: str, url: str, raw_connect: Callable[[], Any], rows: int, rounds: int) -> list[tuple[str, float]]:
     ids = [f"user-{i}" for i in range(rows)]
     half = rows // 2
     delta_add = [f"new-{i}" for i in range(half)]
-    delta_remove = ids[:half]
-    scenario = Scenario(url)
-    replace = timed(lambda: scenario.apply(AudienceChange("big", members=tuple(ids))), repeat, scenario.reset)
     overlapping = tuple(ids[half:] + delta_add)
-    replace_over = timed(lambda: scenario.apply(AudienceChange("big", members=overlapping)), repeat,
-                         lambda: scenario.reset(ids))
-    delta = timed(lambda: scenario.apply(AudienceChange("big", add=tuple(delta_add), remove=tuple(delta_remove))),
-                  repeat, lambda: scenario.reset(ids))
-    scenario.engine.dispose()
-    results = [
-        (f"{name}: members replace", rows / replace),
-        (f"{name}: members replace, half overlap", rows / replace_over),
-        (f"{name}: add/remove delta", rows / delta),
-    ]
-    for label, seconds in raw_baselines(name, raw_connect, ids, repeat):
-        results.append((f"{name}: baseline {label}", rows / seconds))
-    return results
+    scenario = Scenario(url)
+    conn = raw_connect()
+    operations: dict[str, Timed] = {
+        "members replace": (lambda: scenario.apply(AudienceChange("big", members=tuple(ids))), scenario.reset),
+        "members replace, half overlap": (lambda: scenario.apply(AudienceChange("big", members=overlapping)),
+                                          lambda: scenario.reset(ids)),
+        "add/remove delta": (lambda: scenario.apply(AudienceChange("big", add=tuple(delta_add), remove=tuple(ids[:half]))),
+                             lambda: scenario.reset(ids)),
+        **raw_baselines(name, conn, ids),
+    }
+    try:
+        seconds = alternating_medians(operations, rounds)
+    finally:
+        conn.close()
+        scenario.engine.dispose()
+    return [(f"{name}: {operation}", rows / value) for operation, value in seconds.items()]
 
 
-def raw_baselines(name: str, raw_connect: Callable[[], object], ids: list[str], repeat: int) -> list[tuple[str, float]]:
+def raw_baselines(name: str, conn: Any, ids: list[str]) -> dict[str, Timed]:
+    """The same number of rows inserted into an equivalent table with the raw driver."""
     now = "2026-11-28 10:00:00"
     rows = [(1, user_id, now) for user_id in ids]
-    conn = raw_connect()
     cur = conn.cursor()
     cur.execute("DROP TABLE IF EXISTS raw_memberships")
     cur.execute(RAW_TABLE)
@@ -112,17 +105,15 @@ def raw_baselines(name: str, raw_connect: Callable[[], object], ids: list[str], 
         cur.executemany(f"INSERT INTO raw_memberships VALUES ({placeholder}, {placeholder}, {placeholder})", rows)
         conn.commit()
 
-    baselines = [("executemany", timed(executemany, repeat, truncate))]
+    def copy() -> None:
+        with cur.copy("COPY raw_memberships (segment_id, user_id, created_at) FROM STDIN") as copy_in:
+            for row in rows:
+                copy_in.write_row(row)
+        conn.commit()
+
+    baselines = {"baseline executemany": (executemany, truncate)}
     if name == "PostgreSQL":
-
-        def copy() -> None:
-            with cur.copy("COPY raw_memberships (segment_id, user_id, created_at) FROM STDIN") as copy_in:
-                for row in rows:
-                    copy_in.write_row(row)
-            conn.commit()
-
-        baselines.append(("COPY", timed(copy, repeat, truncate)))
-    conn.close()
+        baselines["baseline COPY"] = (copy, truncate)
     return baselines
 
 
@@ -145,20 +136,20 @@ def report(results: list[tuple[str, float]]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=100_000)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5, help="rounds; each runs every operation once")
     args = parser.parse_args()
-    print(f"machine: {os.cpu_count()} cores; rows per operation: {args.rows:,}; median of {args.repeat}")
+    print(f"machine: {os.cpu_count()} cores; rows per operation: {args.rows:,}; median of {args.rounds} alternating rounds")
     results: list[tuple[str, float]] = []
     with tempfile.TemporaryDirectory() as folder:
         sqlite_path = os.path.join(folder, "bench.sqlite3")
         raw_path = os.path.join(folder, "raw.sqlite3")
         results += bench_database("SQLite", f"sqlite:///{sqlite_path}", lambda: sqlite3.connect(raw_path),
-                                  args.rows, args.repeat)
+                                  args.rows, args.rounds)
     server = PostgresServer.create()
     try:
         url = server.create_database()
         raw_url = url.replace("postgresql+psycopg://", "postgresql://")
-        results += bench_database("PostgreSQL", url, lambda: psycopg.connect(raw_url), args.rows, args.repeat)
+        results += bench_database("PostgreSQL", url, lambda: psycopg.connect(raw_url), args.rows, args.rounds)
     finally:
         server.destroy()
     report(results)
