@@ -9,6 +9,7 @@ leaves the machine.
 
 from __future__ import annotations
 
+import bisect
 import json
 import os
 import shutil
@@ -58,8 +59,10 @@ class ServedApp:
 
 
 STUB_SCRIPT = """(function () {
-  var endpoint = %s;
+  var endpoint = %s, sent = 0;
   function send(entry) {
+    // The requests run in parallel: "order" lets the stub put them back in the page's order.
+    entry.order = [performance.timeOrigin, sent++];
     fetch(endpoint, {method: "POST", mode: "no-cors", keepalive: true, body: JSON.stringify(entry)});
   }
   var raptor = window.raptor;
@@ -74,7 +77,7 @@ class RaptorStub:
     """Serves a stand-in for Raptor's script and records what pages send it."""
 
     def __init__(self) -> None:
-        self.events: list[dict[str, Any]] = []
+        self._received: list[tuple[tuple[float, int], dict[str, Any]]] = []
         self.script_requests = 0
         self._changed = threading.Condition()
         stub = self
@@ -94,8 +97,9 @@ class RaptorStub:
             def do_POST(self) -> None:  # noqa: N802
                 length = int(self.headers.get("Content-Length", "0"))
                 entry = json.loads(self.rfile.read(length))
+                order = tuple(entry.pop("order"))
                 with stub._changed:
-                    stub.events.append(entry)
+                    bisect.insort(stub._received, (order, entry), key=lambda received: received[0])
                     stub._changed.notify_all()
                 self.send_response(204)
                 self.send_header("Access-Control-Allow-Origin", "*")
@@ -109,6 +113,11 @@ class RaptorStub:
         self.script_url = self.url + "/raptor.js"
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self.thread.start()
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        """What pages sent, in the order each page sent it (page loads in turn)."""
+        return [entry for _, entry in self._received]
 
     def wait_for(self, condition: Callable[[RaptorStub], bool], timeout: float = 15.0) -> None:
         """Block until ``condition(self)`` holds, or fail after ``timeout`` seconds."""
