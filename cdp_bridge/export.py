@@ -179,7 +179,7 @@ class _Sender:
     def send(self, items: list[dict[str, Any]]) -> None:
         try:
             body = _encoded(items)
-        except (TypeError, ValueError):  # a value JSON cannot hold: find it, skip its item
+        except (TypeError, ValueError, RecursionError):  # a value JSON cannot hold: find it, skip its item
             items = self._sendable(items)
             if not items:
                 return
@@ -205,6 +205,9 @@ class _Sender:
             except UnicodeEncodeError:
                 self.skip(item, self._type_of(item), UnsendableRecord(f"{_bad_text_key(checked)} is not valid Unicode text"))
                 continue
+            except RecursionError:  # nested too deeply for the encoder, though not circular
+                self.skip(item, self._type_of(item), UnsendableRecord("a value nests too deeply for JSON"))
+                continue
             except (UnsendableRecord, TypeError, ValueError) as problem:
                 self.skip(item, self._type_of(item), problem)
                 continue
@@ -216,7 +219,7 @@ class _Sender:
 
 
 def _encoded(value: Any) -> bytes:
-    """The JSON body; raises ValueError (UnicodeEncodeError: a lone surrogate) or TypeError."""
+    """The JSON body; raises ValueError (UnicodeEncodeError: a lone surrogate), TypeError or RecursionError."""
     return _ENCODER.encode(value).encode("utf-8")
 
 

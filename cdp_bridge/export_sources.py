@@ -185,7 +185,10 @@ def checked_item(item: Any) -> dict[str, Any]:
         raise UnsendableRecord(f"a processor returned {type(item).__name__}, not the item")
     if _PLAIN.issuperset(map(type, item.values())) and all(type(key) is str for key in item):
         return item  # the common case: nothing to convert
-    return {_json_key(key): _json_value(value, str(key)) for key, value in item.items()}
+    try:
+        return {_json_key(key): _json_value(value, str(key)) for key, value in item.items()}
+    except RecursionError:
+        raise UnsendableRecord("a value refers to itself or nests too deeply for JSON") from None
 
 
 def json_default(value: Any) -> Any:

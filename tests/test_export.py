@@ -298,6 +298,25 @@ def test_without_processors_a_bad_value_is_found_in_its_batch_and_only_its_recor
     assert "records=3 batches=1" in result.stdout and "skipped=4" in result.stdout
 
 
+def test_values_that_refer_to_themselves_or_nest_too_deeply_are_skipped(make_site, api: FakeStreamAPI) -> None:
+    circular: list = []
+    circular.append(circular)
+    deep: list = []
+    for _ in range(5000):
+        deep = [deep]
+    records = [{"id": 1, "name": "ok"}, {"id": 2, "name": circular}, {"id": 3, "name": deep}, {"id": 4, "name": "ok"}]
+    site = make_site(records)
+    result = run(site, "stream-user-data")
+    assert result.exit_code == 1
+    assert [item["id"] for item in api.received[0].items] == ["1", "4"]
+    assert "id=2: a value refers to itself or nests too deeply for JSON" in result.stderr
+    assert "id=3: a value" in result.stderr and "nests too deeply for JSON" in result.stderr
+    with_processor = make_site(records)
+    with_processor.extensions["cdp"].extension.user_item_processor()(lambda item, record: item)
+    assert run(with_processor, "stream-user-data").exit_code == 1
+    assert [item["id"] for item in api.received[1].items] == ["1", "4"]
+
+
 def test_processor_items_with_keys_json_cannot_name_are_skipped(make_site, api: FakeStreamAPI) -> None:
     site = make_site([{"id": 1}, {"id": 2}])
     site.extensions["cdp"].extension.user_item_processor()(
