@@ -67,11 +67,6 @@ def event_parameters(
     return params
 
 
-def format_field(keyword: str, value: Any, currency: Any = None) -> str:
-    """One field's value as Raptor's string (``keyword`` is a field of SPEC section 5)."""
-    return FIELD_FORMATTERS[keyword](value, currency)
-
-
 def format_in_stock(value: Any) -> str:
     if not isinstance(value, bool):
         raise TrackingArgumentError(f"in_stock must be true or false, not {value!r}")
