@@ -112,6 +112,12 @@ def test_secrets_do_not_appear_in_repr() -> None:
         ({"CDP_SEGMENT_GROUP_IDENTIFIER": "shop two"}, "CDP_SEGMENT_GROUP_IDENTIFIER", "lower-case"),
         ({"CDP_ACTIVATION_CLIENT_ID": "a"}, "CDP_ACTIVATION_CLIENT_SECRET", "required together"),
         ({"CDP_STREAM_API_URL": "ftp://example.org"}, "CDP_STREAM_API_URL", "http(s) URL"),
+        ({"CDP_STREAM_API_URL": "https://"}, "CDP_STREAM_API_URL", "http(s) URL"),
+        ({"CDP_STREAM_API_URL": "https://api example.org/"}, "CDP_STREAM_API_URL", "http(s) URL"),
+        ({"CDP_STREAM_API_URL": "https://example.org:99999/"}, "CDP_STREAM_API_URL", "http(s) URL"),
+        ({"CDP_STREAM_API_URL": "/stream"}, "CDP_STREAM_API_URL", "http(s) URL"),
+        ({"CDP_TRACKING_SCRIPT_URL": "//cdn.example.org/raptor.js"}, "CDP_TRACKING_SCRIPT_URL", "path starting with /"),
+        ({"CDP_TRACKING_SCRIPT_URL": "javascript:alert(1)"}, "CDP_TRACKING_SCRIPT_URL", "path starting with /"),
         ({"CDP_WEBHOOK_SIGNING_SECRETS": "not-a-whsec"}, "CDP_WEBHOOK_SIGNING_SECRETS", "whsec_"),
         ({"CDP_WEBHOOK_SIGNING_SECRETS": "whsec_%%%"}, "CDP_WEBHOOK_SIGNING_SECRETS", "base64"),
         ({"CDP_TRACKING_PARAMETERS": {"buy": {"colour": "p9"}}}, "CDP_TRACKING_PARAMETERS", "unknown field"),
@@ -179,3 +185,18 @@ def test_dotenv_file_in_the_working_directory_is_loaded(
     CDP(app)
     monkeypatch.delenv("CDP_ACCOUNT_NUMBER", raising=False)  # undo what load_dotenv set
     assert app.extensions["cdp"].settings.account_number == "5678"
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("CDP_STREAM_API_URL", "http://127.0.0.1:8080/stream"),
+        ("CDP_STREAM_API_URL", "https://[::1]:8443/stream"),
+        ("CDP_TRACKING_SCRIPT_URL", "https://cdn.example.org/raptor.js"),
+        ("CDP_TRACKING_SCRIPT_URL", "/static/raptor-demo.js"),
+    ],
+)
+def test_urls_and_site_paths_that_are_accepted(key: str, value: str) -> None:
+    settings = load_settings({key: f"  {value} "}, {})
+    attribute = "stream_api_url" if key == "CDP_STREAM_API_URL" else "tracking_script_url"
+    assert getattr(settings, attribute) == value
