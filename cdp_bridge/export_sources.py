@@ -21,6 +21,7 @@ from .errors import CDPError, ValidationError
 
 Source = Callable[[], Iterable[Any]]
 Processor = Callable[[dict[str, Any], Any], dict[str, Any]]
+Skip = Callable[[Any, str, Exception], None]
 
 #: The keys every item of a kind has, in this order (missing values are null).
 BASE_KEYS: dict[str, tuple[str, ...]] = {
@@ -101,23 +102,11 @@ class ExportRegistry:
             yield item
 
 
-Skip = Callable[[Any, str, Exception], None]
-
-
-def base_item(kind: str, type_name: str, record: Any) -> dict[str, Any]:
-    """The base keys of one record (``id`` as text, ``type`` defaulted), unchecked values."""
-    item = base_key_reader(kind, type(record))(record)
-    item["id"] = _checked_id(item["id"])
-    if kind != "user" and item["type"] is None:
-        item["type"] = type_name
-    return item
-
-
 def base_key_reader(kind: str, record_type: type) -> Callable[[Any], dict[str, Any]]:
     """How to read the base keys from records of one type: a mapping's keys or an object's attributes."""
     if issubclass(record_type, dict):
         return _READERS[kind, "get"]
-    if issubclass(record_type, Mapping) or _has_named_items(record_type):
+    if _read_by_name(record_type):
         read_every_key = _READERS[kind, "subscript"]
         keys = BASE_KEYS[kind]
 
@@ -153,7 +142,7 @@ _READERS = {
 
 def record_id(record: Any) -> Any:
     """The id a record carries, as given (for messages about it); None if it has none."""
-    if isinstance(record, Mapping) or _has_named_items(type(record)):
+    if _read_by_name(type(record)):
         try:
             return record["id"]
         except (KeyError, IndexError):
@@ -161,14 +150,14 @@ def record_id(record: Any) -> Any:
     return getattr(record, "id", None)
 
 
-def _has_named_items(record_type: type) -> bool:
-    """Rows that are read by name but are not Mappings, such as ``sqlite3.Row``."""
-    return callable(getattr(record_type, "keys", None)) and hasattr(record_type, "__getitem__")
+def _read_by_name(record_type: type) -> bool:
+    """Mappings, and rows read by name that are not Mappings, such as ``sqlite3.Row``."""
+    return issubclass(record_type, Mapping) or (
+        callable(getattr(record_type, "keys", None)) and hasattr(record_type, "__getitem__")
+    )
 
 
 def _checked_id(identifier: Any) -> str:
-    if type(identifier) is str and identifier:
-        return identifier
     if identifier is None or identifier == "":
         raise UnsendableRecord("record has no id")
     if isinstance(identifier, bool) or not isinstance(identifier, (str, int)):
