@@ -1,67 +1,107 @@
 """The back office under ``/cdp/admin/``: segment groups, segments, members, a user's
 segments and the delivery log (SPEC section 8).
 
-Server-rendered, usable without JavaScript. It answers only when the host registered an
-access check with ``@cdp.admin_guard`` (otherwise 404, as if not mounted); everyone the
-guard does not admit gets 403; every form carries a CSRF token. No setting, secret or
-credential is shown: only identifiers, names, counts and the delivery log.
+It is a blueprint of its own, nested in the ``cdp`` blueprint, so its ``before_request``
+guards every view it holds whatever name and prefix the host mounts ``cdp`` under, and
+its links are relative (``url_for(".groups")``). It answers only when the host
+registered an access check with ``@cdp.admin_guard`` (otherwise 404, as if not
+mounted); everyone the guard does not admit gets 403; every POST must carry Flask-WTF's
+CSRF token (400 without it), the same token a host's own ``CSRFProtect`` accepts. No
+setting, secret or credential is shown: only identifiers, names, counts and the log.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from flask import Blueprint, abort, redirect, render_template, request, url_for
-from werkzeug.wrappers import Response
+from flask import Blueprint, Response, abort, redirect, render_template, request, url_for
+from flask_wtf.csrf import CSRFError, generate_csrf, validate_csrf
+from wtforms.validators import ValidationError as CSRFValidationError
 
 from .context import current_state as _state
-from .csrf import check_csrf, csrf_token
 from .deliveries import STATUSES
 from .errors import CDPError, ConflictError, NotFoundError, ProtectedGroupError, ValidationError
 from .identifiers import validate_group_identifier, validate_name
 
 PAGE_SIZE = 50
+#: The last page a pager links to: beyond it an offset would only read nothing.
+MAX_PAGE = 1_000_000
+#: Largest delivery id a URL may name (the column is a 64-bit integer).
+MAX_DELIVERY_ID = 2**63 - 1
+CSRF_FIELD = "csrf_token"
 
 
-def register_admin(blueprint: Blueprint) -> None:
-    """Add the back office's routes and checks to the ``cdp`` blueprint."""
-    blueprint.before_request(_admit)
-    blueprint.context_processor(lambda: {"cdp_csrf_token": csrf_token})
+def admin_blueprint() -> Blueprint:
+    """The back office, to be nested in the ``cdp`` blueprint at ``/admin``."""
+    admin = Blueprint(
+        "admin", __name__, template_folder="templates", static_folder="static", static_url_path="/static"
+    )
+    admin.before_request(_admit)
+    admin.context_processor(lambda: {"cdp_csrf_token": generate_csrf})
     routes: list[tuple[str, str, Any, list[str]]] = [
-        ("/admin/", "admin_home", home, ["GET"]),
-        ("/admin/groups", "admin_groups", groups, ["GET", "POST"]),
-        ("/admin/groups/<identifier>", "admin_group", group, ["GET"]),
-        ("/admin/groups/<identifier>/rename", "admin_rename_group", rename_group, ["POST"]),
-        ("/admin/groups/<identifier>/delete", "admin_delete_group", delete_group, ["POST"]),
-        ("/admin/groups/<identifier>/segments/<path:segment>", "admin_segment", segment_members, ["GET"]),
-        ("/admin/users", "admin_user", user_segments, ["GET"]),
-        ("/admin/deliveries", "admin_deliveries", deliveries, ["GET"]),
-        ("/admin/deliveries/<int:delivery_id>/replay", "admin_replay", replay, ["POST"]),
+        ("/", "home", home, ["GET"]),
+        ("/groups", "groups", groups, ["GET", "POST"]),
+        ("/groups/<identifier>", "group", group, ["GET"]),
+        ("/groups/<identifier>/rename", "rename_group", rename_group, ["POST"]),
+        ("/groups/<identifier>/delete", "delete_group", delete_group, ["POST"]),
+        ("/groups/<identifier>/members", "segment", segment_members, ["GET"]),
+        ("/users", "user", user_segments, ["GET"]),
+        ("/deliveries", "deliveries", deliveries, ["GET"]),
+        (f"/deliveries/<int(max={MAX_DELIVERY_ID}):delivery_id>", "delivery", delivery, ["GET"]),
+        (f"/deliveries/<int(max={MAX_DELIVERY_ID}):delivery_id>/replay", "replay", replay, ["POST"]),
     ]
     for rule, endpoint, view, methods in routes:
-        blueprint.add_url_rule(rule, endpoint, view, methods=methods)
+        admin.add_url_rule(rule, endpoint, view, methods=methods)
+    return admin
 
 
 def _admit() -> None:
-    if not (request.endpoint or "").startswith("cdp.admin_"):
-        return
+    """Every view of this blueprint: the guard first, then the CSRF token of a POST."""
     guard = _state().extension.admin_guard_function
     if guard is None:
         abort(404)
     if not guard():
         abort(403)
-    check_csrf()
+    if request.method == "POST":
+        try:
+            validate_csrf(request.form.get(CSRF_FIELD))
+        except CSRFValidationError as exc:
+            raise CSRFError(
+                f"{exc} The form has expired or did not come from this site: reload the page and try again."
+            ) from None
 
 
-def _page() -> int:
-    try:
-        return max(1, int(request.args.get("page", "1")))
-    except ValueError:
-        return 1
+@dataclass(frozen=True)
+class Pager:
+    """Where the previous and next pages are; only the arguments the view names are kept."""
+
+    page: int
+    has_next: bool
+    endpoint: str
+    arguments: dict[str, Any]
+
+    def url(self, page: int) -> str:
+        return url_for(self.endpoint, page=page, **self.arguments)
 
 
-def home() -> Response:
-    return redirect(url_for("cdp.admin_groups"))
+def _page_number() -> int:
+    """``?page=``, clamped to 1…MAX_PAGE; anything that is not a number is page 1."""
+    text = request.args.get("page", "1")
+    if not text.isdecimal() or len(text) > 7:
+        return MAX_PAGE if text.isdecimal() else 1
+    return min(MAX_PAGE, max(1, int(text)))
+
+
+def _show(template: str, status: int = 200, **context: Any) -> Response:
+    """A rendered page. Text stored before lone surrogates were refused still renders,
+    escaped (``\\ud800``), instead of failing the page."""
+    html = render_template(template, **context)
+    return Response(html.encode("utf-8", "backslashreplace"), status, mimetype="text/html")
+
+
+def home() -> Any:
+    return redirect(url_for(".groups"))
 
 
 def groups() -> Any:
@@ -75,11 +115,11 @@ def groups() -> Any:
         if not errors:
             try:
                 created = store.create_group(form["identifier"], form["name"] or None)
-                return redirect(url_for("cdp.admin_group", identifier=created.identifier, created=1))
+                return redirect(url_for(".group", identifier=created.identifier, created=1))
             except ConflictError as exc:
                 errors["identifier"] = str(exc)
     status = 400 if errors else 200
-    return render_template("cdp/admin/groups.html", groups=store.list_groups(), errors=errors, form=form), status
+    return _show("cdp/admin/groups.html", status, groups=store.list_groups(), errors=errors, form=form)
 
 
 def _group_form_errors(form: dict[str, str]) -> dict[str, str]:
@@ -105,17 +145,17 @@ def group(identifier: str, *, error: str | None = None, status: int = 200) -> An
         found = store.get_group(identifier)
     except (NotFoundError, ValidationError):
         abort(404)
-    page = _page()
+    page = _page_number()
     segments = store.list_segments(identifier, offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE + 1)
-    return render_template(
+    return _show(
         "cdp/admin/group.html",
+        status,
         group=found,
         segments=segments[:PAGE_SIZE],
-        page=page,
-        has_next=len(segments) > PAGE_SIZE,
+        pager=Pager(page, len(segments) > PAGE_SIZE, ".group", {"identifier": identifier}),
         error=error,
         created=request.args.get("created") == "1",
-    ), status
+    )
 
 
 def rename_group(identifier: str) -> Any:
@@ -127,7 +167,7 @@ def rename_group(identifier: str) -> Any:
         return group(identifier, error=str(exc), status=409)
     except ValidationError as exc:
         return group(identifier, error=str(exc), status=400)
-    return redirect(url_for("cdp.admin_group", identifier=identifier))
+    return redirect(url_for(".group", identifier=identifier))
 
 
 def delete_group(identifier: str) -> Any:
@@ -137,43 +177,64 @@ def delete_group(identifier: str) -> Any:
         abort(404)
     except ProtectedGroupError as exc:
         return group(identifier, error=str(exc), status=409)
-    return redirect(url_for("cdp.admin_groups"))
+    return redirect(url_for(".groups"))
 
 
-def segment_members(identifier: str, segment: str) -> Any:
+def segment_members(identifier: str) -> Any:
+    """A segment's members. The segment id is a query argument: ids may hold ``/`` or
+    ``..``, which a path segment could not carry to the right page."""
     store = _state().store
-    page = _page()
+    segment = request.args.get("segment", "")
+    page = _page_number()
     try:
         members = store.members(identifier, segment, offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE + 1)
     except (NotFoundError, ValidationError):
         abort(404)
-    return render_template(
-        "cdp/admin/segment.html", group=identifier, segment=segment, members=members[:PAGE_SIZE], page=page,
-        has_next=len(members) > PAGE_SIZE,
+    return _show(
+        "cdp/admin/segment.html",
+        group=identifier,
+        segment=segment,
+        members=members[:PAGE_SIZE],
+        pager=Pager(page, len(members) > PAGE_SIZE, ".segment", {"identifier": identifier, "segment": segment}),
     )
 
 
-def user_segments(*, status: int = 200) -> Any:
+def user_segments() -> Any:
     user_id = request.args.get("user_id", "").strip()
-    error, segments = None, None
+    error, segments, status = None, None, 200
     if user_id:
         try:
             segments = _state().store.segments_for(user_id)
         except ValidationError as exc:
             error, status = str(exc), 400
-    return render_template("cdp/admin/user.html", user_id=user_id, segments=segments, error=error), status
+    return _show("cdp/admin/user.html", status, user_id=user_id, segments=segments, error=error)
 
 
 def deliveries() -> Any:
+    """The log, newest first: summaries only (no payloads, no rejection lists)."""
     status = request.args.get("status") or None
     if status is not None and status not in STATUSES:
         abort(400, description=f"status must be one of {', '.join(STATUSES)}")
-    page = _page()
-    rows = _state().inbox.list(status, offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE + 1)
-    return render_template(
-        "cdp/admin/deliveries.html", deliveries=rows[:PAGE_SIZE], status=status, statuses=STATUSES, page=page,
-        has_next=len(rows) > PAGE_SIZE, replayed=request.args.get("replayed"),
+    page = _page_number()
+    rows = _state().inbox.summaries(status, offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE + 1)
+    replayed = request.args.get("replayed", "")
+    return _show(
+        "cdp/admin/deliveries.html",
+        deliveries=rows[:PAGE_SIZE],
+        status=status,
+        statuses=STATUSES,
+        pager=Pager(page, len(rows) > PAGE_SIZE, ".deliveries", {"status": status}),
+        replayed=replayed if replayed.isdecimal() else None,
     )
+
+
+def delivery(delivery_id: int) -> Any:
+    """One delivery with its sample of rejections and their count per reason."""
+    try:
+        found = _state().inbox.get(delivery_id)
+    except NotFoundError:
+        abort(404)
+    return _show("cdp/admin/delivery.html", delivery=found)
 
 
 def replay(delivery_id: int) -> Any:
@@ -185,4 +246,4 @@ def replay(delivery_id: int) -> Any:
     except CDPError as exc:
         abort(409, description=str(exc))
     state.wake_inline_worker()
-    return redirect(url_for("cdp.admin_deliveries", replayed=delivery_id))
+    return redirect(url_for(".deliveries", replayed=delivery_id))

@@ -21,7 +21,7 @@ from flask.blueprints import BlueprintSetupState
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import Engine, event
 
-from .admin import register_admin
+from .admin import admin_blueprint
 from .constants import EXTENSION_KEY
 from .context import current_state
 from .deliveries import DeliveryInbox
@@ -123,12 +123,12 @@ class CDP:
         self._db = db
         self._register_blueprint = register_blueprint
         self._own_db: SQLAlchemy | None = None
-        self.blueprint = Blueprint(
-            BLUEPRINT_NAME, __name__, template_folder="templates", static_folder="static", static_url_path="/static"
-        )
+        self.blueprint = Blueprint(BLUEPRINT_NAME, __name__)
         self.blueprint.record(_remember_url_prefix)
         register_webhook(self.blueprint)
-        register_admin(self.blueprint)
+        # Nested: its own before_request guards every back-office view, whatever name
+        # and prefix the host registers ``cdp.blueprint`` under.
+        self.blueprint.register_blueprint(admin_blueprint(), url_prefix="/admin")
         self.payload_formats: list[PayloadFormat] = default_formats()
         self.admin_guard_function: Callable[[], bool] | None = None
         self.user_id_loader_function: Callable[[], Any] | None = None

@@ -10,7 +10,7 @@ from flask import Flask
 from tests.conftest import ACTIVATION, delivery_rows, memberships, post_webhook
 
 ADMIN_PAGES = ["/cdp/admin/", "/cdp/admin/groups", "/cdp/admin/groups/shop", "/cdp/admin/users?user_id=1",
-               "/cdp/admin/deliveries", "/cdp/admin/groups/shop/segments/cats"]
+               "/cdp/admin/deliveries", "/cdp/admin/groups/shop/members?segment=cats"]
 
 
 @pytest.fixture
@@ -55,7 +55,7 @@ def test_the_guard_admits_to_every_page(client) -> None:
     assert client.get("/cdp/admin/").headers["Location"].endswith("/cdp/admin/groups")
     for path in ADMIN_PAGES[1:]:
         assert client.get(path).status_code == 200, path
-    assert client.get("/cdp/static/cdp/admin.css").status_code == 200
+    assert client.get("/cdp/admin/static/cdp/admin.css").status_code == 200
 
 
 def test_groups_list_marks_protected_groups(client) -> None:
@@ -123,7 +123,7 @@ def test_a_protected_group_refuses_rename_and_delete(client, admin_app: Flask) -
 
 def test_group_page_shows_segments_with_metadata_and_member_counts(client) -> None:
     page = client.get("/cdp/admin/groups/shop").get_data(as_text=True)
-    row = re.search(r"<tr>\s*<td><a href=\"/cdp/admin/groups/shop/segments/cats\">cats</a></td>(.*?)</tr>", page, re.S).group(1)
+    row = re.search(r"<tr>\s*<td><a href=\"/cdp/admin/groups/shop/members\?segment=cats\">cats</a></td>(.*?)</tr>", page, re.S).group(1)
     assert "Cat owners" in row and "Likes cats" in row and "<td>2</td>" in row and "pets" in row
 
 
@@ -134,9 +134,9 @@ def test_segments_and_members_are_paged(client, admin_app: Flask) -> None:
     second = client.get("/cdp/admin/groups/shop?page=2").get_data(as_text=True)
     assert "s000" in first and "s048" in first and "s049" not in first and "Next" in first
     assert "s049" in second and "s059" in second and "Previous" in second
-    members = client.get("/cdp/admin/groups/shop/segments/cats").get_data(as_text=True)
+    members = client.get("/cdp/admin/groups/shop/members?segment=cats").get_data(as_text=True)
     assert '<a href="/cdp/admin/users?user_id=1">1</a>' in members
-    assert client.get("/cdp/admin/groups/shop/segments/ghost").status_code == 404
+    assert client.get("/cdp/admin/groups/shop/members?segment=ghost").status_code == 404
 
 
 def test_a_users_segments(client) -> None:
