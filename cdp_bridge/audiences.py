@@ -49,12 +49,73 @@ class Rejection:
         return answer
 
 
+#: How many rejections a delivery keeps one by one; beyond them only counts per reason.
+REJECTION_SAMPLE_SIZE = 100
+
+
+class Rejections:
+    """What a delivery refused, kept bounded: the first ``REJECTION_SAMPLE_SIZE``
+    rejections, and a count per reason of all of them.
+
+    A body of a million bad ids must cost no more to answer, record and show than a
+    body of a million good ones, so the full list is never built.
+    """
+
+    __slots__ = ("sample", "by_reason", "total")
+
+    def __init__(self) -> None:
+        self.sample: list[Rejection] = []
+        self.by_reason: dict[str, int] = {}
+        self.total = 0
+
+    def add(self, rejection: Rejection) -> None:
+        self.total += 1
+        self.by_reason[rejection.reason] = self.by_reason.get(rejection.reason, 0) + 1
+        if len(self.sample) < REJECTION_SAMPLE_SIZE:
+            self.sample.append(rejection)
+
+    def count(self, reason: str) -> None:
+        """Count a rejection that the full sample has no room for, without building it."""
+        self.total += 1
+        self.by_reason[reason] = self.by_reason.get(reason, 0) + 1
+
+    @property
+    def sampling(self) -> bool:
+        """Whether the next rejection still goes into the sample."""
+        return len(self.sample) < REJECTION_SAMPLE_SIZE
+
+    def __len__(self) -> int:
+        return self.total
+
+    def sample_dicts(self) -> list[dict[str, str]]:
+        return [r.as_dict() for r in self.sample]
+
+    def as_record(self) -> dict[str, Any]:
+        """The form kept in the delivery log (``cdp_deliveries.rejected``)."""
+        return {"sample": self.sample_dicts(), "by_reason": dict(self.by_reason)}
+
+    @classmethod
+    def from_record(cls, value: Any) -> Rejections:
+        """The inverse of :meth:`as_record`; also reads 0.1's plain list of rejections."""
+        rejections = cls()
+        if isinstance(value, dict):
+            sample, by_reason = value.get("sample") or [], value.get("by_reason") or {}
+        else:
+            sample, by_reason = value or [], None
+        for item in sample:
+            rejections.add(Rejection(item.get("audience", ""), item.get("reason", ""), item.get("user_id")))
+        if by_reason is not None:
+            rejections.by_reason = {str(reason): int(count) for reason, count in by_reason.items()}
+            rejections.total = sum(rejections.by_reason.values())
+        return rejections
+
+
 @dataclass(frozen=True)
 class ActivationDocument:
     """A parsed delivery body: what to apply, what was refused, how many ids it held."""
 
     changes: tuple[AudienceChange, ...]
-    rejected: tuple[Rejection, ...] = ()
+    rejected: Rejections = field(default_factory=Rejections)
     items: int = 0
     segment_group_identifier: str | None = None
     request_id: str | None = None

@@ -168,14 +168,14 @@ def worker(once: bool, poll_seconds: float, lease_seconds: int, log_level: str) 
 @reports_errors
 def deliveries(status: str | None, limit: int) -> None:
     """The delivery log, newest first."""
-    rows = _state().inbox.list(status, limit=limit)
+    rows = _state().inbox.summaries(status, limit=limit)
     if not rows:
         click.echo("No deliveries.")
     for d in rows:
         outcome = f"applied={d.applied} stale={d.stale}" if d.status == "applied" else (d.error or "")
         click.echo(
             f"{d.id}\t{d.received_at:%Y-%m-%d %H:%M:%S}\t{d.status}\t{d.client_id}\t{d.segment_group_identifier}"
-            f"\titems={d.items}\tattempts={d.attempts}\trejected={len(d.rejected)}\t{outcome}"
+            f"\titems={d.items}\tattempts={d.attempts}\trejected={d.rejected_count}\t{outcome}"
         )
 
 

@@ -19,14 +19,14 @@ import os
 import socket
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, or_, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from .audiences import ActivationDocument, Rejection, apply_audience_changes, changes_from_json, changes_to_json
+from .audiences import ActivationDocument, Rejections, apply_audience_changes, changes_from_json, changes_to_json
 from .errors import CDPError, NotFoundError, first_line
 from .settings import ActivationCredentials
 from .store import CDPTables, utcnow
@@ -60,12 +60,12 @@ class ReceiveResult:
     items: int = 0
     applied: int = 0
     stale: int = 0
-    rejected: tuple[Rejection, ...] = ()
+    rejected: Rejections = field(default_factory=Rejections)
 
 
 @dataclass(frozen=True)
-class Delivery:
-    """One row of the delivery log."""
+class DeliverySummary:
+    """One row of the delivery log as lists show it: no payload, no rejection sample."""
 
     id: int
     received_at: datetime
@@ -78,10 +78,17 @@ class Delivery:
     attempts: int
     applied: int | None
     stale: int | None
-    rejected: list[dict[str, str]] = field(default_factory=list)
+    rejected_count: int
     error: str | None = None
     finished_at: datetime | None = None
     duration_ms: int | None = None
+
+
+@dataclass(frozen=True)
+class Delivery(DeliverySummary):
+    """One delivery with what it refused: a sample and a count per reason."""
+
+    rejected: Rejections = field(default_factory=Rejections)
 
 
 class LeaseLost(CDPError):
@@ -142,7 +149,8 @@ class DeliveryInbox:
             "payload_format": incoming.payload_format,
             "payload": changes_to_json(document.changes),
             "items": document.items,
-            "rejected": [r.as_dict() for r in document.rejected],
+            "rejected": document.rejected.as_record(),
+            "rejected_count": document.rejected.total,
             "received_at": now,
             "available_at": now,
             "attempts": 0,
@@ -252,7 +260,7 @@ class DeliveryInbox:
             items=row.items,
             applied=outcome.applied,
             stale=outcome.stale,
-            rejected=len(_json_list(row.rejected)),
+            rejected=row.rejected_count,
             duration_ms=(time.monotonic() - started) * 1000,
         )
         return "applied"
@@ -302,16 +310,20 @@ class DeliveryInbox:
             row = conn.execute(select(d).where(d.c.id == delivery_id)).first()
         if row is None:
             raise NotFoundError(f"delivery {delivery_id} does not exist")
-        return _delivery(row)
+        return Delivery(**_summary_fields(row), rejected=Rejections.from_record(_json_value(row.rejected)))
 
-    def list(self, status: str | None = None, *, offset: int = 0, limit: int | None = 100) -> list[Delivery]:
-        """Deliveries, newest first, optionally of one status."""
+    def summaries(
+        self, status: str | None = None, *, offset: int = 0, limit: int | None = 100
+    ) -> list[DeliverySummary]:
+        """Deliveries, newest first, optionally of one status; payloads and rejection
+        samples are not read, so a page of the log costs the same whatever was sent."""
         d = self.tables.deliveries
-        query = select(d).order_by(d.c.id.desc()).offset(offset).limit(limit)
+        columns = [d.c[name] for name in SUMMARY_COLUMNS]
+        query = select(*columns).order_by(d.c.id.desc()).offset(offset).limit(limit)
         if status is not None:
             query = query.where(d.c.status == status)
         with self.engine.connect() as conn:
-            return [_delivery(row) for row in conn.execute(query)]
+            return [DeliverySummary(**_summary_fields(row)) for row in conn.execute(query)]
 
     def replay(self, delivery_id: int) -> Delivery:
         """Queue a failed (or rejected) delivery again, with a fresh set of tries."""
@@ -349,26 +361,14 @@ def log_outcome(
     )
 
 
-def _json_list(value: Any) -> list[Any]:
-    """A JSON column as a list (some drivers hand JSON back as text)."""
-    return list((json.loads(value) if isinstance(value, str) else value) or [])
+def _json_value(value: Any) -> Any:
+    """A JSON column's value (some drivers hand JSON back as text)."""
+    return json.loads(value) if isinstance(value, str) else value
 
 
-def _delivery(row: Any) -> Delivery:
-    return Delivery(
-        id=row.id,
-        received_at=row.received_at,
-        client_id=row.client_id,
-        segment_group_identifier=row.segment_group_identifier,
-        request_id=row.request_id,
-        payload_format=row.payload_format,
-        items=row.items,
-        status=row.status,
-        attempts=row.attempts,
-        applied=row.applied,
-        stale=row.stale,
-        rejected=_json_list(row.rejected),
-        error=row.error,
-        finished_at=row.finished_at,
-        duration_ms=row.duration_ms,
-    )
+#: The delivery log's columns that :class:`DeliverySummary` holds.
+SUMMARY_COLUMNS = tuple(f.name for f in fields(DeliverySummary))
+
+
+def _summary_fields(row: Any) -> dict[str, Any]:
+    return {name: getattr(row, name) for name in SUMMARY_COLUMNS}

@@ -22,9 +22,16 @@ from typing import Any, Protocol
 from marshmallow import EXCLUDE, Schema, fields, validate
 from marshmallow import ValidationError as SchemaError
 
-from .audiences import ActivationDocument, AudienceChange, Rejection
+from .audiences import ActivationDocument, AudienceChange, Rejection, Rejections
 from .errors import ValidationError
-from .identifiers import has_control_characters, validate_name, validate_segment_identifier, validate_user_id
+from .identifiers import (
+    NOT_UNICODE,
+    has_control_characters,
+    has_lone_surrogates,
+    validate_name,
+    validate_segment_identifier,
+    validate_user_id,
+)
 from .store import SegmentMetadata
 
 #: Largest value a BIGINT column holds.
@@ -78,6 +85,8 @@ class _OptionalText(fields.String):
 
     def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> str:
         text = super()._deserialize(value, attr, data, **kwargs)
+        if has_lone_surrogates(text):
+            raise SchemaError(NOT_UNICODE)
         if has_control_characters(text.replace("\n", "").replace("\t", "").replace("\r", "")):
             raise SchemaError("must not contain control characters")
         return text
@@ -102,7 +111,8 @@ class _EnvelopeSchema(Schema):
 
     segment_group_identifier = fields.String(allow_none=True)
     request_id = _OptionalText(allow_none=True, validate=validate.Length(min=1, max=255))
-    audiences = fields.List(fields.Raw(), required=True, error_messages={"required": "is required"})
+    # A null audience is one bad audience, rejected alone like any other.
+    audiences = fields.List(fields.Raw(allow_none=True), required=True, error_messages={"required": "is required"})
 
 
 class NativeFormat:
@@ -121,17 +131,16 @@ class NativeFormat:
         except SchemaError as exc:
             raise PayloadError("invalid_payload", "the body does not have the expected form", exc.messages) from None
         changes: list[AudienceChange] = []
-        rejected: list[Rejection] = []
+        rejected = Rejections()
         items = 0
         for index, raw in enumerate(envelope["audiences"]):
             items += _count_items(raw)
-            change, problems = _parse_audience(index, raw)
-            rejected.extend(problems)
+            change = _parse_audience(index, raw, rejected)
             if change is not None:
                 changes.append(change)
         return ActivationDocument(
             changes=tuple(changes),
-            rejected=tuple(rejected),
+            rejected=rejected,
             items=items,
             segment_group_identifier=envelope.get("segment_group_identifier"),
             request_id=envelope.get("request_id"),
@@ -152,15 +161,20 @@ def _audience_label(index: int, raw: Any) -> str:
 
 
 def _shown(value: Any, limit: int = 300) -> str:
-    """A refused value as it may be echoed back: text, cut to a bounded length."""
+    """A refused value as it may be echoed back, stored and shown: valid Unicode text
+    (a lone surrogate spelled ``\\ud800``), cut to a bounded length."""
     text = value if isinstance(value, str) else json.dumps(value, default=str)
-    return text if len(text) <= limit else text[:limit] + "…"
+    text = text if len(text) <= limit else text[:limit] + "…"
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def _parse_audience(index: int, raw: Any) -> tuple[AudienceChange | None, list[Rejection]]:
+def _parse_audience(index: int, raw: Any, rejected: Rejections) -> AudienceChange | None:
+    """The audience's change, or ``None`` when the audience itself is refused; refused
+    parts go to ``rejected``."""
     label = _audience_label(index, raw)
     if not isinstance(raw, dict):
-        return None, [Rejection(label, "an audience must be a JSON object")]
+        rejected.add(Rejection(label, "an audience must be a JSON object"))
+        return None
     try:
         audience_id = validate_segment_identifier(raw.get("id")) if raw.get("id") is not None else None
         if audience_id is None:
@@ -170,12 +184,15 @@ def _parse_audience(index: int, raw: Any) -> tuple[AudienceChange | None, list[R
         loaded.update(_member_lists(raw))
         metadata = _metadata(loaded)
     except ValidationError as exc:
-        return None, [Rejection(label, str(exc))]
+        rejected.add(Rejection(label, str(exc)))
+        return None
     except SchemaError as exc:
-        return None, [Rejection(label, _describe(exc.messages))]
+        rejected.add(Rejection(label, _describe(exc.messages)))
+        return None
     if loaded.get("deleted") and any(loaded.get(key) for key in MEMBER_LISTS):
-        return None, [Rejection(label, "a deleted audience cannot also add, remove or list members")]
-    return _members_change(audience_id, loaded, metadata)
+        rejected.add(Rejection(label, "a deleted audience cannot also add, remove or list members"))
+        return None
+    return _members_change(audience_id, loaded, metadata, rejected)
 
 
 def _member_lists(raw: dict[str, Any]) -> dict[str, list[Any] | None]:
@@ -200,15 +217,14 @@ def _metadata(loaded: dict[str, Any]) -> SegmentMetadata:
 
 
 def _members_change(
-    audience_id: str, loaded: dict[str, Any], metadata: SegmentMetadata
-) -> tuple[AudienceChange, list[Rejection]]:
-    rejected: list[Rejection] = []
+    audience_id: str, loaded: dict[str, Any], metadata: SegmentMetadata, rejected: Rejections
+) -> AudienceChange:
     lists: dict[str, list[str]] = {}
     for key in MEMBER_LISTS:
         lists[key] = _valid_user_ids(audience_id, loaded.get(key) or [], rejected)
     both = set(lists["add"]) & set(lists["remove"])
     for user_id in sorted(both):
-        rejected.append(Rejection(audience_id, "listed in both add and remove", user_id))
+        rejected.add(Rejection(audience_id, "listed in both add and remove", user_id))
     change = AudienceChange(
         audience_id=audience_id,
         metadata=metadata,
@@ -218,16 +234,19 @@ def _members_change(
         deleted=bool(loaded.get("deleted")),
         sequence=loaded.get("sequence"),
     )
-    return change, rejected
+    return change
 
 
-def _valid_user_ids(audience_id: str, values: list[Any], rejected: list[Rejection]) -> list[str]:
+def _valid_user_ids(audience_id: str, values: list[Any], rejected: Rejections) -> list[str]:
     valid: dict[str, None] = {}
     for value in values:
         try:
             valid[validate_user_id(value)] = None
         except ValidationError as exc:
-            rejected.append(Rejection(audience_id, str(exc), _shown(value)))
+            if rejected.sampling:
+                rejected.add(Rejection(audience_id, str(exc), _shown(value)))
+            else:  # a million bad ids cost a count each, not a formatted copy each
+                rejected.count(str(exc))
     return list(valid)
 
 

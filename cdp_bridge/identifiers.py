@@ -38,6 +38,21 @@ def has_control_characters(value: str) -> bool:
     return any(unicodedata.category(ch) in {"Cc", "Cf", "Zl", "Zp"} for ch in value)
 
 
+def has_lone_surrogates(value: str) -> bool:
+    """True when ``value`` holds a lone surrogate (legal in JSON as ``"\\ud800"``, but not
+    Unicode text: no database, log or page can encode it)."""
+    if value.isprintable():  # surrogates are not printable: the usual text stops here
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+NOT_UNICODE = "must be valid Unicode text (it holds a lone surrogate such as \\ud800)"
+
+
 def validate_text_identifier(value: object, what: str) -> str:
     """Validate a free-form identifier (segment id, user id): 1-255 chars, no controls.
 
@@ -51,6 +66,8 @@ def validate_text_identifier(value: object, what: str) -> str:
         raise ValidationError(f"{what} must not be empty")
     if len(text) > MAX_IDENTIFIER_LENGTH:
         raise ValidationError(f"{what} must be at most {MAX_IDENTIFIER_LENGTH} characters")
+    if has_lone_surrogates(text):
+        raise ValidationError(f"{what} {NOT_UNICODE}")
     if has_control_characters(text):
         raise ValidationError(f"{what} must not contain control characters")
     return text

@@ -14,7 +14,7 @@ import logging
 import time
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify, request
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import RequestEntityTooLarge
@@ -26,6 +26,7 @@ from .deliveries import IncomingDelivery, ReceiveResult, log_outcome
 from .errors import ValidationError
 from .formats import PayloadError, choose_format
 from .identifiers import validate_text_identifier
+from .log_text import one_line
 from .signatures import SignatureError, verify
 
 log = logging.getLogger("cdp_bridge.webhook")
@@ -37,9 +38,24 @@ REDACTED_HEADERS = frozenset({"authorization", "x-client-secret", "webhook-signa
 ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 
 
+#: How Flask-WTF's ``CSRFProtect.exempt`` names this view.
+VIEW_LOCATION = f"{__name__}.receive_webhook"
+
+
 def register_webhook(blueprint: Blueprint) -> None:
     """Add the webhook route to the ``cdp`` blueprint."""
     blueprint.add_url_rule("/webhook", "webhook", receive_webhook, methods=ALL_METHODS)
+    blueprint.url_value_preprocessor(_exempt_from_host_csrf)
+
+
+def _exempt_from_host_csrf(endpoint: str | None, _values: Any) -> None:
+    """The CDP authenticates with credentials and signatures, not with a form token: a
+    host's Flask-WTF ``CSRFProtect`` must let the webhook through. URL preprocessors run
+    before every ``before_request`` function, so this works whichever of CDP and
+    CSRFProtect the host set up first."""
+    csrf = current_app.extensions.get("csrf")
+    if csrf is not None and endpoint is not None and endpoint.endswith(".webhook"):
+        csrf.exempt(VIEW_LOCATION)
 
 
 def answer(code: int, /, **body: Any) -> Response:
@@ -65,11 +81,16 @@ def receive_webhook() -> Response:
         return answer(413, error="payload_too_large")
     if request.mimetype != "application/json":
         return answer(415, error="unsupported_media_type")
-    body = _read_body(limit)
+    try:
+        body = _read_body(limit)
+    except BrokenBody as exc:
+        log.info("webhook: 400 from %s: %s", one_line(str(request.remote_addr)), exc)
+        return answer(400, error="invalid_json", message=str(exc))
     if body is None:
         return answer(413, error="payload_too_large")
     _log_body(body)
-    if settings.webhook_signing_secrets:
+    signed = bool(settings.webhook_signing_secrets)
+    if signed:
         try:
             verify(
                 settings.webhook_signing_secrets,
@@ -81,10 +102,10 @@ def receive_webhook() -> Response:
             )
         except SignatureError as exc:
             return _unauthorized(str(exc))
-    return _accept(state, activation, body)
+    return _accept(state, activation, body, signed)
 
 
-def _accept(state: Any, activation: Any, body: bytes) -> Response:
+def _accept(state: Any, activation: Any, body: bytes, signed: bool) -> Response:
     try:
         raw = json.loads(body)
     except (ValueError, RecursionError) as exc:
@@ -92,7 +113,7 @@ def _accept(state: Any, activation: Any, body: bytes) -> Response:
     try:
         payload_format = choose_format(state.extension.payload_formats, raw, request.headers)
         document = payload_format.parse(raw)
-        request_id = _request_id(document)
+        request_id = _request_id(document, signed)
     except PayloadError as exc:
         return answer(400, **_payload_error(exc))
     except RecursionError:
@@ -122,7 +143,7 @@ def _accept(state: Any, activation: Any, body: bytes) -> Response:
         items=result.items,
         applied=result.applied,
         stale=result.stale,
-        rejected=len(result.rejected),
+        rejected=result.rejected.total,
         duration_ms=(time.monotonic() - started) * 1000,
     )
     return _answer_result(state, activation, result)
@@ -148,19 +169,29 @@ def _answer_result(state: Any, activation: Any, result: ReceiveResult) -> Respon
         items=result.items,
         applied=result.applied,
         stale=result.stale,
-        rejected=[r.as_dict() for r in result.rejected],
+        rejected=result.rejected.sample_dicts(),
+        rejected_count=result.rejected.total,
+        rejected_by_reason=result.rejected.by_reason,
     )
 
 
 def _unauthorized(reason: str) -> Response:
-    log.info("webhook: 401 from %s: %s", request.remote_addr, reason)
+    log.info("webhook: 401 from %s: %s", one_line(str(request.remote_addr)), reason)
     response = answer(401, error="unauthorized")
     response.headers["WWW-Authenticate"] = 'Basic realm="cdp"'
     return response
 
 
+class BrokenBody(Exception):
+    """The body did not arrive whole: the client hung up, or sent less than it announced."""
+
+
 def _read_body(limit: int) -> bytes | None:
-    """The raw body, or ``None`` when it is longer than ``limit`` (chunked bodies too)."""
+    """The raw body, or ``None`` when it is longer than ``limit`` (chunked bodies too).
+
+    Raises :class:`BrokenBody` when the body is cut short, so that a half-sent delivery
+    is answered 400 and never applied.
+    """
     chunks: list[bytes] = []
     total = 0
     try:
@@ -168,22 +199,33 @@ def _read_body(limit: int) -> bytes | None:
         while True:
             chunk = stream.read(min(READ_CHUNK_BYTES, limit + 1 - total))
             if not chunk:
-                return b"".join(chunks)
+                break
             total += len(chunk)
             if total > limit:
                 return None
             chunks.append(chunk)
     except RequestEntityTooLarge:
         return None
+    except Exception as exc:  # each WSGI server has its own class for a broken body
+        raise BrokenBody(f"the body could not be read whole ({type(exc).__name__}): nothing was applied") from None
+    expected = request.content_length
+    if expected is not None and total != expected:
+        raise BrokenBody(f"the body ended after {total} of the {expected} bytes its Content-Length announced")
+    return b"".join(chunks)
 
 
-def _request_id(document: ActivationDocument) -> str | None:
-    """``request_id`` from the body, else the ``Idempotency-Key`` or ``webhook-id`` header."""
-    candidates = [
-        ("request_id", document.request_id),
-        ("Idempotency-Key", request.headers.get("Idempotency-Key")),
-        ("webhook-id", request.headers.get("webhook-id")),
-    ]
+def _request_id(document: ActivationDocument, signed: bool) -> str | None:
+    """The key that makes a repeated delivery a no-op.
+
+    Unsigned: ``request_id`` from the body, else the ``Idempotency-Key`` or
+    ``webhook-id`` header. Signed: only what the signature covers (the body's
+    ``request_id``, else ``webhook-id``), so a captured request resent with a fresh,
+    unsigned ``Idempotency-Key`` is still recognised as the same delivery.
+    """
+    candidates = [("request_id", document.request_id)]
+    if not signed:
+        candidates.append(("Idempotency-Key", request.headers.get("Idempotency-Key")))
+    candidates.append(("webhook-id", request.headers.get("webhook-id")))
     for name, value in candidates:
         if value:
             try:
@@ -215,12 +257,15 @@ def _log_headers() -> None:
             name: ("<redacted>" if name.lower() in REDACTED_HEADERS else value)
             for name, value in request.headers.items()
         }
-        log.debug("webhook request %s %s from %s headers=%s", request.method, request.path, request.remote_addr, headers)
+        log.debug(
+            "webhook request %s %s from %s headers=%s",
+            request.method, one_line(request.path), one_line(str(request.remote_addr)), headers,
+        )
 
 
 def _log_body(body: bytes) -> None:
     """A bounded excerpt of an authenticated request's body, at DEBUG."""
     if log.isEnabledFor(logging.DEBUG):
-        excerpt = body[:BODY_EXCERPT_BYTES].decode("utf-8", errors="replace")
+        excerpt = one_line(body[:BODY_EXCERPT_BYTES].decode("utf-8", errors="replace"))
         more = f" …(+{len(body) - BODY_EXCERPT_BYTES} bytes)" if len(body) > BODY_EXCERPT_BYTES else ""
         log.debug("webhook body (%s bytes): %s%s", len(body), excerpt, more)

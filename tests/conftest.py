@@ -178,4 +178,4 @@ def memberships(app: Flask, group: str = "shop") -> dict[str, set[str]]:
 
 def delivery_rows(app: Flask) -> list:
     with app.app_context():
-        return app.extensions["cdp"].inbox.list(limit=None)
+        return app.extensions["cdp"].inbox.summaries(limit=None)

@@ -32,6 +32,8 @@ def test_small_delivery_is_applied_before_the_answer(webhook_app: Flask) -> None
         "applied": 3,
         "stale": 0,
         "rejected": [],
+        "rejected_count": 0,
+        "rejected_by_reason": {},
     }
     assert memberships(webhook_app) == {"5d822e81": {"14", "15"}, "77aa0001": {"1", "2", "3"}}
     (delivery,) = delivery_rows(webhook_app)

@@ -46,6 +46,7 @@ REFUSED_WHOLE = [
     ("request-id-number", b'{"request_id": 5, "audiences": []}', 400, "invalid_payload"),
     ("request-id-control", b'{"request_id": "a\\u0000b", "audiences": []}', 400, "invalid_payload"),
     ("request-id-too-long", json.dumps({"request_id": "r" * 256, "audiences": []}).encode(), 400, "invalid_payload"),
+    ("request-id-lone-surrogate", b'{"request_id": "r\\ud800", "audiences": []}', 400, "invalid_payload"),
     ("group-not-string", b'{"segment_group_identifier": 5, "audiences": []}', 400, "invalid_payload"),
 ]
 
@@ -70,6 +71,18 @@ def test_bad_idempotency_header_is_refused(seeded: Flask) -> None:
 
 # (case id, audiences, expected rejections as (audience, user_id or None, reason part), final state)
 PARTLY_BAD = [
+    ("audience-null", [None, {"id": "ok", "add": ["5"]}], [("audiences[0]", None, "JSON object")],
+     {**BEFORE, "ok": {"5"}}),
+    ("audiences-all-null-but-one", [{"id": "ok", "add": ["5"]}, None, None], [("audiences[1]", None, "JSON object"),
+     ("audiences[2]", None, "JSON object")], {**BEFORE, "ok": {"5"}}),
+    ("user-id-lone-surrogate", [{"id": "pre", "add": ["\ud800", "5"]}], [("pre", "\\ud800", "valid Unicode")],
+     {"pre": {"1", "2", "5"}}),
+    ("audience-id-lone-surrogate", [{"id": "a\udc00", "add": ["5"]}, {"id": "ok", "add": ["6"]}],
+     [("a\\udc00", None, "valid Unicode")], {**BEFORE, "ok": {"6"}}),
+    ("name-lone-surrogate", [{"id": "pre", "name": "\ud83d", "add": ["5"]}], [("pre", None, "valid Unicode")], BEFORE),
+    ("description-lone-surrogate", [{"id": "pre", "description": "x\ud800"}], [("pre", None, "valid Unicode")],
+     BEFORE),
+    ("tag-lone-surrogate", [{"id": "pre", "tags": ["ok", "\udfff"]}], [("pre", None, "valid Unicode")], BEFORE),
     ("audience-not-object", ["pre", {"id": "ok", "add": ["5"]}], [("audiences[0]", None, "JSON object")],
      {**BEFORE, "ok": {"5"}}),
     ("audience-without-id", [{"name": "x", "add": ["5"]}], [("audiences[0]", None, "audience id is required")], BEFORE),
@@ -129,7 +142,11 @@ def test_bad_audience_or_user_id_is_rejected_on_its_own(seeded: Flask, audiences
         assert got_user == user_id
         assert reason in got_reason
     assert memberships(seeded) == final
-    assert delivery_rows(seeded)[0].rejected == answer["rejected"]
+    assert answer["rejected_count"] == len(rejections)
+    with seeded.app_context():
+        recorded = seeded.extensions["cdp"].inbox.get(answer["delivery_id"])
+    assert recorded.rejected.sample_dicts() == answer["rejected"]
+    assert recorded.rejected_count == len(rejections)
 
 
 def test_unicode_ids_are_kept_exactly(seeded: Flask) -> None:

@@ -148,7 +148,10 @@ def _deliveries(metadata: MetaData) -> Table:
         Column("lease_expires_at", DateTime(), nullable=True),
         Column("applied", Integer(), nullable=True),
         Column("stale", Integer(), nullable=True),
+        # A bounded sample of rejections and a count per reason; the total beside it, so
+        # the log's list reads a number, never the sample.
         Column("rejected", JSON(), nullable=True),
+        Column("rejected_count", Integer(), nullable=False, default=0, server_default="0"),
         Column("error", Text(), nullable=True),
         Column("finished_at", DateTime(), nullable=True),
         Column("duration_ms", Integer(), nullable=True),

@@ -1,0 +1,18 @@
+"""Text from outside made safe for a log line.
+
+A value that came from a request (a body excerpt, an address a proxy reported) could
+otherwise carry a newline and start a second, forged log line, or a terminal escape.
+"""
+
+from __future__ import annotations
+
+import re
+
+#: C0 and C1 controls, DEL, the Unicode line and paragraph separators, lone surrogates.
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+
+
+def one_line(text: str) -> str:
+    """``text`` with every control character written as its Python escape (``\\n``,
+    ``\\x1b``, ``\\ud800``), so it stays on one line and shows what was sent."""
+    return _UNSAFE.sub(lambda match: match.group().encode("unicode_escape").decode("ascii"), text)
