@@ -138,17 +138,6 @@ def currency_decimals(currency: Any) -> int:
 
 def format_price(value: Any, currency: Any = None, name: str = "price") -> str:
     """A price with a dot and the currency's number of decimals."""
-    if type(value) in (str, int, Decimal) and (currency is None or type(currency) is str):
-        return _cached_price(value, currency, name)  # a page repeats its prices
-    return _price(value, currency, name)
-
-
-@functools.lru_cache(maxsize=4096)
-def _cached_price(value: Any, currency: str | None, name: str) -> str:
-    return _price(value, currency, name)
-
-
-def _price(value: Any, currency: Any, name: str) -> str:
     amount = decimal_amount(value, name)
     return str(amount.quantize(QUANTUM[currency_decimals(currency)], rounding=ROUND_HALF_UP))
 
@@ -198,17 +187,6 @@ def format_basket_content(value: Any) -> str:
 
 def line_subtotal(price: Any, quantity: Any, currency: Any) -> str:
     """``price × quantity`` of an order line, formatted like a price."""
-    if type(price) in (str, int, Decimal) and type(quantity) is int and (currency is None or type(currency) is str):
-        return _cached_subtotal(price, quantity, currency)  # a page repeats its lines
-    return _subtotal(price, quantity, currency)
-
-
-@functools.lru_cache(maxsize=4096)
-def _cached_subtotal(price: Any, quantity: int, currency: str | None) -> str:
-    return _subtotal(price, quantity, currency)
-
-
-def _subtotal(price: Any, quantity: Any, currency: Any) -> str:
     amount = decimal_amount(price, "price") * whole_number(quantity, "quantity")
     return format_price(amount, currency, "subtotal")
 

@@ -302,22 +302,31 @@ BAD_ARGUMENTS = [
     ("{{ cdp_track_basket('a', none_value) }}", "basket_content is required"),
     ("{{ cdp_main_script('yes') }}", "has_consented must be true, false or None"),
     ("{{ cdp_set_user('') }}", "user_id: user id must not be empty"),
+    ("{{ cdp_track_buy([{'id': 'a', 'price': snan, 'quantity': 1}]) }}", "price must be a finite amount >= 0"),
+    ("{{ cdp_track_buy([{'id': 'a', 'price': nan, 'quantity': 2}]) }}", "price must be a finite amount >= 0"),
+    ("{{ cdp_track_buy([{'id': 'a', 'price': infinity, 'quantity': 1}]) }}", "price must be a finite amount >= 0"),
+    ("{{ cdp_track_buy([{'id': 'a', 'price': 1, 'quantity': 1, 'subtotal': snan}]) }}", "subtotal must be a finite"),
+    ("{{ cdp_track_visit('x', price=snan) }}", "price must be a finite amount >= 0"),
 ]
+
+#: What the bad-argument templates may use besides literals.
+BAD_VALUES = {"none_value": None, "snan": Decimal("sNaN"), "nan": Decimal("NaN"), "infinity": float("inf")}
 
 
 @pytest.mark.parametrize(("template", "message"), BAD_ARGUMENTS)
 def test_bad_argument_raises_naming_it_in_debug(site: Flask, template: str, message: str) -> None:
     site.debug = True
     with pytest.raises(TrackingArgumentError) as caught:
-        render(site, template, none_value=None)
+        render(site, template, **BAD_VALUES)
     assert message in str(caught.value)
 
 
 @pytest.mark.parametrize(("template", "message"), BAD_ARGUMENTS)
 def test_bad_argument_renders_nothing_and_logs_in_production(site: Flask, template: str, message: str, caplog) -> None:
     with caplog.at_level(logging.ERROR, logger="cdp_bridge.tracking"):
-        assert render(site, "before{}after".format(template), none_value=None) == "beforeafter"
-    assert message in caplog.text
+        assert render(site, "before{}after".format(template), **BAD_VALUES) == "beforeafter"
+    errors = [r for r in caplog.records if r.name == "cdp_bridge.tracking" and r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and message in errors[0].getMessage()
 
 
 # -- hostile strings ------------------------------------------------------------------------
