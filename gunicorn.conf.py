@@ -18,6 +18,9 @@ graceful_timeout = 30
 # Idle keep-alive connections are kept this long; the CDP and proxies reuse them.
 keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "5"))
 accesslog = os.environ.get("GUNICORN_ACCESSLOG", "-") or None  # empty: no access log
+# gunicorn's default format has %(u)s, the HTTP Basic user: with a Basic value that has no
+# colon that is the CDP's whole client secret. This one leaves it (and every header) out.
+access_log_format = '%(h)s - - %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" %(M)sms'
 errorlog = "-"
 # Webhook bodies may be up to CDP_WEBHOOK_MAX_BYTES; gunicorn itself limits only headers.
 limit_request_field_size = 16384

@@ -3,6 +3,8 @@ oversize deliveries, and ``flask cdp send-test-activation`` against the running 
 
 from __future__ import annotations
 
+import base64
+import socket
 import subprocess
 import sys
 import time
@@ -17,6 +19,10 @@ from tests.postgres_server import free_port
 from tests.processes import REPO, process_env, run_flask, start_flask, write_app_module
 
 
+#: gunicorn's error and access log, in the test's directory.
+GUNICORN_LOG = "gunicorn.log"
+
+
 @pytest.fixture
 def served_site(database_url: str, tmp_path: Path) -> Iterator[tuple[str, str]]:
     """gunicorn (gthread, 2 workers) serving a site on ``database_url``; yields (base URL, module)."""
@@ -27,8 +33,9 @@ def served_site(database_url: str, tmp_path: Path) -> Iterator[tuple[str, str]]:
     assert run_flask(tmp_path, module, "cdp", "segment-group", "create", "shop").returncode == 0
     port = free_port()
     env = process_env(tmp_path, GUNICORN_APP=f"{module}:app", GUNICORN_BIND=f"127.0.0.1:{port}", GUNICORN_WORKERS="2")
+    log = open(tmp_path / GUNICORN_LOG, "w")  # noqa: SIM115 - closed below; tests read it while it runs
     server = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", str(REPO / "gunicorn.conf.py")],
-                              cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                              cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
     worker = None if on_sqlite else start_flask(tmp_path, module, "cdp", "worker", "--poll-seconds", "0.2")
     base = f"http://127.0.0.1:{port}"
     try:
@@ -39,6 +46,8 @@ def served_site(database_url: str, tmp_path: Path) -> Iterator[tuple[str, str]]:
             if process is not None:
                 process.terminate()
                 remember_output("\n".join(part or "" for part in process.communicate(timeout=30)))
+        log.close()
+        remember_output((tmp_path / GUNICORN_LOG).read_text())
 
 
 def wait_until_serving(base: str, server: subprocess.Popen, seconds: float = 60) -> None:
@@ -107,3 +116,57 @@ def test_send_test_activation_without_activation_is_a_configuration_error(tmp_pa
     result = run_flask(tmp_path, module, "cdp", "send-test-activation")
     assert result.returncode == 2
     assert "no activation configured" in result.stderr
+
+
+def raw_request(base: str, head: bytes, body_parts: list[bytes]) -> bytes:
+    """Send a request by hand, stop sending (half-close) and read the whole answer."""
+    host, port = base.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as connection:
+        connection.sendall(head)
+        for part in body_parts:
+            connection.sendall(part)
+        connection.shutdown(socket.SHUT_WR)
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+    return answer
+
+
+def auth_line() -> bytes:
+    return f"Authorization: {basic_auth()['Authorization']}\r\n".encode()
+
+
+def test_a_body_cut_short_is_refused_and_nothing_is_written(served_site, tmp_path: Path) -> None:
+    base, module = served_site
+    whole = b'{"audiences": [{"id": "cut", "add": ["1", "2"]}]}'
+    announced_more = (b"POST /cdp/webhook HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" + auth_line()
+                      + f"Content-Length: {len(whole) + 40}\r\nConnection: close\r\n\r\n".encode())
+    short = raw_request(base, announced_more, [whole])
+    assert short.startswith(b"HTTP/1.1 400"), short[:200]
+    assert b"Content-Length" in short.split(b"\r\n\r\n", 1)[1]
+
+    chunked_head = (b"POST /cdp/webhook HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" + auth_line()
+                    + b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n")
+    hung_up = raw_request(base, chunked_head, [b"%x\r\n%s\r\n" % (len(whole), whole)])  # no last chunk
+    assert hung_up.startswith(b"HTTP/1.1 400"), hung_up[:200]
+
+    assert "cut" not in segments(tmp_path, module)
+    assert "No deliveries." in run_flask(tmp_path, module, "cdp", "deliveries").stdout
+    assert "Traceback" not in (tmp_path / GUNICORN_LOG).read_text()
+
+
+def test_the_access_log_never_holds_basic_credentials(served_site, tmp_path: Path) -> None:
+    base, _module = served_site
+    secret = ACTIVATION["CDP_ACTIVATION_CLIENT_SECRET"]
+    colonless = base64.b64encode(secret.encode()).decode()  # gunicorn's %(u)s would log all of it
+    answer = requests.post(base + "/cdp/webhook", json={"audiences": []},
+                           headers={"Authorization": f"Basic {colonless}"}, timeout=30)
+    assert answer.status_code == 401
+    assert requests.post(base + "/cdp/webhook", json={"audiences": []}, headers=basic_auth(), timeout=30).ok
+    deadline = time.monotonic() + 10
+    while (tmp_path / GUNICORN_LOG).read_text().count('"POST /cdp/webhook HTTP/1.1"') < 2:
+        assert time.monotonic() < deadline, "gunicorn wrote no access log line"
+        time.sleep(0.05)
+    log = (tmp_path / GUNICORN_LOG).read_text()
+    assert '"POST /cdp/webhook HTTP/1.1" 401' in log
+    assert secret not in log and colonless not in log and ACTIVATION["CDP_ACTIVATION_CLIENT_ID"] not in log
