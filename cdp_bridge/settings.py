@@ -28,7 +28,8 @@ from .secret import Secret
 
 _CRON_FIELD = re.compile(r"[0-9A-Za-z*/,\-?LW#]+")
 _COOKIE_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_ACCOUNT_NUMBER = re.compile(r"[0-9]{4,5}")
+#: Raptor account numbers are digits; Ibexa's own example is 123456 (ibexa_cdp.yaml).
+_ACCOUNT_NUMBER = re.compile(r"[0-9]{1,12}")
 _P_NUMBER = re.compile(r"p[1-9][0-9]?")
 
 
@@ -58,6 +59,8 @@ class CDPSettings:
     user_stream_id: Secret | None = field(default=None, repr=False)
     product_stream_id: Secret | None = field(default=None, repr=False)
     content_stream_id: Secret | None = field(default=None, repr=False)
+    #: Per product / content type, its own stream (Ibexa: each type has its own Stream ID).
+    type_stream_ids: Mapping[str, Mapping[str, Secret]] = field(default_factory=dict, repr=False)
     stream_api_url: str = c.DEFAULT_STREAM_API_URL
     bulk_async_threshold: int = c.DEFAULT_BULK_ASYNC_THRESHOLD
     webhook_max_bytes: int = c.DEFAULT_WEBHOOK_MAX_BYTES
@@ -73,8 +76,12 @@ class CDPSettings:
         """Groups named by a configured activation: only webhook deliveries change them."""
         return frozenset(a.segment_group_identifier for a in self.activations)
 
-    def stream_id(self, kind: str) -> Secret | None:
-        """The configured stream id for an export kind (``user``, ``product``, ``content``)."""
+    def stream_id(self, kind: str, type_name: str | None = None) -> Secret | None:
+        """The stream of an export kind (``user``, ``product``, ``content``): the type's own
+        (``CDP_PRODUCT_STREAM_IDS``, ``CDP_CONTENT_STREAM_IDS``), else the kind's single id."""
+        own = self.type_stream_ids.get(kind, {}).get(type_name) if type_name is not None else None
+        if own is not None:
+            return own
         return {
             "user": self.user_stream_id,
             "product": self.product_stream_id,
@@ -103,6 +110,13 @@ class _JSONEncoded(fields.Field):
                     f"expected valid JSON ({exc.msg} at position {exc.pos})"  # type: ignore[attr-defined]
                 ) from None
         return self.inner.deserialize(value)
+
+
+class _TrimmedString(fields.String):
+    """A string without the whitespace around it (an environment value often has some)."""
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> str:
+        return super()._deserialize(value, attr, data, **kwargs).strip()
 
 
 class _SecretString(fields.String):
@@ -197,6 +211,19 @@ class _ScheduleEntrySchema(Schema):
             raise SchemaError("expected a cron expression of five fields", "interval")
 
 
+def _type_stream_ids(key: str, example_type: str) -> fields.Field:
+    """A map type -> stream id (secret), given as a mapping or as JSON text."""
+    return _JSONEncoded(
+        fields.Dict(
+            keys=fields.String(validate=validate.Length(min=1, max=255)),
+            values=_SecretString(),
+            # No braces: marshmallow formats these messages.
+            error_messages={"invalid": f"expected a JSON object of type to stream id, such as {example_type}: the type's id"},
+        ),
+        data_key=key,
+    )
+
+
 def _positive_int(key: str, minimum: int, what: str) -> fields.Integer:
     return fields.Integer(
         data_key=key,
@@ -247,9 +274,9 @@ class SettingsSchema(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    account_number = fields.String(
+    account_number = _TrimmedString(
         data_key=c.ACCOUNT_NUMBER,
-        validate=_whole_match(_ACCOUNT_NUMBER, "expected a Raptor account number of 4-5 digits"),
+        validate=_whole_match(_ACCOUNT_NUMBER, "expected a Raptor account number of 1-12 digits, such as 123456"),
     )
     activation_client_id = fields.String(data_key=c.ACTIVATION_CLIENT_ID, validate=validate.Length(min=1, max=255))
     activation_client_secret = _SecretString(data_key=c.ACTIVATION_CLIENT_SECRET)
@@ -264,6 +291,8 @@ class SettingsSchema(Schema):
     user_stream_id = _SecretString(data_key=c.USER_STREAM_ID)
     product_stream_id = _SecretString(data_key=c.PRODUCT_STREAM_ID)
     content_stream_id = _SecretString(data_key=c.CONTENT_STREAM_ID)
+    product_stream_ids = _type_stream_ids(c.PRODUCT_STREAM_IDS, "pet_food")
+    content_stream_ids = _type_stream_ids(c.CONTENT_STREAM_IDS, "article")
     stream_api_url = _url(c.STREAM_API_URL, c.DEFAULT_STREAM_API_URL)
     bulk_async_threshold = _positive_int(c.BULK_ASYNC_THRESHOLD, 1, "a whole number of at least 1")
     webhook_max_bytes = _positive_int(c.WEBHOOK_MAX_BYTES, 1, "a whole number of bytes of at least 1")
@@ -273,7 +302,7 @@ class SettingsSchema(Schema):
         fields.Dict(
             keys=fields.String(),
             values=fields.Dict(keys=fields.String(), values=fields.String()),
-            error_messages={"invalid": 'expected a mapping such as {"buy": {"currency": "p9"}}'},
+            error_messages={"invalid": 'expected a mapping such as {{"buy": {{"currency": "p9"}}}}'},  # marshmallow formats it
         ),
         data_key=c.TRACKING_PARAMETERS,
     )
@@ -286,7 +315,7 @@ class SettingsSchema(Schema):
         fields.Dict(
             keys=fields.String(validate=validate.OneOf(c.EXPORT_KINDS, error="expected one of user, product, content")),
             values=fields.List(fields.Nested(_ScheduleEntrySchema)),
-            error_messages={"invalid": 'expected a mapping such as {"user": [{"interval": "0 3 * * *"}]}'},
+            error_messages={"invalid": 'expected a mapping such as {{"user": [{{"interval": "0 3 * * *"}}]}}'},
         ),
         data_key=c.EXPORT_SCHEDULE,
     )
@@ -338,6 +367,10 @@ def load_settings(config: Mapping[str, Any], environ: Mapping[str, str] | None =
         user_stream_id=loaded.get("user_stream_id"),
         product_stream_id=loaded.get("product_stream_id"),
         content_stream_id=loaded.get("content_stream_id"),
+        type_stream_ids={
+            "product": loaded.get("product_stream_ids", {}),
+            "content": loaded.get("content_stream_ids", {}),
+        },
         stream_api_url=loaded["stream_api_url"].rstrip("/"),
         bulk_async_threshold=loaded.get("bulk_async_threshold", c.DEFAULT_BULK_ASYNC_THRESHOLD),
         webhook_max_bytes=loaded.get("webhook_max_bytes", c.DEFAULT_WEBHOOK_MAX_BYTES),
