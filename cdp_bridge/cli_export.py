@@ -20,7 +20,14 @@ import click
 from flask.cli import ScriptInfo
 
 from .cli import CommandFailed, UsageProblem, cdp_cli, reports_errors
-from .constants import ACCOUNT_NUMBER, CONTENT_STREAM_ID, PRODUCT_STREAM_ID, USER_STREAM_ID
+from .constants import (
+    ACCOUNT_NUMBER,
+    CONTENT_STREAM_ID,
+    CONTENT_STREAM_IDS,
+    PRODUCT_STREAM_ID,
+    PRODUCT_STREAM_IDS,
+    USER_STREAM_ID,
+)
 from .errors import ConfigurationError
 from .export import (
     DEFAULT_BATCH_SIZE,
@@ -34,9 +41,11 @@ from .export import (
 from .context import current_state
 from .extension import CDPState
 from .secret import Secret
+from .settings import CDPSettings
 from .streaming import StreamClient
 
 STREAM_ID_KEYS = {"user": USER_STREAM_ID, "product": PRODUCT_STREAM_ID, "content": CONTENT_STREAM_ID}
+TYPE_STREAM_ID_KEYS = {"product": PRODUCT_STREAM_IDS, "content": CONTENT_STREAM_IDS}
 COMMANDS = {"user": "stream-user-data", "product": "stream-product-data", "content": "stream-content-data"}
 TYPE_OPTIONS = {"user": "--user-content-type", "product": "--product-type", "content": "--content-type"}
 DECORATORS = {"user": "@cdp.user_source", "product": '@cdp.product_source("TYPE")', "content": '@cdp.content_source("TYPE")'}
@@ -60,34 +69,66 @@ def export_command(kind: str) -> Callable[..., Any]:
         state = current_state()
         if not state.extension.exports.sources[kind]:
             raise ConfigurationError(f"no {kind} source registered: decorate a function with {DECORATORS[kind]}")
-        request = ExportRequest(kind, type_name, draft, limit, batch_size, max_batch_bytes)
         # Everything loaded so far lives as long as the command: freezing it keeps the
         # garbage collector from walking it again and again while millions of items pass.
         gc.freeze()
-        if dry_run:
-            summary = run_export(state.extension.exports, request, print_batches(sys.stdout), report_skip=_report)
-            click.echo(summary.line(), err=True)
-        else:
-            client = _client(state, kind, stream_id)
-            try:
-                summary = run_export(state.extension.exports, request, deliver_to(client, draft),
-                                     report_skip=_report, progress=_progress_printer())
-            finally:
-                client.close()
-            _finish_progress()
-            click.echo(summary.line())
-        _exit_for(summary)
+        summaries = []
+        for types_name, secret in _streams(state, kind, type_name, stream_id, dry_run):
+            request = ExportRequest(kind, types_name, draft, limit, batch_size, max_batch_bytes)
+            label = f"{kind} type {types_name}: " if types_name is not None and type_name is None else ""
+            if dry_run:
+                summary = run_export(state.extension.exports, request, print_batches(sys.stdout), report_skip=_report)
+                click.echo(label + summary.line(), err=True)
+            else:
+                client = _client(state, secret)
+                try:
+                    summary = run_export(state.extension.exports, request, deliver_to(client, draft),
+                                         report_skip=_report, progress=_progress_printer())
+                finally:
+                    client.close()
+                _finish_progress()
+                click.echo(label + summary.line())
+            summaries.append(summary)
+        _exit_for(summaries)
 
     return command
 
 
-def _client(state: CDPState, kind: str, stream_id: str | None) -> StreamClient:
+def _streams(
+    state: CDPState, kind: str, type_name: str | None, stream_id: str | None, dry_run: bool
+) -> list[tuple[str | None, Secret | None]]:
+    """Which types go to which stream: one export per stream.
+
+    ``--stream-id`` sends everything selected to it. Otherwise each type goes to its own
+    stream when it has one (``CDP_PRODUCT_STREAM_IDS``…), else to the kind's single id;
+    without a type option and with per-type streams, each type is exported in turn.
+    """
+    settings = state.settings
+    if stream_id is not None:
+        return [(type_name, Secret(stream_id))]
+    if type_name is not None:
+        state.extension.exports.selected_sources(kind, type_name)  # an unknown type is a usage error first
+        return [(type_name, _stream_of(settings, kind, type_name, dry_run))]
+    if not settings.type_stream_ids.get(kind):
+        return [(None, _stream_of(settings, kind, None, dry_run))]
+    return [(name, _stream_of(settings, kind, name, dry_run)) for name in state.extension.exports.sources[kind]]
+
+
+def _stream_of(settings: CDPSettings, kind: str, type_name: str | None, dry_run: bool) -> Secret | None:
+    secret = settings.stream_id(kind, type_name)
+    if secret is None and not dry_run:
+        per_type = f" or {TYPE_STREAM_ID_KEYS[kind]}[{type_name!r}]" if kind in TYPE_STREAM_ID_KEYS and type_name else ""
+        raise ConfigurationError(
+            f"{STREAM_ID_KEYS[kind]}{per_type} is not set (or pass --stream-id): copy it from the Data Manager"
+        )
+    return secret
+
+
+def _client(state: CDPState, secret: Secret | None) -> StreamClient:
     settings = state.settings
     if not settings.account_number:
         raise ConfigurationError(f"{ACCOUNT_NUMBER} is not set: the export needs the Raptor account number")
-    secret = Secret(stream_id) if stream_id else settings.stream_id(kind)
-    if secret is None or not secret.reveal().strip():
-        raise ConfigurationError(f"{STREAM_ID_KEYS[kind]} is not set (or pass --stream-id): copy it from the Data Manager")
+    assert secret is not None  # _stream_of refused a missing one
     return StreamClient(settings.stream_api_url, settings.account_number, secret, sleep=state.export_sleep)
 
 
@@ -109,11 +150,12 @@ def _finish_progress() -> None:
         click.echo("", err=True)
 
 
-def _exit_for(summary: ExportSummary) -> None:
-    if summary.failure:
+def _exit_for(summaries: list[ExportSummary]) -> None:
+    if any(summary.failure for summary in summaries):
         raise CommandFailed("the export did not complete: see the summary above")
-    if summary.skipped:
-        raise CommandFailed(f"{summary.skipped} records could not be sent and were skipped (listed above)")
+    skipped = sum(summary.skipped for summary in summaries)
+    if skipped:
+        raise CommandFailed(f"{skipped} records could not be sent and were skipped (listed above)")
 
 
 for _kind in COMMANDS:
@@ -135,9 +177,38 @@ def export_schedule(directory: str | None, flask_path: str | None, app_path: str
     if app_path:
         prefix += f" --app {shlex.quote(app_path)}"
     for kind, entries in schedule.items():
-        for entry in entries:
-            options = _checked_options(kind, entry.options)
-            click.echo(f"{entry.interval} {prefix} cdp {COMMANDS[kind]}{' ' + options if options else ''}")
+        for number, entry in enumerate(entries, start=1):
+            words = _checked_options(kind, entry.options)
+            if _names_stream_id(words):
+                # The stream id is a secret: the line names the entry, which reads it from the settings.
+                click.echo(f"{entry.interval} {prefix} cdp scheduled-export {kind} {number}")
+            else:
+                options = " ".join(shlex.quote(word) for word in words)
+                click.echo(f"{entry.interval} {prefix} cdp {COMMANDS[kind]}{' ' + options if options else ''}")
+
+
+@cdp_cli.command("scheduled-export")
+@click.argument("kind", type=click.Choice(COMMANDS))
+@click.argument("number", type=click.IntRange(min=1))
+@click.pass_context
+@reports_errors
+def scheduled_export(context: click.Context, kind: str, number: int) -> None:
+    """Run entry NUMBER (from 1) of CDP_EXPORT_SCHEDULE[KIND], with its options.
+
+    For crontab lines whose options hold a --stream-id: the id stays in the settings,
+    out of the crontab and of every listing of processes.
+    """
+    entries = current_state().settings.export_schedule.get(kind, ())
+    if number > len(entries):
+        raise UsageProblem(f"CDP_EXPORT_SCHEDULE {kind} has {len(entries)} entries, not {number}")
+    words = _checked_options(kind, entries[number - 1].options)
+    command = cdp_cli.commands[COMMANDS[kind]]
+    with command.make_context(COMMANDS[kind], list(words), parent=context) as sub_context:
+        command.invoke(sub_context)
+
+
+def _names_stream_id(words: list[str]) -> bool:
+    return any(word == "--stream-id" or word.startswith("--stream-id=") for word in words)
 
 
 def _flask_executable() -> str:
@@ -145,17 +216,16 @@ def _flask_executable() -> str:
     return beside_python if os.path.exists(beside_python) else (shutil.which("flask") or "flask")
 
 
-def _checked_options(kind: str, options: str) -> str:
-    """The options, if the command accepts them; a stream id does not belong in a crontab."""
+def _checked_options(kind: str, options: str) -> list[str]:
+    """The options' words, if the command accepts them. Messages do not repeat the
+    options: they may hold a stream id."""
     try:
         words = shlex.split(options)
     except ValueError as exc:
-        raise UsageProblem(f"CDP_EXPORT_SCHEDULE {kind}: options {options!r}: {exc}") from None
-    if any(word.startswith("--stream-id") for word in words):
-        raise UsageProblem(f"CDP_EXPORT_SCHEDULE {kind}: put the stream id in {STREAM_ID_KEYS[kind]}, not in a crontab")
+        raise UsageProblem(f"CDP_EXPORT_SCHEDULE {kind}: options: {exc}") from None
     command = cdp_cli.commands[COMMANDS[kind]]
     try:
         command.make_context(COMMANDS[kind], list(words), resilient_parsing=False)
-    except click.ClickException as exc:
-        raise UsageProblem(f"CDP_EXPORT_SCHEDULE {kind}: options {options!r}: {exc.format_message()}") from None
-    return " ".join(shlex.quote(word) for word in words)
+    except click.ClickException as exc:  # click names options, and --stream-id takes any value
+        raise UsageProblem(f"CDP_EXPORT_SCHEDULE {kind}: options: {exc.format_message()}") from None
+    return words

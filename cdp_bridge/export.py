@@ -10,13 +10,14 @@ stops the export, and the summary says what was and was not sent.
 from __future__ import annotations
 
 import itertools
-import json
 import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TextIO
+
+import simplejson
 
 from .export_sources import ExportRegistry, UnsendableRecord, checked_item, json_default, record_id
 from .streaming import SendFailed, StreamClient
@@ -25,9 +26,13 @@ DRAFT_SAMPLE = 100
 DEFAULT_BATCH_SIZE = 500
 DEFAULT_MAX_BATCH_BYTES = 4 * 1024 * 1024
 MAX_SKIPS_LISTED = 20
-# One encoder for every batch (json.dumps with options builds a new one per call); it
-# converts dates and decimals itself and refuses NaN, infinities and other objects.
-_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=json_default)
+# One encoder for every batch (dumps with options builds a new one per call). simplejson,
+# not json: it writes a Decimal as a JSON number with all its digits (a price column must
+# be a number in Raptor's schema), which the standard library cannot. It converts dates
+# through json_default and refuses NaN, infinities and other objects.
+_ENCODER = simplejson.JSONEncoder(
+    ensure_ascii=False, separators=(",", ":"), allow_nan=False, use_decimal=True, default=json_default
+)
 
 
 @dataclass

@@ -58,7 +58,9 @@ def _check_settings(state: CDPState, report: CheckReport) -> None:
         )
     for kind in ("user", "product", "content"):
         state_text = "set" if settings.stream_id(kind) else "not set"
-        report.noted(f"{kind} stream id {state_text}")
+        own = sorted(settings.type_stream_ids.get(kind, {}))
+        types_text = f"; types with their own stream: {', '.join(own)}" if own else ""
+        report.noted(f"{kind} stream id {state_text}{types_text}")
 
 
 def _check_database(state: CDPState, report: CheckReport) -> bool:

@@ -18,9 +18,13 @@ from typing import Any
 from .constants import DEFAULT_TRACKING_PARAMETERS
 from .errors import CDPError
 
-#: Event types cdp_bridge knows; any type named in CDP_TRACKING_PARAMETERS is known too.
+#: Event types cdp_bridge knows: every type of Raptor's "Tracking Events & Parameters
+#: Reference" (Visit, Basket, Buy, Favorite, ContentVisit, Search, SearchClick,
+#: SearchResult, ItemClick, and the automatic PageView), plus wishlist and campaign. Any
+#: type named in CDP_TRACKING_PARAMETERS is known too.
 KNOWN_EVENT_TYPES = frozenset(
-    {"visit", "buy", "basket", "contentvisit", "pageview", "search", "itemclick", "wishlist", "campaign"}
+    {"visit", "buy", "basket", "favorite", "contentvisit", "pageview", "search", "searchclick", "searchresult",
+     "itemclick", "wishlist", "campaign"}
 )
 ZERO_DECIMAL_CURRENCIES = frozenset(
     "BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX UYI VND VUV XAF XOF XPF".split()

@@ -50,6 +50,9 @@ KNOWN_SECRETS: set[str] = {
     "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
     "stream-id-secret-1234",
     "load-client-secret-value-0123456789",
+    # per-type and scheduled stream ids, and the seed's activation (test_fidelity, test_cli)
+    "stream-food", "stream-toys", "stream-article", "scheduled-secret-id", "seed-secret-value",
+    "food-stream-secret", "toys-stream-secret",
 }
 
 

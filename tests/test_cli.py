@@ -110,10 +110,13 @@ def test_check_reports_missing_tables(make_app) -> None:
 
 
 def test_check_never_shows_stream_ids(make_app) -> None:
-    app = make_app(CDP_USER_STREAM_ID="stream-id-secret", **ACTIVATION)
+    app = make_app(CDP_USER_STREAM_ID="stream-id-secret", CDP_PRODUCT_STREAM_IDS={"pet_food": "food-stream-secret",
+                                                                               "toys": "toys-stream-secret"},
+                   **ACTIVATION)
     result = run(app, "check")
     assert "user stream id set" in result.output
-    assert "stream-id-secret" not in result.output
+    assert "product stream id not set; types with their own stream: pet_food, toys" in result.output
+    assert "stream-id-secret" not in result.output and "stream-secret" not in result.output
 
 
 def test_check_without_activation_fails(make_app) -> None:
