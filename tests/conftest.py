@@ -14,6 +14,7 @@ from flask import Flask
 
 from cdp_bridge import CDP, SegmentStore
 from cdp_bridge.constants import ALL_KEYS
+from tests.fake_stream_api import FakeStreamAPI
 from tests.postgres_server import PostgresServer, find_binary
 
 UNDER_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
@@ -90,6 +91,14 @@ def isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None
     for key in ALL_KEYS:
         monkeypatch.delenv(key, raising=False)
     monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture
+def api() -> Iterator[FakeStreamAPI]:
+    """A local fake of Raptor's Streaming API (a real HTTP server on loopback)."""
+    server = FakeStreamAPI()
+    yield server
+    server.close()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

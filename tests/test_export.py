@@ -6,7 +6,6 @@ import json
 import logging
 import socket
 import threading
-from collections.abc import Iterator
 from datetime import datetime
 from decimal import Decimal
 from types import SimpleNamespace
@@ -21,13 +20,6 @@ from cdp_bridge.streaming import RetryPolicy, SendFailed, StreamClient, retry_af
 from tests.fake_stream_api import Answer, FakeStreamAPI
 
 STREAM_ID = "stream-id-secret-1234"
-
-
-@pytest.fixture
-def api() -> Iterator[FakeStreamAPI]:
-    server = FakeStreamAPI()
-    yield server
-    server.close()
 
 
 @pytest.fixture

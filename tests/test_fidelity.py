@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
 from decimal import Decimal
 from types import SimpleNamespace
 
@@ -23,13 +22,6 @@ from tests.fake_stream_api import FakeStreamAPI
 SEED_ACCOUNT = "123456"
 SEED_STREAM_ID = "00000000-00000000-00000000-00000000"
 SEED_GROUP = "example_segment_group_identifier"
-
-
-@pytest.fixture
-def api() -> Iterator[FakeStreamAPI]:
-    server = FakeStreamAPI()
-    yield server
-    server.close()
 
 
 def site(sqlite_url: str, api: FakeStreamAPI, **config) -> Flask:
