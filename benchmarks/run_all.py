@@ -19,6 +19,8 @@ BENCHMARKS = [
     ("Webhook: 50 clients through gunicorn and PostgreSQL", "webhook_load.py", [], ["--deliveries", "1000"]),
     ("Tracking helpers: render cost", "tracking_render.py", [], ["--calls", "300", "--rounds", "9", "--requests", "5"]),
     ("Data export: 1,000,000 users", "export_stream.py", [], ["--users", "50000", "--small", "5000", "--rounds", "1"]),
+    ("Webhook: peak memory of a body at CDP_WEBHOOK_MAX_BYTES", "webhook_memory.py", [],
+     ["--megabytes", "2", "--rounds", "1"]),
 ]
 
 
@@ -31,13 +33,34 @@ def machine() -> str:
     return f"{os.cpu_count()} cores, {memory}, {platform.machine()}, Python {platform.python_version()}"
 
 
+def recorded_sections(path: Path) -> dict[str, str]:
+    """The sections of an earlier BENCHMARKS.md, by title (for ``--only``)."""
+    if not path.exists():
+        return {}
+    parts = path.read_text().split("\n## ")[1:]
+    sections = {}
+    for part in parts:
+        title = part.splitlines()[0].split(" (FAILED")[0]
+        if title != "Summary":
+            sections[title] = "## " + part.rstrip("\n") + "\n"
+    return sections
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="Smaller sizes, for a smoke run (not the recorded figures).")
     parser.add_argument("--output", default=str(HERE.parent / "BENCHMARKS.md"))
+    parser.add_argument("--only", metavar="SCRIPT", action="append",
+                        help="Run only this benchmark (e.g. webhook_memory.py); the others keep their recorded sections.")
     args = parser.parse_args()
+    recorded = recorded_sections(Path(args.output)) if args.only else {}
     sections, summary = [], []
     for title, script, full_args, quick_args in BENCHMARKS:
+        if args.only and script not in args.only:
+            if title in recorded:
+                sections.append(recorded[title])
+                summary += [f"- {title}: {line.strip()}" for line in recorded[title].splitlines() if FIGURE.search(line)]
+            continue
         print(f"== {title}", flush=True)
         result = subprocess.run([sys.executable, str(HERE / script), *(quick_args if args.quick else full_args)],
                                 capture_output=True, text=True, cwd=HERE.parent)
@@ -49,8 +72,9 @@ def main() -> None:
     today = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     text = (
         "# Benchmarks\n\n"
-        f"Written by `benchmarks/run`{' --quick (smaller sizes: not the recorded figures)' if args.quick else ''} on {today}.\n"
-        f"Machine: {machine()}. Shared and noisy: compare the ratios, each measured against its "
+        f"Written by `benchmarks/run`{' --quick (smaller sizes: not the recorded figures)' if args.quick else ''} on {today}"
+        + (f" (re-run: {', '.join(args.only)}; the other sections as recorded before).\n" if args.only else ".\n")
+        + f"Machine: {machine()}. Shared and noisy: compare the ratios, each measured against its "
         "baseline in the same run, not the absolute times.\n\n## Summary\n\n" + "\n".join(summary) + "\n\n" + "\n".join(sections)
     )
     Path(args.output).write_text(text)
