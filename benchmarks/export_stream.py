@@ -32,7 +32,7 @@ import psycopg
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.postgres_server import PostgresServer  # noqa: E402
+from tests.support.postgres_server import PostgresServer  # noqa: E402
 
 BATCH = 500
 
@@ -99,7 +99,7 @@ class Sink(BaseHTTPRequestHandler):
 
     protocol_version = "HTTP/1.1"
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         self.rfile.read(int(self.headers["Content-Length"]))
         self.send_response(200)
         self.send_header("Content-Length", "0")

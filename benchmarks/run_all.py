@@ -69,7 +69,7 @@ def main() -> None:
         status = "" if result.returncode == 0 else f" (FAILED, exit {result.returncode})"
         sections.append(f"## {title}{status}\n\n`benchmarks/{script}`\n\n```\n{output}\n```\n")
         summary += [f"- {title}: {line.strip()}" for line in output.splitlines() if FIGURE.search(line)]
-    today = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    today = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     text = (
         "# Benchmarks\n\n"
         f"Written by `benchmarks/run`{' --quick (smaller sizes: not the recorded figures)' if args.quick else ''} on {today}"

@@ -22,11 +22,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from flask import Flask, render_template  # noqa: E402
+from flask import Flask, render_template
+from timing import alternating_medians, no_reset
 
-import wsgi  # noqa: E402
-from cdp_bridge.tracking import TRACKING_GLOBALS  # noqa: E402
-from timing import alternating_medians, no_reset  # noqa: E402
+import wsgi
+from cdp_bridge.tracking import TRACKING_GLOBALS
 
 HELPER_CALLS: dict[str, Callable[[dict], object]] = {
     "cdp_head_script": lambda g: g["cdp_head_script"](),

@@ -19,18 +19,19 @@ import sqlite3
 import sys
 import tempfile
 from collections.abc import Callable
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cdp_bridge.audiences import AudienceChange, apply_audience_changes  # noqa: E402
-from cdp_bridge.store import define_tables  # noqa: E402
-from tests.postgres_server import PostgresServer  # noqa: E402
-from timing import alternating_medians  # noqa: E402
+from cdp_bridge.audiences import AudienceChange, apply_audience_changes
+from timing import alternating_medians
+
+from cdp_bridge.store import define_tables
+from tests.support.postgres_server import PostgresServer
 
 RAW_TABLE = "CREATE TABLE raw_memberships (segment_id BIGINT NOT NULL, user_id VARCHAR(255) NOT NULL, created_at TIMESTAMP NOT NULL, PRIMARY KEY (segment_id, user_id))"
 RAW_INDEX = "CREATE INDEX ix_raw_user ON raw_memberships (user_id, segment_id)"

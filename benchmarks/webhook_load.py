@@ -19,9 +19,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.load import SITE_CONFIG, Stack, bare_endpoint, make_workload, send_all  # noqa: E402
-from tests.postgres_server import PostgresServer  # noqa: E402
-from tests.processes import run_flask, write_app_module  # noqa: E402
+from tests.support.load import SITE_CONFIG, Stack, bare_endpoint, make_workload, send_all
+from tests.support.postgres_server import PostgresServer
+from tests.support.processes import run_flask, write_app_module
 
 
 def main() -> None:

@@ -9,25 +9,40 @@ from .errors import (
     ConfigurationError,
     ConflictError,
     NotFoundError,
+    PayloadError,
     ProtectedGroupError,
+    RegistrationError,
+    SignatureError,
+    TrackingArgumentError,
     ValidationError,
 )
-from .extension import CDP, CDPState
-from .settings import ActivationCredentials, CDPSettings
+from .extension import CDP
+from .model import ActivationCredentials, ActivationDocument, AudienceChange, DeliveryStatus, Rejection, SegmentMetadata
+from .settings import CDPSettings
+from .state import CDPState
 from .store import Segment, SegmentGroup, SegmentStore
 
 __all__ = [
     "CDP",
     "ActivationCredentials",
+    "ActivationDocument",
+    "AudienceChange",
     "CDPError",
     "CDPSettings",
     "CDPState",
     "ConfigurationError",
     "ConflictError",
+    "DeliveryStatus",
     "NotFoundError",
+    "PayloadError",
     "ProtectedGroupError",
+    "RegistrationError",
+    "Rejection",
     "Segment",
     "SegmentGroup",
+    "SegmentMetadata",
     "SegmentStore",
+    "SignatureError",
+    "TrackingArgumentError",
     "ValidationError",
 ]

@@ -49,20 +49,6 @@ ALL_KEYS: tuple[str, ...] = (
     EXPORT_SCHEDULE,
 )
 
-#: Keys whose values are secrets: never logged, echoed or shown.
-SECRET_KEYS: frozenset[str] = frozenset(
-    {
-        ACTIVATION_CLIENT_SECRET,
-        ACTIVATIONS,
-        USER_STREAM_ID,
-        PRODUCT_STREAM_ID,
-        CONTENT_STREAM_ID,
-        PRODUCT_STREAM_IDS,
-        CONTENT_STREAM_IDS,
-        WEBHOOK_SIGNING_SECRETS,
-    }
-)
-
 DEFAULT_STREAM_API_URL = "https://in.raptorsmartadvisor.com/stream"
 DEFAULT_BULK_ASYNC_THRESHOLD = 100
 DEFAULT_WEBHOOK_MAX_BYTES = 32 * 1024 * 1024
@@ -92,6 +78,9 @@ DEFAULT_TRACKING_PARAMETERS: dict[str, str] = {
 
 #: The kinds of data export, as used in CDP_EXPORT_SCHEDULE and the stream-* commands.
 EXPORT_KINDS: tuple[str, ...] = ("user", "product", "content")
+
+#: The webhook's path inside the ``cdp`` blueprint.
+WEBHOOK_PATH = "/webhook"
 
 #: Where the extension keeps its per-app state: ``app.extensions[EXTENSION_KEY]``.
 EXTENSION_KEY = "cdp"

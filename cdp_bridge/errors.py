@@ -1,29 +1,25 @@
-"""Exceptions cdp_bridge raises, each with a message a user can act on."""
+"""Exceptions cdp_bridge raises, each with a message a user can act on.
+
+Every one derives from :class:`CDPError`, so a host can catch them all; the CLI turns
+them into messages and exit statuses (``cli/group.py``).
+"""
 
 from __future__ import annotations
 
-import click
+from dataclasses import dataclass
+from typing import Any
 
 
 class CDPError(Exception):
     """Base class of every error cdp_bridge raises on purpose."""
 
 
-class ConfigurationError(CDPError, click.ClickException):
-    """A setting is missing or wrong; the message names the key and what it expects.
+class ConfigurationError(CDPError, ValueError):
+    """A setting is missing or wrong; the message names the key and what it expects."""
 
-    It is also a click exception so that ``flask`` commands, which load the app first,
-    print the message and exit with status 2 instead of a traceback.
-    """
 
-    exit_code = 2
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-    def __str__(self) -> str:
-        return self.message
+class RegistrationError(CDPError, RuntimeError):
+    """The host set cdp_bridge up wrongly in its code (registered twice, not at all, …)."""
 
 
 class ValidationError(CDPError, ValueError):
@@ -40,6 +36,23 @@ class ConflictError(CDPError):
 
 class ProtectedGroupError(CDPError):
     """A segment group named by a configured activation was to be changed by hand."""
+
+
+class TrackingArgumentError(CDPError, ValueError):
+    """A tracking helper was given a bad argument; the message names it."""
+
+
+class SignatureError(CDPError):
+    """The webhook's signature headers are missing, malformed, too old or do not match."""
+
+
+@dataclass(frozen=True)
+class PayloadError(CDPError):
+    """A webhook body refused whole: ``error`` is the answer's error code."""
+
+    error: str
+    message: str
+    details: Any = None
 
 
 def first_line(exc: BaseException) -> str:

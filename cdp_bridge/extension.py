@@ -1,18 +1,18 @@
-"""The :class:`CDP` Flask extension: registration, per-app state and the Python API.
+"""The :class:`CDP` Flask extension: registration and the Python API.
 
 ``CDP(app, db=db)`` or ``cdp.init_app(app, db=db)`` validates the settings, puts the
 ``cdp_*`` tables on the host's Flask-SQLAlchemy metadata (or on cdp_bridge's own),
 registers the ``cdp`` blueprint and the ``flask cdp`` commands, and keeps everything
-per app in ``app.extensions["cdp"]``. The extension object never stores an app, so one
-object serves the app-factory pattern and several apps in one process.
+per app in ``app.extensions["cdp"]`` (a :class:`~cdp_bridge.state.CDPState`). The
+extension object never stores an app, so one object serves the app-factory pattern and
+several apps in one process; what its decorators register lives in its
+:class:`~cdp_bridge.state.Hooks`, which every app's state shares.
 """
 
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from dotenv import find_dotenv, load_dotenv
@@ -21,75 +21,22 @@ from flask.blueprints import BlueprintSetupState
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import Engine, event
 
-from .admin import admin_blueprint
+from .admin.views import admin_blueprint
+from .cli import cdp_cli
 from .constants import EXTENSION_KEY
-from .context import current_state
-from .deliveries import DeliveryInbox
-from .errors import ConfigurationError
-from .export_sources import ExportRegistry, Processor, Source
-from .formats import PayloadFormat, default_formats
+from .errors import ConfigurationError, RegistrationError
+from .export.sources import Processor, Source
 from .settings import CDPSettings, load_settings
-from .store import CDPTables, Segment, SegmentStore, define_tables
-from .tracking import register_tracking_globals
-from .webhook import register_webhook
-from .worker import InlineWorker
+from .state import CDPState, Hooks, current_state
+from .store import Segment, SegmentStore, define_tables
+from .tracking.helpers import register_tracking_globals
+from .webhook.formats import PayloadFormat
+from .webhook.view import register_webhook
+from .webhook.worker import InlineWorker
 
 BLUEPRINT_NAME = "cdp"
 DEFAULT_URL_PREFIX = "/cdp"
 OWN_DATABASE_FILE = "cdp_bridge.sqlite3"
-WEBHOOK_PATH = "/webhook"
-
-
-@dataclass
-class CDPState:
-    """What cdp_bridge keeps for one app in ``app.extensions["cdp"]``."""
-
-    extension: CDP
-    settings: CDPSettings
-    db: SQLAlchemy
-    tables: CDPTables
-    owns_db: bool
-    url_prefix: str | None = None
-    tracking_warning_logged: bool = False
-    #: How exports wait between retries; tests put a recording function here.
-    export_sleep: Callable[[float], None] = time.sleep
-    inline_worker: InlineWorker | None = None
-    _stores: dict[int, SegmentStore] = field(default_factory=dict, repr=False)
-
-    @property
-    def engine(self) -> Engine:
-        """The engine of this app's database (needs an app context)."""
-        return self.db.engine
-
-    @property
-    def store(self) -> SegmentStore:
-        """The segment store on this app's engine (needs an app context)."""
-        engine = self.engine
-        store = self._stores.get(id(engine))
-        if store is None:
-            protected = self.settings.protected_group_identifiers
-            store = self._stores[id(engine)] = SegmentStore(engine, self.tables, protected)
-        return store
-
-    @property
-    def inbox(self) -> DeliveryInbox:
-        """The delivery inbox on this app's engine (needs an app context)."""
-        return DeliveryInbox(self.engine, self.tables)
-
-    def create_tables(self) -> None:
-        """Create the ``cdp_*`` tables that do not exist yet (needs an app context)."""
-        self.db.metadata.create_all(self.engine, tables=self.tables.all())
-
-    def uses_inline_worker(self) -> bool:
-        """CDP_INLINE_WORKER, or by default: on with SQLite, off otherwise."""
-        if self.settings.inline_worker is not None:
-            return self.settings.inline_worker
-        return self.engine.dialect.name == "sqlite"
-
-    def wake_inline_worker(self) -> None:
-        """Have the inline worker (if this app uses one) look at the queue now."""
-        if self.inline_worker is not None:
-            self.inline_worker.wake()
 
 
 class CDP:
@@ -129,31 +76,21 @@ class CDP:
         # Nested: its own before_request guards every back-office view, whatever name
         # and prefix the host registers ``cdp.blueprint`` under.
         self.blueprint.register_blueprint(admin_blueprint(), url_prefix="/admin")
-        self.payload_formats: list[PayloadFormat] = default_formats()
-        self.admin_guard_function: Callable[[], bool] | None = None
-        self.user_id_loader_function: Callable[[], Any] | None = None
-        self.nonce_provider_function: Callable[[], str | None] | None = None
-        self.exports = ExportRegistry()
+        self.hooks = Hooks()
         if app is not None:
             self.init_app(app)
 
     def init_app(self, app: Flask, db: SQLAlchemy | None = None, *, register_blueprint: bool | None = None) -> None:
         """Register cdp_bridge on ``app``; raises :class:`ConfigurationError` on a bad setting."""
         if EXTENSION_KEY in app.extensions:
-            raise RuntimeError(
+            raise RegistrationError(
                 "cdp_bridge is already registered on this app. Call init_app once per app;"
-                " to reach the registered instance use app.extensions['cdp'].extension."
+                " its state is app.extensions['cdp']."
             )
         _load_dotenv(app)
         settings = load_settings(app.config)
         database, owns_db = self._database_for(app, db)
-        state = CDPState(
-            extension=self,
-            settings=settings,
-            db=database,
-            tables=define_tables(database.metadata),
-            owns_db=owns_db,
-        )
+        state = CDPState(hooks=self.hooks, settings=settings, db=database, tables=define_tables(database.metadata))
         app.extensions[EXTENSION_KEY] = state
         with app.app_context():
             if owns_db:
@@ -162,9 +99,7 @@ class CDP:
                 state.inline_worker = InlineWorker(app, lambda: state.inbox)
                 # Also drains what a previous process left queued, from the first request on.
                 app.before_request(state.inline_worker.ensure_started)
-        from .cli_export import cdp_cli  # the command group, with the export commands added
-
-        app.cli.add_command(cdp_cli)
+        app.cli.add_command(cdp_cli)  # also an entry point: flask finds it before loading the app
         register_tracking_globals(app)
         place_blueprint = self._register_blueprint if register_blueprint is None else register_blueprint
         if place_blueprint:
@@ -194,7 +129,7 @@ class CDP:
     def admin_guard(self, function: Callable[[], bool]) -> Callable[[], bool]:
         """Register the back office's access check: called with no arguments during each
         back-office request; true admits. Without one the back office is not served (404)."""
-        self.admin_guard_function = function
+        self.hooks.admin_guard = function
         return function
 
     def user_source(self, function_or_type: Source | str | None = None) -> Any:
@@ -204,7 +139,7 @@ class CDP:
         (``@cdp.user_source("customer")``).
         """
         if callable(function_or_type):
-            self.exports.add_source("user", "user", function_or_type)
+            self.hooks.exports.add_source("user", "user", function_or_type)
             return function_or_type
         return self._source_decorator("user", function_or_type or "user")
 
@@ -218,7 +153,7 @@ class CDP:
 
     def _source_decorator(self, kind: str, type_name: str) -> Callable[[Source], Source]:
         def register(function: Source) -> Source:
-            self.exports.add_source(kind, type_name, function)
+            self.hooks.exports.add_source(kind, type_name, function)
             return function
 
         return register
@@ -237,10 +172,10 @@ class CDP:
 
     def _processor_decorator(self, kind: str, priority: int) -> Callable[[Processor], Processor]:
         if isinstance(priority, bool) or not isinstance(priority, int):
-            raise TypeError("priority must be an integer: @cdp.user_item_processor(priority=10)")
+            raise RegistrationError("priority must be an integer: @cdp.user_item_processor(priority=10)")
 
         def register(function: Processor) -> Processor:
-            self.exports.add_processor(kind, function, priority)
+            self.hooks.exports.add_processor(kind, function, priority)
             return function
 
         return register
@@ -250,17 +185,17 @@ class CDP:
 
         Without one, Flask-Talisman's ``request.csp_nonce`` is used when present.
         """
-        self.nonce_provider_function = function
+        self.hooks.nonce_provider = function
         return function
 
     def register_payload_format(self, payload_format: PayloadFormat) -> PayloadFormat:
         """Read webhook bodies of another format too; tried before the built-in one."""
-        self.payload_formats.insert(0, payload_format)
+        self.hooks.payload_formats.insert(0, payload_format)
         return payload_format
 
     def user_id_loader(self, function: Callable[[], Any]) -> Callable[[], Any]:
         """Register a function returning the logged-in user's id, or ``None``."""
-        self.user_id_loader_function = function
+        self.hooks.user_id_loader = function
         return function
 
     # -- Python API (each needs an app context) -------------------------------------

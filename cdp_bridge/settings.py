@@ -24,6 +24,7 @@ from marshmallow import ValidationError as SchemaError
 from . import constants as c
 from .errors import ConfigurationError
 from .identifiers import GROUP_IDENTIFIER_PATTERN
+from .model import ActivationCredentials, ScheduledExport
 from .secret import Secret
 
 _CRON_FIELD = re.compile(r"[0-9A-Za-z*/,\-?LW#]+")
@@ -31,23 +32,6 @@ _COOKIE_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 #: Raptor account numbers are digits; Ibexa's own example is 123456 (ibexa_cdp.yaml).
 _ACCOUNT_NUMBER = re.compile(r"[0-9]{1,12}")
 _P_NUMBER = re.compile(r"p[1-9][0-9]?")
-
-
-@dataclass(frozen=True)
-class ActivationCredentials:
-    """One CDP activation: the client id and secret it presents, and its segment group."""
-
-    client_id: str
-    client_secret: Secret = field(repr=False)
-    segment_group_identifier: str
-
-
-@dataclass(frozen=True)
-class ScheduledExport:
-    """One entry of CDP_EXPORT_SCHEDULE: a cron interval and the command's options."""
-
-    interval: str
-    options: str
 
 
 @dataclass(frozen=True)
@@ -89,10 +73,10 @@ class CDPSettings:
         }[kind]
 
 
-class _JSONEncoded(fields.Field):
+class _JSONEncoded(fields.Field[Any]):
     """Accepts the inner field's value, or a JSON string of it (as the environment gives)."""
 
-    def __init__(self, inner: fields.Field, **kwargs: Any) -> None:
+    def __init__(self, inner: fields.Field[Any], **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.inner = inner
 
@@ -122,7 +106,7 @@ class _TrimmedString(fields.String):
 class _SecretString(fields.String):
     """A non-empty string, returned wrapped in :class:`Secret`."""
 
-    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> Secret:
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> Secret:  # type: ignore[override]
         text = super()._deserialize(value, attr, data, **kwargs)
         if not text.strip():
             raise SchemaError("expected a non-empty secret string")
@@ -132,8 +116,8 @@ class _SecretString(fields.String):
 class _Flag(fields.Boolean):
     """A boolean that also accepts the usual environment spellings."""
 
-    truthy = {"1", "true", "yes", "on", 1, True}
-    falsy = {"0", "false", "no", "off", 0, False}
+    truthy = {"1", "true", "yes", "on", 1}
+    falsy = {"0", "false", "no", "off", 0}
 
     def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> bool:
         if isinstance(value, str):
@@ -141,7 +125,7 @@ class _Flag(fields.Boolean):
         return super()._deserialize(value, attr, data, **kwargs)
 
 
-class _SigningSecrets(fields.Field):
+class _SigningSecrets(fields.Field[tuple[Secret, ...]]):
     """A list of ``whsec_<base64>`` secrets: a list, a JSON list, or a space/comma list."""
 
     def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> tuple[Secret, ...]:
@@ -211,7 +195,7 @@ class _ScheduleEntrySchema(Schema):
             raise SchemaError("expected a cron expression of five fields", "interval")
 
 
-def _type_stream_ids(key: str, example_type: str) -> fields.Field:
+def _type_stream_ids(key: str, example_type: str) -> fields.Field[Any]:
     """A map type -> stream id (secret), given as a mapping or as JSON text."""
     return _JSONEncoded(
         fields.Dict(
@@ -233,7 +217,7 @@ def _positive_int(key: str, minimum: int, what: str) -> fields.Integer:
     )
 
 
-def _url(key: str, default: str, *, site_path: bool = False) -> fields.Field:
+def _url(key: str, default: str, *, site_path: bool = False) -> fields.Field[Any]:
     return _HttpURL(site_path=site_path, data_key=key, load_default=default)
 
 
@@ -398,14 +382,11 @@ def _activations(loaded: dict[str, Any]) -> tuple[ActivationCredentials, ...]:
         missing = ", ".join(key for key in single_keys if key not in given)
         raise ConfigurationError(f"{missing}: required together with {', '.join(given)}")
     if given:
-        activations.insert(
-            0,
-            ActivationCredentials(
-                client_id=single_keys[c.ACTIVATION_CLIENT_ID],
-                client_secret=single_keys[c.ACTIVATION_CLIENT_SECRET],
-                segment_group_identifier=single_keys[c.SEGMENT_GROUP_IDENTIFIER],
-            ),
-        )
+        activations.insert(0, ActivationCredentials(
+            client_id=loaded["activation_client_id"],
+            client_secret=loaded["activation_client_secret"],
+            segment_group_identifier=loaded["segment_group_identifier"],
+        ))
     seen: set[str] = set()
     for activation in activations:
         if activation.client_id in seen:

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import base64
-import json
 import logging
-import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -14,16 +11,10 @@ from flask import Flask
 
 from cdp_bridge import CDP, SegmentStore
 from cdp_bridge.constants import ALL_KEYS
-from tests.fake_stream_api import FakeStreamAPI
-from tests.postgres_server import PostgresServer, find_binary
-
-UNDER_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
-
-ACTIVATION = {
-    "CDP_ACTIVATION_CLIENT_ID": "test-client",
-    "CDP_ACTIVATION_CLIENT_SECRET": "test-client-secret-value",
-    "CDP_SEGMENT_GROUP_IDENTIFIER": "shop",
-}
+from tests.support.fake_stream_api import FakeStreamAPI
+from tests.support.logs import CAPTURED_LOG_LINES, UNDER_CI, find_leaks, secret_forms
+from tests.support.postgres_server import PostgresServer, find_binary
+from tests.support.webhook import ACTIVATION
 
 
 @pytest.fixture(scope="session")
@@ -39,37 +30,16 @@ def postgres_server() -> Iterator[PostgresServer]:
     server.destroy()
 
 
-# -- every log line of the suite, for the check that no secret is ever logged -----------
-
-#: Formatted log lines of this test session: in-process records at DEBUG, and the output
-#: of the servers and workers the tests started (added with ``remember_output``).
-CAPTURED_LOG_LINES: list[str] = []
-
-#: Every secret the tests configure, and its Basic-auth form.
-KNOWN_SECRETS: set[str] = {
-    ACTIVATION["CDP_ACTIVATION_CLIENT_SECRET"],
-    "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
-    "stream-id-secret-1234",
-    "load-client-secret-value-0123456789",
-    # per-type and scheduled stream ids, and the seed's activation (test_fidelity, test_cli)
-    "stream-food", "stream-toys", "stream-article", "scheduled-secret-id", "seed-secret-value",
-    "food-stream-secret", "toys-stream-secret",
-}
-
-
-def remember_output(text: str) -> None:
-    """Add a subprocess's output to the lines the secret check reads."""
-    CAPTURED_LOG_LINES.extend(text.splitlines())
-
-
 class _Collector(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         CAPTURED_LOG_LINES.append(self.format(record))
 
 
 @pytest.fixture(scope="session", autouse=True)
-def capture_every_log_line() -> Iterator[None]:
-    """Every logger at DEBUG into CAPTURED_LOG_LINES (SQLAlchemy's statement echo aside)."""
+def no_secret_in_any_log_line() -> Iterator[None]:
+    """Every logger at DEBUG into CAPTURED_LOG_LINES (SQLAlchemy's statement echo aside);
+    at the end of the session, whatever ran, no configured secret may be in any of them
+    (nor in the output of the servers and workers the tests started)."""
     handler = _Collector(level=logging.DEBUG)
     handler.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
     root = logging.getLogger()
@@ -83,6 +53,8 @@ def capture_every_log_line() -> Iterator[None]:
     root.removeHandler(handler)
     root.setLevel(previous)
     quiet.setLevel(quiet_previous)
+    leaks = find_leaks(CAPTURED_LOG_LINES, secret_forms())
+    assert leaks == [], f"configured secrets in log lines: {leaks[:5]}"
 
 
 @pytest.fixture(autouse=True)
@@ -156,22 +128,6 @@ def store(app: Flask) -> Iterator[SegmentStore]:
         yield app.extensions["cdp"].store
 
 
-# -- webhook helpers -------------------------------------------------------------------
-
-def basic_auth(client_id: str = ACTIVATION["CDP_ACTIVATION_CLIENT_ID"],
-               secret: str = ACTIVATION["CDP_ACTIVATION_CLIENT_SECRET"]) -> dict[str, str]:
-    token = base64.b64encode(f"{client_id}:{secret}".encode()).decode()
-    return {"Authorization": f"Basic {token}"}
-
-
-def post_webhook(app: Flask, body: Any = None, *, raw: bytes | None = None, headers: dict[str, str] | None = None,
-                 content_type: str = "application/json", auth: dict[str, str] | None = None):
-    """POST to the webhook with the test activation's credentials unless ``auth`` says otherwise."""
-    data = raw if raw is not None else json.dumps(body).encode()
-    all_headers = {**(basic_auth() if auth is None else auth), **(headers or {})}
-    return app.test_client().post("/cdp/webhook", data=data, headers=all_headers, content_type=content_type)
-
-
 @pytest.fixture
 def webhook_app(make_app: AppFactory) -> Flask:
     """An app whose activation's group ``shop`` exists; no inline worker thread."""
@@ -179,15 +135,3 @@ def webhook_app(make_app: AppFactory) -> Flask:
     with app.app_context():
         app.extensions["cdp"].store.create_group("shop", "Shop")
     return app
-
-
-def memberships(app: Flask, group: str = "shop") -> dict[str, set[str]]:
-    """Every segment of a group with its members: the whole state to compare against."""
-    with app.app_context():
-        store = app.extensions["cdp"].store
-        return {s.identifier: set(store.members(group, s.identifier)) for s in store.list_segments(group)}
-
-
-def delivery_rows(app: Flask) -> list:
-    with app.app_context():
-        return app.extensions["cdp"].inbox.summaries(limit=None)

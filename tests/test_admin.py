@@ -7,7 +7,7 @@ import re
 import pytest
 from flask import Flask
 
-from tests.conftest import ACTIVATION, delivery_rows, memberships, post_webhook
+from tests.support.webhook import ACTIVATION, cdp_of, delivery_rows, memberships, post_webhook
 
 ADMIN_PAGES = ["/cdp/admin/", "/cdp/admin/groups", "/cdp/admin/groups/shop", "/cdp/admin/users?user_id=1",
                "/cdp/admin/deliveries", "/cdp/admin/groups/shop/members?segment=cats"]
@@ -18,7 +18,7 @@ def admin_app(webhook_app: Flask) -> Flask:
     """The webhook app with a guard that admits requests carrying X-Admin: yes."""
     from flask import request
 
-    webhook_app.extensions["cdp"].extension.admin_guard(lambda: request.headers.get("X-Admin") == "yes")
+    cdp_of(webhook_app).admin_guard(lambda: request.headers.get("X-Admin") == "yes")
     post_webhook(webhook_app, {"audiences": [{"id": "cats", "name": "Cat owners", "members": ["1", "2"],
                                               "description": "Likes cats", "tags": ["pets"], "profile_count": 2}]})
     return webhook_app

@@ -9,9 +9,9 @@ import pytest
 from sqlalchemy import update
 
 import wsgi
-from cdp_bridge.audiences import ActivationDocument, AudienceChange
-from cdp_bridge.deliveries import IncomingDelivery
-from tests.browser import ServedApp, artifact
+from cdp_bridge.model import ActivationDocument, AudienceChange
+from cdp_bridge.webhook.inbox import IncomingDelivery
+from tests.support.browser import ServedApp, artifact
 from tests.test_browser_tracking import browser  # noqa: F401 - the shared Chromium fixture
 
 pytestmark = pytest.mark.browser

@@ -8,8 +8,8 @@ from decimal import Decimal
 import pytest
 
 import wsgi
-from tests.browser import CHROMIUM_ARGS, RaptorStub, ServedApp, artifact, chromium_path
-from tests.conftest import UNDER_CI
+from tests.support.browser import CHROMIUM_ARGS, RaptorStub, ServedApp, artifact, chromium_path
+from tests.support.logs import UNDER_CI
 from tests.test_tracking import HOSTILE
 
 pytestmark = pytest.mark.browser
@@ -132,7 +132,7 @@ def test_hostile_product_data_executes_nothing(browser, tmp_path, stub: RaptorSt
     try:
         for index, hostile in enumerate(HOSTILE):
             page.goto(f"{served.url}/products/hostile-{index}")
-            stub.wait_for(lambda s: any(
+            stub.wait_for(lambda s, index=index: any(
                 isinstance(e["params"], dict) and e["params"].get("p2") == f"hostile-{index}" for e in s.events))
             visit = next(e["params"] for e in stub.events
                          if isinstance(e["params"], dict) and e["params"].get("p2") == f"hostile-{index}")

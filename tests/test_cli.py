@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from tests.conftest import ACTIVATION
+from tests.support.webhook import ACTIVATION
 
 
 def run(app: Flask, *args: str, input: str | None = None):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import base64
 
-from cdp_bridge.credentials import authenticate, presented_credentials
+from cdp_bridge.model import ActivationCredentials
 from cdp_bridge.secret import Secret
-from cdp_bridge.settings import ActivationCredentials
+from cdp_bridge.webhook.credentials import authenticate, presented_credentials
 
 ONE = ActivationCredentials("one", Secret("secret-one"), "group_one")
 TWO = ActivationCredentials("two", Secret("secret-two"), "group_two")

@@ -15,9 +15,10 @@ import requests
 from flask import Flask
 
 from cdp_bridge import CDP
+from cdp_bridge.export.streaming import RetryPolicy, SendFailed, StreamClient, retry_after_seconds
 from cdp_bridge.secret import Secret
-from cdp_bridge.streaming import RetryPolicy, SendFailed, StreamClient, retry_after_seconds
-from tests.fake_stream_api import Answer, FakeStreamAPI
+from tests.support.fake_stream_api import Answer, FakeStreamAPI
+from tests.support.webhook import cdp_of
 
 STREAM_ID = "stream-id-secret-1234"
 
@@ -220,7 +221,7 @@ def test_stream_id_option_overrides_the_setting(make_site, api: FakeStreamAPI) -
 
 def test_processors_run_in_priority_order(make_site, api: FakeStreamAPI) -> None:
     site = make_site(users(1))
-    cdp = site.extensions["cdp"].extension
+    cdp = cdp_of(site)
     calls: list[str] = []
 
     @cdp.user_item_processor(priority=1)
@@ -258,7 +259,7 @@ def test_records_that_cannot_be_sent_are_reported_and_skipped(make_site, api: Fa
     records = [{"id": 1}, {"login": "no-id"}, {"id": 2, "name": float("nan")}, {"id": 3, "name": object()},
                {"id": True}, {"id": 4, "name": "ok"}]
     site = make_site(records)
-    cdp = site.extensions["cdp"].extension
+    cdp = cdp_of(site)
     cdp.user_item_processor()(lambda item, record: {**item, "seen": datetime(2026, 11, 28, 10, 0), "score": Decimal("1.5")})
     result = run(site, "stream-user-data")
     assert result.exit_code == 1
@@ -302,14 +303,14 @@ def test_values_that_refer_to_themselves_or_nest_too_deeply_are_skipped(make_sit
     assert "id=2: a value refers to itself or nests too deeply for JSON" in result.stderr
     assert "id=3: a value" in result.stderr and "nests too deeply for JSON" in result.stderr
     with_processor = make_site(records)
-    with_processor.extensions["cdp"].extension.user_item_processor()(lambda item, record: item)
+    cdp_of(with_processor).user_item_processor()(lambda item, record: item)
     assert run(with_processor, "stream-user-data").exit_code == 1
     assert [item["id"] for item in api.received[1].items] == [1, 4]
 
 
 def test_processor_items_with_keys_json_cannot_name_are_skipped(make_site, api: FakeStreamAPI) -> None:
     site = make_site([{"id": 1}, {"id": 2}])
-    site.extensions["cdp"].extension.user_item_processor()(
+    cdp_of(site).user_item_processor()(
         lambda item, record: {**item, "scores": {7: "int keys become text"}} if record["id"] == 1
         else {**item, "scores": {(1, 2): "a tuple cannot be a key"}}
     )
@@ -344,7 +345,7 @@ def test_sql_rows_are_read_by_column_name(make_site, api: FakeStreamAPI, tmp_pat
                 yield from (result.mappings() if shape == "SQLAlchemy mappings" else result)
 
     site = make_site(None)
-    site.extensions["cdp"].extension.user_source(records)
+    cdp_of(site).user_source(records)
     result = run(site, "stream-user-data", "--no-draft")
     assert result.exit_code == 1
     assert api.received[0].items == [
@@ -359,7 +360,7 @@ def test_sql_rows_are_read_by_column_name(make_site, api: FakeStreamAPI, tmp_pat
 
 def test_product_and_content_sources_by_type(make_site, api: FakeStreamAPI) -> None:
     site = make_site(None, CDP_PRODUCT_STREAM_ID="products-stream", CDP_CONTENT_STREAM_ID="content-stream")
-    cdp = site.extensions["cdp"].extension
+    cdp = cdp_of(site)
     cdp.product_source("food")(lambda: [{"id": "f1", "name": "Food", "price": Decimal("2.50")}])
     cdp.product_source("toys")(lambda: [{"id": "t1", "name": "Ball"}])
     cdp.content_source("article")(lambda: [{"id": 9, "name": "News", "published_at": datetime(2026, 1, 2)}])
@@ -433,7 +434,7 @@ def test_progress_shows_on_a_terminal_and_not_in_a_pipe(tmp_path, api: FakeStrea
     import pty
     import subprocess
 
-    from tests.processes import FLASK, process_env
+    from tests.support.processes import FLASK, process_env
 
     (tmp_path / "export_app.py").write_text(
         "from flask import Flask\nfrom cdp_bridge import CDP\n"
@@ -466,7 +467,7 @@ def test_progress_shows_on_a_terminal_and_not_in_a_pipe(tmp_path, api: FakeStrea
 
 def test_product_and_content_processors_and_the_user_type_selector(make_site, api: FakeStreamAPI) -> None:
     site = make_site(None, CDP_PRODUCT_STREAM_ID="products-stream", CDP_CONTENT_STREAM_ID="content-stream")
-    cdp = site.extensions["cdp"].extension
+    cdp = cdp_of(site)
     cdp.user_source(lambda: [{"id": 1}])
     cdp.user_source("customer")(lambda: [{"id": 2}])
     cdp.product_source("toys")(lambda: [{"id": "t1", "stock": 4}])

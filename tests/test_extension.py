@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 from flask import Flask
-from flask_migrate import Migrate, init as migrate_init, migrate as migrate_revision, upgrade
+from flask_migrate import Migrate, upgrade
+from flask_migrate import init as migrate_init
+from flask_migrate import migrate as migrate_revision
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import inspect
 from sqlalchemy.orm import Mapped, mapped_column
@@ -25,7 +27,7 @@ def test_state_is_kept_in_app_extensions(database_url: str) -> None:
     cdp = CDP(app)
     state = app.extensions["cdp"]
     assert isinstance(state, CDPState)
-    assert state.extension is cdp
+    assert state.hooks is cdp.hooks  # what the decorators register, shared by every app of this CDP
     assert not hasattr(cdp, "app")
 
 

@@ -15,8 +15,8 @@ from flask import Flask, render_template_string
 from cdp_bridge import CDP
 from cdp_bridge.errors import ConfigurationError
 from cdp_bridge.settings import load_settings
-from tests.conftest import basic_auth
-from tests.fake_stream_api import FakeStreamAPI
+from tests.support.fake_stream_api import FakeStreamAPI
+from tests.support.webhook import basic_auth, cdp_of
 
 #: The values of Ibexa's recipe ibexa/cdp/5.0/config/packages/ibexa_cdp.yaml.
 SEED_ACCOUNT = "123456"
@@ -32,10 +32,6 @@ def site(sqlite_url: str, api: FakeStreamAPI, **config) -> Flask:
     CDP(app)
     app.extensions["cdp"].export_sleep = lambda seconds: None
     return app
-
-
-def cdp_of(app: Flask) -> CDP:
-    return app.extensions["cdp"].extension
 
 
 def run(app: Flask, *args: str):

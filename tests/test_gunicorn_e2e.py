@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import ACTIVATION, basic_auth, remember_output
-from tests.postgres_server import free_port
-from tests.processes import REPO, process_env, run_flask, start_flask, write_app_module
-
+from tests.support.logs import remember_output
+from tests.support.postgres_server import free_port
+from tests.support.processes import REPO, process_env, run_flask, start_flask, write_app_module
+from tests.support.webhook import ACTIVATION, basic_auth
 
 #: gunicorn's error and access log, in the test's directory.
 GUNICORN_LOG = "gunicorn.log"

@@ -21,8 +21,8 @@ from sqlalchemy import update
 
 from cdp_bridge import CDP
 from cdp_bridge.secret import Secret
-from cdp_bridge.signatures import sign
-from tests.conftest import ACTIVATION, delivery_rows, memberships, post_webhook
+from cdp_bridge.webhook.signatures import sign
+from tests.support.webhook import ACTIVATION, cdp_of, delivery_rows, memberships, post_webhook
 
 SIGNING_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
@@ -67,7 +67,7 @@ def test_under_another_name_without_a_guard_the_back_office_is_not_served(crm_ap
 
 
 def test_under_another_name_a_refusing_guard_answers_403(crm_app: Flask) -> None:
-    crm_app.extensions["cdp"].extension.admin_guard(lambda: False)
+    cdp_of(crm_app).admin_guard(lambda: False)
     client = crm_app.test_client()
     for path in CRM_PAGES:
         assert client.get(path).status_code == 403, path
@@ -77,7 +77,7 @@ def test_under_another_name_a_refusing_guard_answers_403(crm_app: Flask) -> None
 
 
 def test_under_another_name_a_post_needs_the_csrf_token_and_links_stay_relative(crm_app: Flask) -> None:
-    crm_app.extensions["cdp"].extension.admin_guard(lambda: True)
+    cdp_of(crm_app).admin_guard(lambda: True)
     client = crm_app.test_client()
     assert client.post("/crm/admin/groups", data={"identifier": "sneaky"}).status_code == 400
     assert client.post("/crm/admin/groups", data={"identifier": "sneaky", "csrf_token": "forged"}).status_code == 400
@@ -190,7 +190,7 @@ def test_a_queued_delivery_with_lone_surrogates_applies_everything_valid(webhook
 
 
 def test_every_admin_page_renders_text_stored_before_surrogates_were_refused(webhook_app: Flask) -> None:
-    webhook_app.extensions["cdp"].extension.admin_guard(lambda: True)
+    cdp_of(webhook_app).admin_guard(lambda: True)
     post_webhook(webhook_app, {"audiences": [{"id": "cats", "add": ["1"], "tags": ["pets"]}]})
     with webhook_app.app_context():
         state = webhook_app.extensions["cdp"]
@@ -232,7 +232,7 @@ def test_rejections_are_a_bounded_sample_with_a_count_per_reason(make_app, queue
 
 
 def test_the_delivery_log_lists_counts_and_the_detail_page_shows_the_sample(webhook_app: Flask) -> None:
-    webhook_app.extensions["cdp"].extension.admin_guard(lambda: True)
+    cdp_of(webhook_app).admin_guard(lambda: True)
     post_webhook(webhook_app, {"audiences": [{"id": "vip", "add": [[]] * 3 + ["ok"]}]})
     client = webhook_app.test_client()
     listing = client.get("/cdp/admin/deliveries").get_data(as_text=True)
@@ -262,7 +262,7 @@ def test_a_body_shorter_than_its_content_length_is_refused(webhook_app: Flask) -
 
 @pytest.fixture
 def admin_client(webhook_app: Flask):
-    webhook_app.extensions["cdp"].extension.admin_guard(lambda: True)
+    cdp_of(webhook_app).admin_guard(lambda: True)
     return webhook_app.test_client()
 
 

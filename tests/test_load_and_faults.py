@@ -20,9 +20,12 @@ from flask import Flask
 from sqlalchemy import func, select
 
 from cdp_bridge import CDP
-from tests.conftest import remember_output
-from tests.load import SITE_CONFIG, Stack, make_workload, send_all, start_queue_worker
-from tests.processes import run_flask, write_app_module
+from tests.support.load import SITE_CONFIG, Stack, make_workload, send_all, start_queue_worker
+from tests.support.logs import remember_output
+from tests.support.processes import run_flask, write_app_module
+
+#: 10,000 deliveries through gunicorn, workers killed, PostgreSQL stopped: minutes; ``pytest -m "not slow"`` leaves them out.
+pytestmark = pytest.mark.slow
 
 LOAD_DELIVERIES = int(os.environ.get("CDP_LOAD_DELIVERIES", "10000"))
 FAULT_DELIVERIES = int(os.environ.get("CDP_FAULT_DELIVERIES", "3000"))

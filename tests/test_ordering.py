@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from tests.conftest import memberships, post_webhook
+from tests.support.webhook import memberships, post_webhook
 
 
 def send(app: Flask, *audiences, request_id: str | None = None) -> dict:

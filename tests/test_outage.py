@@ -6,7 +6,7 @@ from __future__ import annotations
 from flask import Flask
 
 from cdp_bridge import CDP
-from tests.conftest import ACTIVATION, delivery_rows, memberships, post_webhook
+from tests.support.webhook import ACTIVATION, delivery_rows, memberships, post_webhook
 
 
 def test_database_down_gives_503_then_recovers(postgres_server) -> None:

@@ -7,10 +7,9 @@ from typing import Any
 
 from flask import Flask
 
-from cdp_bridge.audiences import ActivationDocument, AudienceChange
-from cdp_bridge.formats import PayloadError
-from cdp_bridge.store import SegmentMetadata
-from tests.conftest import delivery_rows, memberships, post_webhook
+from cdp_bridge.errors import PayloadError
+from cdp_bridge.model import ActivationDocument, AudienceChange, SegmentMetadata
+from tests.support.webhook import cdp_of, delivery_rows, memberships, post_webhook
 
 
 class SegmentExportFormat:
@@ -31,7 +30,7 @@ class SegmentExportFormat:
 
 
 def test_registered_format_reads_its_bodies_and_native_ones_still_work(webhook_app: Flask) -> None:
-    cdp = webhook_app.extensions["cdp"].extension
+    cdp = cdp_of(webhook_app)
     cdp.register_payload_format(SegmentExportFormat())
     try:
         answer = post_webhook(webhook_app, {"segment": {"key": "k1", "title": "Title"}, "userIds": [1, 2]}).get_json()
@@ -40,6 +39,6 @@ def test_registered_format_reads_its_bodies_and_native_ones_still_work(webhook_a
         refused = post_webhook(webhook_app, {"segment": "no key"})
         assert refused.status_code == 400 and refused.get_json()["message"] == "segment.key is required"
     finally:
-        cdp.payload_formats.pop(0)
+        cdp.hooks.payload_formats.pop(0)
     assert memberships(webhook_app) == {"k1": {"1", "2"}, "native": {"9"}}
     assert [d.payload_format for d in delivery_rows(webhook_app)] == ["cdp_bridge.v1", "vendor.segment-export"]

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from cdp_bridge.errors import SignatureError
 from cdp_bridge.secret import Secret
-from cdp_bridge.signatures import SignatureError, sign, verify
+from cdp_bridge.webhook.signatures import sign, verify
 
 SECRET = Secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
 MSG_ID = "msg_p5jXN8AQM9LWM0D4loKWxJek"

@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import func, select
 
 from cdp_bridge import ConflictError, NotFoundError, ProtectedGroupError, SegmentStore, ValidationError
-from cdp_bridge.store import SegmentMetadata
+from cdp_bridge.model import SegmentMetadata
 from cdp_bridge.store import membership
 
 

@@ -13,8 +13,9 @@ import pytest
 from flask import Flask, render_template_string
 
 from cdp_bridge import CDP
+from cdp_bridge.errors import TrackingArgumentError
 from cdp_bridge.identifiers import has_control_characters
-from cdp_bridge.tracking_fields import TrackingArgumentError
+from tests.support.webhook import cdp_of
 
 PUSH = re.compile(r'^window\.raptor&&window\.raptor\.push\("trackEvent",(.*)\);$')
 
@@ -196,7 +197,7 @@ def test_tracking_parameters_move_fields_per_event_type(sqlite_url: str) -> None
 
 
 def test_user_id_loader_feeds_set_user_and_every_event(site: Flask) -> None:
-    cdp = site.extensions["cdp"].extension
+    cdp = cdp_of(site)
     cdp.user_id_loader(lambda: 42)
     html = render(site, "{{ cdp_set_user() }}{{ cdp_track_visit('x') }}")
     assert '<script>window.raptor&&window.raptor.push("setRuid","42");</script>' in html
@@ -204,7 +205,7 @@ def test_user_id_loader_feeds_set_user_and_every_event(site: Flask) -> None:
 
 
 def test_anonymous_visitors_get_no_user_id(site: Flask) -> None:
-    site.extensions["cdp"].extension.user_id_loader(lambda: None)
+    cdp_of(site).user_id_loader(lambda: None)
     assert render(site, "{{ cdp_set_user() }}") == ""
     assert "p7" not in events(render(site, "{{ cdp_track_visit('x') }}"))[0]
 
@@ -231,11 +232,11 @@ def test_in_segment_and_user_segments_for_templates(site: Flask) -> None:
         state.create_tables()
         state.store.create_group("g")
         state.store.add_members("g", "vip", ["42"], name="VIP")
-    state.extension.user_id_loader(lambda: 42)
+    cdp_of(site).user_id_loader(lambda: 42)
     html = render(site, "{% if cdp_in_segment('VIP') %}vip{% endif %}|{{ cdp_user_segments() | map(attribute='name') | join(',') }}"
                         "|{{ cdp_in_segment('VIP', user_id='7') }}")
     assert html == "vip|VIP|False"
-    state.extension.user_id_loader(lambda: None)
+    cdp_of(site).user_id_loader(lambda: None)
     assert render(site, "{{ cdp_in_segment('VIP') }}|{{ cdp_user_segments() }}") == "False|[]"
 
 
@@ -248,7 +249,7 @@ def test_nonce_argument_is_put_on_every_script(site: Flask) -> None:
 
 
 def test_nonce_provider_is_used_when_registered(site: Flask) -> None:
-    site.extensions["cdp"].extension.nonce_provider(lambda: "fromprovider")
+    cdp_of(site).nonce_provider(lambda: "fromprovider")
     assert scripts(render(site, "{{ cdp_head_script() }}"))[0]["attrs"]["nonce"] == "fromprovider"
 
 
@@ -324,7 +325,7 @@ def test_bad_argument_raises_naming_it_in_debug(site: Flask, template: str, mess
 @pytest.mark.parametrize(("template", "message"), BAD_ARGUMENTS)
 def test_bad_argument_renders_nothing_and_logs_in_production(site: Flask, template: str, message: str, caplog) -> None:
     with caplog.at_level(logging.ERROR, logger="cdp_bridge.tracking"):
-        assert render(site, "before{}after".format(template), **BAD_VALUES) == "beforeafter"
+        assert render(site, f"before{template}after", **BAD_VALUES) == "beforeafter"
     errors = [r for r in caplog.records if r.name == "cdp_bridge.tracking" and r.levelno >= logging.ERROR]
     assert len(errors) == 1 and message in errors[0].getMessage()
 
@@ -362,7 +363,7 @@ HOSTILE = [
 def test_hostile_strings_stay_inside_their_script_and_arrive_exactly(site: Flask, hostile: str) -> None:
     # A user id may not hold line separators or format characters; any other hostile text may.
     user_id = hostile[:255] if not has_control_characters(hostile) else "</script><!--"
-    site.extensions["cdp"].extension.user_id_loader(lambda: user_id)
+    cdp_of(site).user_id_loader(lambda: user_id)
     html = render(
         site,
         "{{ cdp_track_visit(s, name=s, category_path=[(s, s)], brand=s, master_id=s, basket_id=s, p9=s) }}"

@@ -9,8 +9,8 @@ import pytest
 from flask import Flask
 
 from cdp_bridge.secret import Secret
-from cdp_bridge.signatures import sign
-from tests.conftest import ACTIVATION, basic_auth, delivery_rows, memberships, post_webhook
+from cdp_bridge.webhook.signatures import sign
+from tests.support.webhook import ACTIVATION, basic_auth, delivery_rows, memberships, post_webhook
 
 CATS = {"id": "5d822e81", "name": "Cat owners", "add": ["14", "15"], "remove": ["10"]}
 SIGNING_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"

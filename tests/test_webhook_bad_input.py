@@ -11,7 +11,7 @@ import json
 import pytest
 from flask import Flask
 
-from tests.conftest import delivery_rows, memberships, post_webhook
+from tests.support.webhook import delivery_rows, memberships, post_webhook
 
 BEFORE = {"pre": {"1", "2"}}
 

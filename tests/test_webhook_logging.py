@@ -10,8 +10,8 @@ import pytest
 from flask import Flask
 
 from cdp_bridge.secret import Secret
-from cdp_bridge.signatures import sign
-from tests.conftest import ACTIVATION, post_webhook
+from cdp_bridge.webhook.signatures import sign
+from tests.support.webhook import ACTIVATION, post_webhook
 
 SIGNING = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 

@@ -1,6 +1,5 @@
 """The segment store: ``cdp_*`` tables, set-based membership writes and look-ups."""
 
-from .membership import SegmentMetadata
 from .segments import Segment, SegmentGroup, SegmentStore, validate_user_ids
 from .tables import CDPTables, define_tables, utcnow
 
@@ -8,7 +7,6 @@ __all__ = [
     "CDPTables",
     "Segment",
     "SegmentGroup",
-    "SegmentMetadata",
     "SegmentStore",
     "define_tables",
     "utcnow",

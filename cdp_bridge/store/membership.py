@@ -11,24 +11,14 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from ..model import SegmentMetadata
 from .bulk import member_writer
 from .tables import CDPTables, utcnow
-
-@dataclass(frozen=True)
-class SegmentMetadata:
-    """What the CDP says about an audience besides its members."""
-
-    name: str | None = None
-    description: str | None = None
-    tags: tuple[str, ...] | None = None
-    profile_count: int | None = None
-    source_updated_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -124,6 +114,19 @@ def lock_audience(conn: Connection, group_id: int, identifier: str) -> None:
     if conn.dialect.name == "postgresql":
         digest = hashlib.blake2b(f"cdp:{group_id}:{identifier}".encode(), digest_size=8).digest()
         conn.execute(select(func.pg_advisory_xact_lock(int.from_bytes(digest, "big", signed=True))))
+
+
+def tombstone(conn: Connection, tables: CDPTables, group_id: int, identifier: str) -> int | None:
+    """The sequence at which the audience was deleted, if it was."""
+    t = tables.tombstones
+    found = conn.scalar(select(t.c.sequence).where(t.c.group_id == group_id, t.c.identifier == identifier))
+    return int(found) if found is not None else None
+
+
+def forget_tombstone(conn: Connection, tables: CDPTables, group_id: int, identifier: str) -> None:
+    """A newer change recreated the audience: its deletion no longer counts."""
+    t = tables.tombstones
+    conn.execute(delete(t).where(t.c.group_id == group_id, t.c.identifier == identifier))
 
 
 def record_tombstone(conn: Connection, tables: CDPTables, group_id: int, identifier: str, sequence: int) -> None:

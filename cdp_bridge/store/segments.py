@@ -24,8 +24,8 @@ from ..identifiers import (
     validate_segment_identifier,
     validate_user_id,
 )
+from ..model import SegmentMetadata
 from . import membership
-from .membership import SegmentMetadata
 from .tables import CDPTables, utcnow
 
 

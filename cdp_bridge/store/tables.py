@@ -10,7 +10,7 @@ whatever naming convention the host uses.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import (
     JSON,
@@ -37,7 +37,7 @@ _IDENT = String(MAX_IDENTIFIER_LENGTH)
 
 def utcnow() -> datetime:
     """Now in UTC, naive: both SQLite and PostgreSQL columns store naive UTC."""
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 @dataclass(frozen=True)

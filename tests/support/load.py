@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import random
 import signal
 import subprocess
@@ -20,12 +19,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import requests
 
-from tests.postgres_server import free_port
-from tests.processes import REPO, process_env, start_flask, write_app_module
+from tests.support.postgres_server import free_port
+from tests.support.processes import REPO, process_env, start_flask, write_app_module
 
 CLIENT_ID = "load-client"
 CLIENT_SECRET = "load-client-secret-value-0123456789"
@@ -256,7 +254,7 @@ def wait_until_serving(url: str, server: subprocess.Popen, seconds: float = 60) 
             return
         except requests.RequestException:
             if server.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("server did not start (see its log in the test's folder)")
+                raise RuntimeError("server did not start (see its log in the test's folder)") from None
             time.sleep(0.1)
 
 

@@ -16,9 +16,9 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from .constants import EXPORT_KINDS
-from .errors import CDPError, ValidationError
-from .tracking_fields import TrackingArgumentError, format_category_path
+from ..constants import EXPORT_KINDS
+from ..errors import CDPError, TrackingArgumentError, ValidationError
+from ..tracking.fields import format_category_path
 
 Source = Callable[[], Iterable[Any]]
 Processor = Callable[[dict[str, Any], Any], dict[str, Any]]

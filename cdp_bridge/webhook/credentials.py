@@ -10,14 +10,14 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
-from .settings import ActivationCredentials
+from ..model import ActivationCredentials, HeaderLookup
 
 
-def presented_credentials(headers: Mapping[str, str]) -> tuple[str, str] | None:
+def presented_credentials(headers: HeaderLookup) -> tuple[str, str] | None:
     """The (client id, secret) a request presents, or ``None``."""
-    authorization = headers.get("Authorization", "")
+    authorization = headers.get("Authorization") or ""
     scheme, _, encoded = authorization.partition(" ")
     if scheme.lower() == "basic" and encoded:
         try:
@@ -26,14 +26,14 @@ def presented_credentials(headers: Mapping[str, str]) -> tuple[str, str] | None:
             return None
         client_id, colon, secret = decoded.partition(":")
         return (client_id, secret) if colon else None
-    client_id, secret = headers.get("X-Client-Id"), headers.get("X-Client-Secret")
-    if client_id and secret:
-        return client_id, secret
+    header_id, header_secret = headers.get("X-Client-Id"), headers.get("X-Client-Secret")
+    if header_id and header_secret:
+        return header_id, header_secret
     return None
 
 
 def authenticate(
-    headers: Mapping[str, str], activations: Sequence[ActivationCredentials]
+    headers: HeaderLookup, activations: Sequence[ActivationCredentials]
 ) -> ActivationCredentials | None:
     """The activation whose client id and secret the request presents, or ``None``."""
     presented = presented_credentials(headers)

@@ -16,8 +16,8 @@ from typing import Any
 
 import requests
 
-from .secret import Secret
-from .settings import ActivationCredentials
+from ..model import ActivationCredentials
+from ..secret import Secret
 from .signatures import sign
 
 

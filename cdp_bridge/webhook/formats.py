@@ -14,17 +14,14 @@ refused whole (:class:`PayloadError`).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from marshmallow import EXCLUDE, Schema, fields, validate
 from marshmallow import ValidationError as SchemaError
 
-from .audiences import ActivationDocument, AudienceChange, Rejection, Rejections
-from .errors import ValidationError
-from .identifiers import (
+from ..errors import PayloadError, ValidationError
+from ..identifiers import (
     NOT_UNICODE,
     has_control_characters,
     has_lone_surrogates,
@@ -32,7 +29,7 @@ from .identifiers import (
     validate_segment_identifier,
     validate_user_id,
 )
-from .store import SegmentMetadata
+from ..model import ActivationDocument, AudienceChange, HeaderLookup, Rejection, Rejections, SegmentMetadata
 
 #: Largest value a BIGINT column holds.
 MAX_BIGINT = 2**63 - 1
@@ -41,21 +38,12 @@ MAX_TAGS = 100
 MEMBER_LISTS = ("add", "remove", "members")
 
 
-@dataclass(frozen=True)
-class PayloadError(Exception):
-    """A body refused whole: ``error`` is the answer's error code."""
-
-    error: str
-    message: str
-    details: Any = None
-
-
 class PayloadFormat(Protocol):
     """One webhook body format."""
 
     name: str
 
-    def accepts(self, document: Any, headers: Mapping[str, str]) -> bool:
+    def accepts(self, document: Any, headers: HeaderLookup) -> bool:
         """Whether this format reads ``document``."""
 
     def parse(self, document: Any) -> ActivationDocument:
@@ -100,7 +88,7 @@ class _AudienceSchema(Schema):
     description = _OptionalText(allow_none=True, validate=validate.Length(max=MAX_DESCRIPTION_LENGTH))
     tags = fields.List(fields.Raw(), allow_none=True, validate=validate.Length(max=MAX_TAGS))
     profile_count = _StrictInteger(allow_none=True)
-    updated_at = fields.AwareDateTime(allow_none=True, default_timezone=timezone.utc)
+    updated_at = fields.AwareDateTime(allow_none=True, default_timezone=UTC)
     sequence = _StrictInteger(allow_none=True)
     deleted = _StrictBoolean(allow_none=True)
 
@@ -120,7 +108,7 @@ class NativeFormat:
 
     name = "cdp_bridge.v1"
 
-    def accepts(self, document: Any, headers: Mapping[str, str]) -> bool:
+    def accepts(self, document: Any, headers: HeaderLookup) -> bool:
         return True
 
     def parse(self, document: Any) -> ActivationDocument:
@@ -212,7 +200,7 @@ def _metadata(loaded: dict[str, Any]) -> SegmentMetadata:
         description=loaded.get("description"),
         tags=tuple(validate_name(tag, "tag") for tag in tags) if tags is not None else None,
         profile_count=loaded.get("profile_count"),
-        source_updated_at=updated_at.astimezone(timezone.utc).replace(tzinfo=None) if updated_at else None,
+        source_updated_at=updated_at.astimezone(UTC).replace(tzinfo=None) if updated_at else None,
     )
 
 
@@ -263,7 +251,7 @@ def default_formats() -> list[PayloadFormat]:
     return [NativeFormat()]
 
 
-def choose_format(formats: list[PayloadFormat], document: Any, headers: Mapping[str, str]) -> PayloadFormat:
+def choose_format(formats: list[PayloadFormat], document: Any, headers: HeaderLookup) -> PayloadFormat:
     """The first registered format that accepts the document."""
     for payload_format in formats:
         if payload_format.accepts(document, headers):

@@ -19,8 +19,7 @@ from typing import Any
 import click
 from flask.cli import ScriptInfo
 
-from .cli import CommandFailed, UsageProblem, cdp_cli, reports_errors
-from .constants import (
+from ..constants import (
     ACCOUNT_NUMBER,
     CONTENT_STREAM_ID,
     CONTENT_STREAM_IDS,
@@ -28,8 +27,8 @@ from .constants import (
     PRODUCT_STREAM_IDS,
     USER_STREAM_ID,
 )
-from .errors import ConfigurationError
-from .export import (
+from ..errors import ConfigurationError
+from ..export.runner import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_MAX_BATCH_BYTES,
     ExportRequest,
@@ -38,11 +37,11 @@ from .export import (
     print_batches,
     run_export,
 )
-from .context import current_state
-from .extension import CDPState
-from .secret import Secret
-from .settings import CDPSettings
-from .streaming import StreamClient
+from ..export.streaming import StreamClient
+from ..secret import Secret
+from ..settings import CDPSettings
+from ..state import CDPState, current_state
+from .group import CommandFailed, UsageProblem, cdp_cli, reports_errors
 
 STREAM_ID_KEYS = {"user": USER_STREAM_ID, "product": PRODUCT_STREAM_ID, "content": CONTENT_STREAM_ID}
 TYPE_STREAM_ID_KEYS = {"product": PRODUCT_STREAM_IDS, "content": CONTENT_STREAM_IDS}
@@ -67,7 +66,7 @@ def export_command(kind: str) -> Callable[..., Any]:
     def command(draft: bool, stream_id: str | None, batch_size: int, max_batch_bytes: int, limit: int | None,
                 dry_run: bool, type_name: str | None) -> None:
         state = current_state()
-        if not state.extension.exports.sources[kind]:
+        if not state.hooks.exports.sources[kind]:
             raise ConfigurationError(f"no {kind} source registered: decorate a function with {DECORATORS[kind]}")
         # Everything loaded so far lives as long as the command: freezing it keeps the
         # garbage collector from walking it again and again while millions of items pass.
@@ -77,12 +76,12 @@ def export_command(kind: str) -> Callable[..., Any]:
             request = ExportRequest(kind, types_name, draft, limit, batch_size, max_batch_bytes)
             label = f"{kind} type {types_name}: " if types_name is not None and type_name is None else ""
             if dry_run:
-                summary = run_export(state.extension.exports, request, print_batches(sys.stdout), report_skip=_report)
+                summary = run_export(state.hooks.exports, request, print_batches(sys.stdout), report_skip=_report)
                 click.echo(label + summary.line(), err=True)
             else:
                 client = _client(state, secret)
                 try:
-                    summary = run_export(state.extension.exports, request, deliver_to(client, draft),
+                    summary = run_export(state.hooks.exports, request, deliver_to(client, draft),
                                          report_skip=_report, progress=_progress_printer())
                 finally:
                     client.close()
@@ -107,11 +106,11 @@ def _streams(
     if stream_id is not None:
         return [(type_name, Secret(stream_id))]
     if type_name is not None:
-        state.extension.exports.selected_sources(kind, type_name)  # an unknown type is a usage error first
+        state.hooks.exports.selected_sources(kind, type_name)  # an unknown type is a usage error first
         return [(type_name, _stream_of(settings, kind, type_name, dry_run))]
     if not settings.type_stream_ids.get(kind):
         return [(None, _stream_of(settings, kind, None, dry_run))]
-    return [(name, _stream_of(settings, kind, name, dry_run)) for name in state.extension.exports.sources[kind]]
+    return [(name, _stream_of(settings, kind, name, dry_run)) for name in state.hooks.exports.sources[kind]]
 
 
 def _stream_of(settings: CDPSettings, kind: str, type_name: str | None, dry_run: bool) -> Secret | None:
@@ -172,7 +171,8 @@ def export_schedule(directory: str | None, flask_path: str | None, app_path: str
     schedule = current_state().settings.export_schedule
     if not schedule:
         raise ConfigurationError('CDP_EXPORT_SCHEDULE is not set: e.g. {"user": [{"interval": "0 3 * * *", "options": "--no-draft"}]}')
-    app_path = app_path or click.get_current_context().find_object(ScriptInfo).app_import_path or os.environ.get("FLASK_APP")
+    script_info = click.get_current_context().find_object(ScriptInfo)
+    app_path = app_path or (script_info.app_import_path if script_info else None) or os.environ.get("FLASK_APP")
     prefix = f"cd {shlex.quote(directory or os.getcwd())} && {shlex.quote(flask_path or _flask_executable())}"
     if app_path:
         prefix += f" --app {shlex.quote(app_path)}"

@@ -14,9 +14,10 @@ import json
 import os
 import shutil
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from werkzeug.serving import make_server
 
@@ -29,7 +30,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-ARTIFACTS = Path(os.environ.get("CDP_TEST_ARTIFACTS", Path(__file__).resolve().parent.parent / "test-artifacts"))
+ARTIFACTS = Path(os.environ.get("CDP_TEST_ARTIFACTS", Path(__file__).resolve().parent.parent.parent / "test-artifacts"))
 
 
 def chromium_path() -> str | None:
@@ -83,7 +84,7 @@ class RaptorStub:
         stub = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            def do_GET(self) -> None:
                 with stub._changed:
                     stub.script_requests += 1
                     stub._changed.notify_all()
@@ -94,7 +95,7 @@ class RaptorStub:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
                 entry = json.loads(self.rfile.read(length))
                 order = tuple(entry.pop("order"))

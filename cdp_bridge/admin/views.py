@@ -19,10 +19,10 @@ from flask import Blueprint, Response, abort, redirect, render_template, request
 from flask_wtf.csrf import CSRFError, generate_csrf, validate_csrf
 from wtforms.validators import ValidationError as CSRFValidationError
 
-from .context import current_state as _state
-from .deliveries import STATUSES
-from .errors import CDPError, ConflictError, NotFoundError, ProtectedGroupError, ValidationError
-from .identifiers import validate_group_identifier, validate_name
+from ..errors import CDPError, ConflictError, NotFoundError, ProtectedGroupError, ValidationError
+from ..identifiers import validate_group_identifier, validate_name
+from ..model import DeliveryStatus
+from ..state import current_state as _state
 
 PAGE_SIZE = 50
 #: The last page a pager links to: beyond it an offset would only read nothing.
@@ -30,6 +30,7 @@ MAX_PAGE = 1_000_000
 #: Largest delivery id a URL may name (the column is a 64-bit integer).
 MAX_DELIVERY_ID = 2**63 - 1
 CSRF_FIELD = "csrf_token"
+STATUS_VALUES = frozenset(status.value for status in DeliveryStatus)
 
 
 def admin_blueprint() -> Blueprint:
@@ -58,7 +59,7 @@ def admin_blueprint() -> Blueprint:
 
 def _admit() -> None:
     """Every view of this blueprint: the guard first, then the CSRF token of a POST."""
-    guard = _state().extension.admin_guard_function
+    guard = _state().hooks.admin_guard
     if guard is None:
         abort(404)
     if not guard():
@@ -93,11 +94,11 @@ def _page_number() -> int:
     return min(MAX_PAGE, max(1, int(text)))
 
 
-def _show(template: str, status: int = 200, **context: Any) -> Response:
+def _show(template: str, http_status: int = 200, /, **context: Any) -> Response:
     """A rendered page. Text stored before lone surrogates were refused still renders,
     escaped (``\\ud800``), instead of failing the page."""
     html = render_template(template, **context)
-    return Response(html.encode("utf-8", "backslashreplace"), status, mimetype="text/html")
+    return Response(html.encode("utf-8", "backslashreplace"), http_status, mimetype="text/html")
 
 
 def home() -> Any:
@@ -212,9 +213,10 @@ def user_segments() -> Any:
 
 def deliveries() -> Any:
     """The log, newest first: summaries only (no payloads, no rejection lists)."""
-    status = request.args.get("status") or None
-    if status is not None and status not in STATUSES:
-        abort(400, description=f"status must be one of {', '.join(STATUSES)}")
+    given = request.args.get("status") or None
+    if given is not None and given not in STATUS_VALUES:
+        abort(400, description=f"status must be one of {', '.join(DeliveryStatus)}")
+    status = DeliveryStatus(given) if given is not None else None
     page = _page_number()
     rows = _state().inbox.summaries(status, offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE + 1)
     replayed = request.args.get("replayed", "")
@@ -222,7 +224,7 @@ def deliveries() -> Any:
         "cdp/admin/deliveries.html",
         deliveries=rows[:PAGE_SIZE],
         status=status,
-        statuses=STATUSES,
+        statuses=list(DeliveryStatus),
         pager=Pager(page, len(rows) > PAGE_SIZE, ".deliveries", {"status": status}),
         replayed=replayed if replayed.isdecimal() else None,
     )

@@ -15,8 +15,8 @@ from collections.abc import Callable
 from flask import Flask
 from sqlalchemy.exc import SQLAlchemyError
 
-from .deliveries import DeliveryInbox, worker_identity
-from .errors import first_line
+from ..errors import first_line
+from .inbox import DeliveryInbox, worker_identity
 
 log = logging.getLogger("cdp_bridge.worker")
 

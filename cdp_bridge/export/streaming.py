@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import requests
 
-from .errors import CDPError
-from .secret import Secret
+from ..errors import CDPError
+from ..secret import Secret
 
 log = logging.getLogger("cdp_bridge.export")
 
@@ -37,7 +37,7 @@ class RetryPolicy:
 
     def delay(self, attempt: int, jitter: float) -> float:
         """Exponential backoff with "equal jitter": half fixed, half random."""
-        ceiling = min(self.max_delay, self.base_delay * 2**attempt)
+        ceiling: float = min(self.max_delay, self.base_delay * 2**attempt)
         return ceiling / 2 + ceiling / 2 * jitter
 
 
@@ -89,7 +89,7 @@ class StreamClient:
             self.sleep(delay)
         raise AssertionError("unreachable")
 
-    def _try(self, body: bytes, headers: dict[str, str], draft: bool) -> tuple[str | None, float | None | bool]:
+    def _try(self, body: bytes, headers: dict[str, str], draft: bool) -> tuple[str | None, float | bool | None]:
         """One request: (None, _) when accepted; else (reason, retry-after or None, or False: do not retry)."""
         log.debug("POST %s (%d bytes, draft=%s, x-streamid=<redacted>)", self.url, len(body), draft)
         try:

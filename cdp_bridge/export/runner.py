@@ -14,18 +14,17 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TextIO
 
 import simplejson
 
-from .export_sources import ExportRegistry, UnsendableRecord, checked_item, json_default, record_id
+from .sources import ExportRegistry, UnsendableRecord, checked_item, json_default, record_id
 from .streaming import SendFailed, StreamClient
 
 DRAFT_SAMPLE = 100
 DEFAULT_BATCH_SIZE = 500
 DEFAULT_MAX_BATCH_BYTES = 4 * 1024 * 1024
-MAX_SKIPS_LISTED = 20
 # One encoder for every batch (dumps with options builds a new one per call). simplejson,
 # not json: it writes a Decimal as a JSON number with all its digits (a price column must
 # be a number in Raptor's schema), which the standard library cannot. It converts dates
@@ -43,14 +42,9 @@ class ExportSummary:
     batches: int = 0
     bytes: int = 0
     skipped: int = 0
-    skip_reasons: list[str] = field(default_factory=list)
     failed_records: int = 0
     failure: str | None = None
     seconds: float = 0.0
-
-    @property
-    def ok(self) -> bool:
-        return self.failure is None
 
     def line(self) -> str:
         """The one-line summary printed at the end."""
@@ -160,17 +154,14 @@ class BackgroundDelivery:
 
 @dataclass
 class _Skipper:
-    """Counts and reports what could not be sent; lists the first few in the summary."""
+    """Counts what could not be sent and reports each one (on standard error, from the CLI)."""
 
     summary: ExportSummary
     report: Callable[[str], None]
 
     def __call__(self, record: Any, type_name: str, problem: Exception) -> None:
         self.summary.skipped += 1
-        message = f"skipped {type_name} record {_record_identity(record)}: {problem}"
-        if len(self.summary.skip_reasons) < MAX_SKIPS_LISTED:
-            self.summary.skip_reasons.append(message)
-        self.report(message)
+        self.report(f"skipped {type_name} record {_record_identity(record)}: {problem}")
 
 
 @dataclass

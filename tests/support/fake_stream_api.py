@@ -37,7 +37,7 @@ class FakeStreamAPI:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 fake.received.append(Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body))
                 answer = fake.script.pop(0) if fake.script else Answer()

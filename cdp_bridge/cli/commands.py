@@ -1,65 +1,27 @@
-"""The ``flask cdp`` command group.
+"""The ``flask cdp`` commands for segment groups, segments, deliveries, workers and checks.
 
-Commands read the extension's state from ``current_app.extensions["cdp"]`` (:func:`current_state`). Exit
-status: 0 ok, 1 failure, 2 usage or configuration error, always with a message on
-standard error.
+Each reads the app's state with :func:`~cdp_bridge.state.current_state`; exit statuses
+come from :mod:`.group`.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import signal
-from collections.abc import Callable
-from typing import Any, TypeVar
 
 import click
 import requests
 from flask import current_app
-from flask.cli import AppGroup
-from sqlalchemy.exc import SQLAlchemyError
 
-from .errors import CDPError, ConfigurationError, ValidationError, first_line
+from ..errors import ConfigurationError, ValidationError
+from ..model import ActivationCredentials, DeliveryStatus
+from ..state import current_state as _state
+from ..store import validate_user_ids
+from ..webhook.inbox import LEASE_SECONDS, DeliveryInbox
+from ..webhook.sample import sample_body, send_activation
+from ..webhook.worker import QueueWorker
+from .group import CommandFailed, cdp_cli, reports_errors
 from .health import run_checks
-from .deliveries import LEASE_SECONDS, STATUSES, DeliveryInbox
-from .context import current_state as _state
-from .sample_activation import sample_body, send_activation
-from .settings import ActivationCredentials
-from .store import validate_user_ids
-from .worker import QueueWorker
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-cdp_cli = AppGroup("cdp", help="Ibexa CDP activation target: segments, webhook deliveries, exports.")
-
-
-class CommandFailed(click.ClickException):
-    """A command that ran but failed: exit status 1."""
-
-    exit_code = 1
-
-
-class UsageProblem(click.ClickException):
-    """Bad arguments or configuration: exit status 2."""
-
-    exit_code = 2
-
-
-def reports_errors(command: F) -> F:
-    """Turn cdp_bridge and database errors into messages with the right exit status."""
-
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return command(*args, **kwargs)
-        except (ValidationError, ConfigurationError) as exc:
-            raise UsageProblem(str(exc)) from None
-        except CDPError as exc:
-            raise CommandFailed(str(exc)) from None
-        except SQLAlchemyError as exc:
-            raise CommandFailed(f"database error: {first_line(exc)}") from None
-
-    return wrapper  # type: ignore[return-value]
 
 
 @cdp_cli.command("init-db")
@@ -163,16 +125,16 @@ def worker(once: bool, poll_seconds: float, lease_seconds: int, log_level: str) 
 
 
 @cdp_cli.command("deliveries")
-@click.option("--status", type=click.Choice(STATUSES), help="Only deliveries with this status.")
+@click.option("--status", type=click.Choice([status.value for status in DeliveryStatus]), help="Only deliveries with this status.")
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
 @reports_errors
 def deliveries(status: str | None, limit: int) -> None:
     """The delivery log, newest first."""
-    rows = _state().inbox.summaries(status, limit=limit)
+    rows = _state().inbox.summaries(DeliveryStatus(status) if status else None, limit=limit)
     if not rows:
         click.echo("No deliveries.")
     for d in rows:
-        outcome = f"applied={d.applied} stale={d.stale}" if d.status == "applied" else (d.error or "")
+        outcome = f"applied={d.applied} stale={d.stale}" if d.status == DeliveryStatus.APPLIED else (d.error or "")
         click.echo(
             f"{d.id}\t{d.received_at:%Y-%m-%d %H:%M:%S}\t{d.status}\t{d.client_id}\t{d.segment_group_identifier}"
             f"\titems={d.items}\tattempts={d.attempts}\trejected={d.rejected_count}\t{outcome}"

@@ -8,15 +8,14 @@ argument. Nothing here renders HTML or knows about requests.
 
 from __future__ import annotations
 
-import functools
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
-from .constants import DEFAULT_TRACKING_PARAMETERS
-from .errors import CDPError
+from ..constants import DEFAULT_TRACKING_PARAMETERS
+from ..errors import TrackingArgumentError
 
 #: Event types cdp_bridge knows: every type of Raptor's "Tracking Events & Parameters
 #: Reference" (Visit, Basket, Buy, Favorite, ContentVisit, Search, SearchClick,
@@ -27,9 +26,9 @@ KNOWN_EVENT_TYPES = frozenset(
      "itemclick", "wishlist", "campaign"}
 )
 ZERO_DECIMAL_CURRENCIES = frozenset(
-    "BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX UYI VND VUV XAF XOF XPF".split()
+    ["BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "UYI", "VND", "VUV", "XAF", "XOF", "XPF"]
 )
-THREE_DECIMAL_CURRENCIES = frozenset("BHD IQD JOD KWD LYD OMR TND".split())
+THREE_DECIMAL_CURRENCIES = frozenset(["BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"])
 RAW_PARAMETER = re.compile(r"p[1-9][0-9]?")
 CATEGORY_SEPARATORS = str.maketrans("", "", ",;#")
 CURRENCY_CODE = re.compile(r"[A-Za-z]{3}")
@@ -37,10 +36,6 @@ CURRENCY_CODE = re.compile(r"[A-Za-z]{3}")
 #: emoji sequences, U+2028, quotes, markup) is legitimate text and is escaped on output.
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 MAX_VALUE_LENGTH = 4096
-
-
-class TrackingArgumentError(CDPError, ValueError):
-    """A tracking helper was given a bad argument; the message names it."""
 
 
 def event_parameters(
@@ -120,14 +115,7 @@ def decimal_amount(value: Any, name: str) -> Decimal:
 
 
 def format_currency(value: Any) -> str:
-    if not isinstance(value, str):
-        raise TrackingArgumentError(f"currency must be a three-letter ISO code such as EUR, not {value!r}")
-    return _currency_code(value)
-
-
-@functools.lru_cache(maxsize=512)
-def _currency_code(value: str) -> str:
-    if not CURRENCY_CODE.fullmatch(value.strip()):
+    if not isinstance(value, str) or not CURRENCY_CODE.fullmatch(value.strip()):
         raise TrackingArgumentError(f"currency must be a three-letter ISO code such as EUR, not {value!r}")
     return value.strip().upper()
 
@@ -150,18 +138,8 @@ def format_category_path(value: Any) -> str:
     """``id#name;id#name`` from (id, name) pairs or names; ``,`` ``;`` ``#`` removed from parts."""
     if isinstance(value, str):
         return text_value(value, "category_path")
-    if type(value) in (list, tuple) and all(type(item) in (str, tuple) for item in value):
-        try:
-            return _cached_category_path(tuple(value))  # a site repeats its category paths
-        except TypeError:  # an unhashable part: format it uncached, with its own error
-            pass
     if not isinstance(value, Iterable):
         raise TrackingArgumentError("category_path must be a list of (id, name) pairs or of names")
-    return ";".join(_category_entry(item, index) for index, item in enumerate(value))
-
-
-@functools.lru_cache(maxsize=1024)
-def _cached_category_path(value: tuple[Any, ...]) -> str:
     return ";".join(_category_entry(item, index) for index, item in enumerate(value))
 
 

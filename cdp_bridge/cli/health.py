@@ -10,8 +10,9 @@ from flask import Flask
 from sqlalchemy import inspect, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from .errors import NotFoundError, first_line
-from .extension import WEBHOOK_PATH, CDPState
+from ..constants import WEBHOOK_PATH
+from ..errors import NotFoundError, first_line
+from ..state import CDPState
 
 DEFAULT_SITE_URL = "http://localhost:5000"
 

@@ -19,15 +19,16 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from .audiences import ActivationDocument
-from .context import current_state
+from ..constants import WEBHOOK_PATH
+from ..errors import CDPError, PayloadError, SignatureError, ValidationError
+from ..identifiers import validate_text_identifier
+from ..log_text import one_line
+from ..model import ActivationDocument, Outcome
+from ..state import current_state
 from .credentials import authenticate
-from .deliveries import IncomingDelivery, ReceiveResult, log_outcome
-from .errors import ValidationError
-from .formats import PayloadError, choose_format
-from .identifiers import validate_text_identifier
-from .log_text import one_line
-from .signatures import SignatureError, verify
+from .formats import choose_format
+from .inbox import IncomingDelivery, ReceiveResult, log_outcome
+from .signatures import verify
 
 log = logging.getLogger("cdp_bridge.webhook")
 
@@ -44,7 +45,7 @@ VIEW_LOCATION = f"{__name__}.receive_webhook"
 
 def register_webhook(blueprint: Blueprint) -> None:
     """Add the webhook route to the ``cdp`` blueprint."""
-    blueprint.add_url_rule("/webhook", "webhook", receive_webhook, methods=ALL_METHODS)
+    blueprint.add_url_rule(WEBHOOK_PATH, "webhook", receive_webhook, methods=ALL_METHODS)
     blueprint.url_value_preprocessor(_exempt_from_host_csrf)
 
 
@@ -111,7 +112,7 @@ def _accept(state: Any, activation: Any, body: bytes, signed: bool) -> Response:
     except (ValueError, RecursionError) as exc:
         return answer(400, error="invalid_json", message=f"the body is not valid JSON: {_json_problem(exc)}")
     try:
-        payload_format = choose_format(state.extension.payload_formats, raw, request.headers)
+        payload_format = choose_format(state.hooks.payload_formats, raw, request.headers)
         document = payload_format.parse(raw)
         request_id = _request_id(document, signed)
     except PayloadError as exc:
@@ -150,17 +151,17 @@ def _accept(state: Any, activation: Any, body: bytes, signed: bool) -> Response:
 
 
 def _answer_result(state: Any, activation: Any, result: ReceiveResult) -> Response:
-    if result.status == "unknown_segment_group":
+    if result.status == Outcome.UNKNOWN_SEGMENT_GROUP:
         return answer(
             422,
             error="unknown_segment_group",
             message=f"segment group {activation.segment_group_identifier!r} does not exist: create it first",
             delivery_id=result.delivery_id,
         )
-    if result.status == "queued":
+    if result.status == Outcome.QUEUED:
         state.wake_inline_worker()
         return answer(202, status="queued", delivery_id=result.delivery_id, items=result.items)
-    if result.status == "duplicate":
+    if result.status == Outcome.DUPLICATE:
         return answer(200, status="duplicate", delivery_id=result.delivery_id)
     return answer(
         200,
@@ -182,7 +183,7 @@ def _unauthorized(reason: str) -> Response:
     return response
 
 
-class BrokenBody(Exception):
+class BrokenBody(CDPError):
     """The body did not arrive whole: the client hung up, or sent less than it announced."""
 
 

@@ -14,9 +14,7 @@ and log one warning.
 
 from __future__ import annotations
 
-import functools
 import json
-from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
 import logging
 import re
 from collections.abc import Callable, Iterable
@@ -25,15 +23,14 @@ from typing import Any
 from flask import Flask, current_app, g, has_request_context, request
 from markupsafe import Markup, escape
 
-from .context import current_state as _state
-from .errors import ValidationError
-from .identifiers import validate_user_id
-from .store import Segment
-from .tracking_fields import (
-    TrackingArgumentError,
+from ..errors import TrackingArgumentError, ValidationError
+from ..identifiers import validate_user_id
+from ..state import CDPState, current_state
+from ..store import Segment
+from .fields import (
     event_parameters,
-    line_subtotal,
     line_fields,
+    line_subtotal,
     text_value,
 )
 
@@ -56,58 +53,45 @@ MAIN_SNIPPET = (
 
 
 _ENCODER = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"))
-_quote = encode_basestring_ascii
 
 
 def script_json(value: Any) -> str:
     """JSON that is safe inside ``<script>``: no character can close the element or a string."""
-    return _script_safe(_ENCODER.encode(value))
+    return _ENCODER.encode(value).replace("<", "\\u003c").replace(">", "\\u003e").replace(
+        "&", "\\u0026").replace("'", "\\u0027")
 
 
-def parameters_json(params: dict[str, str]) -> str:
-    """:func:`script_json` for a flat string-to-string mapping, the shape of every event."""
-    return _script_safe("{" + ",".join(_quote(key) + ":" + _quote(value) for key, value in params.items()) + "}")
+def _script(helper: str, nonce: str | None, build: Callable[[CDPState], str]) -> Markup:
+    """``<script>`` around what ``build`` returns; the error policy of every helper.
+
+    Without CDP_ACCOUNT_NUMBER: nothing, and one warning. A bad argument: in debug the
+    :class:`TrackingArgumentError` is raised; in production nothing is rendered and one
+    error is logged, so a page never breaks for the sake of tracking.
+    """
+    state = current_state()
+    if not state.settings.account_number:
+        _warn_unconfigured_once(state)
+        return Markup("")
+    try:
+        code = build(state)
+        return Markup(f"<script{_nonce_attribute(state, nonce)}>{code}</script>") if code else Markup("")
+    except TrackingArgumentError as exc:
+        if current_app.debug:
+            raise
+        log.error("%s rendered nothing: %s", helper, exc)
+        return Markup("")
 
 
-def _script_safe(text: str) -> str:
-    """Escape what JSON leaves alone but HTML would act on inside a script element."""
-    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026").replace("'", "\\u0027")
-
-
-def script_helper(render: Callable[..., str]) -> Callable[..., Markup]:
-    """Wrap a function returning JavaScript into a Jinja global returning ``<script>``."""
-
-    @functools.wraps(render)
-    def helper(*args: Any, nonce: str | None = None, **kwargs: Any) -> Markup:
-        state = _state()
-        if not state.settings.account_number:
-            _warn_unconfigured_once(state)
-            return Markup("")
-        try:
-            code = render(state, *args, **kwargs)
-            return Markup(f"<script{_nonce_attribute(state, nonce)}>{code}</script>") if code else Markup("")
-        except TrackingArgumentError as exc:
-            if current_app.debug:
-                raise
-            log.error("%s rendered nothing: %s", render.__name__, exc)
-            return Markup("")
-
-    return helper
-
-
-def _warn_unconfigured_once(state: Any) -> None:
+def _warn_unconfigured_once(state: CDPState) -> None:
     if not state.tracking_warning_logged:
         state.tracking_warning_logged = True
         log.warning("CDP_ACCOUNT_NUMBER is not set: tracking helpers render nothing")
 
 
-def _nonce_attribute(state: Any, nonce: str | None) -> str:
-    if nonce is None:  # the request's own nonce: one attribute string for every helper
-        return per_request("_cdp_bridge_nonce_attribute", lambda: _checked_nonce_attribute(_provided_nonce(state))) or ""
-    return _checked_nonce_attribute(nonce)
-
-
-def _checked_nonce_attribute(nonce: str | None) -> str:
+def _nonce_attribute(state: CDPState, nonce: str | None) -> str:
+    """`` nonce="…"`` from the argument, else the host's provider or Flask-Talisman's."""
+    if nonce is None:
+        nonce = _provided_nonce(state)
     if not nonce:
         return ""
     if not isinstance(nonce, str) or not NONCE.fullmatch(nonce):
@@ -115,37 +99,28 @@ def _checked_nonce_attribute(nonce: str | None) -> str:
     return f' nonce="{escape(nonce)}"'
 
 
-def _provided_nonce(state: Any) -> str | None:
-    provider = state.extension.nonce_provider_function
+def _provided_nonce(state: CDPState) -> str | None:
+    if not has_request_context():
+        return None
+    provider = state.hooks.nonce_provider
     if provider is not None:
         return provider()
     return getattr(request, "csp_nonce", None)  # Flask-Talisman
 
 
-_UNKNOWN = object()
-
-
-def per_request(key: str, compute: Callable[[], Any]) -> Any:
-    """``compute()`` once per request, kept on ``g``: a page calls several helpers.
-
-    Outside a request there is no user and no nonce: ``None``.
-    """
+def current_user_id(state: CDPState | None = None) -> str | None:
+    """The logged-in user's id (the host's ``@cdp.user_id_loader``, else Flask-Login's),
+    looked up once per request: a page calls several helpers. Outside a request: None."""
     if not has_request_context():
         return None
-    kept = g._get_current_object().__dict__  # type: ignore[attr-defined]  # g's attributes, without a proxy per read
-    value = kept.get(key, _UNKNOWN)
-    if value is _UNKNOWN:
-        value = kept[key] = compute()
-    return value
+    if "_cdp_user_id" not in g:
+        g._cdp_user_id = _look_up_user_id(state or current_state())
+    user_id: str | None = g._cdp_user_id
+    return user_id
 
 
-def current_user_id(state: Any = None) -> str | None:
-    """The logged-in user's id: the host's ``@cdp.user_id_loader``, else Flask-Login's."""
-    return per_request("_cdp_bridge_user_id", lambda: _look_up_user_id(state or _state()))
-
-
-def _look_up_user_id(state: Any) -> str | None:
-    loader = state.extension.user_id_loader_function
+def _look_up_user_id(state: CDPState) -> str | None:
+    loader = state.hooks.user_id_loader
     value = loader() if loader is not None else _flask_login_user_id()
     if value is None:
         return None
@@ -163,31 +138,36 @@ def _flask_login_user_id() -> Any:
     return current_user.get_id() if current_user.is_authenticated else None
 
 
-def _push_event(state: Any, event_type: str, fields: dict[str, Any]) -> str:
+def _push_event(state: CDPState, event_type: str, fields: dict[str, Any]) -> str:
     if "user_id" not in fields:  # every caller passes a dict of its own making
         fields["user_id"] = current_user_id(state)
     params = event_parameters(event_type, fields, state.settings.tracking_parameters)
-    return f'window.raptor&&window.raptor.push("trackEvent",{parameters_json(params)});'
+    return f'window.raptor&&window.raptor.push("trackEvent",{script_json(params)});'
 
 
 # -- the globals ----------------------------------------------------------------------
 
 
-@script_helper
-def cdp_head_script(state: Any, customer_id: Any = None) -> str:
+def cdp_head_script(customer_id: Any = None, *, nonce: str | None = None) -> Markup:
     """The ``window.raptor`` queue stub with one queued pageview. Loads nothing."""
-    customer = text_value(customer_id, "customer_id") if customer_id is not None else state.settings.account_number
-    return HEAD_SNIPPET % script_json(customer)
+
+    def build(state: CDPState) -> str:
+        customer = text_value(customer_id, "customer_id") if customer_id is not None else state.settings.account_number
+        return HEAD_SNIPPET % script_json(customer)
+
+    return _script("cdp_head_script", nonce, build)
 
 
-@script_helper
-def cdp_main_script(state: Any, has_consented: bool | None = None) -> str:
+def cdp_main_script(has_consented: bool | None = None, *, nonce: str | None = None) -> Markup:
     """Load Raptor's script now if consent was given, else on ``enableTracking`` (once)."""
-    if has_consented is None:
-        has_consented = _consent_cookie_says_yes(state)
-    if not isinstance(has_consented, bool):
-        raise TrackingArgumentError(f"has_consented must be true, false or None, not {has_consented!r}")
-    return MAIN_SNIPPET % (script_json(state.settings.tracking_script_url), "true" if has_consented else "false")
+
+    def build(state: CDPState) -> str:
+        consented = _consent_cookie_says_yes(state) if has_consented is None else has_consented
+        if not isinstance(consented, bool):
+            raise TrackingArgumentError(f"has_consented must be true, false or None, not {has_consented!r}")
+        return MAIN_SNIPPET % (script_json(state.settings.tracking_script_url), "true" if consented else "false")
+
+    return _script("cdp_main_script", nonce, build)
 
 
 def cdp_tracking_script(customer_id: Any = None, has_consented: bool | None = None, nonce: str | None = None) -> Markup:
@@ -195,25 +175,28 @@ def cdp_tracking_script(customer_id: Any = None, has_consented: bool | None = No
     return cdp_head_script(customer_id, nonce=nonce) + cdp_main_script(has_consented, nonce=nonce)
 
 
-def _consent_cookie_says_yes(state: Any) -> bool:
+def _consent_cookie_says_yes(state: CDPState) -> bool:
     name = state.settings.consent_cookie
     if not name or not has_request_context():
         return False
     return request.cookies.get(name, "").strip().lower() in CONSENTING_VALUES
 
 
-@script_helper
-def cdp_track_visit(state: Any, id: Any = None, **fields: Any) -> str:
+def cdp_track_visit(id: Any = None, *, nonce: str | None = None, **fields: Any) -> Markup:
     """A ``visit`` event; without ``id`` the page's path is the id (a landing page)."""
     if id is None and has_request_context():
         id = request.path
-    return _push_event(state, "visit", {"id": id, **fields})
+    return _script("cdp_track_visit", nonce, lambda state: _push_event(state, "visit", {"id": id, **fields}))
 
 
-@script_helper
-def cdp_track_buy(state: Any, lines: Iterable[Any], order_id: Any = None, currency: Any = None) -> str:
+def cdp_track_buy(lines: Iterable[Any], order_id: Any = None, currency: Any = None, *,
+                  nonce: str | None = None) -> Markup:
     """One ``buy`` event per order line (``id``, ``price``, ``quantity`` and optional fields)."""
-    if type(lines) not in (list, tuple) and (isinstance(lines, (str, bytes)) or not isinstance(lines, Iterable)):
+    return _script("cdp_track_buy", nonce, lambda state: _buy_events(state, lines, order_id, currency))
+
+
+def _buy_events(state: CDPState, lines: Iterable[Any], order_id: Any, currency: Any) -> str:
+    if isinstance(lines, (str, bytes)) or not isinstance(lines, Iterable):
         raise TrackingArgumentError("lines must be a list of order lines")
     events = []
     for index, line in enumerate(lines):
@@ -229,53 +212,62 @@ def cdp_track_buy(state: Any, lines: Iterable[Any], order_id: Any = None, curren
     return "".join(events)
 
 
-@script_helper
-def cdp_track_basket(state: Any, id: Any, basket_content: Any, basket_id: Any = None) -> str:
+def cdp_track_basket(id: Any, basket_content: Any, basket_id: Any = None, *, nonce: str | None = None) -> Markup:
     """A ``basket`` event: the product changed and the whole basket's ids."""
-    if id is None:
-        raise TrackingArgumentError("id is required")
-    if basket_content is None:
-        raise TrackingArgumentError("basket_content is required (an empty list for an empty basket)")
-    return _push_event(state, "basket", {"id": id, "basket_content": basket_content, "basket_id": basket_id})
+
+    def build(state: CDPState) -> str:
+        if id is None:
+            raise TrackingArgumentError("id is required")
+        if basket_content is None:
+            raise TrackingArgumentError("basket_content is required (an empty list for an empty basket)")
+        return _push_event(state, "basket", {"id": id, "basket_content": basket_content, "basket_id": basket_id})
+
+    return _script("cdp_track_basket", nonce, build)
 
 
-@script_helper
-def cdp_track_content_visit(state: Any, id: Any, title: Any = None, category_path: Any = None) -> str:
+def cdp_track_content_visit(id: Any, title: Any = None, category_path: Any = None, *,
+                            nonce: str | None = None) -> Markup:
     """A ``contentvisit`` event for an article or other content."""
-    if id is None:
-        raise TrackingArgumentError("id is required")
-    return _push_event(state, "contentvisit", {"id": id, "name": title, "category_path": category_path})
+
+    def build(state: CDPState) -> str:
+        if id is None:
+            raise TrackingArgumentError("id is required")
+        return _push_event(state, "contentvisit", {"id": id, "name": title, "category_path": category_path})
+
+    return _script("cdp_track_content_visit", nonce, build)
 
 
-@script_helper
-def cdp_track_event(state: Any, event_type: str, **params: Any) -> str:
+def cdp_track_event(event_type: str, *, nonce: str | None = None, **params: Any) -> Markup:
     """Any event type, with fields by keyword or raw parameters (``p9=…``)."""
-    return _push_event(state, event_type, params)
+    return _script("cdp_track_event", nonce, lambda state: _push_event(state, event_type, params))
 
 
-@script_helper
-def cdp_set_user(state: Any, user_id: Any = None) -> str:
+def cdp_set_user(user_id: Any = None, *, nonce: str | None = None) -> Markup:
     """``setRuid`` with the logged-in user's id; nothing for anonymous visitors."""
-    if user_id is None:
-        user_id = current_user_id(state)
-    else:
-        try:
-            user_id = validate_user_id(user_id)
-        except ValidationError as exc:
-            raise TrackingArgumentError(f"user_id: {exc}") from None
-    return "" if user_id is None else f'window.raptor&&window.raptor.push("setRuid",{script_json(user_id)});'
+
+    def build(state: CDPState) -> str:
+        if user_id is None:
+            chosen = current_user_id(state)
+        else:
+            try:
+                chosen = validate_user_id(user_id)
+            except ValidationError as exc:
+                raise TrackingArgumentError(f"user_id: {exc}") from None
+        return "" if chosen is None else f'window.raptor&&window.raptor.push("setRuid",{script_json(chosen)});'
+
+    return _script("cdp_set_user", nonce, build)
 
 
 def cdp_in_segment(segment: str, user_id: Any = None) -> bool:
     """Whether the user (default: the current one) is in ``segment``."""
     user_id = user_id if user_id is not None else current_user_id()
-    return user_id is not None and _state().store.is_in_segment(user_id, segment)
+    return user_id is not None and current_state().store.is_in_segment(user_id, segment)
 
 
 def cdp_user_segments(user_id: Any = None) -> list[Segment]:
     """The user's segments (default: the current user's; none for anonymous visitors)."""
     user_id = user_id if user_id is not None else current_user_id()
-    return [] if user_id is None else _state().store.segments_for(user_id)
+    return [] if user_id is None else current_state().store.segments_for(user_id)
 
 
 TRACKING_GLOBALS: dict[str, Callable[..., Any]] = {

@@ -14,14 +14,11 @@ import hashlib
 import hmac
 from collections.abc import Sequence
 
-from .secret import Secret
+from ..errors import SignatureError
+from ..secret import Secret
 
 TOLERANCE_SECONDS = 300
 SECRET_PREFIX = "whsec_"
-
-
-class SignatureError(Exception):
-    """The signature headers are missing, malformed, too old or do not match."""
 
 
 def sign(secret: Secret, msg_id: str, timestamp: int, body: bytes) -> str:

@@ -7,8 +7,8 @@ that applies the delivery, and so a delivery is applied exactly once even when a
 worker dies and another takes its delivery over after the lease expires. Failures are
 retried with backoff; after the last try the delivery is ``failed``, kept, replayable.
 
-Statuses: ``applied``, ``queued``, ``processing``, ``failed``, and ``rejected`` (the
-activation's segment group did not exist; replayable once it does).
+Statuses are :class:`~cdp_bridge.model.DeliveryStatus`; what receiving or processing
+came to is an :class:`~cdp_bridge.model.Outcome`.
 """
 
 from __future__ import annotations
@@ -26,15 +26,13 @@ from typing import Any
 from sqlalchemy import Connection, Engine, and_, or_, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from .audiences import ActivationDocument, Rejections, apply_audience_changes, changes_from_json, changes_to_json
-from .errors import CDPError, NotFoundError, first_line
-from .settings import ActivationCredentials
-from .store import CDPTables, utcnow
+from ..errors import CDPError, NotFoundError, first_line
+from ..model import REPLAYABLE, ActivationCredentials, ActivationDocument, DeliveryStatus, Outcome, Rejections
+from ..store import CDPTables, utcnow
+from ..store.audiences import apply_audience_changes, changes_from_json, changes_to_json
 
 log = logging.getLogger("cdp_bridge.webhook")
 
-STATUSES = ("applied", "queued", "processing", "failed", "rejected")
-REPLAYABLE = ("failed", "rejected")
 MAX_ATTEMPTS = 5
 LEASE_SECONDS = 120
 BACKOFF_BASE_SECONDS = 5
@@ -55,7 +53,7 @@ class IncomingDelivery:
 class ReceiveResult:
     """What the webhook answers: one of applied, queued, duplicate, unknown_segment_group."""
 
-    status: str
+    status: Outcome
     delivery_id: int
     items: int = 0
     applied: int = 0
@@ -74,7 +72,7 @@ class DeliverySummary:
     request_id: str | None
     payload_format: str
     items: int
-    status: str
+    status: DeliveryStatus
     attempts: int
     applied: int | None
     stale: int | None
@@ -133,14 +131,14 @@ class DeliveryInbox:
             duplicate = self._duplicate_of(incoming.activation.client_id, incoming.request_id)
             if duplicate is None:
                 raise
-            return ReceiveResult("duplicate", duplicate)
+            return ReceiveResult(Outcome.DUPLICATE, duplicate)
 
     def _receive(self, conn: Connection, incoming: IncomingDelivery, queue: bool) -> ReceiveResult:
         activation, document, request_id = incoming.activation, incoming.document, incoming.request_id
         if request_id is not None:
             existing = self._find_request(conn, activation.client_id, request_id)
             if existing is not None:
-                return ReceiveResult("duplicate", existing)
+                return ReceiveResult(Outcome.DUPLICATE, existing)
         started = time.monotonic()
         now = utcnow()
         row = {
@@ -158,15 +156,15 @@ class DeliveryInbox:
         group_id = self._group_id(conn, activation.segment_group_identifier)
         if group_id is None:
             error = f"unknown_segment_group: segment group {activation.segment_group_identifier!r} does not exist"
-            delivery_id = self._insert(conn, {**row, "status": "rejected", "error": error, "request_id": None})
-            return ReceiveResult("unknown_segment_group", delivery_id, document.items)
+            delivery_id = self._insert(conn, {**row, "status": DeliveryStatus.REJECTED, "error": error, "request_id": None})
+            return ReceiveResult(Outcome.UNKNOWN_SEGMENT_GROUP, delivery_id, document.items)
         if queue:
-            delivery_id = self._insert(conn, {**row, "status": "queued", "request_id": request_id})
-            return ReceiveResult("queued", delivery_id, document.items)
-        delivery_id = self._insert(conn, {**row, "status": "processing", "request_id": request_id, "attempts": 1})
+            delivery_id = self._insert(conn, {**row, "status": DeliveryStatus.QUEUED, "request_id": request_id})
+            return ReceiveResult(Outcome.QUEUED, delivery_id, document.items)
+        delivery_id = self._insert(conn, {**row, "status": DeliveryStatus.PROCESSING, "request_id": request_id, "attempts": 1})
         outcome = apply_audience_changes(conn, self.tables, group_id, document.changes)
         self._finish(conn, delivery_id, outcome.applied, outcome.stale, started)
-        return ReceiveResult("applied", delivery_id, document.items, outcome.applied, outcome.stale, document.rejected)
+        return ReceiveResult(Outcome.APPLIED, delivery_id, document.items, outcome.applied, outcome.stale, document.rejected)
 
     def _insert(self, conn: Connection, row: dict[str, Any]) -> int:
         d = self.tables.deliveries
@@ -194,7 +192,7 @@ class DeliveryInbox:
             update(d)
             .where(d.c.id == delivery_id)
             .values(
-                status="applied",
+                status=DeliveryStatus.APPLIED,
                 applied=applied,
                 stale=stale,
                 error=None,
@@ -212,8 +210,8 @@ class DeliveryInbox:
         d = self.tables.deliveries
         now = utcnow()
         due = or_(
-            and_(d.c.status == "queued", d.c.available_at <= now),
-            and_(d.c.status == "processing", d.c.lease_expires_at < now),
+            and_(d.c.status == DeliveryStatus.QUEUED, d.c.available_at <= now),
+            and_(d.c.status == DeliveryStatus.PROCESSING, d.c.lease_expires_at < now),
         )
         with self.engine.begin() as conn:
             candidate = select(d.c.id).where(due).order_by(d.c.id).limit(1)
@@ -226,7 +224,7 @@ class DeliveryInbox:
                 update(d)
                 .where(d.c.id == delivery_id, due)
                 .values(
-                    status="processing",
+                    status=DeliveryStatus.PROCESSING,
                     claimed_by=worker,
                     lease_expires_at=now + timedelta(seconds=self.lease_seconds),
                     attempts=d.c.attempts + 1,
@@ -234,7 +232,7 @@ class DeliveryInbox:
             )
             return int(delivery_id) if claimed.rowcount == 1 else None
 
-    def process(self, delivery_id: int, worker: str) -> str:
+    def process(self, delivery_id: int, worker: str) -> Outcome:
         """Apply a claimed delivery; returns its new status (or ``lease_lost``)."""
         started = time.monotonic()
         try:
@@ -249,12 +247,12 @@ class DeliveryInbox:
                 self._finish(conn, delivery_id, outcome.applied, outcome.stale, started)
         except LeaseLost:
             log.warning("delivery %s: lease lost to another worker; not applied here", delivery_id)
-            return "lease_lost"
+            return Outcome.LEASE_LOST
         except (SQLAlchemyError, CDPError, ValueError) as exc:
             return self._record_failure(delivery_id, worker, exc)
         log_outcome(
             delivery_id=delivery_id,
-            status="applied",
+            status=Outcome.APPLIED,
             client_id=row.client_id,
             group=row.segment_group_identifier,
             items=row.items,
@@ -263,12 +261,12 @@ class DeliveryInbox:
             rejected=row.rejected_count,
             duration_ms=(time.monotonic() - started) * 1000,
         )
-        return "applied"
+        return Outcome.APPLIED
 
     def _hold_claim(self, conn: Connection, delivery_id: int, worker: str) -> Any:
         """Lock the delivery row if this worker still holds it; else :class:`LeaseLost`."""
         d = self.tables.deliveries
-        query = select(d).where(d.c.id == delivery_id, d.c.claimed_by == worker, d.c.status == "processing")
+        query = select(d).where(d.c.id == delivery_id, d.c.claimed_by == worker, d.c.status == DeliveryStatus.PROCESSING)
         row = conn.execute(query.with_for_update()).first()
         if row is None:
             raise LeaseLost(f"delivery {delivery_id} is no longer claimed by {worker}")
@@ -277,19 +275,19 @@ class DeliveryInbox:
             conn.execute(update(d).where(d.c.id == delivery_id).values(claimed_by=worker))
         return row
 
-    def _record_failure(self, delivery_id: int, worker: str, exc: BaseException) -> str:
+    def _record_failure(self, delivery_id: int, worker: str, exc: BaseException) -> Outcome:
         d = self.tables.deliveries
         message = f"{type(exc).__name__}: {first_line(exc)}"
         with self.engine.begin() as conn:
             row = conn.execute(select(d.c.attempts, d.c.claimed_by).where(d.c.id == delivery_id)).one()
             if row.claimed_by != worker:
-                return "lease_lost"
+                return Outcome.LEASE_LOST
             final = row.attempts >= self.max_attempts
             conn.execute(
                 update(d)
                 .where(d.c.id == delivery_id)
                 .values(
-                    status="failed" if final else "queued",
+                    status=DeliveryStatus.FAILED if final else DeliveryStatus.QUEUED,
                     error=message,
                     claimed_by=None,
                     lease_expires_at=None,
@@ -297,9 +295,9 @@ class DeliveryInbox:
                     finished_at=utcnow() if final else None,
                 )
             )
-        status = "failed" if final else "queued"
-        log.warning("delivery %s: try %s failed (%s); now %s", delivery_id, row.attempts, message, status)
-        return status
+        outcome = Outcome.FAILED if final else Outcome.QUEUED
+        log.warning("delivery %s: try %s failed (%s); now %s", delivery_id, row.attempts, message, outcome)
+        return outcome
 
     # -- the log ---------------------------------------------------------------------------
 
@@ -313,7 +311,7 @@ class DeliveryInbox:
         return Delivery(**_summary_fields(row), rejected=Rejections.from_record(_json_value(row.rejected)))
 
     def summaries(
-        self, status: str | None = None, *, offset: int = 0, limit: int | None = 100
+        self, status: DeliveryStatus | None = None, *, offset: int = 0, limit: int | None = 100
     ) -> list[DeliverySummary]:
         """Deliveries, newest first, optionally of one status; payloads and rejection
         samples are not read, so a page of the log costs the same whatever was sent."""
@@ -337,7 +335,7 @@ class DeliveryInbox:
             conn.execute(
                 update(d)
                 .where(d.c.id == delivery_id)
-                .values(status="queued", attempts=0, available_at=utcnow(), error=None, finished_at=None)
+                .values(status=DeliveryStatus.QUEUED, attempts=0, available_at=utcnow(), error=None, finished_at=None)
             )
         return self.get(delivery_id)
 
@@ -371,4 +369,6 @@ SUMMARY_COLUMNS = tuple(f.name for f in fields(DeliverySummary))
 
 
 def _summary_fields(row: Any) -> dict[str, Any]:
-    return {name: getattr(row, name) for name in SUMMARY_COLUMNS}
+    found = {name: getattr(row, name) for name in SUMMARY_COLUMNS}
+    found["status"] = DeliveryStatus(found["status"])
+    return found

@@ -1,0 +1,105 @@
+"""What cdp_bridge keeps for one app (``app.extensions["cdp"]``), and the current app's.
+
+:class:`CDPState` holds an app's validated settings, its database and tables, and the
+:class:`Hooks` the host registered on the ``CDP`` object (shared by every app that
+object serves). The request, CLI and tracking layers reach everything through
+:func:`current_state`; nothing here knows the ``CDP`` class, so no module has to import
+the extension back.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from weakref import WeakKeyDictionary
+
+from flask import current_app
+from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy import Engine
+
+from .constants import EXTENSION_KEY
+from .errors import RegistrationError
+from .export.sources import ExportRegistry
+from .settings import CDPSettings
+from .store import CDPTables, SegmentStore
+from .webhook.formats import PayloadFormat, default_formats
+from .webhook.inbox import DeliveryInbox
+from .webhook.worker import InlineWorker
+
+
+@dataclass
+class Hooks:
+    """What the host registers with the ``CDP`` object's decorators."""
+
+    #: ``@cdp.admin_guard``: called during each back-office request; true admits.
+    admin_guard: Callable[[], bool] | None = None
+    #: ``@cdp.user_id_loader``: the logged-in user's id, or ``None``.
+    user_id_loader: Callable[[], Any] | None = None
+    #: ``@cdp.nonce_provider``: the request's CSP nonce.
+    nonce_provider: Callable[[], str | None] | None = None
+    #: Webhook body formats, tried in order (``cdp.register_payload_format``).
+    payload_formats: list[PayloadFormat] = field(default_factory=default_formats)
+    #: Export sources and item processors.
+    exports: ExportRegistry = field(default_factory=ExportRegistry)
+
+
+@dataclass
+class CDPState:
+    """cdp_bridge's state for one app."""
+
+    hooks: Hooks
+    settings: CDPSettings
+    db: SQLAlchemy
+    tables: CDPTables
+    url_prefix: str | None = None
+    tracking_warning_logged: bool = False
+    #: How exports wait between retries; tests put a recording function here.
+    export_sleep: Callable[[float], None] = time.sleep
+    inline_worker: InlineWorker | None = None
+    #: One store per engine (an app may be served by several, e.g. in tests).
+    _stores: WeakKeyDictionary[Engine, SegmentStore] = field(default_factory=WeakKeyDictionary, repr=False)
+
+    @property
+    def engine(self) -> Engine:
+        """The engine of this app's database (needs an app context)."""
+        return self.db.engine
+
+    @property
+    def store(self) -> SegmentStore:
+        """The segment store on this app's engine (needs an app context)."""
+        engine = self.engine
+        store = self._stores.get(engine)
+        if store is None:
+            protected = self.settings.protected_group_identifiers
+            store = self._stores[engine] = SegmentStore(engine, self.tables, protected)
+        return store
+
+    @property
+    def inbox(self) -> DeliveryInbox:
+        """The delivery inbox on this app's engine (needs an app context)."""
+        return DeliveryInbox(self.engine, self.tables)
+
+    def create_tables(self) -> None:
+        """Create the ``cdp_*`` tables that do not exist yet (needs an app context)."""
+        self.db.metadata.create_all(self.engine, tables=self.tables.all())
+
+    def uses_inline_worker(self) -> bool:
+        """CDP_INLINE_WORKER, or by default: on with SQLite, off otherwise."""
+        if self.settings.inline_worker is not None:
+            return self.settings.inline_worker
+        return self.engine.dialect.name == "sqlite"
+
+    def wake_inline_worker(self) -> None:
+        """Have the inline worker (if this app uses one) look at the queue now."""
+        if self.inline_worker is not None:
+            self.inline_worker.wake()
+
+
+def current_state() -> CDPState:
+    """``app.extensions["cdp"]`` of the current app; a clear error if it is not registered."""
+    state: CDPState | None = current_app.extensions.get(EXTENSION_KEY)
+    if state is None:
+        raise RegistrationError("cdp_bridge is not registered on the current app: call cdp.init_app(app)")
+    return state
