@@ -20,7 +20,7 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
-from flask import Flask, abort, flash, g, redirect, render_template, request, session, url_for
+from flask import Blueprint, Flask, abort, flash, g, redirect, render_template, request, session, url_for
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import String, select
 from sqlalchemy.orm import Mapped, mapped_column
@@ -33,6 +33,7 @@ INTERESTS_GROUP = "demo_interests"
 
 db = SQLAlchemy()
 cdp = CDP()
+shop = Blueprint("shop", __name__)
 
 
 class DemoUser(db.Model):  # type: ignore[name-defined,misc]
@@ -95,7 +96,7 @@ def create_app(config: dict[str, Any] | None = None, instance_path: str | None =
     with app.app_context():
         db.create_all()
         _seed_first_run()
-    _register_routes(app)
+    app.register_blueprint(shop)
     return app
 
 
@@ -128,8 +129,8 @@ def _seed_first_run() -> None:
             store.add_members(INTERESTS_GROUP, "newsletter", ["1", "3"], name="Newsletter readers")
 
 
-def current_user() -> DemoUser | None:
-    """The logged-in demo user, if any."""
+def signed_in_user() -> DemoUser | None:
+    """The logged-in demo user, if any (not named current_user: that is Flask-Login's)."""
     if "user" not in g:
         user_id = session.get("user_id")
         g.user = db.session.get(DemoUser, user_id) if user_id is not None else None
@@ -141,10 +142,11 @@ def _basket() -> dict[str, int]:
     return basket
 
 
-def _basket_lines() -> list[dict[str, Any]]:
+def order_lines(quantities: dict[str, int]) -> list[dict[str, Any]]:
+    """Product id -> quantity as order lines: what the basket page shows and cdp_track_buy reads."""
     return [
         {**PRODUCTS[pid], "quantity": qty, "subtotal": PRODUCTS[pid]["price"] * qty}
-        for pid, qty in _basket().items()
+        for pid, qty in quantities.items()
         if pid in PRODUCTS
     ]
 
@@ -152,14 +154,14 @@ def _basket_lines() -> list[dict[str, Any]]:
 @cdp.user_id_loader
 def logged_in_user_id() -> int | None:
     """Tells cdp_bridge's tracking and personalisation helpers who is logged in."""
-    user = current_user()
+    user = signed_in_user()
     return user.id if user else None
 
 
 @cdp.admin_guard
 def demo_admin_only() -> bool:
     """The back office at /cdp/admin/ admits the demo's admin user (alice) only."""
-    user = current_user()
+    user = signed_in_user()
     return bool(user and user.is_admin)
 
 
@@ -183,89 +185,91 @@ def add_admin_flag(item: dict[str, Any], user: DemoUser) -> dict[str, Any]:
     return item
 
 
-def _register_routes(app: Flask) -> None:
-    @app.context_processor
-    def shop_context() -> dict[str, Any]:
-        return {
-            "user": current_user(),
-            "basket_count": sum(_basket().values()),
-            "currency": CURRENCY,
-            "consent_cookie": CONSENT_COOKIE,
-        }
+@shop.app_context_processor
+def shop_context() -> dict[str, Any]:
+    return {
+        "user": signed_in_user(),
+        "basket_count": sum(_basket().values()),
+        "currency": CURRENCY,
+        "consent_cookie": CONSENT_COOKIE,
+    }
 
-    @app.get("/")
-    def landing() -> str:
-        return render_template("landing.html", products=list(PRODUCTS.values()))
 
-    @app.get("/products/<product_id>")
-    def product(product_id: str) -> str:
-        item = PRODUCTS.get(product_id) or abort(404)
-        return render_template("product.html", product=item)
+@shop.get("/")
+def landing() -> str:
+    return render_template("landing.html", products=list(PRODUCTS.values()))
 
-    @app.get("/basket")
-    def basket() -> str:
-        lines = _basket_lines()
-        return render_template(
-            "basket.html",
-            lines=lines,
-            total=sum((line["subtotal"] for line in lines), Decimal(0)),
-            changed_product=session.pop("basket_changed", None),
-        )
 
-    @app.post("/basket")
-    def change_basket() -> Any:
-        product_id = request.form.get("product_id", "")
-        if product_id not in PRODUCTS:
-            abort(400, "unknown product")
-        try:
-            quantity = int(request.form.get("quantity", "1"))
-        except ValueError:
-            abort(400, "quantity must be a whole number")
-        items = _basket()
-        items[product_id] = max(0, min(99, quantity if request.form.get("set") else items.get(product_id, 0) + quantity))
-        if items[product_id] == 0:
-            del items[product_id]
-        session["basket_changed"] = product_id  # tracked as a basket event on the next page
-        session.modified = True
-        return redirect(url_for("basket"))
+@shop.get("/products/<product_id>")
+def product(product_id: str) -> str:
+    item = PRODUCTS.get(product_id) or abort(404)
+    return render_template("product.html", product=item)
 
-    @app.post("/checkout")
-    def checkout() -> Any:
-        lines = _basket_lines()
-        if not lines:
-            flash("Your basket is empty.")
-            return redirect(url_for("basket"))
-        order = {
-            "id": uuid.uuid4().hex[:10],
-            "lines": [{"id": line["id"], "quantity": line["quantity"]} for line in lines],
-        }
-        session["last_order"] = order
-        session["basket"] = {}
-        return redirect(url_for("order_confirmation"))
 
-    @app.get("/order")
-    def order_confirmation() -> str:
-        order = session.get("last_order") or abort(404)
-        lines = [
-            {**PRODUCTS[line["id"]], "quantity": line["quantity"], "subtotal": PRODUCTS[line["id"]]["price"] * line["quantity"]}
-            for line in order["lines"]
-            if line["id"] in PRODUCTS
-        ]
-        return render_template("order.html", order=order, lines=lines)
+@shop.get("/basket")
+def basket() -> str:
+    lines = order_lines(_basket())
+    return render_template(
+        "basket.html",
+        lines=lines,
+        total=sum((line["subtotal"] for line in lines), Decimal(0)),
+        changed_product=session.pop("basket_changed", None),
+    )
 
-    @app.route("/login", methods=["GET", "POST"])
-    def login() -> Any:
-        if request.method == "POST":
-            user = db.session.scalar(select(DemoUser).where(DemoUser.login == request.form.get("login", "")))
-            if user is None:
-                flash("Unknown demo user.")
-                return render_template("login.html", users=DEMO_USERS), 400
-            session["user_id"] = user.id
-            return redirect(url_for("landing"))
-        return render_template("login.html", users=DEMO_USERS)
 
-    @app.post("/logout")
-    def logout() -> Any:
-        session.pop("user_id", None)
-        return redirect(url_for("landing"))
+@shop.post("/basket")
+def change_basket() -> Any:
+    product_id = request.form.get("product_id", "")
+    if product_id not in PRODUCTS:
+        abort(400, "unknown product")
+    try:
+        quantity = int(request.form.get("quantity", "1"))
+    except ValueError:
+        abort(400, "quantity must be a whole number")
+    items = _basket()
+    items[product_id] = max(0, min(99, quantity if request.form.get("set") else items.get(product_id, 0) + quantity))
+    if items[product_id] == 0:
+        del items[product_id]
+    session["basket_changed"] = product_id  # tracked as a basket event on the next page
+    session.modified = True
+    return redirect(url_for(".basket"))
+
+
+@shop.post("/checkout")
+def checkout() -> Any:
+    lines = order_lines(_basket())
+    if not lines:
+        flash("Your basket is empty.")
+        return redirect(url_for(".basket"))
+    order = {
+        "id": uuid.uuid4().hex[:10],
+        "quantities": {line["id"]: line["quantity"] for line in lines},
+    }
+    session["last_order"] = order
+    session["basket"] = {}
+    return redirect(url_for(".order_confirmation"))
+
+
+@shop.get("/order")
+def order_confirmation() -> str:
+    order = session.get("last_order") or abort(404)
+    return render_template("order.html", order=order, lines=order_lines(order["quantities"]))
+
+
+@shop.route("/login", methods=["GET", "POST"])
+def login() -> Any:
+    if request.method == "POST":
+        user = db.session.scalar(select(DemoUser).where(DemoUser.login == request.form.get("login", "")))
+        if user is None:
+            flash("Unknown demo user.")
+            return render_template("login.html", users=DEMO_USERS), 400
+        session["user_id"] = user.id
+        return redirect(url_for(".landing"))
+    return render_template("login.html", users=DEMO_USERS)
+
+
+@shop.post("/logout")
+def logout() -> Any:
+    session.pop("user_id", None)
+    return redirect(url_for(".landing"))
 

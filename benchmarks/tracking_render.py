@@ -26,7 +26,7 @@ from flask import Flask, render_template
 from timing import alternating_medians, no_reset
 
 import wsgi
-from cdp_bridge.tracking import TRACKING_GLOBALS
+from cdp_bridge.tracking.helpers import TRACKING_GLOBALS
 
 HELPER_CALLS: dict[str, Callable[[dict], object]] = {
     "cdp_head_script": lambda g: g["cdp_head_script"](),

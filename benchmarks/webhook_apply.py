@@ -27,10 +27,11 @@ import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cdp_bridge.audiences import AudienceChange, apply_audience_changes
 from timing import alternating_medians
 
+from cdp_bridge.model import AudienceChange
 from cdp_bridge.store import define_tables
+from cdp_bridge.store.audiences import apply_audience_changes
 from tests.support.postgres_server import PostgresServer
 
 RAW_TABLE = "CREATE TABLE raw_memberships (segment_id BIGINT NOT NULL, user_id VARCHAR(255) NOT NULL, created_at TIMESTAMP NOT NULL, PRIMARY KEY (segment_id, user_id))"

@@ -156,7 +156,9 @@ def test_delivery_log_filters_by_status_and_replays(client, admin_app: Flask) ->
         with state.engine.begin() as conn:
             d = state.tables.deliveries
             conn.execute(update(d).where(d.c.id == queued.id).values(status="failed", error="OperationalError: boom"))
-    page = client.get("/cdp/admin/deliveries?status=failed").get_data(as_text=True)
+    filtered = client.get("/cdp/admin/deliveries?status=failed")
+    assert filtered.status_code == 200  # the filter is not the HTTP status
+    page = filtered.get_data(as_text=True)
     assert f'id="delivery-{queued.id}"' in page and "OperationalError: boom" in page and "Replay" in page
     assert "applied" not in client.get("/cdp/admin/deliveries?status=failed").get_data(as_text=True).split("<tbody>")[1]
     assert client.get("/cdp/admin/deliveries?status=bogus").status_code == 400
