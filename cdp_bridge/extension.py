@@ -220,12 +220,16 @@ class CDP:
         self.state.create_tables()
 
     def segments_for(self, user_id: object) -> list[Segment]:
-        """The segments the user belongs to."""
-        return self.store.segments_for(user_id)
+        """The segments the user belongs to (read once per request, see :meth:`is_in_segment`)."""
+        return list(self.state.user_segments(user_id).segments)
 
     def is_in_segment(self, user_id: object, segment: str) -> bool:
-        """Whether the user is in ``segment`` (identifier, name, or ``group/segment``)."""
-        return self.store.is_in_segment(user_id, segment)
+        """Whether the user is in ``segment`` (identifier, name, or ``group/segment``).
+
+        Inside a request the user's segments are read once and every further check is a
+        set lookup; a delivery applied meanwhile shows from the next request on.
+        """
+        return segment in self.state.user_segments(user_id)
 
 
 def _remember_url_prefix(setup: BlueprintSetupState) -> None:

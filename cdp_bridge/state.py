@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from weakref import WeakKeyDictionary
 
-from flask import current_app
+from flask import current_app, g, has_request_context
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import Engine
 
@@ -23,7 +23,7 @@ from .constants import EXTENSION_KEY
 from .errors import RegistrationError
 from .export.sources import ExportRegistry
 from .settings import CDPSettings
-from .store import CDPTables, SegmentStore
+from .store import CDPTables, SegmentStore, UserSegments
 from .webhook.formats import PayloadFormat, default_formats
 from .webhook.inbox import DeliveryInbox
 from .webhook.worker import InlineWorker
@@ -80,6 +80,20 @@ class CDPState:
     def inbox(self) -> DeliveryInbox:
         """The delivery inbox on this app's engine (needs an app context)."""
         return DeliveryInbox(self.engine, self.tables)
+
+    def user_segments(self, user_id: object) -> UserSegments:
+        """A user's segments, read from the database at most once per request: every
+        ``cdp_in_segment`` / ``cdp_user_segments`` / ``cdp.is_in_segment`` of a page is
+        answered from the set the first one loaded. Outside a request, read each time."""
+        if not has_request_context() or isinstance(user_id, bool) or not isinstance(user_id, (str, int)):
+            return self.store.user_segments(user_id)
+        loaded: dict[object, UserSegments] | None = g.get("_cdp_user_segments")
+        if loaded is None:
+            loaded = g._cdp_user_segments = {}
+        found = loaded.get(user_id)
+        if found is None:
+            found = loaded[user_id] = self.store.user_segments(user_id)
+        return found
 
     def create_tables(self) -> None:
         """Create the ``cdp_*`` tables that do not exist yet (needs an app context)."""

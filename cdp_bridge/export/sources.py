@@ -88,7 +88,9 @@ class ExportRegistry:
                 if read is None:
                     read = readers[type(record)] = base_key_reader(type(record))
                 item = read(record, keys)
-                _check_id(item.get("id"))
+                identifier = item.get("id")
+                if type(identifier) is not int and (type(identifier) is not str or not identifier):
+                    _check_id(identifier)  # the usual int or str id costs no call
                 if kind != "user":
                     if item.get("type") is None:  # the source's type, in its place after the id
                         item.pop("type", None)
@@ -123,8 +125,11 @@ def _read_dict(record: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
 
 
 def _read_row(record: Any, keys: tuple[str, ...]) -> dict[str, Any]:
-    present = record.keys()  # sqlite3.Row has keys() but no "in"
-    return {key: record[key] for key in keys if key in present}
+    try:  # a SQL row usually has every base key: read them without asking first
+        return {key: record[key] for key in keys}
+    except (KeyError, IndexError):  # sqlite3.Row raises IndexError for a missing column
+        present = record.keys()  # sqlite3.Row has keys() but no "in"
+        return {key: record[key] for key in keys if key in present}
 
 
 def _read_attributes(record: Any, keys: tuple[str, ...]) -> dict[str, Any]:

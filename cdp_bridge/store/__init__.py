@@ -1,6 +1,6 @@
 """The segment store: ``cdp_*`` tables, set-based membership writes and look-ups."""
 
-from .segments import Segment, SegmentGroup, SegmentStore, validate_user_ids
+from .segments import Segment, SegmentGroup, SegmentStore, UserSegments, validate_user_ids
 from .tables import CDPTables, define_tables, utcnow
 
 __all__ = [
@@ -8,6 +8,7 @@ __all__ = [
     "Segment",
     "SegmentGroup",
     "SegmentStore",
+    "UserSegments",
     "define_tables",
     "utcnow",
     "validate_user_ids",

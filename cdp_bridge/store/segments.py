@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, delete, func, or_, select, update
+from sqlalchemy import Connection, Engine, bindparam, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..constants import PROTECTED_GROUP_MESSAGE
@@ -56,6 +56,30 @@ class Segment:
     member_count: int | None = None
 
 
+@dataclass(frozen=True)
+class UserSegments:
+    """One user's segments, and every name they answer to: a membership check is then a
+    set lookup. ``segment in user_segments`` matches an identifier or a name, optionally
+    as ``"group/segment"``."""
+
+    segments: tuple[Segment, ...]
+    names: frozenset[str]
+
+    @classmethod
+    def of(cls, segments: Iterable[Segment]) -> UserSegments:
+        found = tuple(segments)
+        names: set[str] = set()
+        for segment in found:
+            names.update((segment.identifier, segment.name,
+                          f"{segment.group}/{segment.identifier}", f"{segment.group}/{segment.name}"))
+        return cls(found, frozenset(names))
+
+    def __contains__(self, segment: object) -> bool:
+        if not isinstance(segment, str) or not segment:
+            raise ValidationError("segment must be a non-empty string")
+        return segment in self.names
+
+
 def validate_user_ids(user_ids: Iterable[object]) -> list[str]:
     """Every id as a string, or a :class:`ValidationError` naming the first bad one."""
     if isinstance(user_ids, (str, bytes)):
@@ -76,6 +100,14 @@ class SegmentStore:
         self.engine = engine
         self.tables = tables
         self.protected_groups = protected_groups
+        t = tables
+        # Built once: every page of a personalised site runs it.
+        self._user_segments_query = (
+            self._segment_query()
+            .join(t.memberships, t.memberships.c.segment_id == t.segments.c.id)
+            .where(t.memberships.c.user_id == bindparam("user_id"))
+            .order_by(t.segment_groups.c.identifier, t.segments.c.identifier)
+        )
 
     # -- groups -------------------------------------------------------------------------
 
@@ -233,39 +265,18 @@ class SegmentStore:
 
     def segments_for(self, user_id: object) -> list[Segment]:
         """The segments a user belongs to, by group then identifier."""
-        user_id = validate_user_id(user_id)
-        t = self.tables
-        query = (
-            self._segment_query()
-            .join(t.memberships, t.memberships.c.segment_id == t.segments.c.id)
-            .where(t.memberships.c.user_id == user_id)
-            .order_by(t.segment_groups.c.identifier, t.segments.c.identifier)
-        )
-        with self.engine.connect() as conn:
-            return [_segment(r) for r in conn.execute(query).all()]
+        return list(self.user_segments(user_id).segments)
 
     def is_in_segment(self, user_id: object, segment: str) -> bool:
         """Whether a user is in a segment named by identifier, name, or ``group/segment``."""
-        user_id = validate_user_id(user_id)
-        if not isinstance(segment, str) or not segment:
-            raise ValidationError("segment must be a non-empty string")
-        t = self.tables
-        s = t.segments
-        named = or_(s.c.identifier == segment, s.c.name == segment)
-        if "/" in segment:
-            group, _, local = segment.partition("/")
-            in_group = and_(t.segment_groups.c.identifier == group, or_(s.c.identifier == local, s.c.name == local))
-            named = or_(named, in_group)
-        query = (
-            select(t.memberships.c.user_id)
-            .select_from(t.memberships.join(s, s.c.id == t.memberships.c.segment_id).join(
-                t.segment_groups, t.segment_groups.c.id == s.c.group_id
-            ))
-            .where(t.memberships.c.user_id == user_id, named)
-            .limit(1)
-        )
+        return segment in self.user_segments(user_id)
+
+    def user_segments(self, user_id: object) -> UserSegments:
+        """A user's segments, read in one query, ready for any number of checks."""
+        checked = validate_user_id(user_id)
         with self.engine.connect() as conn:
-            return conn.execute(query).first() is not None
+            rows = conn.execute(self._user_segments_query, {"user_id": checked}).all()
+        return UserSegments.of(_segment(row) for row in rows)
 
     def _segment_query(self) -> Any:
         t = self.tables

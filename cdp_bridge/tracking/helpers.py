@@ -261,13 +261,13 @@ def cdp_set_user(user_id: Any = None, *, nonce: str | None = None) -> Markup:
 def cdp_in_segment(segment: str, user_id: Any = None) -> bool:
     """Whether the user (default: the current one) is in ``segment``."""
     user_id = user_id if user_id is not None else current_user_id()
-    return user_id is not None and current_state().store.is_in_segment(user_id, segment)
+    return user_id is not None and segment in current_state().user_segments(user_id)
 
 
 def cdp_user_segments(user_id: Any = None) -> list[Segment]:
     """The user's segments (default: the current user's; none for anonymous visitors)."""
     user_id = user_id if user_id is not None else current_user_id()
-    return [] if user_id is None else current_state().store.segments_for(user_id)
+    return [] if user_id is None else list(current_state().user_segments(user_id).segments)
 
 
 TRACKING_GLOBALS: dict[str, Callable[..., Any]] = {
