@@ -84,7 +84,12 @@ class CDPState:
     def user_segments(self, user_id: object) -> UserSegments:
         """A user's segments, read from the database at most once per request: every
         ``cdp_in_segment`` / ``cdp_user_segments`` / ``cdp.is_in_segment`` of a page is
-        answered from the set the first one loaded. Outside a request, read each time."""
+        answered from the set the first one loaded. Outside a request, read each time.
+
+        In a request the read joins the request's own database connection (the
+        Flask-SQLAlchemy session's, which the page's other queries use too), so it costs
+        one query and no second trip to the pool.
+        """
         if not has_request_context() or isinstance(user_id, bool) or not isinstance(user_id, (str, int)):
             return self.store.user_segments(user_id)
         loaded: dict[object, UserSegments] | None = g.get("_cdp_user_segments")
@@ -92,7 +97,8 @@ class CDPState:
             loaded = g._cdp_user_segments = {}
         found = loaded.get(user_id)
         if found is None:
-            found = loaded[user_id] = self.store.user_segments(user_id)
+            connection = self.db.session.connection(bind_arguments={"bind": self.engine})
+            found = loaded[user_id] = self.store.user_segments(user_id, connection=connection)
         return found
 
     def create_tables(self) -> None:

@@ -25,22 +25,22 @@ def personal_app(webhook_app: Flask) -> Flask:
 
 
 @pytest.fixture
-def membership_queries(personal_app: Flask) -> Iterator[list[str]]:
-    """Every statement that reads the memberships table."""
-    seen: list[str] = []
+def membership_queries(personal_app: Flask) -> Iterator[list[object]]:
+    """Every time a database connection is taken from the pool: the read uses one, and a
+    page renders nothing else from the database."""
+    seen: list[object] = []
     with personal_app.app_context():
         engine = personal_app.extensions["cdp"].engine
 
-    def record(conn, cursor, statement, parameters, context, executemany) -> None:  # noqa: ANN001
-        if "cdp_memberships" in statement and statement.lstrip().upper().startswith("SELECT"):
-            seen.append(statement)
+    def record(dbapi_connection, connection_record, proxy) -> None:  # noqa: ANN001
+        seen.append(dbapi_connection)
 
-    event.listen(engine, "before_cursor_execute", record)
+    event.listen(engine, "checkout", record)
     yield seen
-    event.remove(engine, "before_cursor_execute", record)
+    event.remove(engine, "checkout", record)
 
 
-def test_a_page_of_checks_reads_the_users_segments_once(personal_app: Flask, membership_queries: list[str]) -> None:
+def test_a_page_of_checks_reads_the_users_segments_once(personal_app: Flask, membership_queries: list[object]) -> None:
     with personal_app.test_request_context("/"):
         html = render_template_string(PAGE)
         assert cdp_of(personal_app).is_in_segment("7", "VIP")  # the Python API shares the request's read
@@ -48,16 +48,18 @@ def test_a_page_of_checks_reads_the_users_segments_once(personal_app: Flask, mem
     assert len(membership_queries) == 1
 
 
-def test_each_request_reads_afresh(personal_app: Flask, membership_queries: list[str]) -> None:
+def test_each_request_reads_afresh(personal_app: Flask, membership_queries: list[object]) -> None:
     with personal_app.test_request_context("/"):
-        assert render_template_string("{{ cdp_in_segment('dogs') }}") == "False"
+        assert render_template_string("{{ cdp_in_segment('dogs') }}{{ cdp_in_segment('dogs') }}") == "FalseFalse"
+    assert len(membership_queries) == 1
     post_webhook(personal_app, {"audiences": [{"id": "dogs", "add": ["7"]}]})
+    before = len(membership_queries)
     with personal_app.test_request_context("/"):
-        assert render_template_string("{{ cdp_in_segment('dogs') }}") == "True"
-    assert len(membership_queries) == 2
+        assert render_template_string("{{ cdp_in_segment('dogs') }}{{ cdp_in_segment('dogs') }}") == "TrueTrue"
+    assert len(membership_queries) == before + 1
 
 
-def test_outside_a_request_every_call_reads(personal_app: Flask, membership_queries: list[str]) -> None:
+def test_outside_a_request_every_call_reads(personal_app: Flask, membership_queries: list[object]) -> None:
     with personal_app.app_context():
         cdp = cdp_of(personal_app)
         assert cdp.is_in_segment("8", "cats") and not cdp.is_in_segment("8", "vip")

@@ -8,7 +8,7 @@ deliveries (which use :mod:`.membership` directly) may change them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -56,23 +56,36 @@ class Segment:
     member_count: int | None = None
 
 
-@dataclass(frozen=True)
 class UserSegments:
     """One user's segments, and every name they answer to: a membership check is then a
     set lookup. ``segment in user_segments`` matches an identifier or a name, optionally
-    as ``"group/segment"``."""
+    as ``"group/segment"``. The :class:`Segment` values, with their metadata, are built
+    only when asked for: most pages only check."""
 
-    segments: tuple[Segment, ...]
-    names: frozenset[str]
+    __slots__ = ("_rows", "_convert", "_segments", "_names")
 
-    @classmethod
-    def of(cls, segments: Iterable[Segment]) -> UserSegments:
-        found = tuple(segments)
-        names: set[str] = set()
-        for segment in found:
-            names.update((segment.identifier, segment.name,
-                          f"{segment.group}/{segment.identifier}", f"{segment.group}/{segment.name}"))
-        return cls(found, frozenset(names))
+    def __init__(self, rows: Sequence[Sequence[Any]], convert: Callable[[Sequence[Any]], Segment]) -> None:
+        """``rows`` start with (identifier, name, group identifier); ``convert`` makes a Segment of one."""
+        self._rows = rows
+        self._convert = convert
+        self._segments: tuple[Segment, ...] | None = None
+        self._names: frozenset[str] | None = None
+
+    @property
+    def names(self) -> frozenset[str]:
+        """Every name a check may use, built at the first check."""
+        if self._names is None:
+            names: set[str] = set()
+            for identifier, name, group, *_ in self._rows:
+                names.update((identifier, name, f"{group}/{identifier}", f"{group}/{name}"))
+            self._names = frozenset(names)
+        return self._names
+
+    @property
+    def segments(self) -> tuple[Segment, ...]:
+        if self._segments is None:
+            self._segments = tuple(self._convert(row) for row in self._rows)
+        return self._segments
 
     def __contains__(self, segment: object) -> bool:
         if not isinstance(segment, str) or not segment:
@@ -100,14 +113,7 @@ class SegmentStore:
         self.engine = engine
         self.tables = tables
         self.protected_groups = protected_groups
-        t = tables
-        # Built once: every page of a personalised site runs it.
-        self._user_segments_query = (
-            self._segment_query()
-            .join(t.memberships, t.memberships.c.segment_id == t.segments.c.id)
-            .where(t.memberships.c.user_id == bindparam("user_id"))
-            .order_by(t.segment_groups.c.identifier, t.segments.c.identifier)
-        )
+        self._user_segments_read = _UserSegmentsRead(engine, tables)
 
     # -- groups -------------------------------------------------------------------------
 
@@ -271,12 +277,10 @@ class SegmentStore:
         """Whether a user is in a segment named by identifier, name, or ``group/segment``."""
         return segment in self.user_segments(user_id)
 
-    def user_segments(self, user_id: object) -> UserSegments:
-        """A user's segments, read in one query, ready for any number of checks."""
-        checked = validate_user_id(user_id)
-        with self.engine.connect() as conn:
-            rows = conn.execute(self._user_segments_query, {"user_id": checked}).all()
-        return UserSegments.of(_segment(row) for row in rows)
+    def user_segments(self, user_id: object, *, connection: Connection | None = None) -> UserSegments:
+        """A user's segments, read in one query, ready for any number of checks; on
+        ``connection`` when one is already open (a request's), else on a pooled one."""
+        return self._user_segments_read(validate_user_id(user_id), connection)
 
     def _segment_query(self) -> Any:
         t = self.tables
@@ -299,3 +303,56 @@ def _segment(row: Any) -> Segment:
         member_count=mapping.get("member_count"),
     )
 
+
+class _UserSegmentsRead:
+    """The read every personalised page makes, prepared once per engine.
+
+    The statement is compiled once to the driver's SQL and run on a pooled DBAPI
+    connection, and the rows' values are converted by the column types' own result
+    processors only when Segment values are asked for: a page that only checks pays for
+    one indexed query and a set.
+    """
+
+    def __init__(self, engine: Engine, tables: CDPTables) -> None:
+        s, g, m = tables.segments, tables.segment_groups, tables.memberships
+        columns = [s.c.identifier, s.c.name, g.c.identifier, s.c.description, s.c.tags, s.c.profile_count,
+                   s.c.source_updated_at, s.c.last_sequence]
+        statement = (
+            select(*columns)
+            .join(g, g.c.id == s.c.group_id)
+            .join(m, m.c.segment_id == s.c.id)
+            .where(m.c.user_id == bindparam("user_id"))
+            .order_by(g.c.identifier, s.c.identifier)
+        )
+        compiled = statement.compile(dialect=engine.dialect)
+        self.engine = engine
+        self.sql = compiled.string
+        self.positional = bool(compiled.positional)
+        self.processors = [column.type.result_processor(engine.dialect, None) for column in columns]
+
+    def __call__(self, user_id: str, connection: Connection | None = None) -> UserSegments:
+        parameters: Any = (user_id,) if self.positional else {"user_id": user_id}
+        if connection is not None:
+            rows = self._fetch(connection.connection.driver_connection, parameters)
+        else:
+            pooled = self.engine.raw_connection()
+            try:
+                rows = self._fetch(pooled, parameters)
+            finally:
+                pooled.close()  # back to the pool, which rolls the read back
+        return UserSegments(rows, self._segment)
+
+    def _fetch(self, dbapi_connection: Any, parameters: Any) -> list[Any]:
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(self.sql, parameters)
+            return list(cursor.fetchall())
+        finally:
+            cursor.close()
+
+    def _segment(self, row: Sequence[Any]) -> Segment:
+        values: list[Any] = [value if process is None else process(value) for value, process in zip(row, self.processors)]
+        identifier, name, group, description, tags, profile_count, updated_at, sequence = values
+        return Segment(identifier=identifier, name=name, group=group, description=description,
+                       tags=tuple(tags or ()), profile_count=profile_count, source_updated_at=updated_at,
+                       last_sequence=sequence)

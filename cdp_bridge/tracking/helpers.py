@@ -260,14 +260,16 @@ def cdp_set_user(user_id: Any = None, *, nonce: str | None = None) -> Markup:
 
 def cdp_in_segment(segment: str, user_id: Any = None) -> bool:
     """Whether the user (default: the current one) is in ``segment``."""
-    user_id = user_id if user_id is not None else current_user_id()
-    return user_id is not None and segment in current_state().user_segments(user_id)
+    state = current_state()
+    user_id = user_id if user_id is not None else current_user_id(state)
+    return user_id is not None and segment in state.user_segments(user_id)
 
 
 def cdp_user_segments(user_id: Any = None) -> list[Segment]:
     """The user's segments (default: the current user's; none for anonymous visitors)."""
-    user_id = user_id if user_id is not None else current_user_id()
-    return [] if user_id is None else list(current_state().user_segments(user_id).segments)
+    state = current_state()
+    user_id = user_id if user_id is not None else current_user_id(state)
+    return [] if user_id is None else list(state.user_segments(user_id).segments)
 
 
 TRACKING_GLOBALS: dict[str, Callable[..., Any]] = {
