@@ -44,6 +44,7 @@ class Outcome(enum.StrEnum):
     APPLIED = "applied"
     QUEUED = "queued"
     DUPLICATE = "duplicate"
+    SEGMENT_GROUP_MISMATCH = "segment_group_mismatch"
     UNKNOWN_SEGMENT_GROUP = "unknown_segment_group"
     FAILED = "failed"
     #: Another worker took the delivery over; this one did not apply it.

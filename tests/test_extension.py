@@ -154,7 +154,7 @@ def test_flask_migrate_autogenerate_sees_the_tables(database_url: str, tmp_path:
             "cdp_deliveries",
             "ix_cdp_memberships_user_id_segment_id",
             "uq_cdp_segments_group_id_identifier",
-            "fk_cdp_memberships_segment_id_cdp_segments",
+            "fk_cdp_segments_group_id_cdp_segment_groups",
         ):
             assert name in text
         upgrade(directory)

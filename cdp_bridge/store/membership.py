@@ -9,7 +9,7 @@ writer (:mod:`.bulk`), never one ORM round trip per row.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,19 +89,23 @@ def record_sequence(conn: Connection, tables: CDPTables, segment_id: int, sequen
     conn.execute(update(s).where(s.c.id == segment_id).values(last_sequence=sequence))
 
 
-def add_members(conn: Connection, tables: CDPTables, segment_id: int, user_ids: Iterable[str]) -> int:
+# The writers take each id once: callers pass what validation already de-duplicated (the
+# body parser, validate_user_ids), so a million ids are not de-duplicated again here.
+
+
+def add_members(conn: Connection, tables: CDPTables, segment_id: int, user_ids: Sequence[str]) -> int:
     """Add the users not yet in the segment; return how many were added."""
-    return member_writer(conn, tables).add(conn, segment_id, list(dict.fromkeys(user_ids)))
+    return member_writer(conn, tables).add(conn, segment_id, user_ids)
 
 
-def remove_members(conn: Connection, tables: CDPTables, segment_id: int, user_ids: Iterable[str]) -> int:
+def remove_members(conn: Connection, tables: CDPTables, segment_id: int, user_ids: Sequence[str]) -> int:
     """Remove the given users from the segment; return how many were members."""
-    return member_writer(conn, tables).remove(conn, segment_id, list(dict.fromkeys(user_ids)))
+    return member_writer(conn, tables).remove(conn, segment_id, user_ids)
 
 
-def replace_members(conn: Connection, tables: CDPTables, segment_id: int, user_ids: Iterable[str]) -> tuple[int, int]:
+def replace_members(conn: Connection, tables: CDPTables, segment_id: int, user_ids: Sequence[str]) -> tuple[int, int]:
     """Make the segment's members exactly ``user_ids``; return (added, removed)."""
-    return member_writer(conn, tables).replace(conn, segment_id, list(dict.fromkeys(user_ids)))
+    return member_writer(conn, tables).replace(conn, segment_id, user_ids)
 
 
 def lock_audience(conn: Connection, group_id: int, identifier: str) -> None:
@@ -147,7 +151,7 @@ def record_tombstone(conn: Connection, tables: CDPTables, group_id: int, identif
 
 
 def delete_segment(conn: Connection, tables: CDPTables, segment_id: int) -> None:
-    """Delete a segment and its memberships (explicitly: SQLite may run without FK cascades)."""
+    """Delete a segment and its memberships (explicitly: no foreign key cascades them)."""
     conn.execute(delete(tables.memberships).where(tables.memberships.c.segment_id == segment_id))
     conn.execute(delete(tables.segments).where(tables.segments.c.id == segment_id))
 

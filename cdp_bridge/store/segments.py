@@ -94,7 +94,7 @@ class UserSegments:
 
 
 def validate_user_ids(user_ids: Iterable[object]) -> list[str]:
-    """Every id as a string, or a :class:`ValidationError` naming the first bad one."""
+    """Every id as a string, each once, or a :class:`ValidationError` naming the first bad one."""
     if isinstance(user_ids, (str, bytes)):
         raise ValidationError("user ids must be a list of ids, not a single string")
     valid = []
@@ -103,7 +103,7 @@ def validate_user_ids(user_ids: Iterable[object]) -> list[str]:
             valid.append(validate_user_id(user_id))
         except ValidationError as exc:
             raise ValidationError(f"user id at position {index}: {exc}") from None
-    return valid
+    return list(dict.fromkeys(valid))
 
 
 class SegmentStore:

@@ -118,12 +118,10 @@ def _memberships(metadata: MetaData) -> Table:
         Column("user_id", _IDENT, nullable=False),
         Column("created_at", DateTime(), nullable=False, default=utcnow),
         PrimaryKeyConstraint("segment_id", "user_id", name="pk_cdp_memberships"),
-        ForeignKeyConstraint(
-            ["segment_id"],
-            ["cdp_segments.id"],
-            name="fk_cdp_memberships_segment_id_cdp_segments",
-            ondelete="CASCADE",
-        ),
+        # No foreign key to cdp_segments: checking it row by row was 40% of applying a
+        # 100,000-member delivery on PostgreSQL. The store deletes a segment's
+        # memberships in the same transaction as the segment (membership.delete_segment,
+        # SegmentStore.delete_group), and the tests check that no row is left orphaned.
         # A user's segments: one range scan of this index.
         Index("ix_cdp_memberships_user_id_segment_id", "user_id", "segment_id"),
     )

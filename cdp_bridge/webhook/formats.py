@@ -23,6 +23,7 @@ from marshmallow import ValidationError as SchemaError
 from ..errors import PayloadError, ValidationError
 from ..identifiers import (
     NOT_UNICODE,
+    are_plain_user_ids,
     has_control_characters,
     has_lone_surrogates,
     validate_name,
@@ -210,14 +211,14 @@ def _members_change(
     lists: dict[str, list[str]] = {}
     for key in MEMBER_LISTS:
         lists[key] = _valid_user_ids(audience_id, loaded.get(key) or [], rejected)
-    both = set(lists["add"]) & set(lists["remove"])
+    both = set(lists["add"]).intersection(lists["remove"]) if lists["remove"] else set()
     for user_id in sorted(both):
         rejected.add(Rejection(audience_id, "listed in both add and remove", user_id))
     change = AudienceChange(
         audience_id=audience_id,
         metadata=metadata,
-        add=tuple(u for u in lists["add"] if u not in both),
-        remove=tuple(u for u in lists["remove"] if u not in both),
+        add=tuple(u for u in lists["add"] if u not in both) if both else tuple(lists["add"]),
+        remove=tuple(u for u in lists["remove"] if u not in both) if both else tuple(lists["remove"]),
         members=tuple(lists["members"]) if loaded.get("members") is not None else None,
         deleted=bool(loaded.get("deleted")),
         sequence=loaded.get("sequence"),
@@ -226,6 +227,9 @@ def _members_change(
 
 
 def _valid_user_ids(audience_id: str, values: list[Any], rejected: Rejections) -> list[str]:
+    """The valid ids, each once, in their order; the others go to ``rejected``."""
+    if values and are_plain_user_ids(values):  # the usual list: one pass, no per-id call
+        return list(dict.fromkeys(values))
     valid: dict[str, None] = {}
     for value in values:
         try:

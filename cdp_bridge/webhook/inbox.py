@@ -26,6 +26,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, and_, or_, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
+from ..constants import DEFAULT_BULK_ASYNC_THRESHOLD
 from ..errors import CDPError, NotFoundError, first_line
 from ..model import REPLAYABLE, ActivationCredentials, ActivationDocument, DeliveryStatus, Outcome, Rejections
 from ..store import CDPTables, utcnow
@@ -54,7 +55,8 @@ class ReceiveResult:
     """What the webhook answers: one of applied, queued, duplicate, unknown_segment_group."""
 
     status: Outcome
-    delivery_id: int
+    #: None when nothing was recorded (a segment group mismatch).
+    delivery_id: int | None
     items: int = 0
     applied: int = 0
     stale: int = 0
@@ -111,18 +113,30 @@ class DeliveryInbox:
         engine: Engine,
         tables: CDPTables,
         *,
+        bulk_async_threshold: int = DEFAULT_BULK_ASYNC_THRESHOLD,
         max_attempts: int = MAX_ATTEMPTS,
         lease_seconds: int = LEASE_SECONDS,
     ) -> None:
         self.engine = engine
         self.tables = tables
+        self.bulk_async_threshold = bulk_async_threshold
         self.max_attempts = max_attempts
         self.lease_seconds = lease_seconds
 
     # -- receiving -----------------------------------------------------------------------
 
-    def receive(self, incoming: IncomingDelivery, *, queue: bool) -> ReceiveResult:
-        """Record a delivery and apply it now (``queue=False``) or leave it queued."""
+    def receive(self, incoming: IncomingDelivery, *, queue: bool | None = None) -> ReceiveResult:
+        """Record a delivery and apply it now, or leave it queued for a worker: queued when
+        it holds ``bulk_async_threshold`` ids or more, unless ``queue`` says otherwise.
+
+        A body that names another segment group than its activation's is refused before
+        anything is recorded (:attr:`Outcome.SEGMENT_GROUP_MISMATCH`).
+        """
+        named = incoming.document.segment_group_identifier
+        if named is not None and named != incoming.activation.segment_group_identifier:
+            return ReceiveResult(Outcome.SEGMENT_GROUP_MISMATCH, None)
+        if queue is None:
+            queue = incoming.document.items >= self.bulk_async_threshold
         try:
             with self.engine.begin() as conn:
                 return self._receive(conn, incoming, queue)
@@ -145,7 +159,8 @@ class DeliveryInbox:
             "client_id": activation.client_id,
             "segment_group_identifier": activation.segment_group_identifier,
             "payload_format": incoming.payload_format,
-            "payload": changes_to_json(document.changes),
+            # What a worker or a replay applies later; a delivery applied now keeps none.
+            "payload": "[]",
             "items": document.items,
             "rejected": document.rejected.as_record(),
             "rejected_count": document.rejected.total,
@@ -156,10 +171,12 @@ class DeliveryInbox:
         group_id = self._group_id(conn, activation.segment_group_identifier)
         if group_id is None:
             error = f"unknown_segment_group: segment group {activation.segment_group_identifier!r} does not exist"
-            delivery_id = self._insert(conn, {**row, "status": DeliveryStatus.REJECTED, "error": error, "request_id": None})
+            delivery_id = self._insert(conn, {**row, "payload": changes_to_json(document.changes),
+                                              "status": DeliveryStatus.REJECTED, "error": error, "request_id": None})
             return ReceiveResult(Outcome.UNKNOWN_SEGMENT_GROUP, delivery_id, document.items)
         if queue:
-            delivery_id = self._insert(conn, {**row, "status": DeliveryStatus.QUEUED, "request_id": request_id})
+            delivery_id = self._insert(conn, {**row, "payload": changes_to_json(document.changes),
+                                              "status": DeliveryStatus.QUEUED, "request_id": request_id})
             return ReceiveResult(Outcome.QUEUED, delivery_id, document.items)
         delivery_id = self._insert(conn, {**row, "status": DeliveryStatus.PROCESSING, "request_id": request_id, "attempts": 1})
         outcome = apply_audience_changes(conn, self.tables, group_id, document.changes)

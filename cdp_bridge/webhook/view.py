@@ -119,23 +119,22 @@ def _accept(state: Any, activation: Any, body: bytes, signed: bool) -> Response:
         return answer(400, **_payload_error(exc))
     except RecursionError:
         return answer(400, error="invalid_payload", message="the body is nested too deeply")
-    group = document.segment_group_identifier
-    if group is not None and group != activation.segment_group_identifier:
-        return answer(
-            422,
-            error="segment_group_mismatch",
-            message=f"segment_group_identifier {group!r} is not this activation's segment group",
-        )
-    queue = document.items >= state.settings.bulk_async_threshold
     started = time.monotonic()
     try:
         incoming = IncomingDelivery(activation, document, request_id, payload_format.name)
-        result = state.inbox.receive(incoming, queue=queue)
+        result = state.inbox.receive(incoming)
     except (OperationalError, InterfaceError, PoolTimeoutError) as exc:
         log.error("webhook: database unavailable, answered 503: %s", type(exc).__name__)
         response = answer(503, error="unavailable")
         response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
         return response
+    if result.status == Outcome.SEGMENT_GROUP_MISMATCH:
+        return answer(
+            422,
+            error="segment_group_mismatch",
+            message=f"segment_group_identifier {document.segment_group_identifier!r}"
+            " is not this activation's segment group",
+        )
     log_outcome(
         delivery_id=result.delivery_id,
         status=result.status,
