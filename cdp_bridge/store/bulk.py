@@ -3,9 +3,9 @@
 A 100,000-member audience must apply at a good fraction of the raw driver's speed, so
 these writers talk to the driver directly inside the caller's transaction:
 
-- PostgreSQL: ids are ``COPY``-ed into a temporary staging table, then one
-  ``INSERT … SELECT … ON CONFLICT DO NOTHING`` and one anti-join ``DELETE`` do the
-  rest in the server; removals are one ``DELETE … = ANY(array)``.
+- PostgreSQL: sorted ids are ``COPY``-ed into a temporary staging table, then one
+  anti-join ``INSERT`` of the new ids and one anti-join ``DELETE`` do the rest in the
+  server; removals are one ``DELETE … = ANY(array)``.
 - SQLite: ``executemany`` of ``INSERT OR IGNORE`` / ``DELETE`` on the primary key;
   the cursor's row count says how many rows changed.
 - Any other database: portable SQLAlchemy statements in chunks.
@@ -86,18 +86,21 @@ class PostgresMemberWriter:
         )
         cursor.execute(f"TRUNCATE {STAGING_TABLE}")
         with cursor.copy(f"COPY {STAGING_TABLE} (user_id) FROM STDIN") as copy:
-            for user_id in user_ids:
+            for user_id in sorted(user_ids):
                 copy.write_row((user_id,))
         if analyze:  # without statistics the planner may nest-loop the anti-join
             cursor.execute(f"ANALYZE {STAGING_TABLE}")
         return cursor
 
     def _insert_staged(self, cursor: Any, segment_id: int) -> int:
+        # Only the ids not there yet: an anti-join reads the index once, where inserting
+        # every staged id and letting ON CONFLICT drop the present ones was 3x slower.
         cursor.execute(
             f"INSERT INTO {self.table} (segment_id, user_id, created_at)"
-            f" SELECT %s, user_id, %s FROM {STAGING_TABLE}"
+            f" SELECT %s, s.user_id, %s FROM {STAGING_TABLE} s"
+            f" WHERE NOT EXISTS (SELECT 1 FROM {self.table} m WHERE m.segment_id = %s AND m.user_id = s.user_id)"
             " ON CONFLICT DO NOTHING",
-            (segment_id, utcnow()),
+            (segment_id, utcnow(), segment_id),
         )
         return int(cursor.rowcount)
 
@@ -107,7 +110,7 @@ class PostgresMemberWriter:
         cursor = self._cursor(conn)
         if self._is_empty(cursor, segment_id):
             return self._copy_into_empty(cursor, segment_id, user_ids)
-        return self._insert_staged(self._stage(cursor, user_ids), segment_id)
+        return self._insert_staged(self._stage(cursor, user_ids, analyze=True), segment_id)
 
     def remove(self, conn: Connection, segment_id: int, user_ids: Sequence[str]) -> int:
         if not user_ids:
