@@ -15,12 +15,17 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 FIGURE = re.compile(r"\bratio\b|\btarget\b")
 BENCHMARKS = [
-    ("Webhook: applying 100,000-member audiences", "webhook_apply.py", [], ["--rows", "20000", "--rounds", "1"]),
-    ("Webhook: 50 clients through gunicorn and PostgreSQL", "webhook_load.py", [], ["--deliveries", "1000"]),
-    ("Tracking helpers: render cost", "tracking_render.py", [], ["--calls", "300", "--rounds", "9", "--requests", "5"]),
-    ("Data export: 1,000,000 users", "export_stream.py", [], ["--users", "50000", "--small", "5000", "--rounds", "1"]),
+    ("Personalisation reads: a user's segments on a page", "segments_read.py", [],
+     ["--rounds", "5", "--lookups", "50"]),
+    ("Webhook end to end: POST /cdp/webhook until applied", "webhook_e2e.py", [],
+     ["--sizes", "10000", "--rounds", "5"]),
+    ("Webhook: applying 100,000-member audiences in the domain core", "webhook_apply.py", [],
+     ["--rows", "20000", "--rounds", "5"]),
     ("Webhook: peak memory of a body at CDP_WEBHOOK_MAX_BYTES", "webhook_memory.py", [],
-     ["--megabytes", "2", "--rounds", "1"]),
+     ["--megabytes", "2", "--rounds", "5"]),
+    ("Webhook: 50 clients through gunicorn and PostgreSQL", "webhook_load.py", [], ["--deliveries", "1000"]),
+    ("Tracking helpers: render cost", "tracking_render.py", [], ["--calls", "300", "--rounds", "5", "--requests", "5"]),
+    ("Data export: 1,000,000 users", "export_stream.py", [], ["--users", "50000", "--small", "5000", "--rounds", "5"]),
 ]
 
 
@@ -31,6 +36,11 @@ def machine() -> str:
         kilobytes = int(meminfo.read_text().split("MemTotal:")[1].split()[0])
         memory = f"{kilobytes / 1024 / 1024:.0f} GiB memory"
     return f"{os.cpu_count()} cores, {memory}, {platform.machine()}, Python {platform.python_version()}"
+
+
+def load_average() -> str:
+    """The 1, 5 and 15 minute load averages: how busy the shared machine was."""
+    return " / ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
 def recorded_sections(path: Path) -> dict[str, str]:
@@ -55,6 +65,7 @@ def main() -> None:
     args = parser.parse_args()
     recorded = recorded_sections(Path(args.output)) if args.only else {}
     sections, summary = [], []
+    load_before = load_average()
     for title, script, full_args, quick_args in BENCHMARKS:
         if args.only and script not in args.only:
             if title in recorded:
@@ -74,8 +85,10 @@ def main() -> None:
         "# Benchmarks\n\n"
         f"Written by `benchmarks/run`{' --quick (smaller sizes: not the recorded figures)' if args.quick else ''} on {today}"
         + (f" (re-run: {', '.join(args.only)}; the other sections as recorded before).\n" if args.only else ".\n")
-        + f"Machine: {machine()}. Shared and noisy: compare the ratios, each measured against its "
-        "baseline in the same run, not the absolute times.\n\n## Summary\n\n" + "\n".join(summary) + "\n\n" + "\n".join(sections)
+        + f"Machine: {machine()}; load average (1 / 5 / 15 min) {load_before} before the run, {load_average()} after. "
+        "Shared and noisy: compare the ratios, each measured against its baseline in the same run, not the "
+        "absolute times. Every ratio is min / median / max over alternating rounds; a target is met when the "
+        "median meets it, and 'within noise' when the range straddles it.\n\n## Summary\n\n" + "\n".join(summary) + "\n\n" + "\n".join(sections)
     )
     Path(args.output).write_text(text)
     print(f"wrote {args.output}")

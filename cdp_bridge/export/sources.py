@@ -80,18 +80,20 @@ class ExportRegistry:
         refuses is checked item by item (see :func:`checked_item`).
         """
         processors = [ranked.function for ranked in self.processors[kind]]
-        readers: dict[type, Callable[[Any, tuple[str, ...]], dict[str, Any]]] = {}
         keys = BASE_KEYS[kind]
+        typed = kind != "user"
+        record_type: type | None = None
+        read: Callable[[Any, tuple[str, ...]], dict[str, Any]] = _read_dict
         for record in records:
+            if type(record) is not record_type:  # sources yield one type of record, as a rule
+                record_type = type(record)
+                read = base_key_reader(record_type)
             try:
-                read = readers.get(type(record))
-                if read is None:
-                    read = readers[type(record)] = base_key_reader(type(record))
                 item = read(record, keys)
                 identifier = item.get("id")
                 if type(identifier) is not int and (type(identifier) is not str or not identifier):
                     _check_id(identifier)  # the usual int or str id costs no call
-                if kind != "user":
+                if typed:
                     if item.get("type") is None:  # the source's type, in its place after the id
                         item.pop("type", None)
                         item = {"id": item.pop("id"), "type": type_name, **item}

@@ -47,7 +47,8 @@ def event_parameters(
         raise TrackingArgumentError(f"event_type {event_type!r} is not a known event type ({known})")
     moved = overrides.get(event_type)
     positions = {**DEFAULT_TRACKING_PARAMETERS, **moved} if moved else DEFAULT_TRACKING_PARAMETERS
-    currency = fields.get("currency")
+    given = fields.get("currency")
+    currency = format_currency(given) if given is not None else None  # checked once for every amount
     params = {positions["event_type"]: event_type}
     for keyword, value in fields.items():
         if value is None:
@@ -120,16 +121,16 @@ def format_currency(value: Any) -> str:
     return value.strip().upper()
 
 
-def currency_decimals(currency: Any) -> int:
-    """2, or 0 / 3 for the currencies ISO 4217 gives that many minor digits."""
-    code = format_currency(currency) if currency is not None else ""
+def currency_decimals(code: str | None) -> int:
+    """2, or 0 / 3 for the currencies ISO 4217 gives that many minor digits (``code`` as
+    :func:`format_currency` returns it)."""
     if code in ZERO_DECIMAL_CURRENCIES:
         return 0
     return 3 if code in THREE_DECIMAL_CURRENCIES else 2
 
 
-def format_price(value: Any, currency: Any = None, name: str = "price") -> str:
-    """A price with a dot and the currency's number of decimals."""
+def format_price(value: Any, currency: str | None = None, name: str = "price") -> str:
+    """A price with a dot and the currency's number of decimals (``currency`` already checked)."""
     amount = decimal_amount(value, name)
     return str(amount.quantize(QUANTUM[currency_decimals(currency)], rounding=ROUND_HALF_UP))
 
@@ -170,7 +171,7 @@ def format_basket_content(value: Any) -> str:
 def line_subtotal(price: Any, quantity: Any, currency: Any) -> str:
     """``price × quantity`` of an order line, formatted like a price."""
     amount = decimal_amount(price, "price") * whole_number(quantity, "quantity")
-    return format_price(amount, currency, "subtotal")
+    return format_price(amount, format_currency(currency) if currency is not None else None, "subtotal")
 
 
 def _text_formatter(keyword: str) -> Callable[[Any, Any], str]:
@@ -189,7 +190,7 @@ FIELD_FORMATTERS: dict[str, Callable[[Any, Any], str]] = {
     **{keyword: _text_formatter(keyword) for keyword in FIELD_KEYS},
     "price": _amount_formatter("price"),
     "subtotal": _amount_formatter("subtotal"),
-    "currency": lambda value, currency: format_currency(value),
+    "currency": lambda value, currency: currency,  # event_parameters checked it
     "quantity": lambda value, currency: str(whole_number(value, "quantity")),
     "in_stock": lambda value, currency: format_in_stock(value),
     "category_path": lambda value, currency: format_category_path(value),

@@ -88,10 +88,23 @@ def _warn_unconfigured_once(state: CDPState) -> None:
         log.warning("CDP_ACCOUNT_NUMBER is not set: tracking helpers render nothing")
 
 
+_UNSET = object()
+
+
 def _nonce_attribute(state: CDPState, nonce: str | None) -> str:
-    """`` nonce="…"`` from the argument, else the host's provider or Flask-Talisman's."""
+    """`` nonce="…"`` from the argument, else the host's provider or Flask-Talisman's
+    (asked once per request: every helper of a page carries the same)."""
     if nonce is None:
-        nonce = _provided_nonce(state)
+        if not has_request_context():
+            return ""
+        attribute: Any = g.get("_cdp_nonce_attribute", _UNSET)
+        if attribute is _UNSET:
+            attribute = g._cdp_nonce_attribute = _checked_nonce_attribute(_provided_nonce(state))
+        return str(attribute)
+    return _checked_nonce_attribute(nonce)
+
+
+def _checked_nonce_attribute(nonce: Any) -> str:
     if not nonce:
         return ""
     if not isinstance(nonce, str) or not NONCE.fullmatch(nonce):
@@ -100,8 +113,6 @@ def _nonce_attribute(state: CDPState, nonce: str | None) -> str:
 
 
 def _provided_nonce(state: CDPState) -> str | None:
-    if not has_request_context():
-        return None
     provider = state.hooks.nonce_provider
     if provider is not None:
         return provider()
@@ -113,10 +124,10 @@ def current_user_id(state: CDPState | None = None) -> str | None:
     looked up once per request: a page calls several helpers. Outside a request: None."""
     if not has_request_context():
         return None
-    if "_cdp_user_id" not in g:
-        g._cdp_user_id = _look_up_user_id(state or current_state())
-    user_id: str | None = g._cdp_user_id
-    return user_id
+    user_id: Any = g.get("_cdp_user_id", _UNSET)
+    if user_id is _UNSET:
+        user_id = g._cdp_user_id = _look_up_user_id(state or current_state())
+    return str(user_id) if user_id is not None else None
 
 
 def _look_up_user_id(state: CDPState) -> str | None:
