@@ -119,6 +119,8 @@ def base_key_reader(record_type: type) -> Callable[[Any, tuple[str, ...]], dict[
         return _read_dict
     if _read_by_name(record_type):
         return _read_row
+    if hasattr(record_type, "_mapping"):  # a SQLAlchemy Row: by column name, faster than getattr
+        return _read_row_mapping
     return _read_attributes
 
 
@@ -132,6 +134,10 @@ def _read_row(record: Any, keys: tuple[str, ...]) -> dict[str, Any]:
     except (KeyError, IndexError):  # sqlite3.Row raises IndexError for a missing column
         present = record.keys()  # sqlite3.Row has keys() but no "in"
         return {key: record[key] for key in keys if key in present}
+
+
+def _read_row_mapping(record: Any, keys: tuple[str, ...]) -> dict[str, Any]:
+    return _read_row(record._mapping, keys)
 
 
 def _read_attributes(record: Any, keys: tuple[str, ...]) -> dict[str, Any]:
