@@ -170,7 +170,7 @@ def demo_users() -> Any:
     """The shop's users, for flask cdp stream-user-data: the model's columns as rows, read
     in chunks (no object is built per user; see the README's Performance section)."""
     query = select(DemoUser.id, DemoUser.login, DemoUser.email, DemoUser.name, DemoUser.is_admin)
-    yield from db.session.execute(query.order_by(DemoUser.id).execution_options(yield_per=1000))
+    yield from db.session.execute(query.order_by(DemoUser.id).execution_options(yield_per=1000)).mappings()
 
 
 @cdp.product_source("pet_supplies")
@@ -183,7 +183,7 @@ def demo_products() -> Any:
 @cdp.user_item_processor(priority=10)
 def add_admin_flag(item: dict[str, Any], user: Any) -> dict[str, Any]:
     """An example processor: one more column for the Data Manager."""
-    item["is_admin"] = bool(user.is_admin)
+    item["is_admin"] = bool(user["is_admin"])
     return item
 
 

@@ -2,8 +2,8 @@
 
 The view only translates HTTP: method, credentials, size, media type, signature, JSON
 and body format are checked in that order, each with its own answer; then the parsed
-delivery goes to the :class:`~cdp_bridge.deliveries.DeliveryInbox`, which records it
-before anything is answered. A database that cannot be reached answers 503 with
+delivery goes to the :class:`~cdp_bridge.webhook.inbox.DeliveryInbox`, which decides
+whether to apply it now or queue it and records it before anything is answered. A database that cannot be reached answers 503 with
 ``Retry-After`` and leaves nothing half-applied (every write is one transaction).
 """
 
