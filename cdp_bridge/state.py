@@ -23,10 +23,12 @@ from .constants import EXTENSION_KEY
 from .errors import RegistrationError
 from .export.sources import ExportRegistry
 from .settings import CDPSettings
-from .store import CDPTables, SegmentStore, UserSegments
+from .store import CDPTables, RecentUserSegments, SegmentStore, UserSegments, membership
 from .webhook.formats import PayloadFormat, default_formats
 from .webhook.inbox import DeliveryInbox
 from .webhook.worker import InlineWorker
+
+_UNREAD = object()
 
 
 @dataclass
@@ -58,6 +60,8 @@ class CDPState:
     #: How exports wait between retries; tests put a recording function here.
     export_sleep: Callable[[float], None] = time.sleep
     inline_worker: InlineWorker | None = None
+    #: Users' segments kept between requests while the store version stays the same.
+    recent_user_segments: RecentUserSegments = field(default_factory=RecentUserSegments, repr=False)
     #: One store per engine (an app may be served by several, e.g. in tests).
     _stores: WeakKeyDictionary[Engine, SegmentStore] = field(default_factory=WeakKeyDictionary, repr=False)
 
@@ -87,8 +91,11 @@ class CDPState:
         answered from the set the first one loaded. Outside a request, read each time.
 
         In a request the read joins the request's own database connection (the
-        Flask-SQLAlchemy session's, which the page's other queries use too), so it costs
-        one query and no second trip to the pool.
+        Flask-SQLAlchemy session's, which the page's other queries use too). Between
+        requests a process keeps recent users' segments: a request reads the store
+        version once (one indexed row), and a user whose segments were read at that
+        version is answered without reading them again. Every change of memberships
+        raises the version in its own transaction, so nothing stale is ever answered.
         """
         if not has_request_context() or isinstance(user_id, bool) or not isinstance(user_id, (str, int)):
             return self.store.user_segments(user_id)
@@ -97,13 +104,30 @@ class CDPState:
             loaded = g._cdp_user_segments = {}
         found = loaded.get(user_id)
         if found is None:
-            connection = self.db.session.connection(bind_arguments={"bind": self.engine})
-            found = loaded[user_id] = self.store.user_segments(user_id, connection=connection)
+            found = loaded[user_id] = self._read_user_segments(user_id)
+        return found
+
+    def _read_user_segments(self, user_id: str | int) -> UserSegments:
+        """From what this process kept, if the store version still matches; else read, with
+        the version, in one query. The version is read before (or with) the segments, so
+        what is kept is never older than the version it is kept at."""
+        connection = self.db.session.connection(bind_arguments={"bind": self.engine})
+        kept = self.recent_user_segments.get(user_id)
+        if kept is not None:
+            version = g.get("_cdp_store_version", _UNREAD)
+            if version is _UNREAD:
+                version = g._cdp_store_version = self.store.store_version(connection=connection)
+            if version is not None and kept[0] == version:
+                return kept[1]
+        version, found = self.store.user_segments_with_version(user_id, connection=connection)
+        self.recent_user_segments.put(user_id, version, found)
         return found
 
     def create_tables(self) -> None:
         """Create the ``cdp_*`` tables that do not exist yet (needs an app context)."""
         self.db.metadata.create_all(self.engine, tables=self.tables.all())
+        with self.engine.begin() as conn:
+            membership.ensure_store_version(conn, self.tables)
 
     def uses_inline_worker(self) -> bool:
         """CDP_INLINE_WORKER, or by default: on with SQLite, off otherwise."""

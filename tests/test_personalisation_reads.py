@@ -7,8 +7,9 @@ from collections.abc import Iterator
 
 import pytest
 from flask import Flask, render_template_string
-from sqlalchemy import event
+from sqlalchemy import event, select
 
+from cdp_bridge.store import utcnow
 from tests.support.webhook import cdp_of, post_webhook
 
 PAGE = ("{% for name in ['Cat owners', 'VIP', 'shop/cats', 'shop/Cat owners', 'dogs', 'nope', 'cats', 'vip', "
@@ -71,3 +72,74 @@ def test_a_bad_segment_argument_is_refused(personal_app: Flask) -> None:
 
     with personal_app.test_request_context("/"), pytest.raises(ValidationError, match="non-empty string"):
         cdp_of(personal_app).is_in_segment("7", "")
+
+
+def insert_behind_the_stores_back(app: Flask, segment: str, user_id: str) -> None:
+    """A membership written without raising the store version (what no cdp_bridge code does)."""
+    with app.app_context():
+        state = app.extensions["cdp"]
+        t = state.tables
+        with state.engine.begin() as conn:
+            segment_id = conn.scalar(select(t.segments.c.id).where(t.segments.c.identifier == segment))
+            conn.execute(t.memberships.insert().values(segment_id=segment_id, user_id=user_id, created_at=utcnow()))
+
+
+def check(app: Flask, segment: str) -> bool:
+    with app.test_request_context("/"):
+        return render_template_string("{{ cdp_in_segment(name) }}", name=segment) == "True"
+
+
+def test_a_users_segments_are_kept_between_requests_while_the_store_version_stands(personal_app: Flask) -> None:
+    post_webhook(personal_app, {"audiences": [{"id": "dogs", "add": ["8"]}]})
+    assert not check(personal_app, "dogs")  # read, and kept at this version
+    insert_behind_the_stores_back(personal_app, "dogs", "7")
+    assert not check(personal_app, "dogs")  # answered from what was kept: the version did not move
+    post_webhook(personal_app, {"audiences": [{"id": "cats", "add": ["9"]}]})  # any delivery raises it
+    assert check(personal_app, "dogs")
+
+
+def on_store(app: Flask, action) -> None:  # noqa: ANN001
+    """Run ``action(store)`` in an app context of its own (a request inside an app context
+    would share its ``g`` and be no new request)."""
+    with app.app_context():
+        action(app.extensions["cdp"].store)
+
+
+@pytest.mark.parametrize("change", ["remove_members", "delete_segment", "delete_group"])
+def test_every_change_by_hand_is_seen_by_the_next_request(personal_app: Flask, change: str) -> None:
+    on_store(personal_app, lambda store: store.create_group("hand", "By hand"))
+    on_store(personal_app, lambda store: store.add_members("hand", "extra", ["7"], name="Extra"))
+    assert check(personal_app, "hand/Extra")
+    undo = {
+        "remove_members": lambda store: store.remove_members("hand", "extra", ["7"]),
+        "delete_segment": lambda store: store.delete_segment("hand", "extra"),
+        "delete_group": lambda store: store.delete_group("hand"),
+    }[change]
+    on_store(personal_app, undo)
+    assert not check(personal_app, "hand/Extra")
+
+
+def test_a_delivery_applied_by_a_worker_is_seen_by_the_next_request(personal_app: Flask) -> None:
+    assert check(personal_app, "VIP")
+    body = {"audiences": [{"id": "vip", "remove": ["7"]}] + [{"id": f"pad{i}", "add": [str(i)]} for i in range(10)]}
+    assert post_webhook(personal_app, body).status_code == 202  # queued: a worker applies it
+    with personal_app.app_context():
+        inbox = personal_app.extensions["cdp"].inbox
+        assert inbox.process(inbox.claim("w"), "w") == "applied"
+    assert not check(personal_app, "VIP")
+
+
+def test_without_the_version_row_every_request_reads(personal_app: Flask) -> None:
+    """Tables made before the version existed (until flask cdp init-db adds its row)."""
+    with personal_app.app_context():
+        state = personal_app.extensions["cdp"]
+        with state.engine.begin() as conn:
+            conn.execute(state.tables.store_version.delete())
+    post_webhook(personal_app, {"audiences": [{"id": "dogs", "add": ["8"]}]})
+    assert not check(personal_app, "dogs")
+    insert_behind_the_stores_back(personal_app, "dogs", "7")
+    assert check(personal_app, "dogs")  # nothing was kept without a version
+    with personal_app.app_context():
+        personal_app.extensions["cdp"].create_tables()  # init-db puts the row back
+        with state.engine.connect() as conn:
+            assert conn.scalar(select(state.tables.store_version.c.version)) == 0

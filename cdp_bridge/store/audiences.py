@@ -35,6 +35,8 @@ def apply_audience_changes(
             outcome.applied += 1
         else:
             outcome.stale += 1
+    if outcome.applied:
+        membership.bump_store_version(conn, tables)
     return outcome
 
 

@@ -20,6 +20,9 @@ from ..model import SegmentMetadata
 from .bulk import member_writer
 from .tables import CDPTables, utcnow
 
+#: The one row of ``cdp_store_version``.
+STORE_VERSION_ROW = 1
+
 
 @dataclass(frozen=True)
 class SegmentRow:
@@ -118,6 +121,28 @@ def lock_audience(conn: Connection, group_id: int, identifier: str) -> None:
     if conn.dialect.name == "postgresql":
         digest = hashlib.blake2b(f"cdp:{group_id}:{identifier}".encode(), digest_size=8).digest()
         conn.execute(select(func.pg_advisory_xact_lock(int.from_bytes(digest, "big", signed=True))))
+
+
+def bump_store_version(conn: Connection, tables: CDPTables) -> None:
+    """Say that memberships changed: readers that kept a user's segments read them again.
+
+    Call it last in the transaction: the row stays locked until the commit, and every
+    writer takes it, so it must be held for as short a time as can be.
+    """
+    v = tables.store_version
+    conn.execute(update(v).where(v.c.id == STORE_VERSION_ROW).values(version=v.c.version + 1))
+
+
+def ensure_store_version(conn: Connection, tables: CDPTables) -> None:
+    """Create the store version's row if it is missing (``flask cdp init-db`` does)."""
+    conn.execute(_insert_ignore(conn, tables.store_version).values(id=STORE_VERSION_ROW, version=0))
+
+
+def store_version(conn: Connection, tables: CDPTables) -> int | None:
+    """The current store version; ``None`` when its row is missing (no caching then)."""
+    v = tables.store_version
+    found = conn.scalar(select(v.c.version).where(v.c.id == STORE_VERSION_ROW))
+    return int(found) if found is not None else None
 
 
 def tombstone(conn: Connection, tables: CDPTables, group_id: int, identifier: str) -> int | None:

@@ -8,12 +8,14 @@ deliveries (which use :mod:`.membership` directly) may change them.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, delete, func, select, update
+from sqlalchemy import Connection, Engine, bindparam, delete, func, literal_column, null, select, union_all, update
 from sqlalchemy.exc import IntegrityError
 
 from ..constants import PROTECTED_GROUP_MESSAGE
@@ -93,6 +95,33 @@ class UserSegments:
         return segment in self.names
 
 
+class RecentUserSegments:
+    """The segments of the users a process served last, each with the store version it
+    was read at: a bounded, thread-safe map (the oldest user is dropped first)."""
+
+    def __init__(self, capacity: int = 10_000) -> None:
+        self.capacity = capacity
+        self._entries: OrderedDict[object, tuple[int, UserSegments]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, user_id: object) -> tuple[int, UserSegments] | None:
+        """(the version they were read at, the user's segments), if kept."""
+        with self._lock:
+            entry = self._entries.get(user_id)
+            if entry is not None:
+                self._entries.move_to_end(user_id)
+            return entry
+
+    def put(self, user_id: object, version: int | None, segments: UserSegments) -> None:
+        if version is None:
+            return
+        with self._lock:
+            self._entries[user_id] = (version, segments)
+            self._entries.move_to_end(user_id)
+            while len(self._entries) > self.capacity:
+                self._entries.popitem(last=False)
+
+
 def validate_user_ids(user_ids: Iterable[object]) -> list[str]:
     """Every id as a string, each once, or a :class:`ValidationError` naming the first bad one."""
     if isinstance(user_ids, (str, bytes)):
@@ -149,6 +178,7 @@ class SegmentStore:
             conn.execute(delete(t.segments).where(t.segments.c.group_id == group_id))
             conn.execute(delete(t.tombstones).where(t.tombstones.c.group_id == group_id))
             conn.execute(delete(t.segment_groups).where(t.segment_groups.c.id == group_id))
+            membership.bump_store_version(conn, self.tables)
 
     def get_group(self, identifier: str) -> SegmentGroup:
         """One group, or :class:`NotFoundError`."""
@@ -203,14 +233,18 @@ class SegmentStore:
         ids = validate_user_ids(user_ids)
         with self.engine.begin() as conn:
             row = self._editable_segment(conn, group, segment, name)
-            return membership.add_members(conn, self.tables, row.id, ids)
+            added = membership.add_members(conn, self.tables, row.id, ids)
+            membership.bump_store_version(conn, self.tables)
+            return added
 
     def remove_members(self, group: str, segment: str, user_ids: Iterable[object]) -> int:
         """Remove users from a segment; return how many were members."""
         ids = validate_user_ids(user_ids)
         with self.engine.begin() as conn:
             row = self._existing_editable_segment(conn, group, segment)
-            return membership.remove_members(conn, self.tables, row.id, ids)
+            removed = membership.remove_members(conn, self.tables, row.id, ids)
+            membership.bump_store_version(conn, self.tables)
+            return removed
 
     def replace_members(
         self, group: str, segment: str, user_ids: Iterable[object], *, name: str | None = None
@@ -219,13 +253,16 @@ class SegmentStore:
         ids = validate_user_ids(user_ids)
         with self.engine.begin() as conn:
             row = self._editable_segment(conn, group, segment, name)
-            return membership.replace_members(conn, self.tables, row.id, ids)
+            counts = membership.replace_members(conn, self.tables, row.id, ids)
+            membership.bump_store_version(conn, self.tables)
+            return counts
 
     def delete_segment(self, group: str, segment: str) -> None:
         """Delete a segment and its memberships."""
         with self.engine.begin() as conn:
             row = self._existing_editable_segment(conn, group, segment)
             membership.delete_segment(conn, self.tables, row.id)
+            membership.bump_store_version(conn, self.tables)
 
     def _editable_segment(self, conn: Connection, group: str, segment: str, name: str | None) -> membership.SegmentRow:
         segment = validate_segment_identifier(segment)
@@ -282,6 +319,16 @@ class SegmentStore:
         ``connection`` when one is already open (a request's), else on a pooled one."""
         return self._user_segments_read(validate_user_id(user_id), connection)
 
+    def store_version(self, *, connection: Connection) -> int | None:
+        """The store version (see :func:`membership.bump_store_version`), read on ``connection``."""
+        return self._user_segments_read.store_version(connection)
+
+    def user_segments_with_version(
+        self, user_id: object, *, connection: Connection | None = None
+    ) -> tuple[int | None, UserSegments]:
+        """The store version and the user's segments at that version, in one query."""
+        return self._user_segments_read.with_version(validate_user_id(user_id), connection)
+
     def _segment_query(self) -> Any:
         t = self.tables
         return select(t.segments, t.segment_groups.c.identifier.label("group_identifier")).join(
@@ -307,48 +354,56 @@ def _segment(row: Any) -> Segment:
 class _UserSegmentsRead:
     """The read every personalised page makes, prepared once per engine.
 
-    The statement is compiled once to the driver's SQL and run on a pooled DBAPI
-    connection, and the rows' values are converted by the column types' own result
-    processors only when Segment values are asked for: a page that only checks pays for
-    one indexed query and a set.
+    The statements are compiled once to the driver's SQL and run on the request's DBAPI
+    connection (or a pooled one), and the rows' values are converted by the column
+    types' own result processors only when Segment values are asked for: a page that
+    only checks pays for one indexed query and a set. The versioned form reads the
+    store version in the same statement, so one round trip gives both, consistent.
     """
 
     def __init__(self, engine: Engine, tables: CDPTables) -> None:
-        s, g, m = tables.segments, tables.segment_groups, tables.memberships
+        s, g, m, v = tables.segments, tables.segment_groups, tables.memberships, tables.store_version
         columns = [s.c.identifier, s.c.name, g.c.identifier, s.c.description, s.c.tags, s.c.profile_count,
                    s.c.source_updated_at, s.c.last_sequence]
-        statement = (
-            select(*columns)
-            .join(g, g.c.id == s.c.group_id)
-            .join(m, m.c.segment_id == s.c.id)
-            .where(m.c.user_id == bindparam("user_id"))
-            .order_by(g.c.identifier, s.c.identifier)
+        memberships = s.join(g, g.c.id == s.c.group_id).join(m, m.c.segment_id == s.c.id)
+        user_rows = select(*columns).select_from(memberships).where(m.c.user_id == bindparam("user_id"))
+        plain = user_rows.order_by(g.c.identifier, s.c.identifier)
+        # The version's row, then the user's segments (ordered here, not in SQL): one
+        # statement, one snapshot, two index lookups.
+        version_row = v.c.id == literal_column("1")  # the one row (membership.STORE_VERSION_ROW)
+        versioned = union_all(
+            select(v.c.version, *(null() for _ in columns)).where(version_row),
+            select(null(), *columns).select_from(memberships).where(m.c.user_id == bindparam("user_id")),
         )
-        compiled = statement.compile(dialect=engine.dialect)
         self.engine = engine
-        self.sql = compiled.string
-        self.positional = bool(compiled.positional)
+        self.plain = _Prepared(plain, engine)
+        self.versioned = _Prepared(versioned, engine)
+        self.version = _Prepared(select(v.c.version).where(version_row), engine)
         self.processors = [column.type.result_processor(engine.dialect, None) for column in columns]
 
     def __call__(self, user_id: str, connection: Connection | None = None) -> UserSegments:
-        parameters: Any = (user_id,) if self.positional else {"user_id": user_id}
-        if connection is not None:
-            rows = self._fetch(connection.connection.driver_connection, parameters)
-        else:
-            pooled = self.engine.raw_connection()
-            try:
-                rows = self._fetch(pooled, parameters)
-            finally:
-                pooled.close()  # back to the pool, which rolls the read back
-        return UserSegments(rows, self._segment)
+        return UserSegments(self._rows(self.plain, user_id, connection), self._segment)
 
-    def _fetch(self, dbapi_connection: Any, parameters: Any) -> list[Any]:
-        cursor = dbapi_connection.cursor()
+    def with_version(self, user_id: str, connection: Connection | None = None) -> tuple[int | None, UserSegments]:
+        """(the store version, the user's segments at that version)."""
+        rows = self._rows(self.versioned, user_id, connection)
+        versions = [row[0] for row in rows if row[0] is not None]
+        segments = sorted((row[1:] for row in rows if row[0] is None), key=_by_group_and_identifier)
+        return (int(versions[0]) if versions else None), UserSegments(segments, self._segment)
+
+    def store_version(self, connection: Connection) -> int | None:
+        """The store version alone (one indexed row)."""
+        rows = self._rows(self.version, None, connection)
+        return int(rows[0][0]) if rows else None
+
+    def _rows(self, statement: _Prepared, user_id: str | None, connection: Connection | None) -> list[Any]:
+        if connection is not None:
+            return statement.fetch(connection.connection.driver_connection, user_id)
+        pooled = self.engine.raw_connection()
         try:
-            cursor.execute(self.sql, parameters)
-            return list(cursor.fetchall())
+            return statement.fetch(pooled, user_id)
         finally:
-            cursor.close()
+            pooled.close()  # back to the pool, which rolls the read back
 
     def _segment(self, row: Sequence[Any]) -> Segment:
         values: list[Any] = [value if process is None else process(value) for value, process in zip(row, self.processors)]
@@ -356,3 +411,26 @@ class _UserSegmentsRead:
         return Segment(identifier=identifier, name=name, group=group, description=description,
                        tags=tuple(tags or ()), profile_count=profile_count, source_updated_at=updated_at,
                        last_sequence=sequence)
+
+
+def _by_group_and_identifier(row: Sequence[Any]) -> tuple[Any, Any]:
+    return row[2], row[0]
+
+
+class _Prepared:
+    """A statement with at most one ``user_id`` parameter, compiled once to the driver's SQL."""
+
+    def __init__(self, statement: Any, engine: Engine) -> None:
+        compiled = statement.compile(dialect=engine.dialect)
+        self.sql = compiled.string
+        self.positional = bool(compiled.positional)
+        self.count = len(compiled.positiontup or ()) if self.positional else 1
+
+    def fetch(self, dbapi_connection: Any, user_id: str | None) -> list[Any]:
+        parameters: Any = (user_id,) * self.count if self.positional else {"user_id": user_id}
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(self.sql, parameters)
+            return list(cursor.fetchall())
+        finally:
+            cursor.close()

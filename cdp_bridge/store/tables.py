@@ -42,23 +42,26 @@ def utcnow() -> datetime:
 
 @dataclass(frozen=True)
 class CDPTables:
-    """The four tables of cdp_bridge's store."""
+    """The tables of cdp_bridge's store."""
 
     segment_groups: Table
     segments: Table
     memberships: Table
     deliveries: Table
     tombstones: Table
+    store_version: Table
 
     def all(self) -> list[Table]:
         """In creation order (parents first)."""
-        return [self.segment_groups, self.segments, self.memberships, self.deliveries, self.tombstones]
+        return [self.segment_groups, self.segments, self.memberships, self.deliveries, self.tombstones,
+                self.store_version]
 
 
 def define_tables(metadata: MetaData) -> CDPTables:
     """The cdp tables on ``metadata``, defined on first call and reused after."""
     if "cdp_segment_groups" in metadata.tables:
-        names = ("cdp_segment_groups", "cdp_segments", "cdp_memberships", "cdp_deliveries", "cdp_tombstones")
+        names = ("cdp_segment_groups", "cdp_segments", "cdp_memberships", "cdp_deliveries", "cdp_tombstones",
+                 "cdp_store_version")
         return CDPTables(*(metadata.tables[name] for name in names))
     return CDPTables(
         segment_groups=_segment_groups(metadata),
@@ -66,6 +69,7 @@ def define_tables(metadata: MetaData) -> CDPTables:
         memberships=_memberships(metadata),
         deliveries=_deliveries(metadata),
         tombstones=_tombstones(metadata),
+        store_version=_store_version(metadata),
     )
 
 
@@ -175,4 +179,17 @@ def _tombstones(metadata: MetaData) -> Table:
             name="fk_cdp_tombstones_group_id_cdp_segment_groups",
             ondelete="CASCADE",
         ),
+    )
+
+
+def _store_version(metadata: MetaData) -> Table:
+    """One row whose number every change of memberships raises, in the same transaction:
+    a web process may keep users' segments between requests while the number it read
+    them at is still the current one."""
+    return Table(
+        "cdp_store_version",
+        metadata,
+        Column("id", Integer(), nullable=False, autoincrement=False),
+        Column("version", BigInteger(), nullable=False, default=0),
+        PrimaryKeyConstraint("id", name="pk_cdp_store_version"),
     )

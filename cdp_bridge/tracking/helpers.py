@@ -26,7 +26,7 @@ from markupsafe import Markup, escape
 from ..errors import TrackingArgumentError, ValidationError
 from ..identifiers import validate_user_id
 from ..state import CDPState, current_state
-from ..store import Segment
+from ..store import Segment, UserSegments
 from .fields import (
     event_parameters,
     line_fields,
@@ -271,16 +271,29 @@ def cdp_set_user(user_id: Any = None, *, nonce: str | None = None) -> Markup:
 
 def cdp_in_segment(segment: str, user_id: Any = None) -> bool:
     """Whether the user (default: the current one) is in ``segment``."""
-    state = current_state()
-    user_id = user_id if user_id is not None else current_user_id(state)
-    return user_id is not None and segment in state.user_segments(user_id)
+    return segment in (_current_user_segments() if user_id is None else current_state().user_segments(user_id))
 
 
 def cdp_user_segments(user_id: Any = None) -> list[Segment]:
     """The user's segments (default: the current user's; none for anonymous visitors)."""
-    state = current_state()
-    user_id = user_id if user_id is not None else current_user_id(state)
-    return [] if user_id is None else list(state.user_segments(user_id).segments)
+    found = _current_user_segments() if user_id is None else current_state().user_segments(user_id)
+    return list(found.segments)
+
+
+_NO_SEGMENTS = UserSegments([], lambda row: Segment(*row))
+
+
+def _current_user_segments() -> UserSegments:
+    """The current user's segments (none for an anonymous visitor), found once per request
+    and kept on ``g``: a page's every further check is one lookup."""
+    if not has_request_context():
+        return _NO_SEGMENTS
+    found: UserSegments | None = g.get("_cdp_current_segments")
+    if found is None:
+        state = current_state()
+        user_id = current_user_id(state)
+        found = g._cdp_current_segments = _NO_SEGMENTS if user_id is None else state.user_segments(user_id)
+    return found
 
 
 TRACKING_GLOBALS: dict[str, Callable[..., Any]] = {
