@@ -108,23 +108,23 @@ class CDPState:
         return found
 
     def _read_user_segments(self, user_id: str | int) -> UserSegments:
-        """From what this process kept, if the store version still matches; else read. The
-        version is read before (or with) the segments, so what is kept is never older
-        than the version it is kept at."""
+        """From what this process kept, if the store version still matches; else read, with
+        the version, in one statement (so what is kept is never older than its version).
+
+        Only where a read costs a round trip to a server: on SQLite reading the segments
+        costs less than checking the version (measured in benchmarks/segments_read.py).
+        """
         connection = self.db.session.connection(bind_arguments={"bind": self.engine})
+        if self.engine.dialect.name == "sqlite":
+            return self.store.user_segments(user_id, connection=connection)
         kept = self.recent_user_segments.get(user_id)
-        version = g.get("_cdp_store_version", _UNREAD)
-        if kept is not None or self.engine.dialect.name == "sqlite":
-            # SQLite answers in microseconds: the version on its own, then the segments,
-            # costs less than one statement holding both. A server costs a round trip each.
+        if kept is not None:
+            version = g.get("_cdp_store_version", _UNREAD)
             if version is _UNREAD:
                 version = g._cdp_store_version = self.store.store_version(connection=connection)
-            if kept is not None and version is not None and kept[0] == version:
+            if version is not None and kept[0] == version:
                 return kept[1]
-        if version is _UNREAD or self.engine.dialect.name != "sqlite":
-            version, found = self.store.user_segments_with_version(user_id, connection=connection)
-        else:
-            found = self.store.user_segments(user_id, connection=connection)
+        version, found = self.store.user_segments_with_version(user_id, connection=connection)
         self.recent_user_segments.put(user_id, version, found)
         return found
 

@@ -89,10 +89,15 @@ def check(app: Flask, segment: str) -> bool:
         return render_template_string("{{ cdp_in_segment(name) }}", name=segment) == "True"
 
 
-def test_a_users_segments_are_kept_between_requests_while_the_store_version_stands(personal_app: Flask) -> None:
+def test_a_users_segments_are_kept_between_requests_while_the_store_version_stands(
+    personal_app: Flask, database_url: str
+) -> None:
     post_webhook(personal_app, {"audiences": [{"id": "dogs", "add": ["8"]}]})
     assert not check(personal_app, "dogs")  # read, and kept at this version
     insert_behind_the_stores_back(personal_app, "dogs", "7")
+    if database_url.startswith("sqlite"):  # a SQLite read costs less than the version check
+        assert check(personal_app, "dogs")  # so nothing is kept: read again
+        return
     assert not check(personal_app, "dogs")  # answered from what was kept: the version did not move
     post_webhook(personal_app, {"audiences": [{"id": "cats", "add": ["9"]}]})  # any delivery raises it
     assert check(personal_app, "dogs")
