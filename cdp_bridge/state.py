@@ -91,11 +91,12 @@ class CDPState:
         answered from the set the first one loaded. Outside a request, read each time.
 
         In a request the read joins the request's own database connection (the
-        Flask-SQLAlchemy session's, which the page's other queries use too). Between
-        requests a process keeps recent users' segments: a request reads the store
-        version once (one indexed row), and a user whose segments were read at that
-        version is answered without reading them again. Every change of memberships
-        raises the version in its own transaction, so nothing stale is ever answered.
+        Flask-SQLAlchemy session's, which the page's other queries use too). On a database
+        server a process also keeps recent users' segments between requests: a request
+        reads the store version once (one indexed row), and a user whose segments were
+        read at that version is answered without reading them again. Every change of
+        memberships raises the version in its own transaction, so nothing stale is ever
+        answered.
         """
         if not has_request_context() or isinstance(user_id, bool) or not isinstance(user_id, (str, int)):
             return self.store.user_segments(user_id)
