@@ -171,7 +171,7 @@ def _deliver(session: requests.Session, url: str, headers: dict[str, str], deliv
             status, answer = response.status_code, {}  # type: ignore[union-attr]
             with lock:
                 outcome.connection_errors.append(f"not JSON: HTTP {status}: {response.text[:300]!r}")  # type: ignore[union-attr]
-        except (requests.ConnectionError, requests.Timeout) as exc:
+        except requests.RequestException as exc:  # a worker killed mid-answer also cuts the body short
             status, answer = 0, {}
             with lock:
                 outcome.connection_errors.append(f"{type(exc).__name__}: {str(exc)[:200]}")
