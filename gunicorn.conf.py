@@ -5,7 +5,13 @@ its requests wait on the database, not the CPU. With PostgreSQL, run queued webh
 deliveries in ``flask cdp worker`` processes and keep CDP_INLINE_WORKER off here.
 """
 
+import logging
 import os
+
+from dotenv import find_dotenv, load_dotenv
+
+# The same .env the app reads: GUNICORN_* set there count as if exported (the environment wins).
+load_dotenv(find_dotenv(usecwd=True), override=False)
 
 wsgi_app = os.environ.get("GUNICORN_APP", "wsgi:create_app()")
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
@@ -24,3 +30,14 @@ access_log_format = '%(h)s - - %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" %(M)sms
 errorlog = "-"
 # Webhook bodies may be up to CDP_WEBHOOK_MAX_BYTES; gunicorn itself limits only headers.
 limit_request_field_size = 16384
+loglevel = os.environ.get("GUNICORN_LOGLEVEL", "info")
+
+
+def post_worker_init(worker):  # noqa: ANN001, ANN201 - gunicorn's hook signature
+    """cdp_bridge's lines (a delivery's outcome, a worker's takeover) in gunicorn's error
+    log, at gunicorn's level: the app itself configures no logging."""
+    cdp_logger = logging.getLogger("cdp_bridge")
+    cdp_logger.setLevel(loglevel.upper())
+    for handler in worker.log.error_log.handlers:
+        cdp_logger.addHandler(handler)
+    cdp_logger.propagate = False

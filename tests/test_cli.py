@@ -64,6 +64,14 @@ def test_deleting_a_protected_group_is_refused(app: Flask) -> None:
     assert "Cannot modify protected segment group" in result.output
 
 
+def test_a_protected_group_is_refused_before_any_question(app: Flask) -> None:
+    run(app, "segment-group", "create", "shop")
+    result = app.test_cli_runner().invoke(args=["cdp", "segment-group", "delete", "shop"], input="y\n")
+    assert result.exit_code == 1
+    assert "Cannot modify protected segment group" in result.output
+    assert "Delete segment group" not in result.output  # it did not ask first
+
+
 def test_unknown_group_fails(app: Flask) -> None:
     result = run(app, "segment-group", "delete", "ghost", "--yes")
     assert result.exit_code == 1
@@ -79,9 +87,15 @@ def test_segments_lists_member_counts(app: Flask) -> None:
         store = app.extensions["cdp"].store
         store.create_group("g")
         store.add_members("g", "vip", ["1", "2"], name="VIP")
+        store.add_members("g", "solo", ["3"], name="Solo")
     result = run(app, "segments", "--group", "g")
     assert result.exit_code == 0
     assert "g/vip\tVIP\t2 members" in result.output
+    assert "g/solo\tSolo\t1 member\n" in result.output
+    with app.app_context():
+        app.extensions["cdp"].store.create_group("one")
+        app.extensions["cdp"].store.add_members("one", "x", ["1"])
+    assert "one\tone\t1 segment\n" in run(app, "segment-group", "list").output
     assert run(app, "segments", "--group", "ghost").exit_code == 1
 
 

@@ -100,7 +100,7 @@ def test_deliveries_through_gunicorn(served_site, tmp_path: Path) -> None:
     assert sent.returncode == 0, sent.stdout + sent.stderr
     assert "answered 200" in sent.stdout and '"status":"applied"' in sent.stdout
     listing = segments(tmp_path, module)
-    assert "5d822e81\tCat owners\t2 members" in listing and "77aa0001\tVIP\t1 members" in listing
+    assert "5d822e81\tCat owners\t2 members" in listing and "77aa0001\tVIP\t1 member" in listing
 
 
 def test_send_test_activation_reports_an_unreachable_site(tmp_path: Path, sqlite_url: str) -> None:
@@ -170,3 +170,30 @@ def test_the_access_log_never_holds_basic_credentials(served_site, tmp_path: Pat
     log = (tmp_path / GUNICORN_LOG).read_text()
     assert '"POST /cdp/webhook HTTP/1.1" 401' in log
     assert secret not in log and colonless not in log and ACTIVATION["CDP_ACTIVATION_CLIENT_ID"] not in log
+
+
+def test_gunicorn_reads_its_bind_from_dotenv_and_logs_delivery_outcomes(tmp_path: Path, sqlite_url: str) -> None:
+    module = write_app_module(tmp_path, sqlite_url, CDP_INLINE_WORKER=True, **ACTIVATION)
+    assert run_flask(tmp_path, module, "cdp", "init-db").returncode == 0
+    assert run_flask(tmp_path, module, "cdp", "segment-group", "create", "shop").returncode == 0
+    port = free_port()
+    (tmp_path / ".env").write_text(f"GUNICORN_BIND=127.0.0.1:{port}\nGUNICORN_APP={module}:app\nGUNICORN_WORKERS=1\n")
+    env = {key: value for key, value in process_env(tmp_path).items() if not key.startswith("GUNICORN_")}
+    with open(tmp_path / GUNICORN_LOG, "w") as log:
+        server = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", str(REPO / "gunicorn.conf.py")],
+                                  cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+        try:
+            base = f"http://127.0.0.1:{port}"
+            wait_until_serving(base, server)  # only answers if the bind came from .env
+            answer = requests.post(base + "/cdp/webhook", json={"audiences": [{"id": "cats", "add": ["1"]}]},
+                                   headers=basic_auth(), timeout=30)
+            assert answer.status_code == 200
+            delivery_id = answer.json()["delivery_id"]
+            deadline = time.monotonic() + 10
+            while f"delivery {delivery_id} applied" not in (tmp_path / GUNICORN_LOG).read_text():
+                assert time.monotonic() < deadline, "the outcome line is not in gunicorn's log"
+                time.sleep(0.05)
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    remember_output((tmp_path / GUNICORN_LOG).read_text())

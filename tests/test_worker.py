@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import signal
 import time
@@ -112,14 +113,20 @@ def test_replay_refuses_applied_and_unknown_deliveries(webhook_app: Flask) -> No
     assert cli(webhook_app, "replay", "abc").exit_code == 2
 
 
-def test_a_claim_whose_worker_died_is_taken_over_after_its_lease(webhook_app: Flask) -> None:
+def test_a_claim_whose_worker_died_is_taken_over_after_its_lease(webhook_app: Flask, caplog) -> None:
     with freeze_time("2026-11-28 10:00:00") as clock, webhook_app.app_context():
         delivery_id = queue(webhook_app, {"id": "a", "members": ["1"]})
         box = inbox(webhook_app)
         assert box.claim("dead-worker") == delivery_id  # and then it dies
         assert box.claim("other") is None
+        listing = cli(webhook_app, "deliveries").output
+        assert f"{delivery_id}\t" in listing and "\tprocessing\t" in listing
+        assert "claimed_by=dead-worker\tlease_until=2026-11-28 10:02:00" in listing  # who holds it, until when
         clock.tick(timedelta(seconds=box.lease_seconds + 1))
-        assert box.claim("other") == delivery_id
+        with caplog.at_level(logging.WARNING, logger="cdp_bridge.webhook"):
+            assert box.claim("other") == delivery_id
+        assert f"delivery {delivery_id}: taken over by other from dead-worker, whose lease ended at 2026-11-28 10:02:00" \
+            in caplog.text
         assert box.process(delivery_id, "other") == "applied"
         # Were the first worker only slow, not dead, it must not apply the delivery again.
         assert box.process(delivery_id, "dead-worker") == "lease_lost"

@@ -13,6 +13,7 @@ import click
 import requests
 from flask import current_app
 
+from ..constants import PROTECTED_GROUP_MESSAGE
 from ..errors import ConfigurationError, ValidationError
 from ..model import ActivationCredentials, DeliveryStatus
 from ..state import current_state as _state
@@ -20,7 +21,7 @@ from ..store import validate_user_ids
 from ..webhook.inbox import LEASE_SECONDS, DeliveryInbox
 from ..webhook.sample import sample_body, send_activation
 from ..webhook.worker import QueueWorker
-from .group import CommandFailed, cdp_cli, reports_errors
+from .group import CommandFailed, cdp_cli, counted, reports_errors
 from .health import run_checks
 
 
@@ -68,7 +69,7 @@ def segment_group_list() -> None:
         click.echo("No segment groups. Create one: flask cdp segment-group create IDENTIFIER --name NAME")
     for group in groups:
         mark = "  [protected]" if group.protected else ""
-        click.echo(f"{group.identifier}\t{group.name}\t{group.segment_count} segments{mark}")
+        click.echo(f"{group.identifier}\t{group.name}\t{counted(group.segment_count, 'segment')}{mark}")
 
 
 @segment_group.command("delete")
@@ -79,8 +80,10 @@ def segment_group_delete(identifier: str, yes: bool) -> None:
     """Delete a segment group with its segments and memberships."""
     store = _state().store
     group = store.get_group(identifier)
+    if group.protected:  # refused before asking, not after
+        raise CommandFailed(f"{PROTECTED_GROUP_MESSAGE}: {identifier!r} is connected to a CDP activation")
     if not yes and not click.confirm(
-        f"Delete segment group {identifier!r} and its {group.segment_count} segments?", err=True
+        f"Delete segment group {identifier!r} and its {counted(group.segment_count, 'segment')}?", err=True
     ):
         raise CommandFailed("not deleted")
     store.delete_group(identifier)
@@ -96,7 +99,7 @@ def segments(group: str | None) -> None:
     if not rows:
         click.echo("No segments.")
     for segment in rows:
-        click.echo(f"{segment.group}/{segment.identifier}\t{segment.name}\t{segment.member_count} members")
+        click.echo(f"{segment.group}/{segment.identifier}\t{segment.name}\t{counted(segment.member_count or 0, 'member')}")
 
 
 
@@ -117,7 +120,7 @@ def worker(once: bool, poll_seconds: float, lease_seconds: int, log_level: str) 
     queue_worker = QueueWorker(inbox, poll_seconds=poll_seconds)
     if once:
         processed = queue_worker.run_once()
-        click.echo(f"Processed {processed} deliveries.")
+        click.echo(f"Processed {processed} {'delivery' if processed == 1 else 'deliveries'}.")
         return
     for signal_number in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signal_number, lambda *_: queue_worker.stop())
@@ -135,9 +138,11 @@ def deliveries(status: str | None, limit: int) -> None:
         click.echo("No deliveries.")
     for d in rows:
         outcome = f"applied={d.applied} stale={d.stale}" if d.status == DeliveryStatus.APPLIED else (d.error or "")
+        claim = (f"\tclaimed_by={d.claimed_by}\tlease_until={d.lease_expires_at:%Y-%m-%d %H:%M:%S}"
+                 if d.claimed_by and d.lease_expires_at else "")
         click.echo(
             f"{d.id}\t{d.received_at:%Y-%m-%d %H:%M:%S}\t{d.status}\t{d.client_id}\t{d.segment_group_identifier}"
-            f"\titems={d.items}\tattempts={d.attempts}\trejected={d.rejected_count}\t{outcome}"
+            f"\titems={d.items}\tattempts={d.attempts}\trejected={d.rejected_count}{claim}\t{outcome}"
         )
 
 

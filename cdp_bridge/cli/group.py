@@ -47,6 +47,11 @@ class CDPCommandGroup(AppGroup):
 cdp_cli = CDPCommandGroup("cdp", help="Ibexa CDP activation target: segments, webhook deliveries, exports.")
 
 
+def counted(number: int, noun: str) -> str:
+    """``1 segment``, ``2 segments``: the CLI's counts in words that agree."""
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+
+
 def reports_errors(command: F) -> F:
     """Turn cdp_bridge and database errors into messages with the right exit status."""
 

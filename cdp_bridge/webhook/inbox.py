@@ -79,6 +79,8 @@ class DeliverySummary:
     applied: int | None
     stale: int | None
     rejected_count: int
+    claimed_by: str | None = None
+    lease_expires_at: datetime | None = None
     error: str | None = None
     finished_at: datetime | None = None
     duration_ms: int | None = None
@@ -231,12 +233,14 @@ class DeliveryInbox:
             and_(d.c.status == DeliveryStatus.PROCESSING, d.c.lease_expires_at < now),
         )
         with self.engine.begin() as conn:
-            candidate = select(d.c.id).where(due).order_by(d.c.id).limit(1)
+            candidate = select(d.c.id, d.c.status, d.c.claimed_by, d.c.lease_expires_at).where(due)
+            candidate = candidate.order_by(d.c.id).limit(1)
             if conn.dialect.name == "postgresql":
                 candidate = candidate.with_for_update(skip_locked=True)
-            delivery_id = conn.scalar(candidate)
-            if delivery_id is None:
+            found = conn.execute(candidate).first()
+            if found is None:
                 return None
+            delivery_id = found.id
             claimed = conn.execute(
                 update(d)
                 .where(d.c.id == delivery_id, due)
@@ -247,7 +251,12 @@ class DeliveryInbox:
                     attempts=d.c.attempts + 1,
                 )
             )
-            return int(delivery_id) if claimed.rowcount == 1 else None
+            if claimed.rowcount != 1:
+                return None
+        if found.status == DeliveryStatus.PROCESSING:  # a worker died or hung holding it
+            log.warning("delivery %s: taken over by %s from %s, whose lease ended at %s", delivery_id, worker,
+                        found.claimed_by, found.lease_expires_at)
+        return int(delivery_id)
 
     def process(self, delivery_id: int, worker: str) -> Outcome:
         """Apply a claimed delivery; returns its new status (or ``lease_lost``)."""

@@ -46,7 +46,8 @@ class QueueWorker:
 
     def run_forever(self) -> None:
         """Drain the queue, then wait for a wake-up or the poll interval, until stopped."""
-        log.info("queue worker started")
+        log.info("queue worker started: poll every %s s, lease %s s, at most %s tries a delivery",
+                 self.poll_seconds, self.inbox.lease_seconds, self.inbox.max_attempts)
         while not self.stop_event.is_set():
             try:
                 self.run_once()
