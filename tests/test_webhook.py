@@ -201,7 +201,7 @@ def test_rejected_delivery_can_be_replayed_once_the_group_exists(make_app) -> No
         state.store.create_group("shop")
         state.inbox.replay(delivery_id)
     result = app.test_cli_runner().invoke(args=["cdp", "worker", "--once"])
-    assert "Processed 1 deliveries" in result.output
+    assert "Processed 1 delivery" in result.output
     assert memberships(app) == {"5d822e81": {"14", "15"}}
 
 
