@@ -20,6 +20,7 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
+from dotenv import find_dotenv, load_dotenv
 from flask import Blueprint, Flask, abort, flash, g, redirect, render_template, request, session, url_for
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import String, select
@@ -71,25 +72,46 @@ CONSENT_COOKIE = "cdp_consent"
 
 
 def create_app(config: dict[str, Any] | None = None, instance_path: str | None = None) -> Flask:
-    """Build the demo shop; ``config`` overrides any setting (tests use it)."""
+    """Build the shop: the demo by default; configured by the environment (or a ``.env``
+    file) for production. ``config`` overrides any setting (tests use it).
+
+    Every setting the environment gives wins over the demo's default for it. With
+    ``SQLALCHEMY_DATABASE_URI`` in the environment the shop runs on that database and
+    needs a real ``SECRET_KEY`` there too (it refuses to start without one).
+    """
+    load_dotenv(find_dotenv(usecwd=True), override=False)
     app = Flask(__name__, instance_path=instance_path)
     os.makedirs(app.instance_path, exist_ok=True)
-    app.config.update(
-        SECRET_KEY=_instance_secret(app, "session_key"),
-        SQLALCHEMY_DATABASE_URI="sqlite:///" + os.path.join(app.instance_path, "demo.sqlite3"),
-        CDP_ACTIVATION_CLIENT_ID=DEMO_CLIENT_ID,
-        CDP_ACTIVATION_CLIENT_SECRET=_instance_secret(app, "activation_client_secret"),
-        CDP_SEGMENT_GROUP_IDENTIFIER=DEMO_GROUP,
+    production = bool(os.environ.get("SQLALCHEMY_DATABASE_URI"))
+    if production and not os.environ.get("SECRET_KEY"):
+        raise RuntimeError("SQLALCHEMY_DATABASE_URI is set but SECRET_KEY is not: set a long random SECRET_KEY"
+                           " in the environment or the .env file (sessions and CSRF tokens are signed with it)")
+    demo_defaults: dict[str, Any] = {
+        "SECRET_KEY": _instance_secret(app, "session_key"),
+        "SQLALCHEMY_DATABASE_URI": "sqlite:///" + os.path.join(app.instance_path, "demo.sqlite3"),
+        "CDP_ACTIVATION_CLIENT_ID": DEMO_CLIENT_ID,
+        "CDP_ACTIVATION_CLIENT_SECRET": _instance_secret(app, "activation_client_secret"),
+        "CDP_SEGMENT_GROUP_IDENTIFIER": DEMO_GROUP,
         # Tracking: a made-up account number and a local stand-in for Raptor's script, so
         # the demo sends nothing off the machine. Set your own in production.
-        CDP_ACCOUNT_NUMBER="1234",
-        CDP_CONSENT_COOKIE=CONSENT_COOKIE,
-        CDP_TRACKING_SCRIPT_URL="/static/raptor-demo.js",
-        CDP_EXPORT_SCHEDULE={
+        "CDP_ACCOUNT_NUMBER": "1234",
+        "CDP_CONSENT_COOKIE": CONSENT_COOKIE,
+        "CDP_TRACKING_SCRIPT_URL": "/static/raptor-demo.js",
+        "CDP_EXPORT_SCHEDULE": {
             "user": [{"interval": "0 3 * * *", "options": "--no-draft"}],
             "product": [{"interval": "30 3 * * 1", "options": "--no-draft --product-type pet_supplies"}],
         },
-    )
+    }
+    # One activation in the environment replaces the demo's whole activation.
+    activation_keys = ("CDP_ACTIVATION_CLIENT_ID", "CDP_ACTIVATION_CLIENT_SECRET", "CDP_SEGMENT_GROUP_IDENTIFIER")
+    if any(os.environ.get(key) for key in (*activation_keys, "CDP_ACTIVATIONS")):
+        for key in activation_keys:
+            demo_defaults.pop(key)
+    for key, value in demo_defaults.items():
+        if not os.environ.get(key):
+            app.config[key] = value
+        elif not key.startswith("CDP_"):  # cdp_bridge reads CDP_* from the environment itself
+            app.config[key] = os.environ[key]
     app.config.update(config or {})
     db.init_app(app)
     cdp.init_app(app, db=db)

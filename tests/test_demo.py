@@ -135,3 +135,22 @@ def test_dotenv_is_read_by_the_flask_command(tmp_path) -> None:
     result = run_flask(tmp_path, "cdp", "check")
     assert result.returncode == 2
     assert "CDP_WEBHOOK_MAX_BYTES" in result.stderr
+
+
+def test_the_environment_wins_over_the_demos_defaults(tmp_path) -> None:
+    database = tmp_path / "site.sqlite3"
+    (tmp_path / ".env").write_text(f"SQLALCHEMY_DATABASE_URI=sqlite:///{database}\nSECRET_KEY=a-long-random-key\n"
+                                   "CDP_ACCOUNT_NUMBER=123456\nCDP_ACTIVATION_CLIENT_ID=site\n"
+                                   "CDP_ACTIVATION_CLIENT_SECRET=site-secret-value\nCDP_SEGMENT_GROUP_IDENTIFIER=site_group\n")
+    result = run_flask(tmp_path, "cdp", "check")
+    assert "account number 123456" in result.stdout, result.stdout + result.stderr
+    assert "segment group 'site_group' (activation 'site')" in result.stdout  # the .env's activation, not the demo's
+    assert database.exists() and not (tmp_path / "instance" / "demo.sqlite3").exists()
+    assert "site-secret-value" not in result.stdout + result.stderr
+
+
+def test_a_site_database_without_a_secret_key_refuses_to_start(tmp_path) -> None:
+    (tmp_path / ".env").write_text(f"SQLALCHEMY_DATABASE_URI=sqlite:///{tmp_path / 'site.sqlite3'}\n")
+    result = run_flask(tmp_path, "cdp", "check")
+    assert result.returncode != 0
+    assert "SECRET_KEY is not" in result.stderr
