@@ -277,7 +277,12 @@ def checkout() -> Any:
 @shop.get("/order")
 def order_confirmation() -> str:
     order = session.get("last_order") or abort(404)
-    return render_template("order.html", order=order, lines=order_lines(order["quantities"]))
+    # The buy events go out once, on the page the checkout leads to; a refresh (or a
+    # second look) must not count the order's revenue twice in the CDP.
+    just_placed = not order.get("tracked")
+    if just_placed:
+        session["last_order"] = {**order, "tracked": True}
+    return render_template("order.html", order=order, lines=order_lines(order["quantities"]), track=just_placed)
 
 
 @shop.route("/login", methods=["GET", "POST"])

@@ -1,10 +1,16 @@
-// The demo's consent banner: remember the choice, then let cdp_bridge load Raptor's script.
+// The demo's consent banner: remember the choice; on Accept let cdp_bridge load Raptor's
+// script, on Decline load nothing (the choice is kept, so the banner does not come back).
 (function () {
-  var button = document.getElementById("accept-tracking");
-  if (!button) return;
-  button.addEventListener("click", function () {
-    document.cookie = button.dataset.cookie + "=yes; path=/; max-age=31536000; SameSite=Lax";
+  var accept = document.getElementById("accept-tracking");
+  var decline = document.getElementById("decline-tracking");
+  if (!accept) return;
+  function remember(answer) {
+    document.cookie = accept.dataset.cookie + "=" + answer + "; path=/; max-age=31536000; SameSite=Lax";
     document.getElementById("consent-banner").hidden = true;
+  }
+  accept.addEventListener("click", function () {
+    remember("yes");
     document.dispatchEvent(new CustomEvent("enableTracking"));
   });
+  if (decline) decline.addEventListener("click", function () { remember("no"); });
 })();

@@ -106,13 +106,21 @@ def test_rename_and_delete_a_group(client, admin_app: Flask) -> None:
     assert "Temporary" in client.get("/cdp/admin/groups/temp").get_data(as_text=True)
     bad = client.post("/cdp/admin/groups/temp/rename", data={"name": "  ", "csrf_token": csrf})
     assert bad.status_code == 400 and "non-empty" in bad.get_data(as_text=True)
-    assert client.post("/cdp/admin/groups/temp/delete", data={"csrf_token": csrf}).status_code == 302
+    unconfirmed = client.post("/cdp/admin/groups/temp/delete", data={"csrf_token": csrf})
+    assert unconfirmed.status_code == 400 and "nothing was deleted" in unconfirmed.get_data(as_text=True)
+    assert client.get("/cdp/admin/groups/temp").status_code == 200
+    page = client.get("/cdp/admin/groups/temp").get_data(as_text=True)
+    assert 'name="confirm" value="yes" required' in page and "Delete with its 0 segments" in page
+    assert client.post("/cdp/admin/groups/temp/delete", data={"csrf_token": csrf, "confirm": "yes"}).status_code == 302
     assert client.get("/cdp/admin/groups/temp").status_code == 404
 
 
 def test_a_protected_group_refuses_rename_and_delete(client, admin_app: Flask) -> None:
     csrf = token(client)
-    for action, data in [("rename", {"name": "Hacked"}), ("delete", {})]:
+    page = client.get("/cdp/admin/groups/shop").get_data(as_text=True)
+    assert 'id="protected-note"' in page and "Rename" not in page and "Delete group" not in page  # no dead controls
+    assert 'href="/" id="back-to-site"' in page
+    for action, data in [("rename", {"name": "Hacked"}), ("delete", {"confirm": "yes"})]:
         response = client.post(f"/cdp/admin/groups/shop/{action}", data={**data, "csrf_token": csrf})
         assert response.status_code == 409
         assert "Cannot modify protected segment group" in response.get_data(as_text=True)

@@ -64,11 +64,19 @@ def test_the_demo_admin_manages_groups_and_replays_a_failed_delivery(browser, de
     page.wait_for_url("**/cdp/admin/groups/spring_sale?created=1")
     assert page.locator("h1").inner_text().startswith("Spring sale")
 
-    page.goto(demo.url + "/cdp/admin/groups/demo_shop")
-    page.fill("#new-name", "Renamed by hand")
-    page.click("button:has-text('Rename')")
-    assert page.locator("p.error").inner_text() == "Cannot modify protected segment group"
+    page.click("button:has-text('Delete group')")  # the box is not ticked: the browser asks for it
+    assert page.url.endswith("/cdp/admin/groups/spring_sale?created=1")
+    page.check("input[name=confirm]")
+    page.click("button:has-text('Delete group')")
+    page.wait_for_url("**/cdp/admin/groups")
+    assert page.locator("tr", has_text="spring_sale").count() == 0
+
+    page.goto(demo.url + "/cdp/admin/groups/demo_shop")  # protected: no control that can only fail
+    assert "cannot be renamed or deleted here" in page.locator("#protected-note").inner_text()
+    assert page.locator("#new-name").count() == 0 and page.locator("button:has-text('Delete group')").count() == 0
     page.screenshot(path=str(artifact("admin-protected-group.png")), full_page=True)
+    page.click("#back-to-site")
+    page.wait_for_url(demo.url + "/")
 
     page.goto(demo.url + "/cdp/admin/deliveries?status=failed")
     row = page.locator(f"#delivery-{delivery_id}")

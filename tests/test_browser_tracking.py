@@ -88,6 +88,20 @@ def test_accepting_consent_loads_the_script_once_and_sends_every_queued_event(
     page.close()
 
 
+def test_declining_consent_loads_nothing_and_is_remembered(browser, demo: ServedApp, stub: RaptorStub) -> None:
+    page = browser.new_page()
+    page.goto(demo.url + "/products/dog-leash")
+    page.click("#decline-tracking")
+    assert not page.locator("#consent-banner").is_visible()
+    assert "cdp_consent=no" in page.evaluate("document.cookie")
+    page.reload()
+    assert page.locator("#consent-banner").count() == 0  # the choice is kept: no banner again
+    assert page.locator(f"script[src='{stub.script_url}']").count() == 0
+    assert page.evaluate("window.raptor.q.length") >= 2  # events wait in the queue, unsent
+    assert stub.script_requests == 0 and stub.events == []
+    page.close()
+
+
 def test_with_the_consent_cookie_the_script_loads_at_once(browser, demo: ServedApp, stub: RaptorStub) -> None:
     context = browser.new_context()
     context.add_cookies([{"name": "cdp_consent", "value": "yes", "url": demo.url}])

@@ -59,7 +59,20 @@ def test_basket_and_checkout(demo: Flask) -> None:
     confirmation = client.post("/checkout", follow_redirects=True)
     assert b"Thank you for your order" in confirmation.data
     assert b"2 \xc3\x97 Salmon cat food" in confirmation.data
+    assert confirmation.data.count(b'"p1":"buy"') == 1  # the order's one line, tracked once
+    refreshed = client.get("/order")
+    assert b"Thank you for your order" in refreshed.data and b'"p1":"buy"' not in refreshed.data
     assert b"Your basket is empty" in client.get("/basket").data
+
+
+def test_the_consent_banner_offers_accept_and_decline_and_a_decline_is_kept(demo: Flask) -> None:
+    client = demo.test_client()
+    page = client.get("/").data
+    assert b'id="accept-tracking"' in page and b'id="decline-tracking"' in page
+    client.set_cookie("cdp_consent", "no")
+    declined = client.get("/").data
+    assert b'id="consent-banner"' not in declined  # the choice is remembered
+    assert b"document,\"/static/raptor-demo.js\",false" in declined  # and nothing loads without consent
 
 
 @pytest.mark.parametrize("form", [{"product_id": "nope"}, {"product_id": "cat-food", "quantity": "many"}])

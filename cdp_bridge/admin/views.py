@@ -172,6 +172,9 @@ def rename_group(identifier: str) -> Any:
 
 
 def delete_group(identifier: str) -> Any:
+    """Delete a group, once the form's confirmation box was ticked (no JavaScript needed)."""
+    if request.form.get("confirm") != "yes":
+        return group(identifier, error="Tick the box to confirm the deletion: nothing was deleted.", status=400)
     try:
         _state().store.delete_group(identifier)
     except NotFoundError:
