@@ -17,6 +17,7 @@ import json
 import os
 import secrets
 import uuid
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
@@ -200,6 +201,22 @@ def demo_products() -> Any:
     """The catalogue, for flask cdp stream-product-data."""
     for product in PRODUCTS.values():
         yield {**product, "currency": CURRENCY, "url": f"/products/{product['id']}"}
+
+
+#: The shop's guides, as content for flask cdp stream-content-data.
+ARTICLES = [
+    {"id": "guide-cat-tree", "name": "Choosing a cat tree", "category_path": [("guides", "Guides"), ("cats", "Cats")],
+     "published_at": date(2026, 3, 1)},
+    {"id": "guide-aquarium", "name": "Your first aquarium", "category_path": [("guides", "Guides"), ("fish", "Fish")],
+     "published_at": date(2026, 5, 12)},
+]
+
+
+@cdp.content_source("article")
+def demo_articles() -> Any:
+    """The shop's guides, for flask cdp stream-content-data."""
+    for article in ARTICLES:
+        yield {**article, "url": f"/guides/{article['id']}"}
 
 
 @cdp.user_item_processor(priority=10)

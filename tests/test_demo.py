@@ -167,3 +167,12 @@ def test_a_site_database_without_a_secret_key_refuses_to_start(tmp_path) -> None
     result = run_flask(tmp_path, "cdp", "check")
     assert result.returncode != 0
     assert "SECRET_KEY is not" in result.stderr
+
+
+def test_every_export_command_of_the_readme_runs_in_the_demo(tmp_path) -> None:
+    for kind in ("user", "product", "content"):
+        result = run_flask(tmp_path, "cdp", f"stream-{kind}-data", "--dry-run")
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.startswith("[{")
+    content = run_flask(tmp_path, "cdp", "stream-content-data", "--dry-run").stdout
+    assert '"id":"guide-cat-tree","type":"article"' in content and '"published_at":"2026-03-01"' in content
