@@ -89,8 +89,10 @@ class Pager:
 def _page_number() -> int:
     """``?page=``, clamped to 1…MAX_PAGE; anything that is not a number is page 1."""
     text = request.args.get("page", "1")
-    if not text.isdecimal() or len(text) > 7:
-        return MAX_PAGE if text.isdecimal() else 1
+    if not text.isdecimal():
+        return 1
+    if len(text) > len(str(MAX_PAGE)):  # also keeps int() from huge digit strings
+        return MAX_PAGE
     return min(MAX_PAGE, max(1, int(text)))
 
 

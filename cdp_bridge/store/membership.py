@@ -138,13 +138,6 @@ def ensure_store_version(conn: Connection, tables: CDPTables) -> None:
     conn.execute(_insert_ignore(conn, tables.store_version).values(id=STORE_VERSION_ROW, version=0))
 
 
-def store_version(conn: Connection, tables: CDPTables) -> int | None:
-    """The current store version; ``None`` when its row is missing (no caching then)."""
-    v = tables.store_version
-    found = conn.scalar(select(v.c.version).where(v.c.id == STORE_VERSION_ROW))
-    return int(found) if found is not None else None
-
-
 def tombstone(conn: Connection, tables: CDPTables, group_id: int, identifier: str) -> int | None:
     """The sequence at which the audience was deleted, if it was."""
     t = tables.tombstones

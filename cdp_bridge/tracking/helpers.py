@@ -280,6 +280,7 @@ def cdp_user_segments(user_id: Any = None) -> list[Segment]:
     return list(found.segments)
 
 
+#: An anonymous visitor's segments: none (with no rows, the converter is never called).
 _NO_SEGMENTS = UserSegments([], lambda row: Segment(*row))
 
 
