@@ -25,6 +25,8 @@ TRACKING_PARAMETERS = "CDP_TRACKING_PARAMETERS"
 CONSENT_COOKIE = "CDP_CONSENT_COOKIE"
 INLINE_WORKER = "CDP_INLINE_WORKER"
 EXPORT_SCHEDULE = "CDP_EXPORT_SCHEDULE"
+WORKER_LEASE_SECONDS = "CDP_WORKER_LEASE_SECONDS"
+ADMIN_SITE_URL = "CDP_ADMIN_SITE_URL"
 
 #: Every key, in the order the README documents them.
 ALL_KEYS: tuple[str, ...] = (
@@ -47,11 +49,17 @@ ALL_KEYS: tuple[str, ...] = (
     CONSENT_COOKIE,
     INLINE_WORKER,
     EXPORT_SCHEDULE,
+    WORKER_LEASE_SECONDS,
+    ADMIN_SITE_URL,
 )
 
 DEFAULT_STREAM_API_URL = "https://in.raptorsmartadvisor.com/stream"
 DEFAULT_BULK_ASYNC_THRESHOLD = 100
 DEFAULT_WEBHOOK_MAX_BYTES = 32 * 1024 * 1024
+#: How long a worker's claim on a queued delivery lasts before another may take it over.
+DEFAULT_WORKER_LEASE_SECONDS = 120
+#: Where the back office's "back to the site" link points.
+DEFAULT_ADMIN_SITE_URL = "/"
 DEFAULT_TRACKING_SCRIPT_URL = "https://deliver.raptorstatic.com/script/raptor-3.0.min.js"
 
 #: Longest segment group / segment identifier and user id, in characters.

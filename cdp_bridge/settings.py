@@ -54,6 +54,8 @@ class CDPSettings:
     consent_cookie: str | None = None
     inline_worker: bool | None = None
     export_schedule: Mapping[str, tuple[ScheduledExport, ...]] = field(default_factory=dict)
+    worker_lease_seconds: int = c.DEFAULT_WORKER_LEASE_SECONDS
+    admin_site_url: str = c.DEFAULT_ADMIN_SITE_URL
 
     @property
     def protected_group_identifiers(self) -> frozenset[str]:
@@ -303,6 +305,8 @@ class SettingsSchema(Schema):
         ),
         data_key=c.EXPORT_SCHEDULE,
     )
+    worker_lease_seconds = _positive_int(c.WORKER_LEASE_SECONDS, 1, "a whole number of seconds of at least 1")
+    admin_site_url = _url(c.ADMIN_SITE_URL, c.DEFAULT_ADMIN_SITE_URL, site_path=True)
 
     @validates_schema
     def _tracking_parameters(self, data: dict[str, Any], **kwargs: Any) -> None:
@@ -367,6 +371,8 @@ def load_settings(config: Mapping[str, Any], environ: Mapping[str, str] | None =
             kind: tuple(ScheduledExport(**entry) for entry in entries)
             for kind, entries in loaded.get("export_schedule", {}).items()
         },
+        worker_lease_seconds=loaded.get("worker_lease_seconds", c.DEFAULT_WORKER_LEASE_SECONDS),
+        admin_site_url=loaded["admin_site_url"],
     )
 
 

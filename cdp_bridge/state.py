@@ -83,7 +83,8 @@ class CDPState:
     @property
     def inbox(self) -> DeliveryInbox:
         """The delivery inbox on this app's engine (needs an app context)."""
-        return DeliveryInbox(self.engine, self.tables, bulk_async_threshold=self.settings.bulk_async_threshold)
+        return DeliveryInbox(self.engine, self.tables, bulk_async_threshold=self.settings.bulk_async_threshold,
+                             lease_seconds=self.settings.worker_lease_seconds)
 
     def user_segments(self, user_id: object) -> UserSegments:
         """A user's segments, read from the database at most once per request: every

@@ -183,3 +183,18 @@ def test_no_secret_appears_on_any_page(client, admin_app: Flask) -> None:
     secret = ACTIVATION["CDP_ACTIVATION_CLIENT_SECRET"]
     for path in ADMIN_PAGES[1:] + ["/cdp/admin/deliveries?status=applied"]:
         assert secret not in client.get(path).get_data(as_text=True), path
+
+
+def test_the_link_back_to_the_site_is_a_setting(make_app) -> None:
+    app = make_app(CDP_ADMIN_SITE_URL="https://shop.example/home", **ACTIVATION)
+    cdp_of(app).admin_guard(lambda: True)
+    page = app.test_client().get("/cdp/admin/groups").get_data(as_text=True)
+    assert 'href="https://shop.example/home" id="back-to-site"' in page
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_link_back_that_is_neither_a_url_nor_a_path_is_refused(make_app) -> None:
+    from cdp_bridge import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="CDP_ADMIN_SITE_URL: expected an http.s. URL or a path starting with /"):
+        make_app(CDP_ADMIN_SITE_URL="javascript:alert(1)")

@@ -241,3 +241,57 @@ def test_worker_killed_mid_delivery_is_taken_over_and_the_state_is_exact(pg_site
         row = state.inbox.get(delivery_id)
     assert (row.status, row.attempts) == ("applied", 2)
     assert memberships(app) == {"big": set(members)}
+
+
+def check(app: Flask, *args: str):
+    return cli(app, "check", *args)
+
+
+def test_check_reports_the_queue_failures_and_whether_a_worker_is_at_work(webhook_app: Flask) -> None:
+    with freeze_time("2026-11-28 10:00:00") as clock, webhook_app.app_context():
+        delivery_id = queue(webhook_app, {"id": "a", "members": ["1"]})
+        clock.tick(timedelta(seconds=75))
+        result = check(webhook_app)
+        assert result.exit_code == 0, result.output
+        assert "note  queue: 1 queued (oldest received 1 min 15 s ago), 0 being applied, 0 failed" in result.output
+        assert "no worker claimed a delivery in the last 10 min (never); nothing has waited that long" in result.output
+
+        clock.tick(timedelta(minutes=10))  # still waiting, and no worker in sight: that is an outage
+        result = check(webhook_app)
+        assert result.exit_code == 1
+        assert "FAIL  deliveries have waited over 10 min and no worker claimed one in that time (never):" \
+               " is flask cdp worker running?" in result.output
+        assert check(webhook_app, "--worker-minutes", "20").exit_code == 0  # the window is the operator's
+
+        box = inbox(webhook_app)
+        assert box.claim("w1") == delivery_id
+        assert box.process(delivery_id, "w1") == "applied"
+        clock.tick(timedelta(seconds=30))
+        result = check(webhook_app)
+        assert result.exit_code == 0, result.output
+        assert "note  queue: 0 queued, 0 being applied, 0 failed" in result.output
+        assert "ok    a worker claimed a delivery 30 s ago" in result.output
+
+        failed = queue(webhook_app, {"id": "b", "members": ["2"]})
+        state = webhook_app.extensions["cdp"]
+        with state.engine.begin() as conn:
+            d = state.tables.deliveries
+            conn.execute(update(d).where(d.c.id == failed).values(status="failed"))
+        clock.tick(timedelta(hours=2, minutes=5))
+        result = check(webhook_app)
+        assert result.exit_code == 0, result.output
+        assert "note  queue: 0 queued, 0 being applied, 1 failed" in result.output
+        assert "note  1 failed delivery: see flask cdp deliveries --status failed, then flask cdp replay ID" in result.output
+        assert "no worker claimed a delivery in the last 10 min (last 2 h 5 min ago)" in result.output
+
+
+def test_the_lease_is_a_setting_and_the_worker_option_overrides_it(make_app) -> None:
+    app = make_app(CDP_INLINE_WORKER=False, CDP_BULK_ASYNC_THRESHOLD=10, CDP_WORKER_LEASE_SECONDS=7, **ACTIVATION)
+    with freeze_time("2026-11-28 10:00:00"), app.app_context():
+        app.extensions["cdp"].store.create_group("shop", "Shop")
+        delivery_id = queue(app, {"id": "a", "members": ["1"]})
+        assert inbox(app).claim("w1") == delivery_id
+        assert "lease_until=2026-11-28 10:00:07" in cli(app, "deliveries").output
+    from cdp_bridge import ConfigurationError
+    with pytest.raises(ConfigurationError, match="CDP_WORKER_LEASE_SECONDS: expected a whole number of seconds of at least 1"):
+        make_app(CDP_WORKER_LEASE_SECONDS="0")

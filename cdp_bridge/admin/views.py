@@ -39,7 +39,10 @@ def admin_blueprint() -> Blueprint:
         "admin", __name__, template_folder="templates", static_folder="static", static_url_path="/static"
     )
     admin.before_request(_admit)
-    admin.context_processor(lambda: {"cdp_csrf_token": generate_csrf})
+    admin.context_processor(lambda: {
+        "cdp_csrf_token": generate_csrf,
+        "cdp_site_url": _state().settings.admin_site_url,
+    })
     routes: list[tuple[str, str, Any, list[str]]] = [
         ("/", "home", home, ["GET"]),
         ("/groups", "groups", groups, ["GET", "POST"]),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import signal
+from datetime import timedelta
 
 import click
 import requests
@@ -18,7 +19,6 @@ from ..errors import ConfigurationError, ValidationError
 from ..model import ActivationCredentials, DeliveryStatus
 from ..state import current_state as _state
 from ..store import validate_user_ids
-from ..webhook.inbox import LEASE_SECONDS, DeliveryInbox
 from ..webhook.sample import sample_body, send_activation
 from ..webhook.worker import QueueWorker
 from .group import CommandFailed, cdp_cli, counted, reports_errors
@@ -35,10 +35,12 @@ def init_db() -> None:
 
 @cdp_cli.command("check")
 @click.option("--site-url", help="The site's public URL (default: SERVER_NAME, else http://localhost:5000).")
+@click.option("--worker-minutes", type=click.IntRange(min=1), default=10, show_default=True,
+              help="Fail when deliveries have waited this long and no worker claimed one in that time.")
 @reports_errors
-def check(site_url: str | None) -> None:
-    """Check settings, database and segment groups; print the Base URL for the CDP."""
-    report = run_checks(_state(), current_app, site_url)
+def check(site_url: str | None, worker_minutes: int) -> None:
+    """Check settings, database, segment groups and the delivery queue; print the Base URL for the CDP."""
+    report = run_checks(_state(), current_app, site_url, timedelta(minutes=worker_minutes))
     for line in report.lines:
         click.echo(line)
     if not report.ok:
@@ -106,21 +108,24 @@ def segments(group: str | None) -> None:
 @cdp_cli.command("worker")
 @click.option("--once", is_flag=True, help="Apply every delivery that is due, then exit.")
 @click.option("--poll-seconds", type=click.FloatRange(min=0.05), default=2.0, show_default=True)
-@click.option("--lease-seconds", type=click.IntRange(min=1), default=LEASE_SECONDS, show_default=True,
-              help="How long a claim lasts before another worker may take the delivery over.")
+@click.option("--lease-seconds", type=click.IntRange(min=1), default=None,
+              help="How long a claim lasts before another worker may take the delivery over"
+                   " [default: CDP_WORKER_LEASE_SECONDS, else 120].")
 @click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]), default="INFO",
               show_default=True, help="Used when the app has not configured logging itself.")
 @reports_errors
-def worker(once: bool, poll_seconds: float, lease_seconds: int, log_level: str) -> None:
+def worker(once: bool, poll_seconds: float, lease_seconds: int | None, log_level: str) -> None:
     """Apply queued webhook deliveries (run any number, on any host)."""
     if not logging.getLogger().handlers:
         logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     state = _state()
-    inbox = DeliveryInbox(state.engine, state.tables, lease_seconds=lease_seconds)
+    inbox = state.inbox
+    if lease_seconds is not None:
+        inbox.lease_seconds = lease_seconds
     queue_worker = QueueWorker(inbox, poll_seconds=poll_seconds)
     if once:
         processed = queue_worker.run_once()
-        click.echo(f"Processed {processed} {'delivery' if processed == 1 else 'deliveries'}.")
+        click.echo(f"Processed {counted(processed, 'delivery', 'deliveries')}.")
         return
     for signal_number in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signal_number, lambda *_: queue_worker.stop())

@@ -47,9 +47,9 @@ class CDPCommandGroup(AppGroup):
 cdp_cli = CDPCommandGroup("cdp", help="Ibexa CDP activation target: segments, webhook deliveries, exports.")
 
 
-def counted(number: int, noun: str) -> str:
+def counted(number: int, noun: str, plural: str | None = None) -> str:
     """``1 segment``, ``2 segments``: the CLI's counts in words that agree."""
-    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+    return f"{number} {noun}" if number == 1 else f"{number} {plural or noun + 's'}"
 
 
 def reports_errors(command: F) -> F:

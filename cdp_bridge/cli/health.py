@@ -5,6 +5,7 @@ to paste into the CDP's activation form. Secrets are reported as set or not, nev
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from flask import Flask
 from sqlalchemy import inspect, text
@@ -13,8 +14,12 @@ from sqlalchemy.exc import SQLAlchemyError
 from ..constants import WEBHOOK_PATH
 from ..errors import NotFoundError, first_line
 from ..state import CDPState
+from ..store import utcnow
+from .group import counted
 
 DEFAULT_SITE_URL = "http://localhost:5000"
+#: A queue with work this old and no claim in this long has no worker running.
+DEFAULT_WORKER_WINDOW = timedelta(minutes=10)
 
 
 @dataclass
@@ -35,13 +40,14 @@ class CheckReport:
         self.lines.append(f"note  {message}")
 
 
-def run_checks(state: CDPState, app: Flask, site_url: str | None) -> CheckReport:
+def run_checks(state: CDPState, app: Flask, site_url: str | None, worker_window: timedelta = DEFAULT_WORKER_WINDOW) -> CheckReport:
     """Run every check against one app's state."""
     report = CheckReport()
     report.passed("settings valid")
     _check_settings(state, report)
     if _check_database(state, report):
         _check_groups(state, report)
+        _check_queue(state, report, worker_window)
     _report_base_url(state, app, site_url, report)
     return report
 
@@ -95,6 +101,39 @@ def _check_groups(state: CDPState, report: CheckReport) -> None:
             f"segment group {identifier!r} (activation {activation.client_id!r}):"
             f" {group.segment_count} segments"
         )
+
+
+def _check_queue(state: CDPState, report: CheckReport, window: timedelta) -> None:
+    """Queue depth and age, failed deliveries, and whether a worker is at work."""
+    health = state.inbox.queue_health()
+    now = utcnow()
+    oldest = f" (oldest received {_age(now - health.oldest_queued_at)} ago)" if health.oldest_queued_at else ""
+    report.noted(f"queue: {health.queued} queued{oldest}, {health.processing} being applied, {health.failed} failed")
+    if health.failed:
+        report.noted(f"{counted(health.failed, 'failed delivery', 'failed deliveries')}:"
+                     " see flask cdp deliveries --status failed, then flask cdp replay ID")
+    recent = health.last_claim_at is not None and now - health.last_claim_at <= window
+    if recent:
+        assert health.last_claim_at is not None
+        report.passed(f"a worker claimed a delivery {_age(now - health.last_claim_at)} ago")
+        return
+    last = "never" if health.last_claim_at is None else f"last {_age(now - health.last_claim_at)} ago"
+    waiting = health.oldest_queued_at is not None and now - health.oldest_queued_at > window
+    if waiting:
+        report.failed(f"deliveries have waited over {_age(window)} and no worker claimed one in that time ({last}):"
+                      " is flask cdp worker running?")
+    else:
+        report.noted(f"no worker claimed a delivery in the last {_age(window)} ({last}); nothing has waited that long")
+
+
+def _age(elapsed: timedelta) -> str:
+    """A duration as people read it: 42 s, 3 min 5 s, 2 h 10 min, 3 d 4 h."""
+    seconds = max(0, int(elapsed.total_seconds()))
+    for unit, size, smaller, smaller_size in (("d", 86400, "h", 3600), ("h", 3600, "min", 60), ("min", 60, "s", 1)):
+        if seconds >= size:
+            rest = (seconds % size) // smaller_size
+            return f"{seconds // size} {unit}" + (f" {rest} {smaller}" if rest else "")
+    return f"{seconds} s"
 
 
 def _report_base_url(state: CDPState, app: Flask, site_url: str | None, report: CheckReport) -> None:

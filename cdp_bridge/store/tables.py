@@ -148,6 +148,9 @@ def _deliveries(metadata: MetaData) -> Table:
         Column("available_at", DateTime(), nullable=False, default=utcnow),
         Column("claimed_by", String(255), nullable=True),
         Column("lease_expires_at", DateTime(), nullable=True),
+        # When a worker last claimed it (kept after it finishes): `flask cdp check` reads
+        # the newest to tell whether any worker is at work.
+        Column("claimed_at", DateTime(), nullable=True),
         Column("applied", Integer(), nullable=True),
         Column("stale", Integer(), nullable=True),
         # A bounded sample of rejections and a count per reason; the total beside it, so

@@ -23,10 +23,10 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, or_, select, update
+from sqlalchemy import Connection, Engine, and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from ..constants import DEFAULT_BULK_ASYNC_THRESHOLD
+from ..constants import DEFAULT_BULK_ASYNC_THRESHOLD, DEFAULT_WORKER_LEASE_SECONDS
 from ..errors import CDPError, NotFoundError, first_line
 from ..model import REPLAYABLE, ActivationCredentials, ActivationDocument, DeliveryStatus, Outcome, Rejections
 from ..store import CDPTables, utcnow
@@ -35,7 +35,6 @@ from ..store.audiences import apply_audience_changes, changes_from_json, changes
 log = logging.getLogger("cdp_bridge.webhook")
 
 MAX_ATTEMPTS = 5
-LEASE_SECONDS = 120
 BACKOFF_BASE_SECONDS = 5
 BACKOFF_MAX_SECONDS = 900
 
@@ -87,6 +86,18 @@ class DeliverySummary:
 
 
 @dataclass(frozen=True)
+class QueueHealth:
+    """The queue as ``flask cdp check`` reports it (times are UTC, naive like the table's)."""
+
+    queued: int
+    oldest_queued_at: datetime | None
+    processing: int
+    failed: int
+    #: The newest claim by any worker, of any delivery: None if no worker ever claimed one.
+    last_claim_at: datetime | None
+
+
+@dataclass(frozen=True)
 class Delivery(DeliverySummary):
     """One delivery with what it refused: a sample and a count per reason."""
 
@@ -117,7 +128,7 @@ class DeliveryInbox:
         *,
         bulk_async_threshold: int = DEFAULT_BULK_ASYNC_THRESHOLD,
         max_attempts: int = MAX_ATTEMPTS,
-        lease_seconds: int = LEASE_SECONDS,
+        lease_seconds: int = DEFAULT_WORKER_LEASE_SECONDS,
     ) -> None:
         self.engine = engine
         self.tables = tables
@@ -247,6 +258,7 @@ class DeliveryInbox:
                 .values(
                     status=DeliveryStatus.PROCESSING,
                     claimed_by=worker,
+                    claimed_at=now,
                     lease_expires_at=now + timedelta(seconds=self.lease_seconds),
                     attempts=d.c.attempts + 1,
                 )
@@ -326,6 +338,24 @@ class DeliveryInbox:
         return outcome
 
     # -- the log ---------------------------------------------------------------------------
+
+    def queue_health(self) -> QueueHealth:
+        """What an operator watches: the queue's depth and age, failures, worker activity."""
+        d = self.tables.deliveries
+        counts = select(d.c.status, func.count(), func.min(d.c.received_at)).where(
+            d.c.status.in_([DeliveryStatus.QUEUED, DeliveryStatus.PROCESSING, DeliveryStatus.FAILED])
+        ).group_by(d.c.status)
+        with self.engine.connect() as conn:
+            by_status = {DeliveryStatus(row[0]): (int(row[1]), row[2]) for row in conn.execute(counts)}
+            last_claim = conn.scalar(select(func.max(d.c.claimed_at)))
+        queued, oldest = by_status.get(DeliveryStatus.QUEUED, (0, None))
+        return QueueHealth(
+            queued=queued,
+            oldest_queued_at=oldest,
+            processing=by_status.get(DeliveryStatus.PROCESSING, (0, None))[0],
+            failed=by_status.get(DeliveryStatus.FAILED, (0, None))[0],
+            last_claim_at=last_claim,
+        )
 
     def get(self, delivery_id: int) -> Delivery:
         """One delivery, or :class:`NotFoundError`."""
