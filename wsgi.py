@@ -13,6 +13,7 @@ folder, never in the repository.
 
 from __future__ import annotations
 
+import hmac
 import json
 import os
 import secrets
@@ -22,7 +23,7 @@ from decimal import Decimal
 from typing import Any
 
 from dotenv import find_dotenv, load_dotenv
-from flask import Blueprint, Flask, abort, flash, g, redirect, render_template, request, session, url_for
+from flask import Blueprint, Flask, Response, abort, current_app, flash, g, redirect, render_template, request, session, url_for
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import String, select
 from sqlalchemy.orm import Mapped, mapped_column
@@ -73,28 +74,55 @@ CONSENT_COOKIE = "cdp_consent"
 
 
 def create_app(config: dict[str, Any] | None = None, instance_path: str | None = None) -> Flask:
-    """Build the shop: the demo by default; configured by the environment (or a ``.env``
-    file) for production. ``config`` overrides any setting (tests use it).
+    """Build the shop: the demo by default; a site configured by the environment (or a
+    ``.env`` file) when that sets ``SQLALCHEMY_DATABASE_URI``. ``config`` overrides any
+    setting (tests use it).
 
-    Every setting the environment gives wins over the demo's default for it. With
-    ``SQLALCHEMY_DATABASE_URI`` in the environment the shop runs on that database and
-    needs a real ``SECRET_KEY`` there too (it refuses to start without one).
+    The demo: embedded SQLite, demo users with passwordless logins, a made-up account
+    number and a local stand-in for Raptor's script; every setting the environment gives
+    wins over its default. The site: the environment's database and ``SECRET_KEY`` (it
+    refuses to start without one), its ``CDP_*`` settings and nothing of the demo's; the
+    back office admits HTTP Basic user ``admin`` with ``SHOP_ADMIN_PASSWORD``.
     """
     load_dotenv(find_dotenv(usecwd=True), override=False)
     app = Flask(__name__, instance_path=instance_path)
     os.makedirs(app.instance_path, exist_ok=True)
-    production = bool(os.environ.get("SQLALCHEMY_DATABASE_URI"))
-    if production and not os.environ.get("SECRET_KEY"):
-        raise RuntimeError("SQLALCHEMY_DATABASE_URI is set but SECRET_KEY is not: set a long random SECRET_KEY"
-                           " in the environment or the .env file (sessions and CSRF tokens are signed with it)")
-    demo_defaults: dict[str, Any] = {
-        "SECRET_KEY": _instance_secret(app, "session_key"),
-        "SQLALCHEMY_DATABASE_URI": "sqlite:///" + os.path.join(app.instance_path, "demo.sqlite3"),
+    site_database = os.environ.get("SQLALCHEMY_DATABASE_URI")
+    if site_database:
+        # A site on its own database is no demo: configured by the environment alone, with
+        # no passwordless demo logins and no demo data.
+        if not os.environ.get("SECRET_KEY"):
+            raise RuntimeError("SQLALCHEMY_DATABASE_URI is set but SECRET_KEY is not: set a long random SECRET_KEY"
+                               " in the environment or the .env file (sessions and CSRF tokens are signed with it)")
+        app.config.update(SQLALCHEMY_DATABASE_URI=site_database, SECRET_KEY=os.environ["SECRET_KEY"], SHOP_DEMO=False,
+                          SHOP_ADMIN_PASSWORD=os.environ.get("SHOP_ADMIN_PASSWORD") or None)
+        cdp_defaults: dict[str, Any] = {"CDP_CONSENT_COOKIE": CONSENT_COOKIE}  # the shop's banner sets it
+    else:
+        app.config.update(SQLALCHEMY_DATABASE_URI="sqlite:///" + os.path.join(app.instance_path, "demo.sqlite3"),
+                          SECRET_KEY=os.environ.get("SECRET_KEY") or _instance_secret(app, "session_key"), SHOP_DEMO=True)
+        cdp_defaults = _demo_settings(app)
+    for key, value in cdp_defaults.items():
+        if not os.environ.get(key):  # cdp_bridge reads CDP_* from the environment itself
+            app.config[key] = value
+    app.config.update(config or {})
+    db.init_app(app)
+    cdp.init_app(app, db=db)
+    with app.app_context():
+        db.create_all()
+        if app.config["SHOP_DEMO"]:
+            _seed_first_run()
+    app.register_blueprint(shop)
+    return app
+
+
+def _demo_settings(app: Flask) -> dict[str, Any]:
+    """The demo's cdp_bridge settings; an activation in the environment replaces its own."""
+    settings: dict[str, Any] = {
         "CDP_ACTIVATION_CLIENT_ID": DEMO_CLIENT_ID,
         "CDP_ACTIVATION_CLIENT_SECRET": _instance_secret(app, "activation_client_secret"),
         "CDP_SEGMENT_GROUP_IDENTIFIER": DEMO_GROUP,
         # Tracking: a made-up account number and a local stand-in for Raptor's script, so
-        # the demo sends nothing off the machine. Set your own in production.
+        # the demo sends nothing off the machine.
         "CDP_ACCOUNT_NUMBER": "1234",
         "CDP_CONSENT_COOKIE": CONSENT_COOKIE,
         "CDP_TRACKING_SCRIPT_URL": "/static/raptor-demo.js",
@@ -103,24 +131,11 @@ def create_app(config: dict[str, Any] | None = None, instance_path: str | None =
             "product": [{"interval": "30 3 * * 1", "options": "--no-draft --product-type pet_supplies"}],
         },
     }
-    # One activation in the environment replaces the demo's whole activation.
     activation_keys = ("CDP_ACTIVATION_CLIENT_ID", "CDP_ACTIVATION_CLIENT_SECRET", "CDP_SEGMENT_GROUP_IDENTIFIER")
     if any(os.environ.get(key) for key in (*activation_keys, "CDP_ACTIVATIONS")):
         for key in activation_keys:
-            demo_defaults.pop(key)
-    for key, value in demo_defaults.items():
-        if not os.environ.get(key):
-            app.config[key] = value
-        elif not key.startswith("CDP_"):  # cdp_bridge reads CDP_* from the environment itself
-            app.config[key] = os.environ[key]
-    app.config.update(config or {})
-    db.init_app(app)
-    cdp.init_app(app, db=db)
-    with app.app_context():
-        db.create_all()
-        _seed_first_run()
-    app.register_blueprint(shop)
-    return app
+            del settings[key]
+    return settings
 
 
 def _instance_secret(app: Flask, name: str) -> str:
@@ -182,10 +197,20 @@ def logged_in_user_id() -> int | None:
 
 
 @cdp.admin_guard
-def demo_admin_only() -> bool:
-    """The back office at /cdp/admin/ admits the demo's admin user (alice) only."""
-    user = signed_in_user()
-    return bool(user and user.is_admin)
+def admins_only() -> bool:
+    """The back office at /cdp/admin/ admits the demo's admin user (alice); on a site's own
+    database, whoever gives SHOP_ADMIN_PASSWORD by HTTP Basic (user ``admin``), else nobody."""
+    if current_app.config["SHOP_DEMO"]:
+        user = signed_in_user()
+        return bool(user and user.is_admin)
+    password = current_app.config["SHOP_ADMIN_PASSWORD"]
+    if not password:
+        return False
+    given = request.authorization
+    if given and given.type == "basic" and given.username == "admin" \
+            and hmac.compare_digest((given.password or "").encode(), password.encode()):
+        return True
+    abort(Response("The back office needs the admin password.", 401, {"WWW-Authenticate": 'Basic realm="back office"'}))
 
 
 @cdp.user_source
@@ -233,6 +258,7 @@ def shop_context() -> dict[str, Any]:
         "basket_count": sum(_basket().values()),
         "currency": CURRENCY,
         "consent_cookie": CONSENT_COOKIE,
+        "demo_logins": current_app.config["SHOP_DEMO"],
     }
 
 
@@ -304,6 +330,8 @@ def order_confirmation() -> str:
 
 @shop.route("/login", methods=["GET", "POST"])
 def login() -> Any:
+    if not current_app.config["SHOP_DEMO"]:
+        abort(404)  # the demo's logins take no password: never on a site's own database
     if request.method == "POST":
         user = db.session.scalar(select(DemoUser).where(DemoUser.login == request.form.get("login", "")))
         if user is None:

@@ -176,3 +176,49 @@ def test_every_export_command_of_the_readme_runs_in_the_demo(tmp_path) -> None:
         assert result.stdout.startswith("[{")
     content = run_flask(tmp_path, "cdp", "stream-content-data", "--dry-run").stdout
     assert '"id":"guide-cat-tree","type":"article"' in content and '"published_at":"2026-03-01"' in content
+
+
+@pytest.fixture
+def site(tmp_path, monkeypatch) -> Iterator[Flask]:
+    """The shop configured as a site by the environment alone: its own database."""
+    monkeypatch.setenv("SQLALCHEMY_DATABASE_URI", f"sqlite:///{tmp_path / 'site.sqlite3'}")
+    monkeypatch.setenv("SECRET_KEY", "a-long-random-key")
+    monkeypatch.setenv("SHOP_ADMIN_PASSWORD", "back-office-password")
+    monkeypatch.setenv("CDP_ACCOUNT_NUMBER", "123456")
+    app = wsgi.create_app({"TESTING": True}, instance_path=str(tmp_path / "instance"))
+    yield app
+    app.extensions["cdp"].inline_worker.stop()
+
+
+def test_a_site_has_no_demo_logins_no_demo_data_and_no_demo_script(site: Flask) -> None:
+    client = site.test_client()
+    assert client.get("/login").status_code == 404
+    assert client.post("/login", data={"login": "alice"}).status_code == 404
+    landing = client.get("/").get_data(as_text=True)
+    assert "Log in" not in landing
+    with site.app_context():
+        assert wsgi.db.session.scalar(wsgi.select(wsgi.DemoUser).limit(1)) is None
+        assert site.extensions["cdp"].store.list_groups() == []
+    client.set_cookie("cdp_consent", "1")
+    page = client.get("/").get_data(as_text=True)
+    assert "https://deliver.raptorstatic.com/script/raptor-3.0.min.js" in page and "raptor-demo.js" not in page
+
+
+def test_a_sites_back_office_asks_for_the_admin_password(site: Flask) -> None:
+    import base64
+
+    client = site.test_client()
+
+    def basic(user: str, password: str) -> dict[str, str]:
+        return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+    asked = client.get("/cdp/admin/groups")
+    assert asked.status_code == 401 and asked.headers["WWW-Authenticate"] == 'Basic realm="back office"'
+    assert client.get("/cdp/admin/groups", headers=basic("admin", "wrong")).status_code == 401
+    assert client.get("/cdp/admin/groups", headers=basic("alice", "back-office-password")).status_code == 401
+    assert client.get("/cdp/admin/groups", headers=basic("admin", "back-office-password")).status_code == 200
+
+
+def test_a_site_without_an_admin_password_keeps_its_back_office_shut(site: Flask) -> None:
+    site.config["SHOP_ADMIN_PASSWORD"] = None
+    assert site.test_client().get("/cdp/admin/groups").status_code == 403
