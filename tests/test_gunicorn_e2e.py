@@ -16,7 +16,7 @@ import requests
 
 from tests.support.logs import remember_output
 from tests.support.postgres_server import free_port
-from tests.support.processes import REPO, process_env, run_flask, start_flask, write_app_module
+from tests.support.processes import REPO, process_env, run_flask, start_flask, wait_until_serving, write_app_module
 from tests.support.webhook import ACTIVATION, basic_auth
 
 #: gunicorn's error and access log, in the test's directory.
@@ -39,7 +39,7 @@ def served_site(database_url: str, tmp_path: Path) -> Iterator[tuple[str, str]]:
     worker = None if on_sqlite else start_flask(tmp_path, module, "cdp", "worker", "--poll-seconds", "0.2")
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_until_serving(base, server)
+        wait_until_serving(base + "/cdp/webhook", server)
         yield base, module
     finally:
         for process in (server, worker):
@@ -48,17 +48,6 @@ def served_site(database_url: str, tmp_path: Path) -> Iterator[tuple[str, str]]:
                 remember_output("\n".join(part or "" for part in process.communicate(timeout=30)))
         log.close()
         remember_output((tmp_path / GUNICORN_LOG).read_text())
-
-
-def wait_until_serving(base: str, server: subprocess.Popen, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            requests.get(base + "/cdp/webhook", timeout=5)
-            return
-        except requests.RequestException:
-            assert server.poll() is None and time.monotonic() < deadline, "gunicorn did not start"
-            time.sleep(0.1)
 
 
 def segments(tmp_path: Path, module: str) -> str:
@@ -186,7 +175,7 @@ def test_gunicorn_reads_its_bind_from_dotenv_and_logs_delivery_outcomes(tmp_path
                                   cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
         try:
             base = f"http://127.0.0.1:{port}"
-            wait_until_serving(base, server)  # only answers if the bind came from .env
+            wait_until_serving(base + "/cdp/webhook", server)  # only answers if the bind came from .env
             answer = requests.post(base + "/cdp/webhook", json={"audiences": [{"id": "cats", "add": ["1"]}]},
                                    headers=basic_auth(), timeout=30)
             assert answer.status_code == 200

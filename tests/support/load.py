@@ -23,7 +23,7 @@ from pathlib import Path
 import requests
 
 from tests.support.postgres_server import free_port
-from tests.support.processes import REPO, process_env, start_flask, write_app_module
+from tests.support.processes import REPO, process_env, start_flask, wait_until_serving, write_app_module
 
 CLIENT_ID = "load-client"
 CLIENT_SECRET = "load-client-secret-value-0123456789"
@@ -244,18 +244,6 @@ def start_queue_worker(directory: Path, module: str, lease_seconds: int) -> subp
     log = directory / f"worker-{len(list(directory.glob('worker-*.log')))}.log"
     return start_flask(directory, module, "cdp", "worker", "--poll-seconds", "0.2", "--lease-seconds", str(lease_seconds),
                        log_file=log)
-
-
-def wait_until_serving(url: str, server: subprocess.Popen, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            requests.get(url, timeout=5)
-            return
-        except requests.RequestException:
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("server did not start (see its log in the test's folder)") from None
-            time.sleep(0.1)
 
 
 def bare_endpoint(directory: Path, workers: int = 2, threads: int = 16) -> tuple[str, subprocess.Popen]:

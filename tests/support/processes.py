@@ -5,8 +5,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
+
+import requests
 
 REPO = Path(__file__).resolve().parent.parent.parent
 FLASK = str(Path(sys.executable).with_name("flask"))
@@ -56,3 +59,16 @@ def run_flask(directory: Path, module: str, *args: str, timeout: float = 120) ->
         text=True,
         timeout=timeout,
     )
+
+
+def wait_until_serving(url: str, server: subprocess.Popen, seconds: float = 60) -> None:
+    """Return once ``url`` answers at all; fail if the server exits or takes too long."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            requests.get(url, timeout=5)
+            return
+        except requests.RequestException:
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("server did not start (see its log in the test's folder)") from None
+            time.sleep(0.1)
