@@ -113,7 +113,7 @@ def measure(name: str, url: str, rounds: int, lookups: int) -> list[str]:
 
     def new_request() -> None:
         """What a new request starts without: the user, the store version, the segments."""
-        for name in ("_cdp_user_id", "_cdp_user_segments", "_cdp_store_version", "_cdp_current_segments"):
+        for name in ("_cdp_page", "_cdp_user_segments", "_cdp_store_version"):
             g.pop(name, None)
 
     def first_lookup() -> None:

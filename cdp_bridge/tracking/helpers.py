@@ -16,17 +16,17 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from flask import Flask, current_app, g, has_request_context, request
-from markupsafe import Markup, escape
+from flask import Flask, current_app, has_request_context, request
+from markupsafe import Markup
 
 from ..errors import TrackingArgumentError, ValidationError
 from ..identifiers import validate_user_id
+from ..page import Page, current_page, nonce_attribute
 from ..state import CDPState, current_state
-from ..store import Segment, UserSegments
+from ..store import Segment
 from .fields import (
     event_parameters,
     line_fields,
@@ -36,7 +36,6 @@ from .fields import (
 
 log = logging.getLogger("cdp_bridge.tracking")
 
-NONCE = re.compile(r"[A-Za-z0-9+/=_-]{1,256}")
 CONSENTING_VALUES = frozenset({"1", "true", "yes"})
 HEAD_SNIPPET = (
     'window.raptor||(window.raptor={q:[{event:"trackevent",params:{p1:"pageview"}}],'
@@ -61,20 +60,23 @@ def script_json(value: Any) -> str:
         "&", "\\u0026").replace("'", "\\u0027")
 
 
-def _script(helper: str, nonce: str | None, build: Callable[[CDPState], str]) -> Markup:
+def _script(helper: str, nonce: str | None, build: Callable[[Page], str]) -> Markup:
     """``<script>`` around what ``build`` returns; the error policy of every helper.
 
     Without CDP_ACCOUNT_NUMBER: nothing, and one warning. A bad argument: in debug the
     :class:`TrackingArgumentError` is raised; in production nothing is rendered and one
     error is logged, so a page never breaks for the sake of tracking.
     """
-    state = current_state()
-    if not state.settings.account_number:
-        _warn_unconfigured_once(state)
+    page = current_page()
+    if not page.state.settings.account_number:
+        _warn_unconfigured_once(page.state)
         return Markup("")
     try:
-        code = build(state)
-        return Markup(f"<script{_nonce_attribute(state, nonce)}>{code}</script>") if code else Markup("")
+        code = build(page)
+        if not code:
+            return Markup("")
+        attribute = page.nonce_attribute if nonce is None else nonce_attribute(nonce)
+        return Markup(f"<script{attribute}>{code}</script>")
     except TrackingArgumentError as exc:
         if current_app.debug:
             raise
@@ -88,71 +90,10 @@ def _warn_unconfigured_once(state: CDPState) -> None:
         log.warning("CDP_ACCOUNT_NUMBER is not set: tracking helpers render nothing")
 
 
-_UNSET = object()
-
-
-def _nonce_attribute(state: CDPState, nonce: str | None) -> str:
-    """`` nonce="…"`` from the argument, else the host's provider or Flask-Talisman's
-    (asked once per request: every helper of a page carries the same)."""
-    if nonce is None:
-        if not has_request_context():
-            return ""
-        attribute: Any = g.get("_cdp_nonce_attribute", _UNSET)
-        if attribute is _UNSET:
-            attribute = g._cdp_nonce_attribute = _checked_nonce_attribute(_provided_nonce(state))
-        return str(attribute)
-    return _checked_nonce_attribute(nonce)
-
-
-def _checked_nonce_attribute(nonce: Any) -> str:
-    if not nonce:
-        return ""
-    if not isinstance(nonce, str) or not NONCE.fullmatch(nonce):
-        raise TrackingArgumentError("nonce must be a base64 token")
-    return f' nonce="{escape(nonce)}"'
-
-
-def _provided_nonce(state: CDPState) -> str | None:
-    provider = state.hooks.nonce_provider
-    if provider is not None:
-        return provider()
-    return getattr(request, "csp_nonce", None)  # Flask-Talisman
-
-
-def current_user_id(state: CDPState | None = None) -> str | None:
-    """The logged-in user's id (the host's ``@cdp.user_id_loader``, else Flask-Login's),
-    looked up once per request: a page calls several helpers. Outside a request: None."""
-    if not has_request_context():
-        return None
-    user_id: Any = g.get("_cdp_user_id", _UNSET)
-    if user_id is _UNSET:
-        user_id = g._cdp_user_id = _look_up_user_id(state or current_state())
-    return str(user_id) if user_id is not None else None
-
-
-def _look_up_user_id(state: CDPState) -> str | None:
-    loader = state.hooks.user_id_loader
-    value = loader() if loader is not None else _flask_login_user_id()
-    if value is None:
-        return None
-    try:
-        return validate_user_id(value)
-    except ValidationError as exc:
-        raise TrackingArgumentError(f"the current user's id: {exc}") from None
-
-
-def _flask_login_user_id() -> Any:
-    if getattr(current_app, "login_manager", None) is None:
-        return None
-    from flask_login import current_user  # only where the host uses Flask-Login
-
-    return current_user.get_id() if current_user.is_authenticated else None
-
-
-def _push_event(state: CDPState, event_type: str, fields: dict[str, Any]) -> str:
+def _push_event(page: Page, event_type: str, fields: dict[str, Any]) -> str:
     if "user_id" not in fields:  # every caller passes a dict of its own making
-        fields["user_id"] = current_user_id(state)
-    params = event_parameters(event_type, fields, state.settings.tracking_parameters)
+        fields["user_id"] = page.user_id
+    params = event_parameters(event_type, fields, page.state.settings.tracking_parameters)
     return f'window.raptor&&window.raptor.push("trackEvent",{script_json(params)});'
 
 
@@ -162,8 +103,8 @@ def _push_event(state: CDPState, event_type: str, fields: dict[str, Any]) -> str
 def cdp_head_script(customer_id: Any = None, *, nonce: str | None = None) -> Markup:
     """The ``window.raptor`` queue stub with one queued pageview. Loads nothing."""
 
-    def build(state: CDPState) -> str:
-        customer = text_value(customer_id, "customer_id") if customer_id is not None else state.settings.account_number
+    def build(page: Page) -> str:
+        customer = text_value(customer_id, "customer_id") if customer_id is not None else page.state.settings.account_number
         return HEAD_SNIPPET % script_json(customer)
 
     return _script("cdp_head_script", nonce, build)
@@ -172,11 +113,11 @@ def cdp_head_script(customer_id: Any = None, *, nonce: str | None = None) -> Mar
 def cdp_main_script(has_consented: bool | None = None, *, nonce: str | None = None) -> Markup:
     """Load Raptor's script now if consent was given, else on ``enableTracking`` (once)."""
 
-    def build(state: CDPState) -> str:
-        consented = _consent_cookie_says_yes(state) if has_consented is None else has_consented
+    def build(page: Page) -> str:
+        consented = _consent_cookie_says_yes(page.state) if has_consented is None else has_consented
         if not isinstance(consented, bool):
             raise TrackingArgumentError(f"has_consented must be true, false or None, not {has_consented!r}")
-        return MAIN_SNIPPET % (script_json(state.settings.tracking_script_url), "true" if consented else "false")
+        return MAIN_SNIPPET % (script_json(page.state.settings.tracking_script_url), "true" if consented else "false")
 
     return _script("cdp_main_script", nonce, build)
 
@@ -197,16 +138,16 @@ def cdp_track_visit(id: Any = None, *, nonce: str | None = None, **fields: Any) 
     """A ``visit`` event; without ``id`` the page's path is the id (a landing page)."""
     if id is None and has_request_context():
         id = request.path
-    return _script("cdp_track_visit", nonce, lambda state: _push_event(state, "visit", {"id": id, **fields}))
+    return _script("cdp_track_visit", nonce, lambda page: _push_event(page, "visit", {"id": id, **fields}))
 
 
 def cdp_track_buy(lines: Iterable[Any], order_id: Any = None, currency: Any = None, *,
                   nonce: str | None = None) -> Markup:
     """One ``buy`` event per order line (``id``, ``price``, ``quantity`` and optional fields)."""
-    return _script("cdp_track_buy", nonce, lambda state: _buy_events(state, lines, order_id, currency))
+    return _script("cdp_track_buy", nonce, lambda page: _buy_events(page, lines, order_id, currency))
 
 
-def _buy_events(state: CDPState, lines: Iterable[Any], order_id: Any, currency: Any) -> str:
+def _buy_events(page: Page, lines: Iterable[Any], order_id: Any, currency: Any) -> str:
     if isinstance(lines, (str, bytes)) or not isinstance(lines, Iterable):
         raise TrackingArgumentError("lines must be a list of order lines")
     events = []
@@ -217,7 +158,7 @@ def _buy_events(state: CDPState, lines: Iterable[Any], order_id: Any, currency: 
         try:
             if "subtotal" not in fields:  # line_fields leaves out None
                 fields["subtotal"] = line_subtotal(fields["price"], fields["quantity"], fields["currency"])
-            events.append(_push_event(state, "buy", fields))
+            events.append(_push_event(page, "buy", fields))
         except TrackingArgumentError as exc:
             raise TrackingArgumentError(f"lines[{index}]: {exc}") from None
     return "".join(events)
@@ -226,12 +167,12 @@ def _buy_events(state: CDPState, lines: Iterable[Any], order_id: Any, currency: 
 def cdp_track_basket(id: Any, basket_content: Any, basket_id: Any = None, *, nonce: str | None = None) -> Markup:
     """A ``basket`` event: the product changed and the whole basket's ids."""
 
-    def build(state: CDPState) -> str:
+    def build(page: Page) -> str:
         if id is None:
             raise TrackingArgumentError("id is required")
         if basket_content is None:
             raise TrackingArgumentError("basket_content is required (an empty list for an empty basket)")
-        return _push_event(state, "basket", {"id": id, "basket_content": basket_content, "basket_id": basket_id})
+        return _push_event(page, "basket", {"id": id, "basket_content": basket_content, "basket_id": basket_id})
 
     return _script("cdp_track_basket", nonce, build)
 
@@ -240,25 +181,25 @@ def cdp_track_content_visit(id: Any, title: Any = None, category_path: Any = Non
                             nonce: str | None = None) -> Markup:
     """A ``contentvisit`` event for an article or other content."""
 
-    def build(state: CDPState) -> str:
+    def build(page: Page) -> str:
         if id is None:
             raise TrackingArgumentError("id is required")
-        return _push_event(state, "contentvisit", {"id": id, "name": title, "category_path": category_path})
+        return _push_event(page, "contentvisit", {"id": id, "name": title, "category_path": category_path})
 
     return _script("cdp_track_content_visit", nonce, build)
 
 
 def cdp_track_event(event_type: str, *, nonce: str | None = None, **params: Any) -> Markup:
     """Any event type, with fields by keyword or raw parameters (``p9=…``)."""
-    return _script("cdp_track_event", nonce, lambda state: _push_event(state, event_type, params))
+    return _script("cdp_track_event", nonce, lambda page: _push_event(page, event_type, params))
 
 
 def cdp_set_user(user_id: Any = None, *, nonce: str | None = None) -> Markup:
     """``setRuid`` with the logged-in user's id; nothing for anonymous visitors."""
 
-    def build(state: CDPState) -> str:
+    def build(page: Page) -> str:
         if user_id is None:
-            chosen = current_user_id(state)
+            chosen = page.user_id
         else:
             try:
                 chosen = validate_user_id(user_id)
@@ -271,30 +212,13 @@ def cdp_set_user(user_id: Any = None, *, nonce: str | None = None) -> Markup:
 
 def cdp_in_segment(segment: str, user_id: Any = None) -> bool:
     """Whether the user (default: the current one) is in ``segment``."""
-    return segment in (_current_user_segments() if user_id is None else current_state().user_segments(user_id))
+    return segment in (current_page().user_segments if user_id is None else current_state().user_segments(user_id))
 
 
 def cdp_user_segments(user_id: Any = None) -> list[Segment]:
     """The user's segments (default: the current user's; none for anonymous visitors)."""
-    found = _current_user_segments() if user_id is None else current_state().user_segments(user_id)
+    found = current_page().user_segments if user_id is None else current_state().user_segments(user_id)
     return list(found.segments)
-
-
-#: An anonymous visitor's segments: none (with no rows, the converter is never called).
-_NO_SEGMENTS = UserSegments([], lambda row: Segment(*row))
-
-
-def _current_user_segments() -> UserSegments:
-    """The current user's segments (none for an anonymous visitor), found once per request
-    and kept on ``g``: a page's every further check is one lookup."""
-    if not has_request_context():
-        return _NO_SEGMENTS
-    found: UserSegments | None = g.get("_cdp_current_segments")
-    if found is None:
-        state = current_state()
-        user_id = current_user_id(state)
-        found = g._cdp_current_segments = _NO_SEGMENTS if user_id is None else state.user_segments(user_id)
-    return found
 
 
 TRACKING_GLOBALS: dict[str, Callable[..., Any]] = {

@@ -1,0 +1,90 @@
+"""What every cdp_bridge helper of one request shares, looked up once per request.
+
+A page calls several helpers (a visit event, a buy event, a few segment checks); each
+used to find the app's state, the logged-in user and the CSP nonce on its own, through
+Flask's context proxies at about a microsecond a lookup. :func:`current_page` finds
+them once and keeps them on ``g``; the user and their segments are read only when a
+helper first needs them.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cached_property
+from typing import Any
+
+from flask import current_app, g, has_request_context, request
+from markupsafe import escape
+
+from .errors import TrackingArgumentError, ValidationError
+from .identifiers import validate_user_id
+from .state import CDPState, current_state
+from .store import Segment, UserSegments
+
+NONCE = re.compile(r"[A-Za-z0-9+/=_-]{1,256}")
+
+#: An anonymous visitor's segments: none (with no rows, the converter is never called).
+NO_SEGMENTS = UserSegments([], lambda row: Segment(*row))
+
+
+class Page:
+    """The current request as the helpers see it (outside a request: no user, no nonce)."""
+
+    def __init__(self, state: CDPState, in_request: bool) -> None:
+        self.state = state
+        self.in_request = in_request
+
+    @cached_property
+    def user_id(self) -> str | None:
+        """The logged-in user's id (the host's ``@cdp.user_id_loader``, else Flask-Login's)."""
+        if not self.in_request:
+            return None
+        loader = self.state.hooks.user_id_loader
+        value = loader() if loader is not None else _flask_login_user_id()
+        if value is None:
+            return None
+        try:
+            return validate_user_id(value)
+        except ValidationError as exc:
+            raise TrackingArgumentError(f"the current user's id: {exc}") from None
+
+    @cached_property
+    def nonce_attribute(self) -> str:
+        """`` nonce="…"`` from the host's provider or Flask-Talisman's, else nothing."""
+        if not self.in_request:
+            return ""
+        provider = self.state.hooks.nonce_provider
+        return nonce_attribute(provider() if provider is not None else getattr(request, "csp_nonce", None))
+
+    @cached_property
+    def user_segments(self) -> UserSegments:
+        """The current user's segments (none for an anonymous visitor)."""
+        user_id = self.user_id
+        return NO_SEGMENTS if user_id is None else self.state.user_segments(user_id)
+
+
+def current_page() -> Page:
+    """This request's :class:`Page`, made on the first call and kept on ``g``."""
+    if not has_request_context():
+        return Page(current_state(), in_request=False)
+    page: Page | None = g.get("_cdp_page")
+    if page is None:
+        page = g._cdp_page = Page(current_state(), in_request=True)
+    return page
+
+
+def nonce_attribute(nonce: Any) -> str:
+    """`` nonce="…"`` for a valid nonce, nothing for none; :class:`TrackingArgumentError` else."""
+    if not nonce:
+        return ""
+    if not isinstance(nonce, str) or not NONCE.fullmatch(nonce):
+        raise TrackingArgumentError("nonce must be a base64 token")
+    return f' nonce="{escape(nonce)}"'
+
+
+def _flask_login_user_id() -> Any:
+    if getattr(current_app, "login_manager", None) is None:
+        return None
+    from flask_login import current_user  # only where the host uses Flask-Login
+
+    return current_user.get_id() if current_user.is_authenticated else None
