@@ -27,6 +27,13 @@ INLINE_WORKER = "CDP_INLINE_WORKER"
 EXPORT_SCHEDULE = "CDP_EXPORT_SCHEDULE"
 WORKER_LEASE_SECONDS = "CDP_WORKER_LEASE_SECONDS"
 ADMIN_SITE_URL = "CDP_ADMIN_SITE_URL"
+MEMBERSHIP_API_URL = "CDP_MEMBERSHIP_API_URL"
+MEMBERSHIP_ACTIVATION_ID = "CDP_MEMBERSHIP_ACTIVATION_ID"
+MEMBERSHIP_API_KEY = "CDP_MEMBERSHIP_API_KEY"
+MEMBERSHIP_TIMEOUT = "CDP_MEMBERSHIP_TIMEOUT"
+MEMBERSHIP_FAILURES_BEFORE_PAUSE = "CDP_MEMBERSHIP_FAILURES_BEFORE_PAUSE"
+MEMBERSHIP_PAUSE_SECONDS = "CDP_MEMBERSHIP_PAUSE_SECONDS"
+VISITOR_SEGMENTS_CACHE_TTL = "CDP_VISITOR_SEGMENTS_CACHE_TTL"
 
 #: Every key, in the order the README documents them.
 ALL_KEYS: tuple[str, ...] = (
@@ -51,6 +58,13 @@ ALL_KEYS: tuple[str, ...] = (
     EXPORT_SCHEDULE,
     WORKER_LEASE_SECONDS,
     ADMIN_SITE_URL,
+    MEMBERSHIP_API_URL,
+    MEMBERSHIP_ACTIVATION_ID,
+    MEMBERSHIP_API_KEY,
+    MEMBERSHIP_TIMEOUT,
+    MEMBERSHIP_FAILURES_BEFORE_PAUSE,
+    MEMBERSHIP_PAUSE_SECONDS,
+    VISITOR_SEGMENTS_CACHE_TTL,
 )
 
 DEFAULT_STREAM_API_URL = "https://in.raptorsmartadvisor.com/stream"
@@ -60,6 +74,18 @@ DEFAULT_WEBHOOK_MAX_BYTES = 32 * 1024 * 1024
 DEFAULT_WORKER_LEASE_SECONDS = 120
 #: Where the back office's "back to the site" link points.
 DEFAULT_ADMIN_SITE_URL = "/"
+#: Raptor's CDP API, which answers a visitor's audience memberships (SPEC section 9).
+DEFAULT_MEMBERSHIP_API_URL = "https://cdp-api.raptorsmartadvisor.com"
+#: Ibexa's own default; a site may want less (see the README).
+DEFAULT_MEMBERSHIP_TIMEOUT = 5.0
+#: Failed calls in a row after which calls pause, and for how long.
+DEFAULT_MEMBERSHIP_FAILURES_BEFORE_PAUSE = 3
+DEFAULT_MEMBERSHIP_PAUSE_SECONDS = 30
+DEFAULT_VISITOR_SEGMENTS_CACHE_TTL = 300
+#: Visitors whose memberships the in-process cache keeps at most.
+VISITOR_SEGMENTS_CACHE_SIZE = 10_000
+#: Raptor's first-party visitor cookie (a UUID), the id the CDP API is asked with.
+VISITOR_COOKIE = "rsa"
 DEFAULT_TRACKING_SCRIPT_URL = "https://deliver.raptorstatic.com/script/raptor-3.0.min.js"
 
 #: Longest segment group / segment identifier and user id, in characters.

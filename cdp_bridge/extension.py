@@ -24,12 +24,14 @@ from sqlalchemy import Engine, event
 from .admin.views import admin_blueprint
 from .cli import cdp_cli
 from .constants import EXTENSION_KEY
-from .errors import ConfigurationError, RegistrationError
+from .errors import ConfigurationError, RegistrationError, ValidationError
 from .export.sources import Processor, Source
+from .identifiers import visitor_id_or_none
 from .settings import CDPSettings, load_settings
 from .state import CDPState, Hooks, current_state
 from .store import Segment, SegmentStore, define_tables
 from .tracking.helpers import register_tracking_globals
+from .visitors import as_segments
 from .webhook.formats import PayloadFormat
 from .webhook.view import register_webhook
 from .webhook.worker import InlineWorker
@@ -198,6 +200,24 @@ class CDP:
         self.hooks.user_id_loader = function
         return function
 
+    def consent_loader(self, function: Callable[[], bool]) -> Callable[[], bool]:
+        """Register a function returning whether the visitor consented to tracking (true or
+        false), for sites whose consent tool is not a simple cookie; it replaces
+        ``CDP_CONSENT_COOKIE`` for the main script and for visitor segments."""
+        self.hooks.consent_loader = function
+        return function
+
+    def visitor_segments_cache(self, cache: Any) -> Any:
+        """Cache visitors' segments in ``cache`` (anything with ``get(key)`` and
+        ``set(key, value, timeout=seconds)``, such as a Flask-Caching ``Cache`` on Redis
+        that every gunicorn worker shares), instead of each process's own memory. Used as
+        a decorator, the decorated function is called once, with no arguments, for it."""
+        found = cache() if callable(cache) and not hasattr(cache, "get") else cache
+        if not (callable(getattr(found, "get", None)) and callable(getattr(found, "set", None))):
+            raise RegistrationError("visitor_segments_cache needs an object with get(key) and set(key, value, timeout=...)")
+        self.hooks.visitor_segments_cache = found
+        return cache
+
     # -- Python API (each needs an app context) -------------------------------------
 
     @property
@@ -222,6 +242,19 @@ class CDP:
     def segments_for(self, user_id: object) -> list[Segment]:
         """The segments the user belongs to (read once per request, see :meth:`is_in_segment`)."""
         return list(self.state.user_segments(user_id).segments)
+
+    def visitor_segments(self, visitor_id: str) -> list[Segment]:
+        """A visitor's segments from Raptor's CDP API (cached; none when it cannot answer):
+        ``identifier`` is the audience id, ``name`` its name. ``visitor_id`` is the
+        visitor's ``rsa`` cookie, a UUID."""
+        service = self.state.visitor_segments
+        if service is None:
+            raise ConfigurationError("visitor segments are not configured: set CDP_MEMBERSHIP_ACTIVATION_ID and"
+                                     " CDP_MEMBERSHIP_API_KEY (a CDP API activation in the CDP)")
+        checked = visitor_id_or_none(visitor_id)
+        if checked is None:
+            raise ValidationError("visitor_id must be a UUID, as the rsa cookie holds")
+        return list(as_segments(service.memberships(checked)).segments)
 
     def is_in_segment(self, user_id: object, segment: str) -> bool:
         """Whether the user is in ``segment`` (identifier, name, or ``group/segment``).

@@ -101,3 +101,14 @@ def validate_name(value: object, what: str = "name") -> str:
     if not isinstance(value, str) or not value.strip():
         raise ValidationError(f"{what} must be a non-empty string")
     return validate_text_identifier(value.strip(), what)
+
+
+#: A UUID in its canonical text form, as Raptor's ``rsa`` visitor cookie holds one.
+VISITOR_ID_PATTERN = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
+def visitor_id_or_none(value: object) -> str | None:
+    """A visitor id (lower case) from a cookie's value; ``None`` for anything not a UUID."""
+    if isinstance(value, str) and VISITOR_ID_PATTERN.fullmatch(value):
+        return value.lower()
+    return None

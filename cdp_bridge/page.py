@@ -1,10 +1,10 @@
 """What every cdp_bridge helper of one request shares, looked up once per request.
 
 A page calls several helpers (a visit event, a buy event, a few segment checks); each
-used to find the app's state, the logged-in user and the CSP nonce on its own, through
-Flask's context proxies at about a microsecond a lookup. :func:`current_page` finds
-them once and keeps them on ``g``; the user and their segments are read only when a
-helper first needs them.
+used to find the app's state, the logged-in user, the visitor's consent and cookie and
+the CSP nonce on its own, through Flask's context proxies at about a microsecond a
+lookup. :func:`current_page` finds them once and keeps them on ``g``; the user, the
+visitor and their segments are looked up only when a helper first needs them.
 """
 
 from __future__ import annotations
@@ -16,12 +16,15 @@ from typing import Any
 from flask import current_app, g, has_request_context, request
 from markupsafe import escape
 
+from .constants import VISITOR_COOKIE
 from .errors import TrackingArgumentError, ValidationError
-from .identifiers import validate_user_id
+from .identifiers import validate_user_id, visitor_id_or_none
 from .state import CDPState, current_state
 from .store import Segment, UserSegments
+from .visitors import as_segments
 
 NONCE = re.compile(r"[A-Za-z0-9+/=_-]{1,256}")
+CONSENTING_VALUES = frozenset({"1", "true", "yes"})
 
 #: An anonymous visitor's segments: none (with no rows, the converter is never called).
 NO_SEGMENTS = UserSegments([], lambda row: Segment(*row))
@@ -57,10 +60,40 @@ class Page:
         return nonce_attribute(provider() if provider is not None else getattr(request, "csp_nonce", None))
 
     @cached_property
-    def user_segments(self) -> UserSegments:
-        """The current user's segments (none for an anonymous visitor)."""
+    def consented(self) -> bool:
+        """Whether the visitor consented to tracking: the host's ``@cdp.consent_loader``,
+        else the ``CDP_CONSENT_COOKIE`` cookie (``1``/``true``/``yes``); no by default."""
+        if not self.in_request:
+            return False
+        loader = self.state.hooks.consent_loader
+        if loader is not None:
+            answer = loader()
+            if not isinstance(answer, bool):
+                raise TrackingArgumentError(f"@cdp.consent_loader must return true or false, not {answer!r}")
+            return answer
+        name = self.state.settings.consent_cookie
+        return name is not None and request.cookies.get(name, "").strip().lower() in CONSENTING_VALUES
+
+    @cached_property
+    def visitor_id(self) -> str | None:
+        """The visitor's first-party ``rsa`` cookie, if it holds a UUID and the visitor
+        consented; else ``None`` (no cookie is read without consent)."""
+        if not self.consented:
+            return None
+        return visitor_id_or_none(request.cookies.get(VISITOR_COOKIE))
+
+    @cached_property
+    def segments(self) -> UserSegments:
+        """The segments of whoever is looking: a logged-in user's from the store, a
+        visitor's from the CDP API (at most one call a request), else none."""
         user_id = self.user_id
-        return NO_SEGMENTS if user_id is None else self.state.user_segments(user_id)
+        if user_id is not None:
+            return self.state.user_segments(user_id)
+        service = self.state.visitor_segments
+        visitor_id = self.visitor_id if service is not None else None
+        if service is None or visitor_id is None:
+            return NO_SEGMENTS
+        return as_segments(service.memberships(visitor_id))
 
 
 def current_page() -> Page:

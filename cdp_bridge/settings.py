@@ -32,6 +32,7 @@ _COOKIE_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 #: Raptor account numbers are digits; Ibexa's own example is 123456 (ibexa_cdp.yaml).
 _ACCOUNT_NUMBER = re.compile(r"[0-9]{1,12}")
 _P_NUMBER = re.compile(r"p[1-9][0-9]?")
+_HEADER_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,255}")
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,18 @@ class CDPSettings:
     export_schedule: Mapping[str, tuple[ScheduledExport, ...]] = field(default_factory=dict)
     worker_lease_seconds: int = c.DEFAULT_WORKER_LEASE_SECONDS
     admin_site_url: str = c.DEFAULT_ADMIN_SITE_URL
+    membership_api_url: str = c.DEFAULT_MEMBERSHIP_API_URL
+    membership_activation_id: str | None = None
+    membership_api_key: Secret | None = field(default=None, repr=False)
+    membership_timeout: float = c.DEFAULT_MEMBERSHIP_TIMEOUT
+    membership_failures_before_pause: int = c.DEFAULT_MEMBERSHIP_FAILURES_BEFORE_PAUSE
+    membership_pause_seconds: int = c.DEFAULT_MEMBERSHIP_PAUSE_SECONDS
+    visitor_segments_cache_ttl: int = c.DEFAULT_VISITOR_SEGMENTS_CACHE_TTL
+
+    @property
+    def visitor_segments_enabled(self) -> bool:
+        """Visitors are segmented through the CDP API once its activation is configured."""
+        return self.membership_activation_id is not None and self.membership_api_key is not None
 
     @property
     def protected_group_identifiers(self) -> frozenset[str]:
@@ -307,6 +320,21 @@ class SettingsSchema(Schema):
     )
     worker_lease_seconds = _positive_int(c.WORKER_LEASE_SECONDS, 1, "a whole number of seconds of at least 1")
     admin_site_url = _url(c.ADMIN_SITE_URL, c.DEFAULT_ADMIN_SITE_URL, site_path=True)
+    membership_api_url = _url(c.MEMBERSHIP_API_URL, c.DEFAULT_MEMBERSHIP_API_URL)
+    membership_activation_id = _TrimmedString(
+        data_key=c.MEMBERSHIP_ACTIVATION_ID,
+        validate=_whole_match(_HEADER_TOKEN, "expected the CDP API activation's id (letters, digits, - and _)"),
+    )
+    membership_api_key = _SecretString(data_key=c.MEMBERSHIP_API_KEY)
+    membership_timeout = fields.Float(
+        data_key=c.MEMBERSHIP_TIMEOUT,
+        validate=validate.Range(min=0.05, max=60, error="expected seconds between 0.05 and 60"),
+        error_messages={"invalid": "expected seconds between 0.05 and 60", "special": "expected seconds between 0.05 and 60"},
+        allow_nan=False,
+    )
+    membership_failures_before_pause = _positive_int(c.MEMBERSHIP_FAILURES_BEFORE_PAUSE, 1, "a whole number of at least 1")
+    membership_pause_seconds = _positive_int(c.MEMBERSHIP_PAUSE_SECONDS, 1, "a whole number of seconds of at least 1")
+    visitor_segments_cache_ttl = _positive_int(c.VISITOR_SEGMENTS_CACHE_TTL, 0, "a whole number of seconds (0 turns the cache off)")
 
     @validates_schema
     def _tracking_parameters(self, data: dict[str, Any], **kwargs: Any) -> None:
@@ -349,6 +377,10 @@ def load_settings(config: Mapping[str, Any], environ: Mapping[str, str] | None =
         loaded = SettingsSchema().load(raw)
     except SchemaError as exc:
         raise ConfigurationError("invalid cdp_bridge setting: " + _describe(exc.messages)) from None
+    if ("membership_activation_id" in loaded) != ("membership_api_key" in loaded):
+        given, missing = ((c.MEMBERSHIP_ACTIVATION_ID, c.MEMBERSHIP_API_KEY) if "membership_activation_id" in loaded
+                          else (c.MEMBERSHIP_API_KEY, c.MEMBERSHIP_ACTIVATION_ID))
+        raise ConfigurationError(f"{missing}: required together with {given} (the CDP API activation for visitor segments)")
     return CDPSettings(
         account_number=loaded.get("account_number"),
         activations=_activations(loaded),
@@ -373,6 +405,14 @@ def load_settings(config: Mapping[str, Any], environ: Mapping[str, str] | None =
         },
         worker_lease_seconds=loaded.get("worker_lease_seconds", c.DEFAULT_WORKER_LEASE_SECONDS),
         admin_site_url=loaded["admin_site_url"],
+        membership_api_url=loaded["membership_api_url"].rstrip("/"),
+        membership_activation_id=loaded.get("membership_activation_id"),
+        membership_api_key=loaded.get("membership_api_key"),
+        membership_timeout=loaded.get("membership_timeout", c.DEFAULT_MEMBERSHIP_TIMEOUT),
+        membership_failures_before_pause=loaded.get("membership_failures_before_pause",
+                                                    c.DEFAULT_MEMBERSHIP_FAILURES_BEFORE_PAUSE),
+        membership_pause_seconds=loaded.get("membership_pause_seconds", c.DEFAULT_MEMBERSHIP_PAUSE_SECONDS),
+        visitor_segments_cache_ttl=loaded.get("visitor_segments_cache_ttl", c.DEFAULT_VISITOR_SEGMENTS_CACHE_TTL),
     )
 
 

@@ -9,6 +9,7 @@ the extension back.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from .errors import RegistrationError
 from .export.sources import ExportRegistry
 from .settings import CDPSettings
 from .store import CDPTables, RecentUserSegments, SegmentStore, UserSegments, membership
+from .visitors import CircuitBreaker, MembershipClient, SegmentsCache, VisitorSegmentsService, default_cache
 from .webhook.formats import PayloadFormat, default_formats
 from .webhook.inbox import DeliveryInbox
 from .webhook.worker import InlineWorker
@@ -41,6 +43,10 @@ class Hooks:
     user_id_loader: Callable[[], Any] | None = None
     #: ``@cdp.nonce_provider``: the request's CSP nonce.
     nonce_provider: Callable[[], str | None] | None = None
+    #: ``@cdp.consent_loader``: whether the visitor consented to tracking (else the consent cookie says).
+    consent_loader: Callable[[], bool] | None = None
+    #: ``@cdp.visitor_segments_cache``: a cache with get/set shared by the app's processes.
+    visitor_segments_cache: SegmentsCache | None = None
     #: Webhook body formats, tried in order (``cdp.register_payload_format``).
     payload_formats: list[PayloadFormat] = field(default_factory=default_formats)
     #: Export sources and item processors.
@@ -64,6 +70,8 @@ class CDPState:
     recent_user_segments: RecentUserSegments = field(default_factory=RecentUserSegments, repr=False)
     #: One store per engine (an app may be served by several, e.g. in tests).
     _stores: WeakKeyDictionary[Engine, SegmentStore] = field(default_factory=WeakKeyDictionary, repr=False)
+    _visitor_segments: VisitorSegmentsService | None = field(default=None, repr=False)
+    _visitor_segments_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def engine(self) -> Engine:
@@ -79,6 +87,23 @@ class CDPState:
             protected = self.settings.protected_group_identifiers
             store = self._stores[engine] = SegmentStore(engine, self.tables, protected)
         return store
+
+    @property
+    def visitor_segments(self) -> VisitorSegmentsService | None:
+        """The CDP API for visitors' segments, when configured; made at its first use, so
+        a cache registered after ``init_app`` is the one used."""
+        settings = self.settings
+        if not settings.visitor_segments_enabled:
+            return None
+        with self._visitor_segments_lock:
+            if self._visitor_segments is None:
+                assert settings.membership_activation_id is not None and settings.membership_api_key is not None
+                client = MembershipClient(settings.membership_api_url, settings.membership_activation_id,
+                                          settings.membership_api_key, settings.membership_timeout)
+                breaker = CircuitBreaker(settings.membership_failures_before_pause, settings.membership_pause_seconds)
+                cache = self.hooks.visitor_segments_cache or default_cache(settings.visitor_segments_cache_ttl)
+                self._visitor_segments = VisitorSegmentsService(client, breaker, cache, settings.visitor_segments_cache_ttl)
+            return self._visitor_segments
 
     @property
     def inbox(self) -> DeliveryInbox:

@@ -15,9 +15,12 @@ from ..constants import WEBHOOK_PATH
 from ..errors import NotFoundError, first_line
 from ..state import CDPState
 from ..store import utcnow
+from ..visitors import MembershipFailure
 from .group import counted
 
 DEFAULT_SITE_URL = "http://localhost:5000"
+#: The visitor id ``check`` asks the CDP API about: a valid UUID no visitor has.
+CHECK_VISITOR_ID = "00000000-0000-4000-8000-000000000000"
 #: A queue with work this old and no claim in this long has no worker running.
 DEFAULT_WORKER_WINDOW = timedelta(minutes=10)
 
@@ -45,6 +48,7 @@ def run_checks(state: CDPState, app: Flask, site_url: str | None, worker_window:
     report = CheckReport()
     report.passed("settings valid")
     _check_settings(state, report)
+    _check_visitor_segments(state, report)
     if _check_database(state, report):
         _check_groups(state, report)
         _check_queue(state, report, worker_window)
@@ -68,6 +72,28 @@ def _check_settings(state: CDPState, report: CheckReport) -> None:
         own = sorted(settings.type_stream_ids.get(kind, {}))
         types_text = f"; types with their own stream: {', '.join(own)}" if own else ""
         report.noted(f"{kind} stream id {state_text}{types_text}")
+
+
+def _check_visitor_segments(state: CDPState, report: CheckReport) -> None:
+    """One call to the CDP API with a made-up visitor: are the credentials accepted?"""
+    service = state.visitor_segments
+    if service is None:
+        report.noted("visitor segments off (set CDP_MEMBERSHIP_ACTIVATION_ID and CDP_MEMBERSHIP_API_KEY to turn them on)")
+        return
+    client = service.client
+    try:
+        found = client.memberships(CHECK_VISITOR_ID)
+    except MembershipFailure as failure:
+        if failure.reason == "not_found":
+            report.noted(f"visitor segments: the CDP API at {client.url} answered 404 for a made-up visitor, as for any"
+                         " visitor it does not know; if known visitors get no segments, check CDP_MEMBERSHIP_API_URL")
+            return
+        hint = (" check CDP_MEMBERSHIP_ACTIVATION_ID and CDP_MEMBERSHIP_API_KEY" if failure.reason == "unauthorized"
+                else " check CDP_MEMBERSHIP_API_URL and the network")
+        report.failed(f"visitor segments: {failure.detail} at {client.url};{hint}")
+        return
+    report.passed(f"visitor segments: the CDP API at {client.url} accepted the credentials"
+                  f" ({counted(len(found), 'membership')} for a made-up visitor)")
 
 
 def _check_database(state: CDPState, report: CheckReport) -> bool:

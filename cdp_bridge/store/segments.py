@@ -79,7 +79,9 @@ class UserSegments:
         if self._names is None:
             names: set[str] = set()
             for identifier, name, group, *_ in self._rows:
-                names.update((identifier, name, f"{group}/{identifier}", f"{group}/{name}"))
+                names.update((identifier, name))
+                if group:
+                    names.update((f"{group}/{identifier}", f"{group}/{name}"))
             self._names = frozenset(names)
         return self._names
 

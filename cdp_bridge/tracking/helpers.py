@@ -36,7 +36,6 @@ from .fields import (
 
 log = logging.getLogger("cdp_bridge.tracking")
 
-CONSENTING_VALUES = frozenset({"1", "true", "yes"})
 HEAD_SNIPPET = (
     'window.raptor||(window.raptor={q:[{event:"trackevent",params:{p1:"pageview"}}],'
     "push:function(event,params,options){this.q.push({event:event,params:params,options:options})},"
@@ -114,7 +113,7 @@ def cdp_main_script(has_consented: bool | None = None, *, nonce: str | None = No
     """Load Raptor's script now if consent was given, else on ``enableTracking`` (once)."""
 
     def build(page: Page) -> str:
-        consented = _consent_cookie_says_yes(page.state) if has_consented is None else has_consented
+        consented = page.consented if has_consented is None else has_consented
         if not isinstance(consented, bool):
             raise TrackingArgumentError(f"has_consented must be true, false or None, not {has_consented!r}")
         return MAIN_SNIPPET % (script_json(page.state.settings.tracking_script_url), "true" if consented else "false")
@@ -125,13 +124,6 @@ def cdp_main_script(has_consented: bool | None = None, *, nonce: str | None = No
 def cdp_tracking_script(customer_id: Any = None, has_consented: bool | None = None, nonce: str | None = None) -> Markup:
     """The head script then the main script."""
     return cdp_head_script(customer_id, nonce=nonce) + cdp_main_script(has_consented, nonce=nonce)
-
-
-def _consent_cookie_says_yes(state: CDPState) -> bool:
-    name = state.settings.consent_cookie
-    if not name or not has_request_context():
-        return False
-    return request.cookies.get(name, "").strip().lower() in CONSENTING_VALUES
 
 
 def cdp_track_visit(id: Any = None, *, nonce: str | None = None, **fields: Any) -> Markup:
@@ -212,12 +204,12 @@ def cdp_set_user(user_id: Any = None, *, nonce: str | None = None) -> Markup:
 
 def cdp_in_segment(segment: str, user_id: Any = None) -> bool:
     """Whether the user (default: the current one) is in ``segment``."""
-    return segment in (current_page().user_segments if user_id is None else current_state().user_segments(user_id))
+    return segment in (current_page().segments if user_id is None else current_state().user_segments(user_id))
 
 
 def cdp_user_segments(user_id: Any = None) -> list[Segment]:
     """The user's segments (default: the current user's; none for anonymous visitors)."""
-    found = current_page().user_segments if user_id is None else current_state().user_segments(user_id)
+    found = current_page().segments if user_id is None else current_state().user_segments(user_id)
     return list(found.segments)
 
 

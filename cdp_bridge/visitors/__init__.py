@@ -1,0 +1,32 @@
+"""Segments of visitors who have not logged in, from Raptor's CDP API (SPEC section 9)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ..store import Segment, UserSegments
+from .breaker import CircuitBreaker
+from .client import Membership, MembershipClient, MembershipFailure
+from .service import SegmentsCache, VisitorSegmentsService, default_cache
+
+__all__ = [
+    "CircuitBreaker",
+    "Membership",
+    "MembershipClient",
+    "MembershipFailure",
+    "SegmentsCache",
+    "VisitorSegmentsService",
+    "as_segments",
+    "default_cache",
+]
+
+
+def as_segments(memberships: Sequence[Membership]) -> UserSegments:
+    """Memberships as the store's segments answer checks: by audience id or by name. A
+    visitor's audiences belong to no segment group, so ``"group/segment"`` never matches."""
+    return UserSegments([(m.id, m.name, "") for m in memberships], _segment)
+
+
+def _segment(row: Sequence[str]) -> Segment:
+    identifier, name, group = row
+    return Segment(identifier, name, group, None, (), None, None, None)

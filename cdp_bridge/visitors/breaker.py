@@ -1,0 +1,64 @@
+"""A circuit breaker for the CDP API: after a few failed calls in a row, pause calls for
+a while, then let one call through to try again.
+
+Written here rather than taken from a library (pybreaker): what cdp_bridge needs beside
+the counting is its logging, one WARNING when an episode of failures starts and one
+INFO line when it ends, not a line per page view; the whole of it is this class.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+log = logging.getLogger("cdp_bridge.membership")
+
+
+class CircuitBreaker:
+    """Counts failures in a row; while paused, :meth:`allows` says no."""
+
+    def __init__(self, failures_before_pause: int, pause_seconds: float) -> None:
+        self.failures_before_pause = failures_before_pause
+        self.pause_seconds = pause_seconds
+        self._lock = threading.Lock()
+        self._failures = 0
+        self._paused_until = 0.0
+
+    @property
+    def failures(self) -> int:
+        return self._failures
+
+    def allows(self) -> bool:
+        """Whether a call may be made now. Once a pause ends, one call is let through (its
+        outcome closes the breaker or starts another pause); the others still wait."""
+        with self._lock:
+            if self._failures < self.failures_before_pause:
+                return True
+            now = time.monotonic()
+            if now < self._paused_until:
+                return False
+            self._paused_until = now + self.pause_seconds
+            return True
+
+    def succeeded(self) -> None:
+        with self._lock:
+            failures, self._failures, self._paused_until = self._failures, 0, 0.0
+        if failures:
+            log.info("visitor segments: the CDP API answers again (after %s failed calls)", failures)
+
+    def failed(self, reason: str) -> None:
+        with self._lock:
+            self._failures += 1
+            failures = self._failures
+            pausing = failures == self.failures_before_pause
+            if pausing:
+                self._paused_until = time.monotonic() + self.pause_seconds
+        if failures == 1:
+            log.warning("visitor segments: the CDP API failed (%s); visitors get no segments until it answers"
+                        " again (one line per episode)", reason)
+        elif pausing:
+            log.info("visitor segments: %s failed calls in a row; calls pause for %g s, then one tries again",
+                     failures, self.pause_seconds)
+        else:
+            log.debug("visitor segments: the CDP API failed again (%s); %s in a row", reason, failures)

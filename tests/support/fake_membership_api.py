@@ -1,0 +1,76 @@
+"""A local fake of Raptor's CDP API for visitor segments: a real HTTP server on loopback
+that records every request and answers each visitor from a table (else ``default``)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+
+@dataclass
+class Asked:
+    path: str
+    visitor_id: str | None
+    headers: dict[str, str]
+
+
+@dataclass
+class Reply:
+    status: int = 200
+    body: bytes = b'{"memberships": []}'
+    delay: float = 0.0
+
+    @classmethod
+    def memberships(cls, *pairs: tuple[str, str], **extra: Any) -> Reply:
+        return cls(body=json.dumps({"memberships": [{"id": i, "name": n} for i, n in pairs], **extra}).encode())
+
+
+@dataclass
+class FakeMembershipAPI:
+    """Answers ``GET /api/v3/memberships/coid?identifierValue=…`` from ``replies``."""
+
+    replies: dict[str, Reply] = field(default_factory=dict)
+    default: Reply = field(default_factory=Reply)
+    asked: list[Asked] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                parts = urlsplit(self.path)
+                visitor = parse_qs(parts.query).get("identifierValue", [None])[0]
+                fake.asked.append(Asked(parts.path, visitor, {k.lower(): v for k, v in self.headers.items()}))
+                reply = fake.replies.get(visitor or "", fake.default)
+                if reply.delay:
+                    time.sleep(reply.delay)
+                try:
+                    self.send_response(reply.status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(reply.body)))
+                    self.end_headers()
+                    self.wfile.write(reply.body)
+                except OSError:  # the client gave up waiting (a timeout test)
+                    pass
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread.start()
+
+    def calls_for(self, visitor_id: str) -> int:
+        return sum(1 for asked in self.asked if asked.visitor_id == visitor_id)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(10)
