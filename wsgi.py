@@ -17,6 +17,7 @@ import hmac
 import json
 import os
 import secrets
+import threading
 import uuid
 from datetime import date
 from decimal import Decimal
@@ -27,10 +28,13 @@ from flask import Blueprint, Flask, Response, abort, current_app, flash, g, redi
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import String, select
 from sqlalchemy.orm import Mapped, mapped_column
+from werkzeug.serving import WSGIRequestHandler, make_server
 
 from cdp_bridge import CDP, ConflictError
 
 DEMO_CLIENT_ID = "demo-shop"
+DEMO_MEMBERSHIP_ACTIVATION_ID = "demo-cdp-api"
+CAT_OWNERS = {"id": "5d822e81", "name": "Cat owners"}
 DEMO_GROUP = "demo_shop"
 INTERESTS_GROUP = "demo_interests"
 
@@ -48,6 +52,13 @@ class DemoUser(db.Model):  # type: ignore[name-defined,misc]
     email: Mapped[str] = mapped_column(String(255))
     name: Mapped[str] = mapped_column(String(255))
     is_admin: Mapped[bool] = mapped_column(default=False)
+
+
+class DemoCatVisitor(db.Model):  # type: ignore[name-defined,misc]
+    """A visitor the demo's Raptor stand-in saw look at a cat product: in "Cat owners"."""
+
+    __tablename__ = "demo_cat_visitors"
+    visitor_id: Mapped[str] = mapped_column(String(36), primary_key=True)
 
 
 DEMO_USERS = [
@@ -101,6 +112,8 @@ def create_app(config: dict[str, Any] | None = None, instance_path: str | None =
         app.config.update(SQLALCHEMY_DATABASE_URI="sqlite:///" + os.path.join(app.instance_path, "demo.sqlite3"),
                           SECRET_KEY=os.environ.get("SECRET_KEY") or _instance_secret(app, "session_key"), SHOP_DEMO=True)
         cdp_defaults = _demo_settings(app)
+        if not os.environ.get("CDP_MEMBERSHIP_API_URL"):
+            cdp_defaults["CDP_MEMBERSHIP_API_URL"] = _start_cdp_api_stand_in(app)
     for key, value in cdp_defaults.items():
         if not os.environ.get(key):  # cdp_bridge reads CDP_* from the environment itself
             app.config[key] = value
@@ -112,6 +125,8 @@ def create_app(config: dict[str, Any] | None = None, instance_path: str | None =
         if app.config["SHOP_DEMO"]:
             _seed_first_run()
     app.register_blueprint(shop)
+    if app.config["SHOP_DEMO"]:
+        app.register_blueprint(raptor_stand_in)
     return app
 
 
@@ -126,6 +141,12 @@ def _demo_settings(app: Flask) -> dict[str, Any]:
         "CDP_ACCOUNT_NUMBER": "1234",
         "CDP_CONSENT_COOKIE": CONSENT_COOKIE,
         "CDP_TRACKING_SCRIPT_URL": "/static/raptor-demo.js",
+        # Visitor segments from a local stand-in for Raptor's CDP API (see below); a short
+        # cache, so a visitor who just looked at a cat product sees the offer soon.
+        "CDP_MEMBERSHIP_ACTIVATION_ID": DEMO_MEMBERSHIP_ACTIVATION_ID,
+        "CDP_MEMBERSHIP_API_KEY": _instance_secret(app, "membership_api_key"),
+        "CDP_MEMBERSHIP_TIMEOUT": 1,
+        "CDP_VISITOR_SEGMENTS_CACHE_TTL": 10,
         "CDP_EXPORT_SCHEDULE": {
             "user": [{"interval": "0 3 * * *", "options": "--no-draft"}],
             "product": [{"interval": "30 3 * * 1", "options": "--no-draft --product-type pet_supplies"}],
@@ -347,3 +368,60 @@ def logout() -> Any:
     session.pop("user_id", None)
     return redirect(url_for(".landing"))
 
+
+
+# -- the demo's stand-in for Raptor ------------------------------------------------------
+#
+# static/raptor-demo.js stands in for Raptor's script: it sets the rsa visitor cookie and
+# sends the page's events to /demo-raptor/events. A visit to a cat product puts the
+# visitor in "Cat owners", which the stand-in for Raptor's CDP API then answers, on a
+# port of its own so that cdp_bridge asks it over HTTP exactly as it would ask Raptor.
+
+raptor_stand_in = Blueprint("raptor_stand_in", __name__, url_prefix="/demo-raptor")
+
+
+@raptor_stand_in.post("/events")
+def stand_in_events() -> Any:
+    """The events the stand-in script sends: ``{"coid": "<rsa>", "events": [{event, params}, …]}``."""
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict) or not isinstance(body.get("events"), list) or len(body["events"]) > 100:
+        abort(400, "expected {coid, events: [...]}")
+    try:
+        visitor_id = str(uuid.UUID(str(body.get("coid"))))
+    except ValueError:
+        abort(400, "coid must be the rsa cookie's UUID")
+    if any(_is_cat_visit(event) for event in body["events"]) and db.session.get(DemoCatVisitor, visitor_id) is None:
+        db.session.add(DemoCatVisitor(visitor_id=visitor_id))
+        db.session.commit()
+    return "", 204
+
+
+def _is_cat_visit(event: Any) -> bool:
+    params = event.get("params") if isinstance(event, dict) else None
+    return isinstance(params, dict) and params.get("p1") == "visit" and "cats#" in str(params.get("p4", ""))
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_request(self, *args: Any) -> None:
+        """The stand-in's requests are cdp_bridge's own: nothing to show the developer."""
+
+
+def _start_cdp_api_stand_in(app: Flask) -> str:
+    """Serve the stand-in for Raptor's CDP API on a loopback port of its own; return its URL."""
+    api = Flask("raptor_cdp_api_stand_in")
+
+    @api.get("/api/v3/memberships/coid")
+    def memberships() -> Any:
+        with app.app_context():
+            settings = cdp.settings
+            key = settings.membership_api_key.reveal() if settings.membership_api_key else ""
+            if request.headers.get("X-ACTIVATION-ID") != settings.membership_activation_id or not hmac.compare_digest(
+                    request.headers.get("X-API-KEY", "").encode(), key.encode()):
+                return {"error": "unauthorized"}, 401
+            known = db.session.get(DemoCatVisitor, request.args.get("identifierValue", "")) is not None
+        return {"memberships": [CAT_OWNERS] if known else []}
+
+    server = make_server("127.0.0.1", 0, api, threaded=True, request_handler=_QuietHandler)
+    threading.Thread(target=server.serve_forever, args=(0.1,), name="raptor-cdp-api-stand-in", daemon=True).start()
+    app.extensions["demo_cdp_api_stand_in"] = server
+    return f"http://127.0.0.1:{server.server_port}"

@@ -23,8 +23,10 @@ BENCHMARKS = [
      ["--rows", "20000", "--rounds", "5"]),
     ("Webhook: peak memory of a body at CDP_WEBHOOK_MAX_BYTES", "webhook_memory.py", [],
      ["--megabytes", "2", "--rounds", "5"]),
-    ("Webhook: 50 clients through gunicorn and PostgreSQL", "webhook_load.py", [], ["--deliveries", "1000"]),
+    ("Webhook: 50 clients through gunicorn and PostgreSQL", "webhook_load.py", [], ["--deliveries", "300"]),
     ("Tracking helpers: render cost", "tracking_render.py", [], ["--calls", "300", "--rounds", "5", "--requests", "5"]),
+    ("Visitor segments: a page's checks for a visitor who has not logged in", "visitor_segments.py", [],
+     ["--rounds", "5", "--requests", "100"]),
     ("Data export: 1,000,000 users", "export_stream.py", [], ["--users", "50000", "--small", "5000", "--rounds", "5"]),
 ]
 

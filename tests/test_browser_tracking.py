@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from decimal import Decimal
 
@@ -188,4 +189,27 @@ def test_raptor_loads_under_a_strict_nonce_csp(browser, tmp_path, stub: RaptorSt
         assert all("raptor" not in v for v in violations)
     finally:
         page.close()
+        served.close()
+
+
+def test_a_visitor_who_looked_at_cats_sees_the_offer_without_logging_in(browser, tmp_path) -> None:
+    """The demo as it ships: its stand-in script sets the rsa cookie and sends the events;
+    the stand-in for Raptor's CDP API then says the visitor is in "Cat owners"."""
+    served = ServedApp(wsgi.create_app({}, instance_path=str(tmp_path / "instance")))
+    try:
+        page = browser.new_page()
+        page.goto(served.url + "/")
+        assert page.locator("#personal-offer").count() == 0
+        page.goto(served.url + "/products/cat-tree")
+        with page.expect_response(lambda response: response.url.endswith("/demo-raptor/events")) as sent:
+            page.click("#accept-tracking")
+        assert sent.value.status == 204
+        cookies = {cookie["name"]: cookie["value"] for cookie in page.context.cookies()}
+        assert re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}", cookies["rsa"])
+        page.goto(served.url + "/")
+        assert page.locator("#personal-offer").is_visible()
+        assert page.locator("text=Log in").is_visible()  # still anonymous
+        page.screenshot(path=str(artifact("demo-visitor-offer.png")), full_page=True)
+        page.close()
+    finally:
         served.close()

@@ -9,13 +9,14 @@ from flask import Flask
 
 import wsgi
 from cdp_bridge.store import membership
+from tests.support.browser import stop_background_threads
 
 
 @pytest.fixture
 def demo(tmp_path) -> Iterator[Flask]:
     app = wsgi.create_app({"TESTING": True}, instance_path=str(tmp_path / "instance"))
     yield app
-    app.extensions["cdp"].inline_worker.stop()
+    stop_background_threads(app)
 
 
 def test_first_run_creates_users_groups_and_a_secret(demo: Flask, tmp_path) -> None:
@@ -187,7 +188,7 @@ def site(tmp_path, monkeypatch) -> Iterator[Flask]:
     monkeypatch.setenv("CDP_ACCOUNT_NUMBER", "123456")
     app = wsgi.create_app({"TESTING": True}, instance_path=str(tmp_path / "instance"))
     yield app
-    app.extensions["cdp"].inline_worker.stop()
+    stop_background_threads(app)
 
 
 def test_a_site_has_no_demo_logins_no_demo_data_and_no_demo_script(site: Flask) -> None:
@@ -222,3 +223,43 @@ def test_a_sites_back_office_asks_for_the_admin_password(site: Flask) -> None:
 def test_a_site_without_an_admin_password_keeps_its_back_office_shut(site: Flask) -> None:
     site.config["SHOP_ADMIN_PASSWORD"] = None
     assert site.test_client().get("/cdp/admin/groups").status_code == 403
+
+
+VISITOR = "3f2a1b4c-5d6e-4f70-8a9b-0c1d2e3f4a5b"
+CAT_VISIT = {"event": "trackEvent", "params": {"p1": "visit", "p2": "cat-tree", "p4": "pets#Pets;cats#Cats"}}
+
+
+def test_an_anonymous_visitor_who_looked_at_cats_gets_the_offer(demo: Flask) -> None:
+    client = demo.test_client()
+    client.set_cookie("cdp_consent", "yes")
+    client.set_cookie("rsa", VISITOR)
+    assert 'id="personal-offer"' not in client.get("/").get_data(as_text=True)
+    dog_visit = {"event": "trackEvent", "params": {"p1": "visit", "p2": "dog-leash", "p4": "pets#Pets;dogs#Dogs"}}
+    assert client.post("/demo-raptor/events", json={"coid": VISITOR, "events": [dog_visit]}).status_code == 204
+    demo.extensions["cdp"].visitor_segments.cache.clear()  # the demo caches an answer for 10 s
+    assert 'id="personal-offer"' not in client.get("/").get_data(as_text=True)
+    assert client.post("/demo-raptor/events", json={"coid": VISITOR, "events": [CAT_VISIT]}).status_code == 204
+    demo.extensions["cdp"].visitor_segments.cache.clear()
+    assert 'id="personal-offer"' in client.get("/").get_data(as_text=True)  # asked over HTTP, from the stand-in
+    client.set_cookie("cdp_consent", "no")
+    assert 'id="personal-offer"' not in client.get("/").get_data(as_text=True)  # no consent: not even asked
+
+
+@pytest.mark.parametrize("body", [None, [], {"coid": "x", "events": []}, {"coid": VISITOR, "events": "all"},
+                                  {"coid": VISITOR, "events": [CAT_VISIT] * 101}])
+def test_the_stand_in_refuses_bad_event_batches(demo: Flask, body) -> None:
+    assert demo.test_client().post("/demo-raptor/events", json=body).status_code == 400
+
+
+def test_the_cdp_api_stand_in_wants_the_demos_key(demo: Flask) -> None:
+    import requests
+
+    url = demo.config["CDP_MEMBERSHIP_API_URL"] + "/api/v3/memberships/coid"
+    answer = requests.get(url, params={"identifierValue": VISITOR}, headers={"X-ACTIVATION-ID": "demo-cdp-api",
+                                                                             "X-API-KEY": "guess"}, timeout=5)
+    assert answer.status_code == 401
+
+
+def test_a_site_has_no_raptor_stand_in(site: Flask) -> None:
+    assert site.test_client().post("/demo-raptor/events", json={"coid": VISITOR, "events": []}).status_code == 404
+    assert "demo_cdp_api_stand_in" not in site.extensions

@@ -45,8 +45,8 @@ def artifact(name: str) -> Path:
 class ServedApp:
     """A WSGI app on a real threaded HTTP server on 127.0.0.1."""
 
-    def __init__(self, app: Any) -> None:
-        self.server = make_server("127.0.0.1", 0, app, threaded=True)
+    def __init__(self, app: Any, port: int = 0) -> None:
+        self.server = make_server("127.0.0.1", port, app, threaded=True)
         self.url = f"http://127.0.0.1:{self.server.server_port}"
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self.thread.start()
@@ -54,9 +54,18 @@ class ServedApp:
     def close(self) -> None:
         self.server.shutdown()
         self.thread.join(10)
-        state = self.server.app.extensions.get("cdp")
-        if state is not None and state.inline_worker is not None:
-            state.inline_worker.stop()
+        stop_background_threads(self.server.app)
+
+
+def stop_background_threads(app: Any) -> None:
+    """Stop what an app started beside its requests: the inline worker, the demo's
+    stand-in for Raptor's CDP API."""
+    state = app.extensions.get("cdp")
+    if state is not None and state.inline_worker is not None:
+        state.inline_worker.stop()
+    stand_in = app.extensions.get("demo_cdp_api_stand_in")
+    if stand_in is not None:
+        stand_in.shutdown()
 
 
 STUB_SCRIPT = """(function () {
