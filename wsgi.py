@@ -112,8 +112,10 @@ def create_app(config: dict[str, Any] | None = None, instance_path: str | None =
         app.config.update(SQLALCHEMY_DATABASE_URI="sqlite:///" + os.path.join(app.instance_path, "demo.sqlite3"),
                           SECRET_KEY=os.environ.get("SECRET_KEY") or _instance_secret(app, "session_key"), SHOP_DEMO=True)
         cdp_defaults = _demo_settings(app)
-        if not os.environ.get("CDP_MEMBERSHIP_API_URL"):
-            cdp_defaults["CDP_MEMBERSHIP_API_URL"] = _start_cdp_api_stand_in(app)
+        stand_in = _start_raptor_stand_in(app)
+        for key in ("CDP_MEMBERSHIP_API_URL", "CDP_SERVER_TRACKING_URL"):
+            if not os.environ.get(key):
+                cdp_defaults[key] = stand_in
     for key, value in cdp_defaults.items():
         if not os.environ.get(key):  # cdp_bridge reads CDP_* from the environment itself
             app.config[key] = value
@@ -374,8 +376,10 @@ def logout() -> Any:
 #
 # static/raptor-demo.js stands in for Raptor's script: it sets the rsa visitor cookie and
 # sends the page's events to /demo-raptor/events. A visit to a cat product puts the
-# visitor in "Cat owners", which the stand-in for Raptor's CDP API then answers, on a
-# port of its own so that cdp_bridge asks it over HTTP exactly as it would ask Raptor.
+# visitor in "Cat owners", which the stand-in for Raptor's CDP API then answers. The
+# stand-in for Raptor's servers runs on a port of its own, so that cdp_bridge asks it over
+# HTTP exactly as it would ask Raptor: the CDP API, and the tracking host that the server
+# and hybrid tracking modes (CDP_TRACKING_MODE) send events to.
 
 raptor_stand_in = Blueprint("raptor_stand_in", __name__, url_prefix="/demo-raptor")
 
@@ -390,10 +394,15 @@ def stand_in_events() -> Any:
         visitor_id = str(uuid.UUID(str(body.get("coid"))))
     except ValueError:
         abort(400, "coid must be the rsa cookie's UUID")
-    if any(_is_cat_visit(event) for event in body["events"]) and db.session.get(DemoCatVisitor, visitor_id) is None:
+    if any(_is_cat_visit(event) for event in body["events"]):
+        _remember_cat_visitor(visitor_id)
+    return "", 204
+
+
+def _remember_cat_visitor(visitor_id: str) -> None:
+    if db.session.get(DemoCatVisitor, visitor_id) is None:
         db.session.add(DemoCatVisitor(visitor_id=visitor_id))
         db.session.commit()
-    return "", 204
 
 
 def _is_cat_visit(event: Any) -> bool:
@@ -406,9 +415,21 @@ class _QuietHandler(WSGIRequestHandler):
         """The stand-in's requests are cdp_bridge's own: nothing to show the developer."""
 
 
-def _start_cdp_api_stand_in(app: Flask) -> str:
-    """Serve the stand-in for Raptor's CDP API on a loopback port of its own; return its URL."""
-    api = Flask("raptor_cdp_api_stand_in")
+def _start_raptor_stand_in(app: Flask) -> str:
+    """Serve the stand-in for Raptor's servers on a loopback port of its own; return its URL."""
+    api = Flask("raptor_stand_in")
+
+    @api.get("/<account>.rsa")
+    def tracking_host(account: str) -> Any:
+        """Raptor's server-side tracking request: one event in the query string."""
+        try:
+            visitor_id = str(uuid.UUID(request.args.get("coid", "")))
+        except ValueError:
+            return "", 400
+        if _is_cat_visit({"params": request.args.to_dict()}):
+            with app.app_context():
+                _remember_cat_visitor(visitor_id)
+        return "", 204
 
     @api.get("/api/v3/memberships/coid")
     def memberships() -> Any:
@@ -422,6 +443,6 @@ def _start_cdp_api_stand_in(app: Flask) -> str:
         return {"memberships": [CAT_OWNERS] if known else []}
 
     server = make_server("127.0.0.1", 0, api, threaded=True, request_handler=_QuietHandler)
-    threading.Thread(target=server.serve_forever, args=(0.1,), name="raptor-cdp-api-stand-in", daemon=True).start()
-    app.extensions["demo_cdp_api_stand_in"] = server
+    threading.Thread(target=server.serve_forever, args=(0.1,), name="raptor-stand-in", daemon=True).start()
+    app.extensions["demo_raptor_stand_in"] = server
     return f"http://127.0.0.1:{server.server_port}"

@@ -34,6 +34,9 @@ MEMBERSHIP_TIMEOUT = "CDP_MEMBERSHIP_TIMEOUT"
 MEMBERSHIP_FAILURES_BEFORE_PAUSE = "CDP_MEMBERSHIP_FAILURES_BEFORE_PAUSE"
 MEMBERSHIP_PAUSE_SECONDS = "CDP_MEMBERSHIP_PAUSE_SECONDS"
 VISITOR_SEGMENTS_CACHE_TTL = "CDP_VISITOR_SEGMENTS_CACHE_TTL"
+TRACKING_MODE = "CDP_TRACKING_MODE"
+SERVER_TRACKING_URL = "CDP_SERVER_TRACKING_URL"
+VISITOR_COOKIE_DAYS = "CDP_VISITOR_COOKIE_DAYS"
 
 #: Every key, in the order the README documents them.
 ALL_KEYS: tuple[str, ...] = (
@@ -65,6 +68,9 @@ ALL_KEYS: tuple[str, ...] = (
     MEMBERSHIP_FAILURES_BEFORE_PAUSE,
     MEMBERSHIP_PAUSE_SECONDS,
     VISITOR_SEGMENTS_CACHE_TTL,
+    TRACKING_MODE,
+    SERVER_TRACKING_URL,
+    VISITOR_COOKIE_DAYS,
 )
 
 DEFAULT_STREAM_API_URL = "https://in.raptorsmartadvisor.com/stream"
@@ -86,6 +92,21 @@ DEFAULT_VISITOR_SEGMENTS_CACHE_TTL = 300
 VISITOR_SEGMENTS_CACHE_SIZE = 10_000
 #: Raptor's first-party visitor cookie (a UUID), the id the CDP API is asked with.
 VISITOR_COOKIE = "rsa"
+#: Raptor's session cookie (a UUID), 20 minutes, sliding.
+SESSION_COOKIE = "rsaSession"
+SESSION_COOKIE_MINUTES = 20
+DEFAULT_VISITOR_COOKIE_DAYS = 365
+#: Where events go: the browser (Raptor's script), the site's server, or the browser through the site.
+TRACKING_MODES = ("client", "server", "hybrid")
+DEFAULT_TRACKING_MODE = "client"
+DEFAULT_SERVER_TRACKING_URL = "https://t.raptorsmartadvisor.com"
+#: Events waiting to be sent by a process's sender; beyond it the oldest are dropped.
+SERVER_TRACKING_QUEUE_SIZE = 10_000
+SERVER_TRACKING_TIMEOUT = 1.0
+#: The hybrid mode's endpoint inside the ``cdp`` blueprint, its largest body and its rate per visitor.
+TRACK_PATH = "/track"
+TRACK_MAX_BYTES = 8 * 1024
+TRACK_EVENTS_PER_MINUTE = 120
 DEFAULT_TRACKING_SCRIPT_URL = "https://deliver.raptorstatic.com/script/raptor-3.0.min.js"
 
 #: Longest segment group / segment identifier and user id, in characters.

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from dotenv import find_dotenv, load_dotenv
-from flask import Blueprint, Flask
+from flask import Blueprint, Flask, current_app, has_request_context
 from flask.blueprints import BlueprintSetupState
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import Engine, event
@@ -24,15 +24,22 @@ from sqlalchemy import Engine, event
 from .admin.views import admin_blueprint
 from .cli import cdp_cli
 from .constants import EXTENSION_KEY
-from .errors import ConfigurationError, RegistrationError, ValidationError
+from .errors import ConfigurationError, RegistrationError, TrackingArgumentError, ValidationError
 from .export.sources import Processor, Source
-from .identifiers import visitor_id_or_none
+from .identifiers import validate_user_id, visitor_id_or_none
+from .page import current_page
 from .settings import CDPSettings, load_settings
 from .state import CDPState, Hooks, current_state
 from .store import Segment, SegmentStore, define_tables
+from .tracking.cookies import set_visitor_cookies
+from .tracking.endpoint import VIEW_LOCATION as TRACK_VIEW
+from .tracking.endpoint import register_track_endpoint
+from .tracking.fields import event_parameters, line_subtotal
 from .tracking.helpers import register_tracking_globals
+from .tracking.wire import Visitor
 from .visitors import as_segments
 from .webhook.formats import PayloadFormat
+from .webhook.view import VIEW_LOCATION as WEBHOOK_VIEW
 from .webhook.view import register_webhook
 from .webhook.worker import InlineWorker
 
@@ -75,6 +82,8 @@ class CDP:
         self.blueprint = Blueprint(BLUEPRINT_NAME, __name__)
         self.blueprint.record(_remember_url_prefix)
         register_webhook(self.blueprint)
+        register_track_endpoint(self.blueprint)
+        self.blueprint.url_value_preprocessor(_exempt_from_host_csrf)
         # Nested: its own before_request guards every back-office view, whatever name
         # and prefix the host registers ``cdp.blueprint`` under.
         self.blueprint.register_blueprint(admin_blueprint(), url_prefix="/admin")
@@ -103,6 +112,7 @@ class CDP:
                 app.before_request(state.inline_worker.ensure_started)
         app.cli.add_command(cdp_cli)  # also an entry point: flask finds it before loading the app
         register_tracking_globals(app)
+        app.after_request(set_visitor_cookies)
         place_blueprint = self._register_blueprint if register_blueprint is None else register_blueprint
         if place_blueprint:
             app.register_blueprint(self.blueprint, url_prefix=DEFAULT_URL_PREFIX)
@@ -256,6 +266,44 @@ class CDP:
             raise ValidationError("visitor_id must be a UUID, as the rsa cookie holds")
         return list(as_segments(service.memberships(checked)).segments)
 
+    def track(self, event_type: str, *, visitor_id: str | None = None, session_id: str | None = None,
+              user_id: object = None, url: str | None = None, **fields: Any) -> bool:
+        """Send one tracking event from the server (SPEC section 10), in any tracking mode:
+        for example a buy from a payment provider's webhook. Returns whether it was queued.
+
+        Inside a request, the visitor comes from its cookies, with its consent (without
+        consent nothing is sent). Outside one, pass ``visitor_id`` (the ``rsa`` cookie
+        the order recorded), ``session_id``, ``user_id`` and ``url`` yourself: keeping
+        events without consent out is then the caller's duty. Fields are the helpers'
+        (``id``, ``price``, ``currency``, …); a bad one raises
+        :class:`TrackingArgumentError`.
+        """
+        state = self.state
+        if not state.settings.account_number:
+            raise ConfigurationError("CDP_ACCOUNT_NUMBER is not set: nothing can be tracked")
+        checked_user = None if user_id is None else _tracking_user_id(user_id)
+        if has_request_context() and visitor_id is None:
+            page = current_page()
+            visitor = page.tracking_visitor
+            if visitor is None:
+                return False
+            if checked_user is not None or url is not None:
+                visitor = Visitor(visitor.visitor_id, visitor.session_id, checked_user or visitor.user_id,
+                                  url or visitor.url)
+        else:
+            checked_visitor = None if visitor_id is None else visitor_id_or_none(visitor_id)
+            checked_session = None if session_id is None else visitor_id_or_none(session_id)
+            if (visitor_id is not None and checked_visitor is None) or (session_id is not None and checked_session is None):
+                raise TrackingArgumentError("visitor_id and session_id must be UUIDs, as the rsa cookies hold")
+            visitor = Visitor(checked_visitor, checked_session, checked_user, url)
+        fields.setdefault("user_id", visitor.user_id)
+        if event_type == "buy" and fields.get("subtotal") is None and fields.get("price") is not None \
+                and fields.get("quantity") is not None:  # as cdp_track_buy does for each line
+            fields["subtotal"] = line_subtotal(fields["price"], fields["quantity"], fields.get("currency"))
+        params = event_parameters(event_type, fields, state.settings.tracking_parameters)
+        state.send_event(event_type, params, visitor)
+        return True
+
     def is_in_segment(self, user_id: object, segment: str) -> bool:
         """Whether the user is in ``segment`` (identifier, name, or ``group/segment``).
 
@@ -263,6 +311,31 @@ class CDP:
         set lookup; a delivery applied meanwhile shows from the next request on.
         """
         return segment in self.state.user_segments(user_id)
+
+
+def _tracking_user_id(user_id: object) -> str:
+    try:
+        return validate_user_id(user_id)
+    except ValidationError as exc:
+        raise TrackingArgumentError(f"user_id: {exc}") from None
+
+
+#: The views a host's Flask-WTF ``CSRFProtect`` must let through, by endpoint suffix.
+CSRF_EXEMPT_VIEWS = {".webhook": WEBHOOK_VIEW, ".track": TRACK_VIEW}
+
+
+def _exempt_from_host_csrf(endpoint: str | None, _values: Any) -> None:
+    """The CDP authenticates the webhook with credentials and signatures, and the hybrid
+    endpoint checks that a request comes from the site's own pages: a host's Flask-WTF
+    ``CSRFProtect`` must let both through. URL preprocessors run before every
+    ``before_request`` function, so this works whichever of CDP and CSRFProtect the host
+    set up first."""
+    csrf = current_app.extensions.get("csrf")
+    if csrf is None or endpoint is None:
+        return
+    for suffix, view in CSRF_EXEMPT_VIEWS.items():
+        if endpoint.endswith(suffix):
+            csrf.exempt(view)
 
 
 def _remember_url_prefix(setup: BlueprintSetupState) -> None:

@@ -10,17 +10,19 @@ visitor and their segments are looked up only when a helper first needs them.
 from __future__ import annotations
 
 import re
+import uuid
 from functools import cached_property
 from typing import Any
 
 from flask import current_app, g, has_request_context, request
 from markupsafe import escape
 
-from .constants import VISITOR_COOKIE
+from .constants import SESSION_COOKIE, VISITOR_COOKIE
 from .errors import TrackingArgumentError, ValidationError
 from .identifiers import validate_user_id, visitor_id_or_none
 from .state import CDPState, current_state
 from .store import Segment, UserSegments
+from .tracking.wire import Visitor
 from .visitors import as_segments
 
 NONCE = re.compile(r"[A-Za-z0-9+/=_-]{1,256}")
@@ -36,6 +38,8 @@ class Page:
     def __init__(self, state: CDPState, in_request: bool) -> None:
         self.state = state
         self.in_request = in_request
+        #: Server mode: the events a helper is building, queued once it succeeds.
+        self.pending_events: list[tuple[str, dict[str, str]]] = []
 
     @cached_property
     def user_id(self) -> str | None:
@@ -81,6 +85,21 @@ class Page:
         if not self.consented:
             return None
         return visitor_id_or_none(request.cookies.get(VISITOR_COOKIE))
+
+    @cached_property
+    def tracking_visitor(self) -> Visitor | None:
+        """Who this request's server-side events are about, with consent: the ``rsa`` and
+        ``rsaSession`` cookies, or new ids for a visitor without them (the response sets
+        them), the logged-in user and the page's URL. ``None`` without consent."""
+        if not self.consented:
+            return None
+        cookies = request.cookies
+        return Visitor(
+            visitor_id=visitor_id_or_none(cookies.get(VISITOR_COOKIE)) or str(uuid.uuid4()),
+            session_id=visitor_id_or_none(cookies.get(SESSION_COOKIE)) or str(uuid.uuid4()),
+            user_id=self.user_id,
+            url=request.url,
+        )
 
     @cached_property
     def segments(self) -> UserSegments:

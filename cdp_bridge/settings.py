@@ -64,6 +64,9 @@ class CDPSettings:
     membership_failures_before_pause: int = c.DEFAULT_MEMBERSHIP_FAILURES_BEFORE_PAUSE
     membership_pause_seconds: int = c.DEFAULT_MEMBERSHIP_PAUSE_SECONDS
     visitor_segments_cache_ttl: int = c.DEFAULT_VISITOR_SEGMENTS_CACHE_TTL
+    tracking_mode: str = c.DEFAULT_TRACKING_MODE
+    server_tracking_url: str = c.DEFAULT_SERVER_TRACKING_URL
+    visitor_cookie_days: int = c.DEFAULT_VISITOR_COOKIE_DAYS
 
     @property
     def visitor_segments_enabled(self) -> bool:
@@ -334,6 +337,17 @@ class SettingsSchema(Schema):
     )
     membership_failures_before_pause = _positive_int(c.MEMBERSHIP_FAILURES_BEFORE_PAUSE, 1, "a whole number of at least 1")
     membership_pause_seconds = _positive_int(c.MEMBERSHIP_PAUSE_SECONDS, 1, "a whole number of seconds of at least 1")
+    tracking_mode = _TrimmedString(
+        data_key=c.TRACKING_MODE,
+        validate=validate.OneOf(c.TRACKING_MODES, error="expected one of client, server, hybrid"),
+    )
+    server_tracking_url = _url(c.SERVER_TRACKING_URL, c.DEFAULT_SERVER_TRACKING_URL)
+    visitor_cookie_days = fields.Integer(
+        data_key=c.VISITOR_COOKIE_DAYS, strict=False,
+        validate=validate.Range(min=1, max=400,
+                                error="expected a whole number of days from 1 to 400 (browsers keep a cookie 400 days at most)"),
+        error_messages={"invalid": "expected a whole number of days from 1 to 400"},
+    )
     visitor_segments_cache_ttl = _positive_int(c.VISITOR_SEGMENTS_CACHE_TTL, 0, "a whole number of seconds (0 turns the cache off)")
 
     @validates_schema
@@ -413,6 +427,9 @@ def load_settings(config: Mapping[str, Any], environ: Mapping[str, str] | None =
                                                     c.DEFAULT_MEMBERSHIP_FAILURES_BEFORE_PAUSE),
         membership_pause_seconds=loaded.get("membership_pause_seconds", c.DEFAULT_MEMBERSHIP_PAUSE_SECONDS),
         visitor_segments_cache_ttl=loaded.get("visitor_segments_cache_ttl", c.DEFAULT_VISITOR_SEGMENTS_CACHE_TTL),
+        tracking_mode=loaded.get("tracking_mode", c.DEFAULT_TRACKING_MODE),
+        server_tracking_url=loaded["server_tracking_url"].rstrip("/"),
+        visitor_cookie_days=loaded.get("visitor_cookie_days", c.DEFAULT_VISITOR_COOKIE_DAYS),
     )
 
 

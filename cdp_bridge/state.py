@@ -9,8 +9,11 @@ the extension back.
 
 from __future__ import annotations
 
+import os
+import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,11 +23,15 @@ from flask import current_app, g, has_request_context
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import Engine
 
-from .constants import EXTENSION_KEY
+from .constants import DEFAULT_TRACKING_PARAMETERS, EXTENSION_KEY, TRACK_EVENTS_PER_MINUTE
 from .errors import RegistrationError
 from .export.sources import ExportRegistry
 from .settings import CDPSettings
 from .store import CDPTables, RecentUserSegments, SegmentStore, UserSegments, membership
+from .store.senders import record_sender_counts
+from .tracking.rate_limit import RateLimit
+from .tracking.sender import EventSender
+from .tracking.wire import Visitor, event_url
 from .visitors import CircuitBreaker, MembershipClient, SegmentsCache, VisitorSegmentsService, default_cache
 from .webhook.formats import PayloadFormat, default_formats
 from .webhook.inbox import DeliveryInbox
@@ -71,7 +78,10 @@ class CDPState:
     #: One store per engine (an app may be served by several, e.g. in tests).
     _stores: WeakKeyDictionary[Engine, SegmentStore] = field(default_factory=WeakKeyDictionary, repr=False)
     _visitor_segments: VisitorSegmentsService | None = field(default=None, repr=False)
-    _visitor_segments_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _lazy_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _sender: EventSender | None = field(default=None, repr=False)
+    #: Hybrid mode: events a visitor may post to /cdp/track a minute, in this process.
+    track_rate_limit: RateLimit = field(default_factory=lambda: RateLimit(TRACK_EVENTS_PER_MINUTE), repr=False)
 
     @property
     def engine(self) -> Engine:
@@ -95,7 +105,7 @@ class CDPState:
         settings = self.settings
         if not settings.visitor_segments_enabled:
             return None
-        with self._visitor_segments_lock:
+        with self._lazy_lock:
             if self._visitor_segments is None:
                 assert settings.membership_activation_id is not None and settings.membership_api_key is not None
                 client = MembershipClient(settings.membership_api_url, settings.membership_activation_id,
@@ -104,6 +114,26 @@ class CDPState:
                 cache = self.hooks.visitor_segments_cache or default_cache(settings.visitor_segments_cache_ttl)
                 self._visitor_segments = VisitorSegmentsService(client, breaker, cache, settings.visitor_segments_cache_ttl)
             return self._visitor_segments
+
+    @property
+    def sender(self) -> EventSender:
+        """The server-side tracking sender of this app (its thread starts with the first event
+        of each process); each minute it records its counts for ``flask cdp check``."""
+        with self._lazy_lock:
+            if self._sender is None:
+                engine, senders = self.engine, self.tables.tracking_senders
+                name = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+                self._sender = EventSender(on_report=lambda counts: record_sender_counts(engine, senders, name, counts))
+            return self._sender
+
+    def send_event(self, event_type: str, params: dict[str, str], visitor: Visitor) -> None:
+        """Queue one server-side event (SPEC section 10); sent off the request path."""
+        settings = self.settings
+        assert settings.account_number is not None
+        moved = settings.tracking_parameters.get(event_type, {})
+        basket = moved.get("basket_content", DEFAULT_TRACKING_PARAMETERS["basket_content"])
+        self.sender.enqueue(event_url(settings.server_tracking_url, settings.account_number, params, visitor,
+                                      keep_empty=frozenset({basket})))
 
     @property
     def inbox(self) -> DeliveryInbox:

@@ -262,4 +262,4 @@ def test_the_cdp_api_stand_in_wants_the_demos_key(demo: Flask) -> None:
 
 def test_a_site_has_no_raptor_stand_in(site: Flask) -> None:
     assert site.test_client().post("/demo-raptor/events", json={"coid": VISITOR, "events": []}).status_code == 404
-    assert "demo_cdp_api_stand_in" not in site.extensions
+    assert "demo_raptor_stand_in" not in site.extensions

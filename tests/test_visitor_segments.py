@@ -17,6 +17,8 @@ from freezegun import freeze_time
 from cdp_bridge import CDP, ConfigurationError, ValidationError
 from tests.support.fake_membership_api import FakeMembershipAPI, Reply
 from tests.support.logs import KNOWN_SECRETS
+from tests.support.loopback import bare_app
+from tests.support.webhook import cdp_of
 
 ACTIVATION_ID = "cdp-api-activation-7"
 API_KEY = "membership-api-key-secret-6d1f0e"
@@ -253,12 +255,9 @@ def test_visitor_segments_from_python(make_site, api: FakeMembershipAPI) -> None
 
 
 def test_visitor_segments_from_python_need_the_settings(tmp_path: Path) -> None:
-    cdp = CDP()
-    app = Flask("plain", instance_path=str(tmp_path / "i"))
-    app.config.update(SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path}/p.sqlite3")
-    cdp.init_app(app)
+    app = bare_app(tmp_path)
     with app.app_context(), pytest.raises(ConfigurationError, match="CDP_MEMBERSHIP_ACTIVATION_ID and CDP_MEMBERSHIP_API_KEY"):
-        cdp.visitor_segments(VISITOR)
+        cdp_of(app).visitor_segments(VISITOR)
 
 
 @pytest.mark.parametrize(("config", "message"), [
@@ -305,7 +304,5 @@ def test_check_tries_the_credentials_once(make_site, api: FakeMembershipAPI) -> 
 
 
 def test_check_says_visitor_segments_are_off(tmp_path: Path) -> None:
-    app = Flask("plain", instance_path=str(tmp_path / "i"))
-    app.config.update(SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path}/p.sqlite3")
-    CDP(app)
+    app = bare_app(tmp_path)
     assert "note  visitor segments off" in check(app).output

@@ -15,6 +15,7 @@ from ..constants import WEBHOOK_PATH
 from ..errors import NotFoundError, first_line
 from ..state import CDPState
 from ..store import utcnow
+from ..store.senders import recent_sender_totals
 from ..visitors import MembershipFailure
 from .group import counted
 
@@ -52,6 +53,7 @@ def run_checks(state: CDPState, app: Flask, site_url: str | None, worker_window:
     if _check_database(state, report):
         _check_groups(state, report)
         _check_queue(state, report, worker_window)
+        _check_server_tracking(state, report)
     _report_base_url(state, app, site_url, report)
     return report
 
@@ -150,6 +152,27 @@ def _check_queue(state: CDPState, report: CheckReport, window: timedelta) -> Non
                       " is flask cdp worker running?")
     else:
         report.noted(f"no worker claimed a delivery in the last {_age(window)} ({last}); nothing has waited that long")
+
+
+def _check_server_tracking(state: CDPState, report: CheckReport) -> None:
+    """What the web processes' senders reported in the last hour (they report each minute)."""
+    mode = state.settings.tracking_mode
+    totals = recent_sender_totals(state.engine, state.tables.tracking_senders, utcnow() - timedelta(hours=1))
+    if mode == "client" and not totals.senders:
+        report.noted("tracking mode client (events go from the browser to Raptor)")
+        return
+    if not totals.senders:
+        report.noted(f"tracking mode {mode}: no process has reported sending events in the last hour"
+                     " (a process reports each minute once it has sent one)")
+        return
+    line = (f"tracking mode {mode}: {counted(totals.senders, 'process', 'processes')} reported in the last hour:"
+            f" sent {totals.sent}, failed {totals.failed}, dropped {totals.dropped}")
+    if totals.failed and not totals.sent:
+        report.failed(line + "; nothing reached Raptor: check CDP_SERVER_TRACKING_URL and the network")
+    elif totals.dropped or totals.failed:
+        report.noted(line)
+    else:
+        report.passed(line)
 
 
 def _age(elapsed: timedelta) -> str:

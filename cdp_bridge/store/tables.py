@@ -50,18 +50,19 @@ class CDPTables:
     deliveries: Table
     tombstones: Table
     store_version: Table
+    tracking_senders: Table
 
     def all(self) -> list[Table]:
         """In creation order (parents first)."""
         return [self.segment_groups, self.segments, self.memberships, self.deliveries, self.tombstones,
-                self.store_version]
+                self.store_version, self.tracking_senders]
 
 
 def define_tables(metadata: MetaData) -> CDPTables:
     """The cdp tables on ``metadata``, defined on first call and reused after."""
     if "cdp_segment_groups" in metadata.tables:
         names = ("cdp_segment_groups", "cdp_segments", "cdp_memberships", "cdp_deliveries", "cdp_tombstones",
-                 "cdp_store_version")
+                 "cdp_store_version", "cdp_tracking_senders")
         return CDPTables(*(metadata.tables[name] for name in names))
     return CDPTables(
         segment_groups=_segment_groups(metadata),
@@ -70,6 +71,7 @@ def define_tables(metadata: MetaData) -> CDPTables:
         deliveries=_deliveries(metadata),
         tombstones=_tombstones(metadata),
         store_version=_store_version(metadata),
+        tracking_senders=_tracking_senders(metadata),
     )
 
 
@@ -195,4 +197,20 @@ def _store_version(metadata: MetaData) -> Table:
         Column("id", Integer(), nullable=False, autoincrement=False),
         Column("version", BigInteger(), nullable=False, default=0),
         PrimaryKeyConstraint("id", name="pk_cdp_store_version"),
+    )
+
+
+def _tracking_senders(metadata: MetaData) -> Table:
+    """What each process's server-side tracking sender reported last (every minute):
+    ``flask cdp check`` sums the recent ones, as it runs in a process of its own."""
+    return Table(
+        "cdp_tracking_senders",
+        metadata,
+        Column("sender", String(255), nullable=False),
+        Column("reported_at", DateTime(), nullable=False),
+        Column("sent", BigInteger(), nullable=False),
+        Column("failed", BigInteger(), nullable=False),
+        Column("dropped", BigInteger(), nullable=False),
+        PrimaryKeyConstraint("sender", name="pk_cdp_tracking_senders"),
+        Index("ix_cdp_tracking_senders_reported_at", "reported_at"),
     )

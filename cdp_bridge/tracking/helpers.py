@@ -22,6 +22,7 @@ from typing import Any
 from flask import Flask, current_app, has_request_context, request
 from markupsafe import Markup
 
+from ..constants import TRACK_PATH
 from ..errors import TrackingArgumentError, ValidationError
 from ..identifiers import validate_user_id
 from ..page import Page, current_page, nonce_attribute
@@ -48,6 +49,25 @@ MAIN_SNIPPET = (
     "(d.head||d.documentElement).appendChild(g);}"
     'if(c){load();}else{d.addEventListener("enableTracking",load);}})(document,%s,%s);'
 )
+#: Hybrid mode: in place of Raptor's script, each trackEvent goes to the site's own
+#: endpoint (same origin, so no blocker sees a tracker), once consent is given. Like
+#: Raptor's script, it gives a visitor without them the rsa and rsaSession cookies first,
+#: so the page's first events (sent at once, in parallel) carry the same ids; the
+#: server's answer then renews them for CDP_VISITOR_COOKIE_DAYS.
+HYBRID_SHIM = (
+    "(function(r,u,c,d){var on=false;"
+    "function id(){var b=crypto.getRandomValues(new Uint8Array(16));b[6]=b[6]&15|64;b[8]=b[8]&63|128;"
+    'var h=Array.prototype.map.call(b,function(x){return(x+256).toString(16).slice(1);}).join("");'
+    'return h.slice(0,8)+"-"+h.slice(8,12)+"-"+h.slice(12,16)+"-"+h.slice(16,20)+"-"+h.slice(20);}'
+    'function keep(n,s){if(!new RegExp("(?:^|; )"+n+"=[0-9a-fA-F-]{36}(?:;|$)").test(d.cookie))'
+    'd.cookie=n+"="+id()+"; path=/; max-age="+s+"; samesite=lax"+(location.protocol==="https:"?"; secure":"");}'
+    'function send(e){if(String(e.event).toLowerCase()!=="trackevent")return;'
+    'fetch(u,{method:"POST",credentials:"same-origin",keepalive:true,headers:{"Content-Type":"application/json"},'
+    "body:JSON.stringify({params:e.params,url:location.href})});}"
+    'function start(){if(on)return;on=true;keep("rsa",604800);keep("rsaSession",1200);var q=r.q;r.q=[];q.forEach(send);'
+    "r.push=function(e,p){send({event:e,params:p});};}"
+    'if(c){start();}else{d.addEventListener("enableTracking",start);}})(window.raptor,%s,%s,document);'
+)
 
 
 _ENCODER = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"))
@@ -72,15 +92,28 @@ def _script(helper: str, nonce: str | None, build: Callable[[Page], str]) -> Mar
         return Markup("")
     try:
         code = build(page)
+        _send_pending(page)
         if not code:
             return Markup("")
         attribute = page.nonce_attribute if nonce is None else nonce_attribute(nonce)
         return Markup(f"<script{attribute}>{code}</script>")
     except TrackingArgumentError as exc:
+        page.pending_events.clear()  # a helper sends all its events or none
         if current_app.debug:
             raise
         log.error("%s rendered nothing: %s", helper, exc)
         return Markup("")
+
+
+def _send_pending(page: Page) -> None:
+    """Server mode: queue the events a helper built, if the visitor consented."""
+    if not page.pending_events:
+        return
+    visitor = page.tracking_visitor
+    if visitor is not None:
+        for event_type, params in page.pending_events:
+            page.state.send_event(event_type, params, visitor)
+    page.pending_events.clear()
 
 
 def _warn_unconfigured_once(state: CDPState) -> None:
@@ -93,6 +126,9 @@ def _push_event(page: Page, event_type: str, fields: dict[str, Any]) -> str:
     if "user_id" not in fields:  # every caller passes a dict of its own making
         fields["user_id"] = page.user_id
     params = event_parameters(event_type, fields, page.state.settings.tracking_parameters)
+    if page.state.settings.tracking_mode == "server":
+        page.pending_events.append((event_type, params))  # sent by the server: no script
+        return ""
     return f'window.raptor&&window.raptor.push("trackEvent",{script_json(params)});'
 
 
@@ -100,19 +136,32 @@ def _push_event(page: Page, event_type: str, fields: dict[str, Any]) -> str:
 
 
 def cdp_head_script(customer_id: Any = None, *, nonce: str | None = None) -> Markup:
-    """The ``window.raptor`` queue stub with one queued pageview. Loads nothing."""
+    """The ``window.raptor`` queue stub with one queued pageview. Loads nothing. In server
+    mode it renders nothing and the server sends the pageview; in hybrid mode the stub's
+    events go to the site's ``/cdp/track`` once consent is given."""
 
     def build(page: Page) -> str:
-        customer = text_value(customer_id, "customer_id") if customer_id is not None else page.state.settings.account_number
-        return HEAD_SNIPPET % script_json(customer)
+        settings = page.state.settings
+        if settings.tracking_mode == "server":
+            page.pending_events.append(("pageview", event_parameters("pageview", {}, settings.tracking_parameters)))
+            return ""
+        customer = text_value(customer_id, "customer_id") if customer_id is not None else settings.account_number
+        stub = HEAD_SNIPPET % script_json(customer)
+        if settings.tracking_mode == "hybrid":
+            track_url = f"{page.state.url_prefix or ''}{TRACK_PATH}"
+            stub += HYBRID_SHIM % (script_json(track_url), "true" if page.consented else "false")
+        return stub
 
     return _script("cdp_head_script", nonce, build)
 
 
 def cdp_main_script(has_consented: bool | None = None, *, nonce: str | None = None) -> Markup:
-    """Load Raptor's script now if consent was given, else on ``enableTracking`` (once)."""
+    """Load Raptor's script now if consent was given, else on ``enableTracking`` (once).
+    Nothing in server and hybrid modes: no tracking script runs in the browser there."""
 
     def build(page: Page) -> str:
+        if page.state.settings.tracking_mode != "client":
+            return ""
         consented = page.consented if has_consented is None else has_consented
         if not isinstance(consented, bool):
             raise TrackingArgumentError(f"has_consented must be true, false or None, not {has_consented!r}")
@@ -187,9 +236,12 @@ def cdp_track_event(event_type: str, *, nonce: str | None = None, **params: Any)
 
 
 def cdp_set_user(user_id: Any = None, *, nonce: str | None = None) -> Markup:
-    """``setRuid`` with the logged-in user's id; nothing for anonymous visitors."""
+    """``setRuid`` with the logged-in user's id; nothing for anonymous visitors (nor in
+    server and hybrid modes, where the server adds the user to every event)."""
 
     def build(page: Page) -> str:
+        if page.state.settings.tracking_mode != "client":
+            return ""
         if user_id is None:
             chosen = page.user_id
         else:

@@ -14,7 +14,7 @@ import logging
 import time
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import RequestEntityTooLarge
@@ -46,17 +46,6 @@ VIEW_LOCATION = f"{__name__}.receive_webhook"
 def register_webhook(blueprint: Blueprint) -> None:
     """Add the webhook route to the ``cdp`` blueprint."""
     blueprint.add_url_rule(WEBHOOK_PATH, "webhook", receive_webhook, methods=ALL_METHODS)
-    blueprint.url_value_preprocessor(_exempt_from_host_csrf)
-
-
-def _exempt_from_host_csrf(endpoint: str | None, _values: Any) -> None:
-    """The CDP authenticates with credentials and signatures, not with a form token: a
-    host's Flask-WTF ``CSRFProtect`` must let the webhook through. URL preprocessors run
-    before every ``before_request`` function, so this works whichever of CDP and
-    CSRFProtect the host set up first."""
-    csrf = current_app.extensions.get("csrf")
-    if csrf is not None and endpoint is not None and endpoint.endswith(".webhook"):
-        csrf.exempt(VIEW_LOCATION)
 
 
 def answer(code: int, /, **body: Any) -> Response:

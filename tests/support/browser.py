@@ -59,11 +59,13 @@ class ServedApp:
 
 def stop_background_threads(app: Any) -> None:
     """Stop what an app started beside its requests: the inline worker, the demo's
-    stand-in for Raptor's CDP API."""
+    stand-in for Raptor's servers."""
     state = app.extensions.get("cdp")
     if state is not None and state.inline_worker is not None:
         state.inline_worker.stop()
-    stand_in = app.extensions.get("demo_cdp_api_stand_in")
+    if state is not None and state._sender is not None:
+        state._sender.stop()
+    stand_in = app.extensions.get("demo_raptor_stand_in")
     if stand_in is not None:
         stand_in.shutdown()
 

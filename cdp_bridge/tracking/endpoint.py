@@ -1,0 +1,101 @@
+"""``POST /cdp/track``: the hybrid mode's endpoint (SPEC section 10).
+
+The head script's shim posts each of the page's events here instead of to Raptor. The
+endpoint takes only same-origin requests (``Sec-Fetch-Site``, else ``Origin``), JSON
+bodies of at most 8 KiB and events whose parameters belong to the tracking tables, at
+most 120 a minute per visitor; it adds the visitor's ``coid`` and ``sid`` (the cookies)
+and ``ruid`` (the logged-in user) and forwards the event server-side. It answers 204, or
+a 4xx naming what was wrong.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from ..constants import DEFAULT_TRACKING_PARAMETERS, TRACK_EVENTS_PER_MINUTE, TRACK_MAX_BYTES, TRACK_PATH
+from ..errors import TrackingArgumentError
+from ..page import current_page
+from ..state import current_state
+from .fields import KNOWN_EVENT_TYPES, text_value
+from .wire import Visitor
+
+#: How Flask-WTF's ``CSRFProtect.exempt`` names this view.
+VIEW_LOCATION = f"{__name__}.receive_event"
+
+
+def register_track_endpoint(blueprint: Blueprint) -> None:
+    blueprint.add_url_rule(TRACK_PATH, "track", receive_event, methods=["POST"])
+
+
+def refuse(status: int, error: str, message: str) -> Response:
+    response = jsonify(error=error, message=message)
+    response.status_code = status
+    return response
+
+
+def receive_event() -> Response:
+    state = current_state()
+    settings = state.settings
+    if settings.tracking_mode != "hybrid" or not settings.account_number:
+        return refuse(404, "not_found", "POST /cdp/track serves CDP_TRACKING_MODE=hybrid only")
+    if not _same_origin():
+        return refuse(403, "cross_origin", "only the site's own pages may send events here")
+    if request.mimetype != "application/json":
+        return refuse(415, "unsupported_media_type", "expected Content-Type: application/json")
+    if (request.content_length or 0) > TRACK_MAX_BYTES:
+        return refuse(413, "payload_too_large", f"an event is at most {TRACK_MAX_BYTES} bytes")
+    body = request.stream.read(TRACK_MAX_BYTES + 1)
+    if len(body) > TRACK_MAX_BYTES:
+        return refuse(413, "payload_too_large", f"an event is at most {TRACK_MAX_BYTES} bytes")
+    visitor = current_page().tracking_visitor
+    if visitor is None:
+        return refuse(403, "no_consent", "the visitor has not consented to tracking")
+    if not state.track_rate_limit.allows(visitor.visitor_id or ""):
+        return refuse(429, "too_many_events", f"at most {TRACK_EVENTS_PER_MINUTE} events a minute per visitor")
+    try:
+        event_type, params, url = _event(body, settings.tracking_parameters)
+    except TrackingArgumentError as exc:
+        return refuse(400, "invalid_event", str(exc))
+    try:
+        state.send_event(event_type, params, Visitor(visitor.visitor_id, visitor.session_id, visitor.user_id, url))
+    except TrackingArgumentError as exc:  # a value no URL can carry
+        return refuse(400, "invalid_event", str(exc))
+    return current_app.response_class(status=204)
+
+
+def _same_origin() -> bool:
+    """Browsers send ``Sec-Fetch-Site``; older ones at least ``Origin`` on a POST."""
+    fetch_site = request.headers.get("Sec-Fetch-Site")
+    if fetch_site is not None:
+        return fetch_site == "same-origin"
+    origin = request.headers.get("Origin")
+    return origin is not None and origin.rstrip("/") == request.host_url.rstrip("/")
+
+
+def _event(body: bytes, overrides: Any) -> tuple[str, dict[str, str], str | None]:
+    """The event type, its checked parameters, and the page's URL when it is the site's."""
+    try:
+        document = json.loads(body)
+    except ValueError:
+        raise TrackingArgumentError("the body is not JSON") from None
+    params = document.get("params") if isinstance(document, dict) else None
+    if not isinstance(params, dict) or not params:
+        raise TrackingArgumentError('expected {"params": {"p1": "<event type>", …}, "url": "<page URL>"}')
+    position = {**DEFAULT_TRACKING_PARAMETERS}
+    event_type = params.get(position["event_type"])
+    if not isinstance(event_type, str) or (event_type not in KNOWN_EVENT_TYPES and event_type not in overrides):
+        raise TrackingArgumentError(f"{position['event_type']} must name a known event type, not {event_type!r}")
+    allowed = set({**position, **overrides.get(event_type, {})}.values())
+    checked: dict[str, str] = {}
+    for name, value in params.items():
+        if name not in allowed:
+            raise TrackingArgumentError(f"{name!s:.40} is not a parameter of {event_type} events")
+        if not isinstance(value, str):
+            raise TrackingArgumentError(f"{name} must be a string")
+        checked[name] = text_value(value, name)
+    url = document.get("url")
+    page_url = url if isinstance(url, str) and url.startswith(request.host_url) and len(url) <= 2048 else None
+    return event_type, checked, page_url

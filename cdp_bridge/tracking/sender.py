@@ -1,0 +1,169 @@
+"""Sends server-side tracking events off the request path (SPEC section 10).
+
+A request only appends an event's URL to a bounded in-process queue; a background
+thread of the same process sends them, one pooled ``requests.Session`` with urllib3's
+``Retry`` (connection errors and 5xx are retried with backoff, other 4xx are not). When
+the queue is full the oldest events are dropped and counted, so a Raptor outage costs
+events, never page time or memory. The thread starts with the first event of each
+process, so under gunicorn each worker has its own, started after the fork; at exit the
+queue is drained for a bounded time.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from ..constants import SERVER_TRACKING_QUEUE_SIZE, SERVER_TRACKING_TIMEOUT
+from ..errors import first_line
+
+log = logging.getLogger("cdp_bridge.tracking")
+
+#: Seconds between the INFO lines (and the reports ``flask cdp check`` reads).
+REPORT_SECONDS = 60.0
+#: Seconds the queue is drained for at exit.
+DRAIN_SECONDS = 2.0
+
+
+@dataclass(frozen=True)
+class SenderCounts:
+    """What one process's sender did since it started."""
+
+    sent: int
+    failed: int
+    dropped: int
+    queued: int
+
+
+class EventSender:
+    """A bounded queue of event URLs and the thread that sends them."""
+
+    def __init__(self, *, queue_size: int = SERVER_TRACKING_QUEUE_SIZE, timeout: float = SERVER_TRACKING_TIMEOUT,
+                 retries: int = 3, backoff: float = 0.2,
+                 on_report: Callable[[SenderCounts], None] | None = None) -> None:
+        self.timeout = timeout
+        self.on_report = on_report
+        self._queue: deque[str] = deque(maxlen=queue_size)
+        self._ready = threading.Condition()
+        self._retry = Retry(total=retries, connect=retries, read=retries, status=retries, backoff_factor=backoff,
+                            status_forcelist=(500, 502, 503, 504), allowed_methods=frozenset({"GET"}),
+                            raise_on_status=False)
+        self.sent = self.failed = self.dropped = 0
+        self._pid: int | None = None
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        self._failing = False
+
+    # -- the request side -------------------------------------------------------------
+
+    def enqueue(self, url: str) -> None:
+        """Queue one event (never blocks); the oldest is dropped when the queue is full."""
+        self._ensure_started()
+        with self._ready:
+            if len(self._queue) == self._queue.maxlen:
+                self.dropped += 1
+                if self.dropped == 1 or self.dropped % 1000 == 0:
+                    log.warning("server-side tracking: queue full (%s events); %s oldest dropped so far",
+                                self._queue.maxlen, self.dropped)
+            self._queue.append(url)
+            self._ready.notify()
+
+    def counts(self) -> SenderCounts:
+        with self._ready:
+            return SenderCounts(self.sent, self.failed, self.dropped, len(self._queue))
+
+    # -- the thread -----------------------------------------------------------------------
+
+    def _ensure_started(self) -> None:
+        pid = os.getpid()
+        if self._pid == pid and self._thread is not None and self._thread.is_alive():
+            return
+        with self._ready:
+            if self._pid == pid and self._thread is not None and self._thread.is_alive():
+                return
+            if self._pid != pid:  # a new process (gunicorn's fork): its own queue and counts
+                self._queue.clear()
+                self.sent = self.failed = self.dropped = 0
+            self._pid, self._stopping = pid, False
+            self._thread = threading.Thread(target=self._run, name="cdp-tracking-sender", daemon=True)
+            self._thread.start()
+            atexit.register(self.stop)
+
+    def _run(self) -> None:
+        session = requests.Session()
+        session.mount("http://", HTTPAdapter(max_retries=self._retry, pool_maxsize=4))
+        session.mount("https://", HTTPAdapter(max_retries=self._retry, pool_maxsize=4))
+        reported_at, reported = time.monotonic(), SenderCounts(0, 0, 0, 0)
+        while True:
+            with self._ready:
+                while not self._queue and not self._stopping:
+                    self._ready.wait(REPORT_SECONDS)
+                    if time.monotonic() - reported_at >= REPORT_SECONDS:
+                        break
+                url = self._queue.popleft() if self._queue else None
+                if url is None and self._stopping:
+                    break
+            if url is not None:
+                self._send(session, url)
+            if time.monotonic() - reported_at >= REPORT_SECONDS:
+                reported_at, reported = time.monotonic(), self._report(reported)
+        self._report(reported)
+        session.close()
+
+    def _send(self, session: requests.Session, url: str) -> None:
+        try:
+            response = session.get(url, timeout=self.timeout)
+            response.close()
+            ok, problem = response.status_code < 400, f"Raptor answered {response.status_code}"
+        except requests.RequestException as exc:
+            ok, problem = False, first_line(exc).split("?")[0]  # never the query: it names the visitor
+        with self._ready:
+            if ok:
+                self.sent += 1
+            else:
+                self.failed += 1
+        if ok and self._failing:
+            self._failing = False
+            log.info("server-side tracking: Raptor accepts events again")
+        elif not ok and not self._failing:
+            self._failing = True
+            log.warning("server-side tracking: an event was not accepted (%s); further failures are counted,"
+                        " not logged one by one", problem)
+
+    def _report(self, last: SenderCounts) -> SenderCounts:
+        counts = self.counts()
+        if counts != last:
+            log.info("server-side tracking: sent=%s failed=%s dropped=%s queued=%s (this process, since it started)",
+                     counts.sent, counts.failed, counts.dropped, counts.queued)
+            if self.on_report is not None:
+                try:
+                    self.on_report(counts)
+                except Exception as exc:  # noqa: BLE001 - a report must never stop the sender
+                    log.warning("server-side tracking: could not record the counts (%s)", first_line(exc))
+        return counts
+
+    def stop(self, seconds: float = DRAIN_SECONDS) -> None:
+        """Send what is queued for at most ``seconds``, then stop the thread."""
+        thread = self._thread
+        if thread is None or not thread.is_alive() or self._pid != os.getpid():
+            return
+        with self._ready:
+            self._stopping = True
+            self._ready.notify_all()
+        thread.join(seconds)
+        with self._ready:
+            left = len(self._queue)
+            if left:
+                self.dropped += left
+                self._queue.clear()
+                log.warning("server-side tracking: %s events not sent before exit", left)

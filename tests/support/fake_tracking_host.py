@@ -1,0 +1,73 @@
+"""A local fake of Raptor's server-side tracking host: a real HTTP server on loopback that
+records the raw path and query string of every request, answers from a script of status
+codes (then 200), and can hold every request until released."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from tests.support.loopback import LoopbackServer
+
+
+@dataclass
+class Hit:
+    path: str
+    query: str
+
+    @property
+    def params(self) -> dict[str, str]:
+        """The query decoded (blank values kept), one value a name."""
+        return {name: values[0] for name, values in parse_qs(self.query, keep_blank_values=True).items()}
+
+
+@dataclass
+class FakeTrackingHost:
+    statuses: list[int] = field(default_factory=list)
+    hits: list[Hit] = field(default_factory=list)
+    released: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        self.released.set()
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                parts = urlsplit(self.path)
+                fake.hits.append(Hit(parts.path, parts.query))
+                fake.released.wait(30)
+                status = fake.statuses.pop(0) if fake.statuses else 200
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                except OSError:
+                    pass
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.loopback = LoopbackServer(Handler)
+        self.url = self.loopback.url
+
+    def hold(self) -> None:
+        """Keep every request waiting (a host that hangs) until :meth:`release`."""
+        self.released.clear()
+
+    def release(self) -> None:
+        self.released.set()
+
+    def wait_for(self, condition: Callable[[FakeTrackingHost], bool], seconds: float = 10) -> None:
+        deadline = time.monotonic() + seconds
+        while not condition(self):
+            assert time.monotonic() < deadline, f"the fake tracking host got {len(self.hits)} requests: {self.hits}"
+            time.sleep(0.02)
+
+    def close(self) -> None:
+        self.release()
+        self.loopback.close()

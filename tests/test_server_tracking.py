@@ -1,0 +1,408 @@
+"""Server-side and hybrid tracking (SPEC section 10), against a local fake tracking host
+(a real HTTP server recording query strings), never a patched function."""
+
+from __future__ import annotations
+
+import base64
+import re
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from flask import Flask, render_template_string
+
+from cdp_bridge import CDP, ConfigurationError, TrackingArgumentError
+from cdp_bridge.tracking.sender import EventSender
+from cdp_bridge.tracking.wire import encode_uri_component, ruid
+from tests.support.fake_tracking_host import FakeTrackingHost
+from tests.support.loopback import bare_app
+from tests.support.webhook import cdp_of
+
+UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
+VISITOR = "0b6f7c2e-5a3d-4e1f-9c8b-7a6d5e4f3a2b"
+SESSION = "1c7a8d3f-6b4e-4f2a-8d9c-8b7e6f5a4b3c"
+PRODUCT_PAGE = """<html><head>{{ cdp_head_script() }}</head><body><h1>{{ name }}</h1>
+{{ cdp_main_script() }}{{ cdp_set_user() }}
+{{ cdp_track_visit("cat-tree", name=name, price=price, currency="EUR", category_path=[("pets", "Pets"), ("cats", "Cats")]) }}
+</body></html>"""
+
+#: encodeURIComponent's output for each value (ECMAScript: everything but A-Z a-z 0-9 - _ . ! ~ * ' ( )
+#: is percent-encoded as UTF-8); tests/test_browser_tracking.py checks the same table in Chromium.
+ENCODINGS = [
+    ("cat tree", "cat%20tree"), ("a+b", "a%2Bb"), ("a&b=c", "a%26b%3Dc"), ("#1", "%231"), ("50%", "50%25"),
+    ("Zoë", "Zo%C3%AB"), ("🐱 cats", "%F0%9F%90%B1%20cats"), ("</script>", "%3C%2Fscript%3E"),
+    ("!~*'()", "!~*'()"), ("-_.", "-_."), ("a/b?c:d@e", "a%2Fb%3Fc%3Ad%40e"), ("x;y,z", "x%3By%2Cz"),
+    ('"quoted"', "%22quoted%22"), ("\u2028", "%E2%80%A8"), ("日本", "%E6%97%A5%E6%9C%AC"),
+]
+
+
+@pytest.fixture
+def host() -> Iterator[FakeTrackingHost]:
+    fake = FakeTrackingHost()
+    yield fake
+    fake.close()
+
+
+@pytest.fixture
+def make_site(tmp_path: Path, host: FakeTrackingHost):
+    apps: list[Flask] = []
+
+    def make(mode: str = "server", cdp: CDP | None = None, **config) -> Flask:
+        app = Flask("tracking_site", instance_path=str(tmp_path / f"instance{len(apps)}"))
+        app.config.update(TESTING=True, SECRET_KEY="x", SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path}/site{len(apps)}.sqlite3",
+                          CDP_ACCOUNT_NUMBER="123456", CDP_CONSENT_COOKIE="consent", CDP_TRACKING_MODE=mode,
+                          CDP_SERVER_TRACKING_URL=host.url, CDP_INLINE_WORKER=False)
+        app.config.update(config)
+        site_cdp = cdp or CDP()
+        site_cdp.init_app(app)
+        with app.app_context():
+            site_cdp.create_tables()
+
+        @app.get("/product")
+        def product() -> str:
+            return render_template_string(PRODUCT_PAGE, name="Cat tree \"Sky\" & co", price="89.9")
+
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        sender = app.extensions["cdp"]._sender
+        if sender is not None:
+            sender.stop()
+
+
+def consenting_client(app: Flask, **cookies: str):
+    client = app.test_client()
+    client.set_cookie("consent", "1")
+    for name, value in cookies.items():
+        client.set_cookie(name, value)
+    return client
+
+
+@pytest.mark.parametrize(("value", "encoded"), ENCODINGS)
+def test_values_are_encoded_as_encode_uri_component_does(value: str, encoded: str) -> None:
+    assert encode_uri_component(value) == encoded
+
+
+def test_a_lone_surrogate_is_refused_rather_than_sent() -> None:
+    with pytest.raises(TrackingArgumentError, match="lone surrogate"):
+        encode_uri_component("a\ud800")
+
+
+@pytest.mark.parametrize("user_id", ["42", "Zoë 🐱", "user+1@example.com", "a" * 255])
+def test_ruid_is_the_base64_of_the_utf8_user_id(make_site, host: FakeTrackingHost, user_id: str) -> None:
+    cdp = CDP()
+    app = make_site(cdp=cdp)
+    with app.app_context():
+        assert cdp.track("visit", visitor_id=VISITOR, user_id=user_id, id="p1") is True
+    host.wait_for(lambda h: len(h.hits) == 1)
+    params = host.hits[0].params
+    assert base64.b64decode(params["ruid"]).decode("utf-8") == user_id
+    assert params["p7"] == user_id and ruid(user_id) in host.hits[0].query.replace("%2B", "+").replace(
+        "%2F", "/").replace("%3D", "=")
+
+
+def test_a_server_mode_page_renders_no_script_and_the_server_sends_its_events(make_site, host: FakeTrackingHost) -> None:
+    app = make_site("server")
+    page = consenting_client(app, rsa=VISITOR, rsaSession=SESSION).get("/product").get_data(as_text=True)
+    assert "<script" not in page and "raptor" not in page
+    host.wait_for(lambda h: len(h.hits) == 2)
+    pageview, visit = host.hits
+    assert pageview.path == visit.path == "/123456.rsa"
+    assert pageview.query == f"p1=pageview&coid={VISITOR}&sid={SESSION}&url=http%3A%2F%2Flocalhost%2Fproduct"
+    assert visit.query == (f"p1=visit&p2=cat-tree&p3=Cat%20tree%20%22Sky%22%20%26%20co&p4=pets%23Pets%3Bcats%23Cats"
+                           f"&p6=EUR&p12=89.90&coid={VISITOR}&sid={SESSION}&url=http%3A%2F%2Flocalhost%2Fproduct")
+
+
+def test_empty_values_are_left_out_except_the_basket(make_site, host: FakeTrackingHost) -> None:
+    cdp = CDP()
+    app = make_site(cdp=cdp)
+    with app.app_context():
+        cdp.track("basket", visitor_id=VISITOR, id="cat-food", basket_content=[], basket_id="")
+        cdp.track("visit", visitor_id=VISITOR, id="cat-food", name="", brand="")
+    host.wait_for(lambda h: len(h.hits) == 2)
+    assert host.hits[0].query == f"p1=basket&p2=cat-food&p10=&coid={VISITOR}"
+    assert host.hits[1].query == f"p1=visit&p2=cat-food&coid={VISITOR}"
+
+
+def test_the_tracking_parameters_setting_moves_fields_in_server_mode_too(make_site, host: FakeTrackingHost) -> None:
+    cdp = CDP()
+    app = make_site(cdp=cdp, CDP_TRACKING_PARAMETERS={"basket": {"basket_content": "p30"}, "visit": {"brand": "p40"}})
+    with app.app_context():
+        cdp.track("basket", visitor_id=VISITOR, id="x", basket_content=[])
+        cdp.track("visit", visitor_id=VISITOR, id="x", brand="Purrfect")
+    host.wait_for(lambda h: len(h.hits) == 2)
+    assert host.hits[0].query == f"p1=basket&p2=x&p30=&coid={VISITOR}"
+    assert host.hits[1].query == f"p1=visit&p2=x&p40=Purrfect&coid={VISITOR}"
+
+
+def test_without_consent_no_event_and_no_cookie(make_site, host: FakeTrackingHost) -> None:
+    app = make_site("server")
+    client = app.test_client()
+    response = client.get("/product")
+    assert response.headers.getlist("Set-Cookie") == []
+    client.set_cookie("consent", "no")
+    assert client.get("/product").headers.getlist("Set-Cookie") == []
+    assert host.hits == []
+
+
+def cookies_of(response) -> dict[str, str]:
+    return {header.split("=", 1)[0]: header for header in response.headers.getlist("Set-Cookie")}
+
+
+def test_server_mode_sets_both_cookies_http_only_after_consent_and_renews_them(make_site, host: FakeTrackingHost) -> None:
+    app = make_site("server", CDP_VISITOR_COOKIE_DAYS=30)
+    client = consenting_client(app)
+    first = cookies_of(client.get("/product"))
+    rsa = re.search(r"rsa=([^;]+)", first["rsa"]).group(1)
+    assert UUID.fullmatch(rsa)
+    assert "Max-Age=2592000" in first["rsa"] and "Path=/" in first["rsa"] and "SameSite=Lax" in first["rsa"]
+    assert "HttpOnly" in first["rsa"] and "Secure" not in first["rsa"]
+    session = re.search(r"rsaSession=([^;]+)", first["rsaSession"]).group(1)
+    assert UUID.fullmatch(session) and "Max-Age=1200" in first["rsaSession"] and "HttpOnly" in first["rsaSession"]
+    again = cookies_of(client.get("/product"))  # the test client sends the cookies back
+    assert f"rsa={rsa};" in again["rsa"] and f"rsaSession={session};" in again["rsaSession"]  # renewed, same values
+    host.wait_for(lambda h: len(h.hits) == 4)
+    assert {hit.params["coid"] for hit in host.hits} == {rsa} and {hit.params["sid"] for hit in host.hits} == {session}
+
+
+def test_an_invalid_cookie_is_replaced_and_https_makes_them_secure(make_site, host: FakeTrackingHost) -> None:
+    client = make_site("server").test_client()
+    client.set_cookie("consent", "1", domain="shop.example")
+    client.set_cookie("rsa", "not-a-uuid", domain="shop.example")
+    set_cookies = cookies_of(client.get("/product", base_url="https://shop.example"))
+    assert "rsa=not-a-uuid" not in set_cookies["rsa"] and "Secure" in set_cookies["rsa"]
+    assert "Secure" in set_cookies["rsaSession"]
+
+
+@pytest.mark.parametrize(("mode", "names", "http_only"), [("client", {"rsa"}, False), ("hybrid", {"rsa", "rsaSession"}, False)])
+def test_client_and_hybrid_modes_leave_the_cookies_readable(make_site, mode: str, names: set, http_only: bool) -> None:
+    app = make_site(mode)
+    set_cookies = cookies_of(consenting_client(app).get("/product"))
+    assert set(set_cookies) == names
+    assert all(("HttpOnly" in header) is http_only for header in set_cookies.values())
+
+
+def test_client_mode_pages_are_unchanged(make_site, host: FakeTrackingHost) -> None:
+    page = consenting_client(make_site("client")).get("/product").get_data(as_text=True)
+    assert 'window.raptor.push("trackEvent",{"p1":"visit"' in page and "raptor-3.0.min.js" in page
+    assert host.hits == []
+
+
+def test_cdp_track_inside_a_request_takes_the_visitor_from_its_cookies(make_site, host: FakeTrackingHost) -> None:
+    cdp = CDP()
+    cdp.user_id_loader(lambda: "7")
+    app = make_site("client", cdp=cdp)  # cdp.track sends server-side in any mode
+
+    @app.post("/paid")
+    def paid() -> str:
+        return "queued" if cdp.track("buy", id="cat-tree", price=89.9, quantity=1, currency="EUR", order_id="o-1") else "no"
+
+    assert consenting_client(app, rsa=VISITOR, rsaSession=SESSION).post("/paid").get_data(as_text=True) == "queued"
+    host.wait_for(lambda h: len(h.hits) == 1)
+    params = host.hits[0].params
+    assert params["p1"] == "buy" and params["p5"] == "89.90" and params["p21"] == "o-1" and params["p7"] == "7"
+    assert params["coid"] == VISITOR and params["sid"] == SESSION and base64.b64decode(params["ruid"]) == b"7"
+    assert params["url"] == "http://localhost/paid"
+    assert app.test_client().post("/paid").get_data(as_text=True) == "no"  # no consent: nothing sent
+    assert len(host.hits) == 1
+
+
+def test_cdp_track_outside_a_request_takes_the_ids_it_is_given(make_site, host: FakeTrackingHost) -> None:
+    cdp = CDP()
+    app = make_site("server", cdp=cdp)
+    with app.app_context():
+        assert cdp.track("buy", visitor_id=VISITOR.upper(), session_id=SESSION, user_id=42, url="https://shop.example/order/1",
+                         id="cat-food", price="14.5", quantity=2, currency="EUR") is True
+        with pytest.raises(TrackingArgumentError, match="visitor_id and session_id must be UUIDs"):
+            cdp.track("buy", visitor_id="nope", id="x", price=1, quantity=1)
+        with pytest.raises(TrackingArgumentError, match="event_type 'sale' is not a known event type"):
+            cdp.track("sale", visitor_id=VISITOR)
+    host.wait_for(lambda h: len(h.hits) == 1)
+    assert host.hits[0].query == (f"p1=buy&p2=cat-food&p5=29.00&p6=EUR&p7=42&p12=14.50&p13=2&coid={VISITOR}&sid={SESSION}"
+                                  "&ruid=NDI%3D&url=https%3A%2F%2Fshop.example%2Forder%2F1")
+
+
+def test_cdp_track_needs_an_account_number(tmp_path: Path) -> None:
+    app = bare_app(tmp_path)
+    with app.app_context(), pytest.raises(ConfigurationError, match="CDP_ACCOUNT_NUMBER is not set"):
+        cdp_of(app).track("visit", visitor_id=VISITOR, id="x")
+
+
+def test_a_failing_helper_sends_none_of_its_events(make_site, host: FakeTrackingHost) -> None:
+    app = make_site("server")
+    app.jinja_env.globals["lines"] = [{"id": "a", "price": 1, "quantity": 1}, {"id": "b", "price": "lots", "quantity": 1}]
+
+    @app.get("/order")
+    def order() -> str:
+        return render_template_string("{{ cdp_track_buy(lines, order_id='o1', currency='EUR') }}|{{ cdp_track_visit('ok') }}")
+
+    assert consenting_client(app, rsa=VISITOR).get("/order").get_data(as_text=True) == "|"
+    host.wait_for(lambda h: len(h.hits) == 1)
+    assert host.hits[0].params["p1"] == "visit"  # not the first buy line of the broken order
+
+
+def test_a_hanging_or_stopped_host_never_holds_a_page(make_site, host: FakeTrackingHost) -> None:
+    """Pages finish while the host holds every request it gets: sending is off the request path."""
+    app = make_site("server")
+    host.hold()
+    done: list[int] = []
+
+    def browse() -> None:
+        client = consenting_client(app, rsa=VISITOR)
+        done.extend(client.get("/product").status_code for _ in range(20))
+
+    browser = threading.Thread(target=browse)
+    browser.start()
+    browser.join(20)
+    assert done == [200] * 20 and len(host.hits) == 1  # the sender is stuck on its first event; pages are not
+    host.release()
+    host.wait_for(lambda h: len(h.hits) == 40)
+
+    stopped = make_site("server", CDP_SERVER_TRACKING_URL="http://127.0.0.1:9")  # nothing listens there
+    statuses = [consenting_client(stopped, rsa=VISITOR).get("/product").status_code for _ in range(20)]
+    assert statuses == [200] * 20
+
+
+def test_the_queue_drops_the_oldest_and_counts_them(host: FakeTrackingHost) -> None:
+    sender = EventSender(queue_size=5, retries=0)
+    host.hold()
+    sender.enqueue(f"{host.url}/1.rsa?p1=first")
+    host.wait_for(lambda h: len(h.hits) == 1)  # the sender waits on it
+    for number in range(10):
+        sender.enqueue(f"{host.url}/1.rsa?p1=e{number}")
+    assert sender.counts().dropped == 5 and sender.counts().queued == 5
+    host.release()
+    host.wait_for(lambda h: len(h.hits) == 6)
+    assert [hit.query for hit in host.hits] == ["p1=first", "p1=e5", "p1=e6", "p1=e7", "p1=e8", "p1=e9"]
+    sender.stop()
+    assert sender.counts().sent == 6
+
+
+def test_connection_errors_and_5xx_are_retried_other_4xx_are_not(host: FakeTrackingHost) -> None:
+    sender = EventSender(backoff=0.01)
+    host.statuses = [503, 502, 200, 404]
+    sender.enqueue(f"{host.url}/1.rsa?p1=retried")
+    sender.enqueue(f"{host.url}/1.rsa?p1=refused")
+    host.wait_for(lambda h: len(h.hits) == 4)
+    sender.stop()
+    assert [hit.query for hit in host.hits] == ["p1=retried"] * 3 + ["p1=refused"]
+    counts = sender.counts()
+    assert (counts.sent, counts.failed, counts.dropped) == (1, 1, 0)
+
+
+def test_stopping_drains_the_queue(host: FakeTrackingHost) -> None:
+    sender = EventSender()
+    for number in range(50):
+        sender.enqueue(f"{host.url}/1.rsa?p1=e{number}")
+    sender.stop(seconds=10)
+    assert len(host.hits) == 50 and sender.counts().sent == 50
+
+
+def test_check_reports_what_the_senders_did(make_site, host: FakeTrackingHost) -> None:
+    cdp = CDP()
+    app = make_site("server", cdp=cdp)
+    runner = app.test_cli_runner()
+    assert "no process has reported sending events in the last hour" in runner.invoke(args=["cdp", "check"]).output
+    with app.app_context():
+        cdp.track("visit", visitor_id=VISITOR, id="x")
+    host.wait_for(lambda h: len(h.hits) == 1)
+    app.extensions["cdp"].sender.stop()  # reports its counts as it stops (and every minute)
+    output = runner.invoke(args=["cdp", "check"]).output
+    assert "ok    tracking mode server: 1 process reported in the last hour: sent 1, failed 0, dropped 0" in output
+
+
+# -- hybrid: POST /cdp/track -------------------------------------------------------------------
+
+
+def post_event(client, body, **headers):
+    headers = {"Sec-Fetch-Site": "same-origin", **headers}
+    return client.post("/cdp/track", json=body, headers=headers)
+
+
+VISIT = {"params": {"p1": "visit", "p2": "cat-tree", "p3": "Cat tree"}, "url": "http://localhost/product"}
+
+
+def test_hybrid_forwards_an_event_with_the_visitors_ids(make_site, host: FakeTrackingHost) -> None:
+    cdp = CDP()
+    cdp.user_id_loader(lambda: "Zoë")
+    app = make_site("hybrid", cdp=cdp)
+    client = consenting_client(app, rsa=VISITOR, rsaSession=SESSION)
+    page = client.get("/product").get_data(as_text=True)
+    assert 'fetch(u,{method:"POST"' in page and '"/cdp/track",true' in page  # the shim, consent given
+    assert "raptor-3.0.min.js" not in page and "setRuid" not in page
+    response = post_event(client, VISIT)
+    assert response.status_code == 204
+    host.wait_for(lambda h: len(h.hits) == 1)
+    assert host.hits[0].query == (f"p1=visit&p2=cat-tree&p3=Cat%20tree&coid={VISITOR}&sid={SESSION}"
+                                  f"&ruid={encode_uri_component(ruid('Zoë'))}&url=http%3A%2F%2Flocalhost%2Fproduct")
+    assert "rsaSession" in cookies_of(response)  # an event renews the session
+
+
+@pytest.mark.parametrize(("headers", "body", "status", "error"), [
+    ({"Sec-Fetch-Site": "cross-site"}, VISIT, 403, "cross_origin"),
+    ({"Sec-Fetch-Site": "same-site"}, VISIT, 403, "cross_origin"),
+    ({"Sec-Fetch-Site": None, "Origin": "https://evil.example"}, VISIT, 403, "cross_origin"),
+    ({"Sec-Fetch-Site": None}, VISIT, 403, "cross_origin"),
+    ({}, {"params": {"p1": "visit", "p2": "x" * 9000}}, 413, "payload_too_large"),
+    ({}, {"params": {"p1": "visit", "p9": "raw"}}, 400, "invalid_event"),
+    ({}, {"params": {"p1": "visit", "evil": "1"}}, 400, "invalid_event"),
+    ({}, {"params": {"p1": "hack"}}, 400, "invalid_event"),
+    ({}, {"params": {"p1": "visit", "p2": 5}}, 400, "invalid_event"),
+    ({}, {"params": {"p1": "visit", "p2": "a\u0000b"}}, 400, "invalid_event"),
+    ({}, {"params": {"p1": "visit", "p2": "\ud800"}}, 400, "invalid_event"),
+    ({}, ["not", "an", "object"], 400, "invalid_event"),
+    ({}, {"params": {}}, 400, "invalid_event"),
+], ids=["cross-site", "same-site", "other origin", "no origin", "oversize", "raw parameter", "unknown key",
+        "unknown type", "number", "control character", "lone surrogate", "list", "empty"])
+def test_hybrid_refuses_what_is_not_a_same_origin_event(make_site, host: FakeTrackingHost, headers, body, status, error) -> None:
+    client = consenting_client(make_site("hybrid"), rsa=VISITOR)
+    sent_headers = {"Sec-Fetch-Site": "same-origin", **headers}
+    sent_headers = {name: value for name, value in sent_headers.items() if value is not None}
+    response = client.post("/cdp/track", json=body, headers=sent_headers)
+    assert response.status_code == status and response.get_json()["error"] == error, response.get_data(as_text=True)
+    assert host.hits == []
+
+
+def test_hybrid_accepts_a_same_origin_origin_header_without_fetch_metadata(make_site, host: FakeTrackingHost) -> None:
+    client = consenting_client(make_site("hybrid"), rsa=VISITOR)
+    assert client.post("/cdp/track", json=VISIT, headers={"Origin": "http://localhost"}).status_code == 204
+
+
+def test_hybrid_refuses_bad_bodies_without_consent_and_beyond_the_rate(make_site, host: FakeTrackingHost) -> None:
+    app = make_site("hybrid")
+    client = consenting_client(app, rsa=VISITOR)
+    assert client.post("/cdp/track", data="{", content_type="application/json",
+                       headers={"Sec-Fetch-Site": "same-origin"}).status_code == 400
+    assert client.post("/cdp/track", data="p1=visit", headers={"Sec-Fetch-Site": "same-origin"}).status_code == 415
+    assert post_event(app.test_client(), VISIT).get_json()["error"] == "no_consent"
+    another = consenting_client(app, rsa=SESSION)  # another visitor: a rate of its own
+    statuses = [post_event(another, VISIT).status_code for _ in range(125)]
+    assert statuses.count(204) == 120 and statuses[-1] == 429
+    host.wait_for(lambda h: len(h.hits) == 120)
+
+
+def test_the_track_endpoint_serves_hybrid_mode_only(make_site) -> None:
+    for mode in ("client", "server"):
+        assert post_event(consenting_client(make_site(mode), rsa=VISITOR), VISIT).status_code == 404
+
+
+def test_the_track_endpoint_passes_a_hosts_csrf_protection(make_site, host: FakeTrackingHost) -> None:
+    from flask_wtf import CSRFProtect
+
+    app = make_site("hybrid")
+    CSRFProtect(app)
+    assert post_event(consenting_client(app, rsa=VISITOR), VISIT).status_code == 204
+
+
+def test_bad_tracking_settings_are_refused(tmp_path: Path) -> None:
+    for config, message in [({"CDP_TRACKING_MODE": "browser"}, "CDP_TRACKING_MODE: expected one of client, server, hybrid"),
+                            ({"CDP_VISITOR_COOKIE_DAYS": "0"}, "CDP_VISITOR_COOKIE_DAYS: expected a whole number of days"),
+                            ({"CDP_VISITOR_COOKIE_DAYS": "999"}, "CDP_VISITOR_COOKIE_DAYS: expected a whole number of days"),
+                            ({"CDP_SERVER_TRACKING_URL": "t.raptor"}, "CDP_SERVER_TRACKING_URL: expected an http(s) URL")]:
+        app = Flask("bad", instance_path=str(tmp_path / "i"))
+        app.config.update(SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path}/b.sqlite3", **config)
+        with pytest.raises(ConfigurationError, match=re.escape(message)):
+            CDP(app)
