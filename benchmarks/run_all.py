@@ -27,6 +27,8 @@ BENCHMARKS = [
     ("Tracking helpers: render cost", "tracking_render.py", [], ["--calls", "300", "--rounds", "5", "--requests", "5"]),
     ("Visitor segments: a page's checks for a visitor who has not logged in", "visitor_segments.py", [],
      ["--rounds", "5", "--requests", "100"]),
+    ("Server-side tracking: a page's events sent by the server", "server_tracking.py", [],
+     ["--rounds", "5", "--requests", "50", "--events", "200"]),
     ("Data export: 1,000,000 users", "export_stream.py", [], ["--users", "50000", "--small", "5000", "--rounds", "5"]),
 ]
 

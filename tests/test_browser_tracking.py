@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from decimal import Decimal
 
@@ -213,3 +214,45 @@ def test_a_visitor_who_looked_at_cats_sees_the_offer_without_logging_in(browser,
         page.close()
     finally:
         served.close()
+
+
+def test_chromium_encodes_as_the_server_side_sender_does(browser) -> None:
+    """The server-side sender must encode every value as Raptor's script would, with
+    encodeURIComponent: the table of tricky values, checked in the browser itself."""
+    from cdp_bridge.tracking.wire import encode_uri_component
+    from tests.test_server_tracking import ENCODINGS
+
+    values = [value for value, _ in ENCODINGS]
+    page = browser.new_page()
+    assert page.evaluate("values => values.map(encodeURIComponent)", values) == [encode_uri_component(v) for v in values]
+    page.close()
+
+
+def test_hybrid_mode_sends_the_pages_events_through_the_site(browser, tmp_path) -> None:
+    """CDP_TRACKING_MODE=hybrid: no Raptor script; after consent the shim posts the
+    page's events to /cdp/track, and the server forwards them with the visitor's ids."""
+    from tests.support.fake_tracking_host import FakeTrackingHost
+
+    host = FakeTrackingHost()
+    app = wsgi.create_app({"CDP_TRACKING_MODE": "hybrid", "CDP_SERVER_TRACKING_URL": host.url},
+                          instance_path=str(tmp_path / "instance"))
+    served = ServedApp(app)
+    try:
+        page = browser.new_page()
+        page.goto(served.url + "/products/cat-tree")
+        assert page.locator("script[src*='raptor']").count() == 0
+        page.click("#accept-tracking")
+        host.wait_for(lambda h: {hit.params.get("p1") for hit in h.hits} >= {"pageview", "visit"})
+        cookies = {cookie["name"]: cookie for cookie in page.context.cookies()}
+        visit = next(hit.params for hit in host.hits if hit.params.get("p1") == "visit")
+        assert visit["p2"] == "cat-tree" and visit["p4"] == "pets#Pets;cats#Cats" and visit["p12"] == "89.90"
+        assert {hit.params["coid"] for hit in host.hits} == {cookies["rsa"]["value"]}
+        assert {hit.params["sid"] for hit in host.hits} == {cookies["rsaSession"]["value"]}
+        assert visit["url"] == served.url + "/products/cat-tree"
+        assert cookies["rsa"]["expires"] - time.time() > 300 * 86400  # renewed by the server, not Safari's 7 days
+        page.goto(served.url + "/")  # the next page sends at once: consent is known
+        host.wait_for(lambda h: sum(hit.params.get("p2") == "/" for hit in h.hits) == 1)
+        page.close()
+    finally:
+        served.close()
+        host.close()

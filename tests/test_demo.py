@@ -263,3 +263,26 @@ def test_the_cdp_api_stand_in_wants_the_demos_key(demo: Flask) -> None:
 def test_a_site_has_no_raptor_stand_in(site: Flask) -> None:
     assert site.test_client().post("/demo-raptor/events", json={"coid": VISITOR, "events": []}).status_code == 404
     assert "demo_raptor_stand_in" not in site.extensions
+
+
+def test_the_demo_switches_to_server_side_tracking_by_one_setting(tmp_path) -> None:
+    """CDP_TRACKING_MODE=server: the pages carry no tracking script, the server sends the
+    events to the demo's stand-in tracking host, and the visitor it saw look at the cat
+    tree is in "Cat owners" on the next pages, all without a script in the browser."""
+    import time
+
+    app = wsgi.create_app({"TESTING": True, "CDP_TRACKING_MODE": "server"}, instance_path=str(tmp_path / "instance"))
+    try:
+        client = app.test_client()
+        client.set_cookie("cdp_consent", "yes")
+        product = client.get("/products/cat-tree")
+        page = product.get_data(as_text=True)
+        assert "raptor.push" not in page and "raptor-demo.js" not in page
+        assert "HttpOnly" in next(h for h in product.headers.getlist("Set-Cookie") if h.startswith("rsa="))
+        deadline = time.monotonic() + 10
+        while 'id="personal-offer"' not in client.get("/").get_data(as_text=True):
+            assert time.monotonic() < deadline, "the server-side visit never reached the stand-in"
+            app.extensions["cdp"].visitor_segments.cache.clear()  # the demo caches an answer for 10 s
+            time.sleep(0.1)
+    finally:
+        stop_background_threads(app)

@@ -71,3 +71,16 @@ class FakeTrackingHost:
     def close(self) -> None:
         self.release()
         self.loopback.close()
+
+
+def main() -> None:
+    """``python -m tests.support.fake_tracking_host``: serve in a process of its own (for
+    the benchmarks, so the host's work is not charged to the process being measured);
+    prints its URL, then serves until killed."""
+    host = FakeTrackingHost()
+    print(host.url, flush=True)
+    host.loopback.thread.join()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,122 @@
+"""What server-side tracking costs (not a test).
+
+1. A product page with a visit and a buy line in server mode (the events are queued for
+   the sender thread, which sends them meanwhile, in the same process, to a local fake
+   tracking host running in a process of its own, as Raptor's host is not in the site's) against the same page in client mode (the events rendered as script),
+   both through the app with consent and the visitor's cookies, on 5,000 different
+   products: ratio min / median / max over alternating rounds (target: at most 1.1x,
+   as the sending is off the request path).
+2. The sender's throughput: N queued events drained to the fake host, against a raw
+   ``requests.Session`` loop sending the same URLs to it, in alternating rounds.
+
+    .venv/bin/python benchmarks/server_tracking.py [--rounds N] [--requests N] [--events N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import requests
+from flask import Flask, render_template
+from timing import alternating_rounds, ratio_spread, spread_text, verdict
+from tracking_render import PRODUCT_PAGE, PRODUCTS, WITH_TRACKING
+
+from cdp_bridge import CDP
+from cdp_bridge.tracking.sender import EventSender
+
+VISITOR, SESSION = "0b6f7c2e-5a3d-4e1f-9c8b-7a6d5e4f3a2b", "1c7a8d3f-6b4e-4f2a-8d9c-8b7e6f5a4b3c"
+
+
+def product_site(mode: str, host_url: str, folder: str) -> Flask:
+    app = Flask(f"tracking_{mode}", instance_path=folder)
+    app.config.update(SECRET_KEY="bench", SQLALCHEMY_DATABASE_URI=f"sqlite:///{folder}/bench.sqlite3",
+                      CDP_ACCOUNT_NUMBER="123456", CDP_CONSENT_COOKIE="consent", CDP_TRACKING_MODE=mode,
+                      CDP_SERVER_TRACKING_URL=host_url, CDP_INLINE_WORKER=False)
+    cdp = CDP(app)
+    with app.app_context():
+        cdp.create_tables()
+    base = app.jinja_env.from_string(PRODUCT_PAGE)
+    tracked = app.jinja_env.from_string(WITH_TRACKING)
+
+    @app.get("/products/<int:index>")
+    def product(index: int) -> str:
+        return render_template(tracked, base=base, product=PRODUCTS[index], head="")
+
+    return app
+
+
+def requester(app: Flask):
+    client = app.test_client()
+    for name, value in (("consent", "1"), ("rsa", VISITOR), ("rsaSession", SESSION)):
+        client.set_cookie(name, value)
+    counter = itertools.count()
+
+    def request() -> None:
+        assert client.get(f"/products/{next(counter) % len(PRODUCTS)}").status_code == 200
+
+    return request
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=11)
+    parser.add_argument("--requests", type=int, default=500, help="requests per page per round")
+    parser.add_argument("--events", type=int, default=2000, help="events per sender round")
+    args = parser.parse_args()
+    print(f"machine: {os.cpu_count()} cores; {args.rounds} alternating rounds of {args.requests} page requests;"
+          f" {args.events} events per sender round")
+    host_process = subprocess.Popen([sys.executable, "-m", "tests.support.fake_tracking_host"], stdout=subprocess.PIPE,
+                                    text=True, cwd=Path(__file__).resolve().parent.parent)
+    assert host_process.stdout is not None
+    host_url = host_process.stdout.readline().strip()
+    try:
+        with tempfile.TemporaryDirectory() as server_folder, tempfile.TemporaryDirectory() as client_folder:
+            server_site = product_site("server", host_url, server_folder)
+            pages = {"server": requester(server_site), "client": requester(product_site("client", host_url, client_folder))}
+            alternating_rounds(pages, 1, args.requests // 10)  # warm-up, not counted
+            times = alternating_rounds(pages, args.rounds, args.requests)
+            spread = ratio_spread(times["server"], times["client"])
+            print(f"product page with a visit and a buy line: server mode {statistics.median(times['server']) * 1e6:6.0f} us,"
+                  f" client mode {statistics.median(times['client']) * 1e6:6.0f} us (medians)")
+            print(f"ratio product page server mode / client mode: {spread_text(spread)} (target <= 1.1x: {verdict(spread, 1.1)})")
+            server_site.extensions["cdp"].sender.stop(seconds=60)
+            counts = server_site.extensions["cdp"].sender.counts()
+            print(f"server mode's sender meanwhile: sent {counts.sent}, failed {counts.failed}, dropped {counts.dropped}")
+
+        urls = [f"{host_url}/123456.rsa?p1=visit&p2=sku-{n:05d}&coid={VISITOR}&sid={SESSION}" for n in range(args.events)]
+        session = requests.Session()
+
+        def raw_loop() -> None:
+            for url in urls:
+                session.get(url, timeout=1).close()
+
+        def sender_drain() -> None:
+            sender = EventSender(queue_size=len(urls))
+            for url in urls:
+                sender.enqueue(url)
+            while sender.counts().sent + sender.counts().failed < len(urls):
+                time.sleep(0.001)
+            sender.stop()
+
+        throughput = alternating_rounds({"sender": sender_drain, "raw": raw_loop}, max(5, args.rounds // 2))
+        rates = {side: [args.events / seconds for seconds in values] for side, values in throughput.items()}
+        print(f"sender: {statistics.median(rates['sender']):,.0f} events/s; raw requests.Session loop:"
+              f" {statistics.median(rates['raw']):,.0f} events/s (medians)")
+        print(f"ratio sender / raw loop throughput: {spread_text(ratio_spread(rates['sender'], rates['raw']))}")
+    finally:
+        host_process.terminate()
+        host_process.wait(30)
+
+
+if __name__ == "__main__":
+    main()
