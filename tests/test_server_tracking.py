@@ -406,3 +406,69 @@ def test_bad_tracking_settings_are_refused(tmp_path: Path) -> None:
         app.config.update(SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path}/b.sqlite3", **config)
         with pytest.raises(ConfigurationError, match=re.escape(message)):
             CDP(app)
+
+
+SERVED_SITE = '''from flask import Flask, render_template_string
+from cdp_bridge import CDP
+app = Flask("served_tracking_site")
+app.config.update({config!r})
+cdp = CDP(app)
+with app.app_context():
+    cdp.create_tables()
+
+@app.get("/product/<name>")
+def product(name):
+    return render_template_string("{{{{ cdp_track_visit(name) }}}}", name=name)
+'''
+
+
+def test_under_gunicorn_each_worker_sends_with_a_sender_of_its_own(host: FakeTrackingHost, tmp_path: Path) -> None:
+    """Two gunicorn workers forked from a master that loaded the app (--preload): each
+    worker sends with its own sender thread, and what is queued when gunicorn stops is
+    still sent as each worker exits."""
+    import subprocess
+    import sys
+
+    import requests
+
+    from tests.support.logs import remember_output
+    from tests.support.postgres_server import free_port
+    from tests.support.processes import REPO, process_env, wait_until_serving
+
+    config = {"SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path}/served.sqlite3", "CDP_ACCOUNT_NUMBER": "123456",
+              "CDP_CONSENT_COOKIE": "consent", "CDP_TRACKING_MODE": "server", "CDP_SERVER_TRACKING_URL": host.url,
+              "CDP_INLINE_WORKER": False}
+    (tmp_path / "served_tracking.py").write_text(SERVED_SITE.format(config=config))
+    port = free_port()
+    env = process_env(tmp_path, GUNICORN_APP="served_tracking:app", GUNICORN_BIND=f"127.0.0.1:{port}",
+                      GUNICORN_WORKERS="2", GUNICORN_THREADS="4")
+    log = open(tmp_path / "gunicorn.log", "w")  # noqa: SIM115 - closed below
+    server = subprocess.Popen([sys.executable, "-m", "gunicorn", "--preload", "-c", str(REPO / "gunicorn.conf.py")],
+                              cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_until_serving(base + "/product/warm-up", server)
+        for number in range(40):  # a connection each, so both workers serve some
+            response = requests.get(f"{base}/product/p{number}", headers={"Cookie": f"consent=1; rsa={VISITOR}"},
+                                    timeout=10)
+            assert response.status_code == 200
+        host.wait_for(lambda h: len(h.hits) == 40, seconds=30)
+        assert {hit.params["p2"] for hit in host.hits} == {f"p{n}" for n in range(40)}
+        host.hold()  # events now wait in the workers' queues...
+        with requests.Session() as session:
+            for number in range(10):
+                session.get(f"{base}/product/late{number}", headers={"Cookie": f"consent=1; rsa={VISITOR}"}, timeout=10)
+    finally:
+        server.terminate()  # ...and gunicorn stops: each worker drains its queue as it exits
+        host.release()
+        server.wait(60)
+        log.close()
+        remember_output((tmp_path / "gunicorn.log").read_text())
+    sent = {hit.params["p2"] for hit in host.hits}
+    assert {f"late{n}" for n in range(10)} <= sent
+    gunicorn_log = (tmp_path / "gunicorn.log").read_text()
+    workers = set(re.findall(r"Booting worker with pid: (\d+)", gunicorn_log))
+    reports = re.findall(r"\[(\d+)\] \[INFO\] server-side tracking: sent=(\d+)", gunicorn_log)
+    assert len(workers) == 2 and reports and {pid for pid, _ in reports} <= workers  # workers send, not the master
+    last = {pid: int(count) for pid, count in reports}  # each worker's last line counts all it sent
+    assert sum(last.values()) == 50
