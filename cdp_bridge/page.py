@@ -87,19 +87,23 @@ class Page:
         return visitor_id_or_none(request.cookies.get(VISITOR_COOKIE))
 
     @cached_property
-    def tracking_visitor(self) -> Visitor | None:
-        """Who this request's server-side events are about, with consent: the ``rsa`` and
-        ``rsaSession`` cookies, or new ids for a visitor without them (the response sets
-        them), the logged-in user and the page's URL. ``None`` without consent."""
+    def tracking_ids(self) -> tuple[str, str] | None:
+        """The visitor's ``rsa`` and ``rsaSession`` ids, with consent: the cookies', or new
+        ones for a visitor without them (the response sets them). ``None`` without consent."""
         if not self.consented:
             return None
         cookies = request.cookies
-        return Visitor(
-            visitor_id=visitor_id_or_none(cookies.get(VISITOR_COOKIE)) or str(uuid.uuid4()),
-            session_id=visitor_id_or_none(cookies.get(SESSION_COOKIE)) or str(uuid.uuid4()),
-            user_id=self.user_id,
-            url=request.url,
-        )
+        return (visitor_id_or_none(cookies.get(VISITOR_COOKIE)) or str(uuid.uuid4()),
+                visitor_id_or_none(cookies.get(SESSION_COOKIE)) or str(uuid.uuid4()))
+
+    @property
+    def tracking_visitor(self) -> Visitor | None:
+        """Who this request's server-side events are about: the ids, the logged-in user
+        and the page's URL; ``None`` without consent."""
+        ids = self.tracking_ids
+        if ids is None:
+            return None
+        return Visitor(visitor_id=ids[0], session_id=ids[1], user_id=self.user_id, url=request.url)
 
     @cached_property
     def segments(self) -> UserSegments:

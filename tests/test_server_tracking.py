@@ -472,3 +472,17 @@ def test_under_gunicorn_each_worker_sends_with_a_sender_of_its_own(host: FakeTra
     assert len(workers) == 2 and reports and {pid for pid, _ in reports} <= workers  # workers send, not the master
     last = {pid: int(count) for pid, count in reports}  # each worker's last line counts all it sent
     assert sum(last.values()) == 50
+
+
+def test_a_consent_loader_answering_nonsense_never_breaks_a_page_without_helpers(make_site, caplog) -> None:
+    cdp = CDP()
+    cdp.consent_loader(lambda: "maybe")
+    app = make_site("server", cdp=cdp)
+
+    @app.get("/plain")
+    def plain() -> str:
+        return "<p>no tracking here</p>"
+
+    response = app.test_client().get("/plain")
+    assert response.status_code == 200 and response.headers.getlist("Set-Cookie") == []
+    assert "@cdp.consent_loader must return true or false, not 'maybe'" in caplog.text

@@ -10,11 +10,16 @@ Nothing is set without consent.
 
 from __future__ import annotations
 
+import logging
+
 from flask import Response, request
 
 from ..constants import SESSION_COOKIE, SESSION_COOKIE_MINUTES, TRACK_PATH, VISITOR_COOKIE
+from ..errors import TrackingArgumentError
 from ..page import current_page
 from ..state import current_state
+
+log = logging.getLogger("cdp_bridge.tracking")
 
 
 def set_visitor_cookies(response: Response) -> Response:
@@ -24,13 +29,17 @@ def set_visitor_cookies(response: Response) -> Response:
     settings = state.settings
     if not settings.account_number or response.status_code >= 400 or not _is_a_page(response, state.url_prefix):
         return response
-    visitor = current_page().tracking_visitor  # None without consent
-    if visitor is None:
+    try:
+        ids = current_page().tracking_ids  # None without consent
+    except TrackingArgumentError as exc:  # the host's consent loader answered nonsense
+        log.error("visitor cookies not set: %s", exc)
+        return response
+    if ids is None:
         return response
     mode = settings.tracking_mode
-    cookies = [(VISITOR_COOKIE, visitor.visitor_id, settings.visitor_cookie_days * 86400)]
+    cookies = [(VISITOR_COOKIE, ids[0], settings.visitor_cookie_days * 86400)]
     if mode != "client":
-        cookies.append((SESSION_COOKIE, visitor.session_id, SESSION_COOKIE_MINUTES * 60))
+        cookies.append((SESSION_COOKIE, ids[1], SESSION_COOKIE_MINUTES * 60))
     for name, value, seconds in cookies:
         response.set_cookie(name, value or "", max_age=seconds, path="/", samesite="Lax", secure=request.is_secure,
                             httponly=mode == "server")
