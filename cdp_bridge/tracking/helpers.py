@@ -6,6 +6,10 @@ inject code. Every ``<script>`` carries the request's CSP nonce when there is on
 ``nonce=`` argument, a provider registered with ``@cdp.nonce_provider``, or
 Flask-Talisman's ``request.csp_nonce``).
 
+In server mode (``CDP_TRACKING_MODE``) the event helpers render nothing and queue their
+events for the server to send; in hybrid mode the head script adds a shim that posts
+the page's events to the site's own endpoint.
+
 Bad arguments raise :class:`TrackingArgumentError` when the app runs in debug mode; in
 production the helper renders nothing and logs an error, so a page never breaks for
 the sake of tracking. Without ``CDP_ACCOUNT_NUMBER`` the script helpers render nothing
