@@ -6,7 +6,9 @@
    both through the app with consent and the visitor's cookies, on 5,000 different
    products: ratio min / median / max over alternating rounds (target: at most 1.1x,
    as the sending is off the request path).
-2. The sender's throughput: N queued events drained to the fake host, against a raw
+2. For comparison, the same two pages at a paced 200 requests a second (the sender keeps
+   up between pages, as in a process that is not saturated): median page time, ratio.
+3. The sender's throughput: N queued events drained to the fake host, against a raw
    ``requests.Session`` loop sending the same URLs to it, in alternating rounds.
 
     .venv/bin/python benchmarks/server_tracking.py [--rounds N] [--requests N] [--events N]
@@ -67,6 +69,22 @@ def requester(app: Flask):
     return request
 
 
+def paced_times(request, count: int, per_second: int, rounds: int = 5) -> list[float]:  # noqa: ANN001
+    """Per round, the median time of ``count`` requests made ``per_second`` apart (the pause
+    between them is not counted)."""
+    medians = []
+    for _ in range(rounds):
+        times = []
+        for _ in range(count):
+            started = time.perf_counter()
+            request()
+            spent = time.perf_counter() - started
+            times.append(spent)
+            time.sleep(max(0.0, 1 / per_second - spent))
+        medians.append(statistics.median(times))
+    return medians
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=11)
@@ -89,6 +107,11 @@ def main() -> None:
             print(f"product page with a visit and a buy line: server mode {statistics.median(times['server']) * 1e6:6.0f} us,"
                   f" client mode {statistics.median(times['client']) * 1e6:6.0f} us (medians)")
             print(f"ratio product page server mode / client mode: {spread_text(spread)} (target <= 1.1x: {verdict(spread, 1.1)})")
+            paced = {side: paced_times(request, args.requests // 2, 200) for side, request in pages.items()}
+            paced_spread = ratio_spread(paced["server"], paced["client"])
+            print(f"for comparison, paced at 200 pages/s: server mode {statistics.median(paced['server']) * 1e6:6.0f} us,"
+                  f" client mode {statistics.median(paced['client']) * 1e6:6.0f} us;"
+                  f" ratio server / client: {spread_text(paced_spread)}")
             server_site.extensions["cdp"].sender.stop(seconds=60)
             counts = server_site.extensions["cdp"].sender.counts()
             print(f"server mode's sender meanwhile: sent {counts.sent}, failed {counts.failed}, dropped {counts.dropped}")

