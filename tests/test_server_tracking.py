@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import re
 import threading
 from collections.abc import Iterator
@@ -486,3 +487,37 @@ def test_a_consent_loader_answering_nonsense_never_breaks_a_page_without_helpers
     response = app.test_client().get("/plain")
     assert response.status_code == 200 and response.headers.getlist("Set-Cookie") == []
     assert "@cdp.consent_loader must return true or false, not 'maybe'" in caplog.text
+
+
+def test_no_body_or_header_makes_the_track_endpoint_fail(make_site, host: FakeTrackingHost) -> None:
+    """1,000 generated requests to POST /cdp/track: every answer is one of its statuses."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    app = make_site("hybrid")
+    texts = st.one_of(st.text(max_size=30), st.text(max_size=5).map(lambda t: t + "\ud800"))
+    values = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), texts),
+                          lambda inner: st.lists(inner, max_size=3) | st.dictionaries(texts, inner, max_size=3), max_leaves=8)
+    params = st.dictionaries(st.one_of(st.sampled_from(["p1", "p2", "p3", "p4", "p10", "p99", "p100"]), texts),
+                             st.one_of(st.sampled_from(["visit", "buy", "basket", ""]), values), max_size=5)
+    bodies = st.one_of(st.fixed_dictionaries({}, optional={"params": st.one_of(params, values), "url": values}), values)
+
+    @settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(body=bodies, raw=st.one_of(st.none(), st.binary(max_size=64)),
+           fetch_site=st.sampled_from([None, "same-origin", "cross-site", "none", ""]),
+           consent=st.sampled_from([None, "1", "no"]), rsa=st.one_of(st.just(VISITOR), texts))
+    def request(body, raw, fetch_site, consent, rsa) -> None:
+        client = app.test_client()
+        if consent is not None:
+            client.set_cookie("consent", consent)
+        if rsa.isprintable() and ";" not in rsa and "\ud800" not in rsa:
+            client.set_cookie("rsa", rsa)
+        headers = {} if fetch_site is None else {"Sec-Fetch-Site": fetch_site}
+        if raw is not None:
+            response = client.post("/cdp/track", data=raw, content_type="application/json", headers=headers)
+        else:
+            data = json.dumps(body)
+            response = client.post("/cdp/track", data=data, content_type="application/json", headers=headers)
+        assert response.status_code in {204, 400, 403, 413, 415, 429}, response.get_data(as_text=True)
+
+    request()

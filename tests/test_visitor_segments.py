@@ -306,3 +306,34 @@ def test_check_tries_the_credentials_once(make_site, api: FakeMembershipAPI) -> 
 def test_check_says_visitor_segments_are_off(tmp_path: Path) -> None:
     app = bare_app(tmp_path)
     assert "note  visitor segments off" in check(app).output
+
+
+def test_any_answer_is_read_or_refused_cleanly() -> None:
+    """2,000 generated answers: parse_memberships gives memberships or MembershipFailure, nothing else."""
+    import json
+
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from cdp_bridge.visitors import MembershipFailure
+    from cdp_bridge.visitors.client import parse_memberships
+
+    leaves = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=20))
+    values = st.recursive(leaves, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
+                                                                                              max_size=4), max_leaves=10)
+    entries = st.lists(st.one_of(values, st.fixed_dictionaries({}, optional={"id": values, "name": values})), max_size=5)
+    answers = st.one_of(values.map(json.dumps), st.fixed_dictionaries({}, optional={"memberships": st.one_of(entries, values)})
+                        .map(json.dumps), st.text(max_size=30))
+
+    @settings(max_examples=2000, deadline=None)
+    @given(answers)
+    def read(text: str) -> None:
+        try:
+            found = parse_memberships(text)
+        except MembershipFailure as failure:
+            assert failure.reason == "bad_answer"
+            return
+        assert all(isinstance(m.id, str) and m.id and isinstance(m.name, str) and m.name for m in found)
+        assert len({m.id for m in found}) == len(found)
+
+    read()
