@@ -521,3 +521,22 @@ def test_no_body_or_header_makes_the_track_endpoint_fail(make_site, host: FakeTr
         assert response.status_code in {204, 400, 403, 413, 415, 429}, response.get_data(as_text=True)
 
     request()
+
+
+def test_the_sender_reports_its_counts_periodically(host: FakeTrackingHost, caplog) -> None:
+    import logging
+    import time
+
+    reports = []
+    sender = EventSender(report_seconds=0.2, on_report=reports.append)
+    with caplog.at_level(logging.INFO, logger="cdp_bridge.tracking"):
+        sender.enqueue(f"{host.url}/1.rsa?p1=one")
+        host.wait_for(lambda h: len(h.hits) == 1)
+        deadline = time.monotonic() + 5
+        while not reports:  # no stop: the minute's report, here every 0.2 s
+            assert time.monotonic() < deadline, "no periodic report"
+            time.sleep(0.05)
+        assert (reports[0].sent, reports[0].failed, reports[0].dropped) == (1, 0, 0)
+        assert "server-side tracking: sent=1 failed=0 dropped=0 queued=0" in caplog.text
+        sender.stop()
+    assert len(reports) == 1  # nothing changed since: no second line

@@ -52,9 +52,10 @@ class EventSender:
     """A bounded queue of event URLs and the thread that sends them."""
 
     def __init__(self, *, queue_size: int = SERVER_TRACKING_QUEUE_SIZE, timeout: float = SERVER_TRACKING_TIMEOUT,
-                 retries: int = 3, backoff: float = 0.2,
+                 retries: int = 3, backoff: float = 0.2, report_seconds: float = REPORT_SECONDS,
                  on_report: Callable[[SenderCounts], None] | None = None) -> None:
         self.timeout = timeout
+        self.report_seconds = report_seconds
         self.on_report = on_report
         self._queue: deque[str] = deque(maxlen=queue_size)
         self._ready = threading.Condition()
@@ -108,15 +109,15 @@ class EventSender:
         while True:
             with self._ready:
                 while not self._queue and not self._stopping:
-                    self._ready.wait(REPORT_SECONDS)
-                    if time.monotonic() - reported_at >= REPORT_SECONDS:
+                    self._ready.wait(self.report_seconds)
+                    if time.monotonic() - reported_at >= self.report_seconds:
                         break
                 url = self._queue.popleft() if self._queue else None
                 if url is None and self._stopping:
                     break
             if url is not None:
                 self._send(pool, url)
-            if time.monotonic() - reported_at >= REPORT_SECONDS:
+            if time.monotonic() - reported_at >= self.report_seconds:
                 reported_at, reported = time.monotonic(), self._report(reported)
         self._report(reported)
         pool.clear()
