@@ -34,7 +34,7 @@ from .store import Segment, SegmentStore, define_tables
 from .tracking.cookies import set_visitor_cookies
 from .tracking.endpoint import VIEW_LOCATION as TRACK_VIEW
 from .tracking.endpoint import register_track_endpoint
-from .tracking.fields import event_parameters, line_subtotal
+from .tracking.fields import add_subtotal, event_parameters
 from .tracking.helpers import register_tracking_globals
 from .tracking.wire import Visitor
 from .visitors import as_segments
@@ -297,9 +297,8 @@ class CDP:
                 raise TrackingArgumentError("visitor_id and session_id must be UUIDs, as the rsa cookies hold")
             visitor = Visitor(checked_visitor, checked_session, checked_user, url)
         fields.setdefault("user_id", visitor.user_id)
-        if event_type == "buy" and fields.get("subtotal") is None and fields.get("price") is not None \
-                and fields.get("quantity") is not None:  # as cdp_track_buy does for each line
-            fields["subtotal"] = line_subtotal(fields["price"], fields["quantity"], fields.get("currency"))
+        if event_type == "buy":
+            add_subtotal(fields)  # as cdp_track_buy does for each line
         params = event_parameters(event_type, fields, state.settings.tracking_parameters)
         state.send_event(event_type, params, visitor)
         return True

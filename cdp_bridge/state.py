@@ -103,8 +103,8 @@ class CDPState:
         """The CDP API for visitors' segments, when configured; made at its first use, so
         a cache registered after ``init_app`` is the one used."""
         settings = self.settings
-        if not settings.visitor_segments_enabled:
-            return None
+        if not settings.visitor_segments_enabled or self._visitor_segments is not None:
+            return self._visitor_segments  # every request after the first: no lock
         with self._lazy_lock:
             if self._visitor_segments is None:
                 assert settings.membership_activation_id is not None and settings.membership_api_key is not None
@@ -118,12 +118,16 @@ class CDPState:
     @property
     def sender(self) -> EventSender:
         """The server-side tracking sender of this app (its thread starts with the first event
-        of each process); each minute it records its counts for ``flask cdp check``."""
+        of each process); each minute it records its counts for ``flask cdp check``, under a
+        name with the reporting process's pid, so workers forked after it was made each keep
+        a row of their own."""
+        if self._sender is not None:
+            return self._sender  # every event after the first: no lock
         with self._lazy_lock:
             if self._sender is None:
-                engine, senders = self.engine, self.tables.tracking_senders
-                name = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-                self._sender = EventSender(on_report=lambda counts: record_sender_counts(engine, senders, name, counts))
+                engine, senders, token = self.engine, self.tables.tracking_senders, uuid.uuid4().hex[:8]
+                self._sender = EventSender(on_report=lambda counts: record_sender_counts(
+                    engine, senders, f"{socket.gethostname()}:{os.getpid()}:{token}", counts))
             return self._sender
 
     def send_event(self, event_type: str, params: dict[str, str], visitor: Visitor) -> None:

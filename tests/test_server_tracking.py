@@ -416,6 +416,7 @@ app.config.update({config!r})
 cdp = CDP(app)
 with app.app_context():
     cdp.create_tables()
+    app.extensions["cdp"].sender  # made before the fork, as a preloaded app may
 
 @app.get("/product/<name>")
 def product(name):
@@ -473,6 +474,11 @@ def test_under_gunicorn_each_worker_sends_with_a_sender_of_its_own(host: FakeTra
     assert len(workers) == 2 and reports and {pid for pid, _ in reports} <= workers  # workers send, not the master
     last = {pid: int(count) for pid, count in reports}  # each worker's last line counts all it sent
     assert sum(last.values()) == 50
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "served.sqlite3") as conn:  # what flask cdp check sums: a row per worker
+        rows = conn.execute("SELECT sender, sent FROM cdp_tracking_senders").fetchall()
+    assert len(rows) == len(last) and sum(sent for _, sent in rows) == 50
 
 
 def test_a_consent_loader_answering_nonsense_never_breaks_a_page_without_helpers(make_site, caplog) -> None:

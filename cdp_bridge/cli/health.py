@@ -140,12 +140,11 @@ def _check_queue(state: CDPState, report: CheckReport, window: timedelta) -> Non
     if health.failed:
         report.noted(f"{counted(health.failed, 'failed delivery', 'failed deliveries')}:"
                      " see flask cdp deliveries --status failed, then flask cdp replay ID")
-    recent = health.last_claim_at is not None and now - health.last_claim_at <= window
-    if recent:
-        assert health.last_claim_at is not None
-        report.passed(f"a worker claimed a delivery {_age(now - health.last_claim_at)} ago")
+    last_claim = health.last_claim_at
+    if last_claim is not None and now - last_claim <= window:
+        report.passed(f"a worker claimed a delivery {_age(now - last_claim)} ago")
         return
-    last = "never" if health.last_claim_at is None else f"last {_age(now - health.last_claim_at)} ago"
+    last = "never" if last_claim is None else f"last {_age(now - last_claim)} ago"
     waiting = health.oldest_queued_at is not None and now - health.oldest_queued_at > window
     if waiting:
         report.failed(f"deliveries have waited over {_age(window)} and no worker claimed one in that time ({last}):"

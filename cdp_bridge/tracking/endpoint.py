@@ -84,11 +84,11 @@ def _event(body: bytes, overrides: Any) -> tuple[str, dict[str, str], str | None
     params = document.get("params") if isinstance(document, dict) else None
     if not isinstance(params, dict) or not params:
         raise TrackingArgumentError('expected {"params": {"p1": "<event type>", …}, "url": "<page URL>"}')
-    position = {**DEFAULT_TRACKING_PARAMETERS}
-    event_type = params.get(position["event_type"])
+    type_key = DEFAULT_TRACKING_PARAMETERS["event_type"]
+    event_type = params.get(type_key)
     if not isinstance(event_type, str) or (event_type not in KNOWN_EVENT_TYPES and event_type not in overrides):
-        raise TrackingArgumentError(f"{position['event_type']} must name a known event type, not {event_type!r}")
-    allowed = set({**position, **overrides.get(event_type, {})}.values())
+        raise TrackingArgumentError(f"{type_key} must name a known event type, not {event_type!r}")
+    allowed = set({**DEFAULT_TRACKING_PARAMETERS, **overrides.get(event_type, {})}.values())
     checked: dict[str, str] = {}
     for name, value in params.items():
         if name not in allowed:

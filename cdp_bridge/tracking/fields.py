@@ -168,6 +168,14 @@ def format_basket_content(value: Any) -> str:
     return ",".join(text_value(item, f"basket_content[{i}]").replace(",", "") for i, item in enumerate(value))
 
 
+def add_subtotal(fields: dict[str, Any]) -> dict[str, Any]:
+    """A buy's fields with ``subtotal`` = price × quantity, unless it is given (or the
+    price or the quantity is missing): what ``cdp_track_buy`` and ``cdp.track`` send."""
+    if fields.get("subtotal") is None and fields.get("price") is not None and fields.get("quantity") is not None:
+        fields["subtotal"] = line_subtotal(fields["price"], fields["quantity"], fields.get("currency"))
+    return fields
+
+
 def line_subtotal(price: Any, quantity: Any, currency: Any) -> str:
     """``price × quantity`` of an order line, formatted like a price."""
     amount = decimal_amount(price, "price") * whole_number(quantity, "quantity")

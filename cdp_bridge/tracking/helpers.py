@@ -33,9 +33,9 @@ from ..page import Page, current_page, nonce_attribute
 from ..state import CDPState, current_state
 from ..store import Segment
 from .fields import (
+    add_subtotal,
     event_parameters,
     line_fields,
-    line_subtotal,
     text_value,
 )
 
@@ -201,9 +201,7 @@ def _buy_events(page: Page, lines: Iterable[Any], order_id: Any, currency: Any) 
         fields.setdefault("currency", currency)
         fields.setdefault("order_id", order_id)
         try:
-            if "subtotal" not in fields:  # line_fields leaves out None
-                fields["subtotal"] = line_subtotal(fields["price"], fields["quantity"], fields["currency"])
-            events.append(_push_event(page, "buy", fields))
+            events.append(_push_event(page, "buy", add_subtotal(fields)))
         except TrackingArgumentError as exc:
             raise TrackingArgumentError(f"lines[{index}]: {exc}") from None
     return "".join(events)
