@@ -187,3 +187,28 @@ class ApplyOutcome:
     stale: int = 0
 
 
+@dataclass(frozen=True)
+class SegmentGroup:
+    """A segment group as stored, with whether an activation protects it."""
+
+    identifier: str
+    name: str
+    protected: bool
+    segment_count: int
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A segment (a CDP audience) with its metadata."""
+
+    identifier: str
+    name: str
+    group: str
+    description: str | None
+    tags: tuple[str, ...]
+    profile_count: int | None
+    source_updated_at: datetime | None
+    last_sequence: int | None
+    member_count: int | None = None

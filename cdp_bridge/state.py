@@ -27,7 +27,7 @@ from .constants import DEFAULT_TRACKING_PARAMETERS, EXTENSION_KEY, TRACK_EVENTS_
 from .errors import RegistrationError
 from .export.sources import ExportRegistry
 from .settings import CDPSettings
-from .store import CDPTables, RecentUserSegments, SegmentStore, UserSegments, membership
+from .store import CDPTables, SegmentStore, UserSegments, membership
 from .store.senders import record_sender_counts
 from .tracking.rate_limit import RateLimit
 from .tracking.sender import EventSender
@@ -36,8 +36,6 @@ from .visitors import CircuitBreaker, MembershipClient, SegmentsCache, VisitorSe
 from .webhook.formats import PayloadFormat, default_formats
 from .webhook.inbox import DeliveryInbox
 from .webhook.worker import InlineWorker
-
-_UNREAD = object()
 
 
 @dataclass
@@ -73,8 +71,6 @@ class CDPState:
     #: How exports wait between retries; tests put a recording function here.
     export_sleep: Callable[[float], None] = time.sleep
     inline_worker: InlineWorker | None = None
-    #: Users' segments kept between requests while the store version stays the same.
-    recent_user_segments: RecentUserSegments = field(default_factory=RecentUserSegments, repr=False)
     #: One store per engine (an app may be served by several, e.g. in tests).
     _stores: WeakKeyDictionary[Engine, SegmentStore] = field(default_factory=WeakKeyDictionary, repr=False)
     _visitor_segments: VisitorSegmentsService | None = field(default=None, repr=False)
@@ -151,42 +147,20 @@ class CDPState:
         answered from the set the first one loaded. Outside a request, read each time.
 
         In a request the read joins the request's own database connection (the
-        Flask-SQLAlchemy session's, which the page's other queries use too). On a database
-        server a process also keeps recent users' segments between requests: a request
-        reads the store version once (one indexed row), and a user whose segments were
-        read at that version is answered without reading them again. Every change of
-        memberships raises the version in its own transaction, so nothing stale is ever
-        answered.
+        Flask-SQLAlchemy session's, which the page's other queries use too): one indexed
+        query for the user's segment ids, named from what the process keeps while the
+        store version stands (see :mod:`cdp_bridge.store.user_segments`).
         """
         if not has_request_context() or isinstance(user_id, bool) or not isinstance(user_id, (str, int)):
             return self.store.user_segments(user_id)
-        loaded: dict[object, UserSegments] | None = g.get("_cdp_user_segments")
+        request_globals = g._get_current_object()  # one proxy lookup, not one per use
+        loaded: dict[object, UserSegments] | None = request_globals.get("_cdp_user_segments")
         if loaded is None:
-            loaded = g._cdp_user_segments = {}
+            loaded = request_globals._cdp_user_segments = {}
         found = loaded.get(user_id)
         if found is None:
-            found = loaded[user_id] = self._read_user_segments(user_id)
-        return found
-
-    def _read_user_segments(self, user_id: str | int) -> UserSegments:
-        """From what this process kept, if the store version still matches; else read, with
-        the version, in one statement (so what is kept is never older than its version).
-
-        Only where a read costs a round trip to a server: on SQLite reading the segments
-        costs less than checking the version (measured in benchmarks/segments_read.py).
-        """
-        connection = self.db.session.connection(bind_arguments={"bind": self.engine})
-        if self.engine.dialect.name == "sqlite":
-            return self.store.user_segments(user_id, connection=connection)
-        kept = self.recent_user_segments.get(user_id)
-        if kept is not None:
-            version = g.get("_cdp_store_version", _UNREAD)
-            if version is _UNREAD:
-                version = g._cdp_store_version = self.store.store_version(connection=connection)
-            if version is not None and kept[0] == version:
-                return kept[1]
-        version, found = self.store.user_segments_with_version(user_id, connection=connection)
-        self.recent_user_segments.put(user_id, version, found)
+            connection = self.db.session.connection(bind_arguments={"bind": self.engine})
+            found = loaded[user_id] = self.store.user_segments(user_id, connection=connection)
         return found
 
     def create_tables(self) -> None:
@@ -209,7 +183,8 @@ class CDPState:
 
 def current_state() -> CDPState:
     """``app.extensions["cdp"]`` of the current app; a clear error if it is not registered."""
-    state: CDPState | None = current_app.extensions.get(EXTENSION_KEY)
+    app = current_app._get_current_object()  # type: ignore[attr-defined]  # the proxy's app: one lookup, not two
+    state: CDPState | None = app.extensions.get(EXTENSION_KEY)
     if state is None:
         raise RegistrationError("cdp_bridge is not registered on the current app: call cdp.init_app(app)")
     return state

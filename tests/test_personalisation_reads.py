@@ -3,13 +3,14 @@ further check of that request is answered from that one read."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from flask import Flask, render_template_string
 from sqlalchemy import event, select
 
-from cdp_bridge.store import utcnow
+from cdp_bridge.store import membership, utcnow
 from tests.support.webhook import cdp_of, post_webhook
 
 PAGE = ("{% for name in ['Cat owners', 'VIP', 'shop/cats', 'shop/Cat owners', 'dogs', 'nope', 'cats', 'vip', "
@@ -89,18 +90,81 @@ def check(app: Flask, segment: str) -> bool:
         return render_template_string("{{ cdp_in_segment(name) }}", name=segment) == "True"
 
 
-def test_a_users_segments_are_kept_between_requests_while_the_store_version_stands(
-    personal_app: Flask, database_url: str
-) -> None:
+def rename_behind_the_stores_back(app: Flask, segment: str, name: str) -> None:
+    """A segment renamed without raising the store version (what no cdp_bridge code does)."""
+    with app.app_context():
+        state = app.extensions["cdp"]
+        s = state.tables.segments
+        with state.engine.begin() as conn:
+            conn.execute(s.update().where(s.c.identifier == segment).values(name=name))
+
+
+def test_memberships_are_read_on_every_request(personal_app: Flask) -> None:
     post_webhook(personal_app, {"audiences": [{"id": "dogs", "add": ["8"]}]})
-    assert not check(personal_app, "dogs")  # read, and kept at this version
+    assert not check(personal_app, "dogs")
     insert_behind_the_stores_back(personal_app, "dogs", "7")
-    if database_url.startswith("sqlite"):  # a SQLite read costs less than the version check
-        assert check(personal_app, "dogs")  # so nothing is kept: read again
-        return
-    assert not check(personal_app, "dogs")  # answered from what was kept: the version did not move
-    post_webhook(personal_app, {"audiences": [{"id": "cats", "add": ["9"]}]})  # any delivery raises it
-    assert check(personal_app, "dogs")
+    assert check(personal_app, "dogs")  # nothing of a user is kept between requests
+
+
+def test_segment_names_are_kept_while_the_store_version_stands(personal_app: Flask) -> None:
+    assert check(personal_app, "Cat owners")  # the names are read, and kept at this version
+    rename_behind_the_stores_back(personal_app, "cats", "Cat people")
+    assert check(personal_app, "Cat owners") and not check(personal_app, "Cat people")  # kept: the version stood
+    assert check(personal_app, "cats")
+    post_webhook(personal_app, {"audiences": [{"id": "dogs", "add": ["9"]}]})  # any delivery raises it
+    assert check(personal_app, "Cat people") and not check(personal_app, "Cat owners")
+    with personal_app.test_request_context("/"):
+        assert render_template_string(PAGE) == "0110001110|cats,vip"  # "Cat owners" is gone by both names
+
+
+class ChangeBetweenReads:
+    """The request's DBAPI connection, with ``change`` committed by another connection
+    after the first statement: a delivery landing between the read of the user's segment
+    ids and the read of the segments' names."""
+
+    def __init__(self, dbapi_connection: Any, change: Callable[[], None]) -> None:
+        self.dbapi_connection, self.change, self.cursors = dbapi_connection, change, 0
+
+    def cursor(self) -> Any:
+        self.cursors += 1
+        if self.cursors == 2:
+            self.change()
+        return self.dbapi_connection.cursor()
+
+
+def test_a_change_between_the_two_reads_is_answered_from_one_snapshot(personal_app: Flask) -> None:
+    """User 7 is in "birds" when its ids are read; before the names are read, "birds" is
+    deleted and a new segment "fish" (user 8 only) takes its row id. Naming 7's ids from
+    the newer catalogue would put 7 in "fish"; the answer must be the newer store's."""
+    on_store(personal_app, lambda store: store.create_group("zoo", "Zoo"))
+    on_store(personal_app, lambda store: store.add_members("zoo", "birds", ["7"]))
+    assert check(personal_app, "zoo/birds")  # the catalogue is read at this version
+    with personal_app.app_context():
+        state = personal_app.extensions["cdp"]
+        t = state.tables
+        with state.engine.connect() as conn:
+            birds = conn.execute(select(t.segments.c.id, t.segments.c.group_id)
+                                 .where(t.segments.c.identifier == "birds")).one()
+
+        def birds_become_fish() -> None:
+            with state.engine.begin() as conn:
+                conn.execute(t.memberships.delete().where(t.memberships.c.segment_id == birds.id))
+                conn.execute(t.segments.delete().where(t.segments.c.id == birds.id))
+                now = utcnow()
+                conn.execute(t.segments.insert().values(id=birds.id, group_id=birds.group_id, identifier="fish",
+                                                        name="Fish", created_at=now, updated_at=now))
+                conn.execute(t.memberships.insert().values(segment_id=birds.id, user_id="8", created_at=now))
+                membership.bump_store_version(conn, t)
+
+        # A delivery that raised the version before this request: the kept names are old.
+        post_webhook(personal_app, {"audiences": [{"id": "vip", "add": ["9"]}]})
+        with state.engine.connect() as conn:
+            dbapi_connection = ChangeBetweenReads(conn.connection.driver_connection, birds_become_fish)
+            found = state.store._user_segments_read.read_on(dbapi_connection, "7")
+        assert dbapi_connection.cursors == 3  # ids, then the names (of a newer version), then both in one
+        assert [segment.identifier for segment in found.segments] == ["cats", "vip"]
+        assert "zoo/fish" not in found and "fish" not in found and "zoo/birds" not in found
+        assert "Cat owners" in found
 
 
 def on_store(app: Flask, action) -> None:  # noqa: ANN001
@@ -134,16 +198,18 @@ def test_a_delivery_applied_by_a_worker_is_seen_by_the_next_request(personal_app
     assert not check(personal_app, "VIP")
 
 
-def test_without_the_version_row_every_request_reads(personal_app: Flask) -> None:
+def test_without_the_version_row_nothing_is_kept(personal_app: Flask) -> None:
     """Tables made before the version existed (until flask cdp init-db adds its row)."""
     with personal_app.app_context():
         state = personal_app.extensions["cdp"]
         with state.engine.begin() as conn:
             conn.execute(state.tables.store_version.delete())
-    post_webhook(personal_app, {"audiences": [{"id": "dogs", "add": ["8"]}]})
-    assert not check(personal_app, "dogs")
-    insert_behind_the_stores_back(personal_app, "dogs", "7")
-    assert check(personal_app, "dogs")  # nothing was kept without a version
+    assert check(personal_app, "Cat owners")
+    rename_behind_the_stores_back(personal_app, "cats", "Cat people")
+    assert check(personal_app, "Cat people")  # names are read with the segments: nothing was kept
+    insert_behind_the_stores_back(personal_app, "vip", "8")
+    with personal_app.test_request_context("/"):
+        assert cdp_of(personal_app).is_in_segment("8", "VIP")
     with personal_app.app_context():
         personal_app.extensions["cdp"].create_tables()  # init-db puts the row back
         with state.engine.connect() as conn:

@@ -124,7 +124,8 @@ def lock_audience(conn: Connection, group_id: int, identifier: str) -> None:
 
 
 def bump_store_version(conn: Connection, tables: CDPTables) -> None:
-    """Say that memberships changed: readers that kept a user's segments read them again.
+    """Say that segments or memberships changed: processes that kept the segments' names
+    read them again.
 
     Call it last in the transaction: the row stays locked until the commit, and every
     writer takes it, so it must be held for as short a time as can be.

@@ -188,9 +188,9 @@ def _tombstones(metadata: MetaData) -> Table:
 
 
 def _store_version(metadata: MetaData) -> Table:
-    """One row whose number every change of memberships raises, in the same transaction:
-    a web process may keep users' segments between requests while the number it read
-    them at is still the current one."""
+    """One row whose number every change of segments or memberships raises, in the same
+    transaction: a web process keeps the segments' names between requests while the
+    number it read them at is still the current one (see :mod:`.user_segments`)."""
     return Table(
         "cdp_store_version",
         metadata,

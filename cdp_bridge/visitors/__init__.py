@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..store import Segment, UserSegments
+from ..store import Segment, UserSegments, segments_of
 from .breaker import CircuitBreaker
 from .client import Membership, MembershipClient, MembershipFailure
 from .service import SegmentsCache, VisitorSegmentsService, default_cache
@@ -24,9 +24,4 @@ __all__ = [
 def as_segments(memberships: Sequence[Membership]) -> UserSegments:
     """Memberships as the store's segments answer checks: by audience id or by name. A
     visitor's audiences belong to no segment group, so ``"group/segment"`` never matches."""
-    return UserSegments([(m.id, m.name, "") for m in memberships], _segment)
-
-
-def _segment(row: Sequence[str]) -> Segment:
-    identifier, name, group = row
-    return Segment(identifier, name, group, None, (), None, None, None)
+    return segments_of([Segment(m.id, m.name, "", None, (), None, None, None) for m in memberships])
