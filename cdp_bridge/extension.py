@@ -11,6 +11,7 @@ several apps in one process; what its decorators register lives in its
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable
 from typing import Any
@@ -288,8 +289,7 @@ class CDP:
             if visitor is None:
                 return False
             if checked_user is not None or url is not None:
-                visitor = Visitor(visitor.visitor_id, visitor.session_id, checked_user or visitor.user_id,
-                                  url or visitor.url)
+                visitor = dataclasses.replace(visitor, user_id=checked_user or visitor.user_id, url=url or visitor.url)
         else:
             checked_visitor = None if visitor_id is None else visitor_id_or_none(visitor_id)
             checked_session = None if session_id is None else visitor_id_or_none(session_id)

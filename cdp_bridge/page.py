@@ -93,14 +93,15 @@ class Page:
         return (visitor_id_or_none(cookies.get(VISITOR_COOKIE)) or str(uuid.uuid4()),
                 visitor_id_or_none(cookies.get(SESSION_COOKIE)) or str(uuid.uuid4()))
 
-    @property
+    @cached_property
     def tracking_visitor(self) -> Visitor | None:
         """Who this request's server-side events are about: the ids, the logged-in user
-        and the page's URL; ``None`` without consent."""
+        and the page's URL; ``None`` without consent. One for all of the page's events."""
         ids = self.tracking_ids
         if ids is None:
             return None
-        return Visitor(visitor_id=ids[0], session_id=ids[1], user_id=self.user_id, url=request.url)
+        return Visitor(visitor_id=ids[0], session_id=ids[1], user_id=self.user_id,
+                       url_parts=(request.scheme, request.host, request.root_path, request.path, request.query_string))
 
     @cached_property
     def segments(self) -> UserSegments:

@@ -31,7 +31,7 @@ from .store import CDPTables, SegmentStore, UserSegments, membership
 from .store.senders import record_sender_counts
 from .tracking.rate_limit import RateLimit
 from .tracking.sender import EventSender
-from .tracking.wire import Visitor, event_url
+from .tracking.wire import Event, Visitor, check_encodable
 from .visitors import CircuitBreaker, MembershipClient, SegmentsCache, VisitorSegmentsService, default_cache
 from .webhook.formats import PayloadFormat, default_formats
 from .webhook.inbox import DeliveryInbox
@@ -127,13 +127,15 @@ class CDPState:
             return self._sender
 
     def send_event(self, event_type: str, params: dict[str, str], visitor: Visitor) -> None:
-        """Queue one server-side event (SPEC section 10); sent off the request path."""
+        """Queue one server-side event (SPEC section 10); its URL is built and sent off the
+        request path."""
         settings = self.settings
         assert settings.account_number is not None
+        check_encodable(params, visitor)
         moved = settings.tracking_parameters.get(event_type, {})
         basket = moved.get("basket_content", DEFAULT_TRACKING_PARAMETERS["basket_content"])
-        self.sender.enqueue(event_url(settings.server_tracking_url, settings.account_number, params, visitor,
-                                      keep_empty=frozenset({basket})))
+        self.sender.enqueue(Event(settings.server_tracking_url, settings.account_number, params, visitor,
+                                  keep_empty=frozenset({basket})))
 
     @property
     def inbox(self) -> DeliveryInbox:

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import re
+import shutil
+import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +20,7 @@ from cdp_bridge import CDP, ConfigurationError, TrackingArgumentError
 from cdp_bridge.tracking.sender import EventSender
 from cdp_bridge.tracking.wire import encode_uri_component, ruid
 from tests.support.fake_tracking_host import FakeTrackingHost
+from tests.support.logs import UNDER_CI
 from tests.support.loopback import bare_app
 from tests.support.webhook import cdp_of
 
@@ -292,6 +296,54 @@ def test_connection_errors_and_5xx_are_retried_other_4xx_are_not(host: FakeTrack
     assert [hit.query for hit in host.hits] == ["p1=retried"] * 3 + ["p1=refused"]
     counts = sender.counts()
     assert (counts.sent, counts.failed, counts.dropped) == (1, 1, 0)
+
+
+@pytest.fixture(scope="module")
+def loopback_certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """A self-signed certificate for 127.0.0.1 and its key, made by openssl for this run."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        message = "openssl not found: apt-get install openssl"
+        if UNDER_CI:
+            pytest.fail(message + " (required under CI)")
+        pytest.skip(message)
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = str(folder / "cert.pem"), str(folder / "key.pem")
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
+                    "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    return cert, key
+
+
+def test_events_go_over_https_checked_against_the_trusted_certificates(loopback_certificate) -> None:
+    """Raptor's host is HTTPS: the sender checks its certificate (certifi's authorities by
+    default), so a host it cannot trust gets nothing, and one it can gets the event."""
+    host = FakeTrackingHost(tls=loopback_certificate)
+    try:
+        assert host.url.startswith("https://")
+        default = EventSender(retries=0)  # certifi's authorities: not the test's own
+        default.enqueue(f"{host.url}/1.rsa?p1=visit&coid={VISITOR}")
+        default.stop(seconds=10)
+        assert (default.counts().sent, default.counts().failed, host.hits) == (0, 1, [])
+        trusting = EventSender(ca_file=loopback_certificate[0])
+        trusting.enqueue(f"{host.url}/1.rsa?p1=visit&coid={VISITOR}")
+        trusting.stop(seconds=10)
+        assert trusting.counts().sent == 1
+        assert [hit.query for hit in host.hits] == [f"p1=visit&coid={VISITOR}"]
+    finally:
+        host.close()
+
+
+def test_a_failure_is_logged_once_without_the_events_query(caplog) -> None:
+    sender = EventSender(retries=1, backoff=0.01)
+    with caplog.at_level(logging.INFO, logger="cdp_bridge.tracking"):
+        for _ in range(3):
+            sender.enqueue(f"http://127.0.0.1:9/123456.rsa?p1=visit&coid={VISITOR}")  # nothing listens there
+        sender.stop(seconds=10)
+    assert sender.counts().failed == 3
+    warnings = [record.getMessage() for record in caplog.records if "not accepted" in record.getMessage()]
+    assert len(warnings) == 1 and "ConnectTimeoutError" in warnings[0], warnings
+    assert VISITOR not in caplog.text and "p1=visit" not in caplog.text
 
 
 def test_stopping_drains_the_queue(host: FakeTrackingHost) -> None:

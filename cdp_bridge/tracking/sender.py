@@ -1,15 +1,13 @@
 """Sends server-side tracking events off the request path (SPEC section 10).
 
 A request only appends an event's URL to a bounded in-process queue; a background
-thread of the same process sends them through one pooled urllib3 ``PoolManager`` (the
-pool under ``requests``) with urllib3's ``Retry``: connection errors and 5xx are retried
-with backoff, other 4xx are not. urllib3 rather than a ``requests.Session``: the thread
-shares the GIL with the pages, and a GET costs it half the CPU (350 µs against 750 µs
-on this machine), with the same pooling and retries. When
-the queue is full the oldest events are dropped and counted, so a Raptor outage costs
-events, never page time or memory. The thread starts with the first event of each
-process, so under gunicorn each worker has its own, started after the fork; at exit the
-queue is drained for a bounded time.
+thread of the same process sends them over one kept-alive libcurl connection
+(:mod:`.transport`: the transfer runs without the GIL, so beside the pages rather than
+between them) with urllib3's ``Retry``: connection errors and 5xx are retried with
+backoff, other 4xx are not. When the queue is full the oldest events are dropped and
+counted, so a Raptor outage costs events, never page time or memory. The thread starts
+with the first event of each process, so under gunicorn each worker has its own,
+started after the fork; at exit the queue is drained for a bounded time.
 """
 
 from __future__ import annotations
@@ -23,12 +21,12 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import urllib3
-from urllib3.exceptions import HTTPError
 from urllib3.util.retry import Retry
 
 from ..constants import SERVER_TRACKING_QUEUE_SIZE, SERVER_TRACKING_TIMEOUT
-from ..errors import first_line
+from ..errors import TrackingArgumentError, first_line
+from .transport import CurlTransport, send_with_retries
+from .wire import Event
 
 log = logging.getLogger("cdp_bridge.tracking")
 
@@ -53,11 +51,14 @@ class EventSender:
 
     def __init__(self, *, queue_size: int = SERVER_TRACKING_QUEUE_SIZE, timeout: float = SERVER_TRACKING_TIMEOUT,
                  retries: int = 3, backoff: float = 0.2, report_seconds: float = REPORT_SECONDS,
-                 on_report: Callable[[SenderCounts], None] | None = None) -> None:
+                 on_report: Callable[[SenderCounts], None] | None = None, ca_file: str | None = None) -> None:
+        """``ca_file``: the certificates HTTPS answers are checked against (default certifi's)."""
         self.timeout = timeout
+        self.ca_file = ca_file
         self.report_seconds = report_seconds
         self.on_report = on_report
-        self._queue: deque[str] = deque(maxlen=queue_size)
+        #: Event URLs, or events whose URL the thread builds.
+        self._queue: deque[str | Event] = deque(maxlen=queue_size)
         self._ready = threading.Condition()
         self._retry = Retry(total=retries, connect=retries, read=retries, status=retries, backoff_factor=backoff,
                             status_forcelist=(500, 502, 503, 504), allowed_methods=frozenset({"GET"}),
@@ -70,8 +71,8 @@ class EventSender:
 
     # -- the request side -------------------------------------------------------------
 
-    def enqueue(self, url: str) -> None:
-        """Queue one event (never blocks); the oldest is dropped when the queue is full."""
+    def enqueue(self, event: str | Event) -> None:
+        """Queue one event, or its URL (never blocks); the oldest is dropped when the queue is full."""
         self._ensure_started()
         with self._ready:
             if len(self._queue) == self._queue.maxlen:
@@ -79,7 +80,7 @@ class EventSender:
                 if self.dropped == 1 or self.dropped % 1000 == 0:
                     log.warning("server-side tracking: queue full (%s events); %s oldest dropped so far",
                                 self._queue.maxlen, self.dropped)
-            self._queue.append(url)
+            self._queue.append(event)
             self._ready.notify()
 
     def counts(self) -> SenderCounts:
@@ -104,7 +105,7 @@ class EventSender:
             atexit.register(self.stop)
 
     def _run(self) -> None:
-        pool = urllib3.PoolManager(maxsize=4, retries=self._retry, timeout=urllib3.Timeout(total=self.timeout))
+        transport = CurlTransport(self.timeout, self.ca_file)
         reported_at, reported = time.monotonic(), SenderCounts(0, 0, 0, 0)
         while True:
             with self._ready:
@@ -112,23 +113,22 @@ class EventSender:
                     self._ready.wait(self.report_seconds)
                     if time.monotonic() - reported_at >= self.report_seconds:
                         break
-                url = self._queue.popleft() if self._queue else None
-                if url is None and self._stopping:
+                event = self._queue.popleft() if self._queue else None
+                if event is None and self._stopping:
                     break
-            if url is not None:
-                self._send(pool, url)
+            if event is not None:
+                self._send(transport, event)
             if time.monotonic() - reported_at >= self.report_seconds:
                 reported_at, reported = time.monotonic(), self._report(reported)
         self._report(reported)
-        pool.clear()
+        transport.close()
 
-    def _send(self, pool: urllib3.PoolManager, url: str) -> None:
+    def _send(self, transport: CurlTransport, event: str | Event) -> None:
         try:
-            response = pool.request("GET", url)
-            ok, problem = response.status < 400, f"Raptor answered {response.status}"
-        except HTTPError as exc:
-            cause = getattr(exc, "reason", None) or exc  # MaxRetryError's text holds the URL: the cause's does not
-            ok, problem = False, f"{type(cause).__name__}: {first_line(cause)}".split("?")[0]  # never a query
+            problem = send_with_retries(transport, self._retry, event if isinstance(event, str) else event.url())
+        except TrackingArgumentError as exc:  # check_encodable refuses these first; never crash the thread
+            problem = str(exc)
+        ok = problem is None
         with self._ready:
             if ok:
                 self.sent += 1

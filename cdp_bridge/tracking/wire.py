@@ -12,12 +12,17 @@ from __future__ import annotations
 import base64
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from urllib.parse import quote
 
+from werkzeug.sansio.utils import get_current_url
+
 from ..errors import TrackingArgumentError
+from ..identifiers import has_lone_surrogates
 
 #: What encodeURIComponent leaves as it is, beside letters and digits.
 URI_COMPONENT_SAFE = "-_.!~*'()"
+LONE_SURROGATE = "a tracking value holds a lone surrogate, which no URL can carry"
 
 
 @dataclass(frozen=True)
@@ -28,6 +33,22 @@ class Visitor:
     session_id: str | None = None
     user_id: str | None = None
     url: str | None = None
+    #: Without ``url``: the page's (scheme, host, root path, path, query string), made into
+    #: its URL by the sender thread (Werkzeug's ``request.url`` costs a page about 7 µs more).
+    url_parts: tuple[str, str, str, str, bytes] | None = None
+
+    @property
+    def page_url(self) -> str | None:
+        if self.url is None and self.url_parts is not None:
+            return get_current_url(*self.url_parts)
+        return self.url
+
+    @cached_property
+    def query(self) -> str:
+        """``coid=…&sid=…&ruid=…&url=…``, encoded once for all of a page's events."""
+        pairs = [("coid", self.visitor_id), ("sid", self.session_id),
+                 ("ruid", ruid(self.user_id) if self.user_id else None), ("url", self.page_url)]
+        return "&".join(f"{name}={encode_uri_component(value)}" for name, value in pairs if value)
 
 
 def encode_uri_component(value: str) -> str:
@@ -35,7 +56,7 @@ def encode_uri_component(value: str) -> str:
     try:
         return quote(value, safe=URI_COMPONENT_SAFE, encoding="utf-8", errors="strict")
     except UnicodeEncodeError:
-        raise TrackingArgumentError("a tracking value holds a lone surrogate, which no URL can carry") from None
+        raise TrackingArgumentError(LONE_SURROGATE) from None
 
 
 def ruid(user_id: str) -> str:
@@ -47,7 +68,29 @@ def event_url(base_url: str, account_number: str, params: Mapping[str, str], vis
               keep_empty: frozenset[str] = frozenset()) -> str:
     """The whole request URL of one event; ``keep_empty`` names parameters sent even when empty."""
     pairs = sorted(params.items(), key=lambda item: int(item[0][1:]))
-    pairs += [("coid", visitor.visitor_id or ""), ("sid", visitor.session_id or ""),
-              ("ruid", ruid(visitor.user_id) if visitor.user_id else ""), ("url", visitor.url or "")]
-    query = "&".join(f"{name}={encode_uri_component(value)}" for name, value in pairs if value or name in keep_empty)
+    query = "&".join([f"{name}={encode_uri_component(value)}" for name, value in pairs if value or name in keep_empty]
+                     + ([visitor.query] if visitor.query else []))
     return f"{base_url}/{encode_uri_component(account_number)}.rsa?{query}"
+
+
+@dataclass(frozen=True)
+class Event:
+    """One event as a page queues it: the sender thread builds its URL, off the request
+    path (encoding a product page's two events cost the page about 30 µs)."""
+
+    base_url: str
+    account_number: str
+    params: Mapping[str, str]
+    visitor: Visitor
+    keep_empty: frozenset[str] = frozenset()
+
+    def url(self) -> str:
+        return event_url(self.base_url, self.account_number, self.params, self.visitor, self.keep_empty)
+
+
+def check_encodable(params: Mapping[str, str], visitor: Visitor) -> None:
+    """Refuse, while the page is still there to hear it, a value no URL can carry (a lone
+    surrogate), so the sender never meets one."""
+    for value in (*params.values(), visitor.url or ""):
+        if has_lone_surrogates(value):
+            raise TrackingArgumentError(LONE_SURROGATE)

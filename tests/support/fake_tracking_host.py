@@ -31,6 +31,8 @@ class FakeTrackingHost:
     statuses: list[int] = field(default_factory=list)
     hits: list[Hit] = field(default_factory=list)
     released: threading.Event = field(default_factory=threading.Event)
+    #: Serve HTTPS with this certificate file and key file.
+    tls: tuple[str, str] | None = None
 
     def __post_init__(self) -> None:
         self.released.set()
@@ -52,7 +54,7 @@ class FakeTrackingHost:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.loopback = LoopbackServer(Handler)
+        self.loopback = LoopbackServer(Handler, self.tls)
         self.url = self.loopback.url
 
     def hold(self) -> None:

@@ -1,0 +1,82 @@
+"""How the sender thread sends one event: a GET through libcurl, with urllib3's retries.
+
+The sender thread lives in the web process and shares the GIL with its pages. A GET
+through urllib3 or ``requests`` runs in Python, so a busy sender took its share of the
+GIL from the pages (pages back to back in server mode cost 1.27x client mode). pycurl
+runs the whole transfer in C with the GIL released, so the transfer runs beside the
+pages instead of between them: on this machine a CPU-bound loop ran 1.19x slower beside
+a busy urllib3 sender and 0.92x beside a busy pycurl one (see
+``benchmarks/server_tracking.py`` for the page figures).
+
+The retry policy is still urllib3's ``Retry`` (what is retried, how often, the backoff):
+:func:`send_with_retries` asks it after each attempt.
+"""
+
+from __future__ import annotations
+
+import certifi
+import pycurl
+from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, ProtocolError
+from urllib3.response import HTTPResponse
+from urllib3.util.retry import Retry
+
+from ..errors import first_line
+
+#: libcurl's codes for a connection that was never made (the event was not delivered,
+#: so a retry cannot send it twice).
+NOT_CONNECTED = frozenset({pycurl.E_COULDNT_RESOLVE_HOST, pycurl.E_COULDNT_CONNECT})
+
+
+class CurlTransport:
+    """One libcurl handle: its connection is kept alive between events. Made and used by
+    one thread only (libcurl handles are not shared)."""
+
+    def __init__(self, timeout: float, ca_file: str | None = None) -> None:
+        curl = pycurl.Curl()
+        curl.setopt(pycurl.NOSIGNAL, 1)  # timeouts without signals: safe in a thread
+        curl.setopt(pycurl.TIMEOUT_MS, max(1, round(timeout * 1000)))
+        curl.setopt(pycurl.PROTOCOLS, pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS)
+        curl.setopt(pycurl.FOLLOWLOCATION, 0)
+        # The wheels' libcurl looks for its build system's CA file: name certifi's, as requests does.
+        curl.setopt(pycurl.CAINFO, ca_file or certifi.where())
+        curl.setopt(pycurl.WRITEFUNCTION, _discard)
+        self._curl = curl
+
+    def get(self, url: str) -> int:
+        """GET ``url``; its status, or urllib3's ConnectTimeoutError / ProtocolError."""
+        self._curl.setopt(pycurl.URL, url)
+        try:
+            self._curl.perform()
+        except pycurl.error as exc:
+            code, message = exc.args[0], str(exc.args[1] if len(exc.args) > 1 else exc)
+            raise (ConnectTimeoutError if code in NOT_CONNECTED else ProtocolError)(message) from None
+        return int(self._curl.getinfo(pycurl.RESPONSE_CODE))
+
+    def close(self) -> None:
+        self._curl.close()
+
+
+def _discard(data: bytes) -> None:
+    """Raptor's answer has nothing to read."""
+
+
+def send_with_retries(transport: CurlTransport, retry: Retry, url: str) -> str | None:
+    """Send one event; ``None`` once it is accepted, else what went wrong (never the URL,
+    whose query holds the visitor's ids)."""
+    while True:
+        response, error = None, None
+        try:
+            status = transport.get(url)
+        except (ConnectTimeoutError, ProtocolError) as exc:
+            error = exc
+        else:
+            if not retry.is_retry("GET", status):
+                return None if status < 400 else f"Raptor answered {status}"
+            response = HTTPResponse(status=status, preload_content=False)
+        try:
+            retry = retry.increment("GET", url, response=response, error=error)
+        except MaxRetryError:
+            if error is not None:
+                return f"{type(error).__name__}: {first_line(error)}".split("?")[0]
+            return f"Raptor answered {status}"
+        retry.sleep()
