@@ -100,8 +100,9 @@ class Page:
         ids = self.tracking_ids
         if ids is None:
             return None
+        page = request._get_current_object()  # type: ignore[attr-defined]  # one proxy lookup, not five
         return Visitor(visitor_id=ids[0], session_id=ids[1], user_id=self.user_id,
-                       url_parts=(request.scheme, request.host, request.root_path, request.path, request.query_string))
+                       url_parts=(page.scheme, page.host, page.root_path, page.path, page.query_string))
 
     @cached_property
     def segments(self) -> UserSegments:

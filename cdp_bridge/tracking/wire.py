@@ -91,6 +91,5 @@ class Event:
 def check_encodable(params: Mapping[str, str], visitor: Visitor) -> None:
     """Refuse, while the page is still there to hear it, a value no URL can carry (a lone
     surrogate), so the sender never meets one."""
-    for value in (*params.values(), visitor.url or ""):
-        if has_lone_surrogates(value):
-            raise TrackingArgumentError(LONE_SURROGATE)
+    if has_lone_surrogates("".join(params.values()) + (visitor.url or "")):  # one C-speed scan, not one a value
+        raise TrackingArgumentError(LONE_SURROGATE)
