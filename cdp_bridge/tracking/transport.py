@@ -1,11 +1,11 @@
 """How the sender thread sends one event: a GET through libcurl, with urllib3's retries.
 
 The sender thread lives in the web process and shares the GIL with its pages. A GET
-through urllib3 or ``requests`` runs in Python, so a busy sender took its share of the
-GIL from the pages (pages back to back in server mode cost 1.27x client mode). pycurl
-runs the whole transfer in C with the GIL released, so the transfer runs beside the
-pages instead of between them: on this machine a CPU-bound loop ran 1.19x slower beside
-a busy urllib3 sender and 0.92x beside a busy pycurl one (see
+through urllib3 or ``requests`` runs in Python, so a busy sender takes its share of the
+GIL from the pages. pycurl runs the whole transfer in C with the GIL released, so the
+transfer runs beside the pages instead of between them: on this machine a CPU-bound loop
+ran 1.19x slower beside a busy urllib3 sender and 0.92x beside a busy pycurl one, and a
+GET cost the process 127 µs of CPU instead of 277-383 (see
 ``benchmarks/server_tracking.py`` for the page figures).
 
 The retry policy is still urllib3's ``Retry`` (what is retried, how often, the backoff):
@@ -22,9 +22,14 @@ from urllib3.util.retry import Retry
 
 from ..errors import first_line
 
-#: libcurl's codes for a connection that was never made (the event was not delivered,
-#: so a retry cannot send it twice).
+#: libcurl's codes for a connection that was never made: urllib3's ``Retry`` counts them
+#: as connection errors, anything else as a read error.
 NOT_CONNECTED = frozenset({pycurl.E_COULDNT_RESOLVE_HOST, pycurl.E_COULDNT_CONNECT})
+
+
+class ConnectionFailed(ConnectTimeoutError):
+    """No connection was made (refused, or the host unknown); ``Retry`` counts it as a
+    connection error, as it does urllib3's own."""
 
 
 class CurlTransport:
@@ -43,13 +48,15 @@ class CurlTransport:
         self._curl = curl
 
     def get(self, url: str) -> int:
-        """GET ``url``; its status, or urllib3's ConnectTimeoutError / ProtocolError."""
+        """GET ``url``; its status, or :class:`ConnectionFailed` / urllib3's ProtocolError."""
         self._curl.setopt(pycurl.URL, url)
         try:
             self._curl.perform()
         except pycurl.error as exc:
             code, message = exc.args[0], str(exc.args[1] if len(exc.args) > 1 else exc)
-            raise (ConnectTimeoutError if code in NOT_CONNECTED else ProtocolError)(message) from None
+            if code in NOT_CONNECTED:
+                raise ConnectionFailed(message) from None
+            raise ProtocolError(message) from None
         return int(self._curl.getinfo(pycurl.RESPONSE_CODE))
 
     def close(self) -> None:
