@@ -298,6 +298,20 @@ def test_connection_errors_and_5xx_are_retried_other_4xx_are_not(host: FakeTrack
     assert (counts.sent, counts.failed, counts.dropped) == (1, 1, 0)
 
 
+def test_the_hosts_retry_after_is_honoured(host: FakeTrackingHost) -> None:
+    """503 and 429 with Retry-After: retried after the seconds the host asks for, not the
+    sender's own short backoff (what urllib3's Retry does with a header it can read)."""
+    sender = EventSender(backoff=0.01)
+    host.statuses = [503, 429, 200]
+    host.headers = {503: {"Retry-After": "1"}, 429: {"Retry-After": "1"}}
+    sender.enqueue(f"{host.url}/1.rsa?p1=patient")
+    host.wait_for(lambda h: len(h.hits) == 3, seconds=15)
+    sender.stop(seconds=10)
+    assert sender.counts().sent == 1
+    gaps = [later.at - earlier.at for earlier, later in zip(host.hits, host.hits[1:])]
+    assert all(gap >= 0.9 for gap in gaps), gaps
+
+
 @pytest.fixture(scope="module")
 def loopback_certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
     """A self-signed certificate for 127.0.0.1 and its key, made by openssl for this run."""

@@ -47,8 +47,9 @@ class CurlTransport:
         curl.setopt(pycurl.WRITEFUNCTION, _discard)
         self._curl = curl
 
-    def get(self, url: str) -> int:
-        """GET ``url``; its status, or :class:`ConnectionFailed` / urllib3's ProtocolError."""
+    def get(self, url: str) -> HTTPResponse:
+        """GET ``url``: its status and ``Retry-After`` (what ``Retry`` reads), or
+        :class:`ConnectionFailed` / urllib3's ProtocolError."""
         self._curl.setopt(pycurl.URL, url)
         try:
             self._curl.perform()
@@ -57,7 +58,9 @@ class CurlTransport:
             if code in NOT_CONNECTED:
                 raise ConnectionFailed(message) from None
             raise ProtocolError(message) from None
-        return int(self._curl.getinfo(pycurl.RESPONSE_CODE))
+        retry_after = int(self._curl.getinfo(pycurl.RETRY_AFTER))  # libcurl parsed the header; 0 without one
+        return HTTPResponse(status=int(self._curl.getinfo(pycurl.RESPONSE_CODE)), preload_content=False,
+                            headers={"Retry-After": str(retry_after)} if retry_after > 0 else None)
 
     def close(self) -> None:
         self._curl.close()
@@ -71,19 +74,18 @@ def send_with_retries(transport: CurlTransport, retry: Retry, url: str) -> str |
     """Send one event; ``None`` once it is accepted, else what went wrong (never the URL,
     whose query holds the visitor's ids)."""
     while True:
-        response, error = None, None
+        response: HTTPResponse | None = None
+        error: Exception | None = None
         try:
-            status = transport.get(url)
+            response = transport.get(url)
         except (ConnectTimeoutError, ProtocolError) as exc:
-            error = exc
+            error, problem = exc, f"{type(exc).__name__}: {first_line(exc)}".split("?")[0]
         else:
-            if not retry.is_retry("GET", status):
-                return None if status < 400 else f"Raptor answered {status}"
-            response = HTTPResponse(status=status, preload_content=False)
+            problem = f"Raptor answered {response.status}"
+            if not retry.is_retry("GET", response.status, has_retry_after="Retry-After" in response.headers):
+                return None if response.status < 400 else problem
         try:
             retry = retry.increment("GET", url, response=response, error=error)
         except MaxRetryError:
-            if error is not None:
-                return f"{type(error).__name__}: {first_line(error)}".split("?")[0]
-            return f"Raptor answered {status}"
-        retry.sleep()
+            return problem
+        retry.sleep(response)  # the backoff, or the host's Retry-After

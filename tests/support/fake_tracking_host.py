@@ -19,6 +19,7 @@ from tests.support.loopback import LoopbackServer
 class Hit:
     path: str
     query: str
+    at: float = field(default_factory=time.monotonic)
 
     @property
     def params(self) -> dict[str, str]:
@@ -33,6 +34,8 @@ class FakeTrackingHost:
     released: threading.Event = field(default_factory=threading.Event)
     #: Serve HTTPS with this certificate file and key file.
     tls: tuple[str, str] | None = None
+    #: Extra headers of the answers with a given status (e.g. 503: Retry-After).
+    headers: dict[int, dict[str, str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.released.set()
@@ -46,6 +49,8 @@ class FakeTrackingHost:
                 status = fake.statuses.pop(0) if fake.statuses else 200
                 try:
                     self.send_response(status)
+                    for name, value in fake.headers.get(status, {}).items():
+                        self.send_header(name, value)
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                 except OSError:
