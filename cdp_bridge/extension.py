@@ -300,7 +300,7 @@ class CDP:
         if event_type == "buy":
             add_subtotal(fields)  # as cdp_track_buy does for each line
         params = event_parameters(event_type, fields, state.settings.tracking_parameters)
-        state.send_event(event_type, params, visitor)
+        state.send_events([(event_type, params)], visitor)
         return True
 
     def is_in_segment(self, user_id: object, segment: str) -> bool:

@@ -126,16 +126,18 @@ class CDPState:
                     engine, senders, f"{socket.gethostname()}:{os.getpid()}:{token}", counts))
             return self._sender
 
-    def send_event(self, event_type: str, params: dict[str, str], visitor: Visitor) -> None:
-        """Queue one server-side event (SPEC section 10); its URL is built and sent off the
-        request path."""
+    def send_events(self, events: list[tuple[str, dict[str, str]]], visitor: Visitor) -> None:
+        """Queue server-side events (SPEC section 10), all or none: each is checked before
+        any is queued; their URLs are built and sent off the request path."""
         settings = self.settings
         assert settings.account_number is not None
-        check_encodable(params, visitor)
-        moved = settings.tracking_parameters.get(event_type, {})
-        basket = moved.get("basket_content", DEFAULT_TRACKING_PARAMETERS["basket_content"])
-        self.sender.enqueue(Event(settings.server_tracking_url, settings.account_number, params, visitor,
-                                  keep_empty=frozenset({basket})))
+        for _, params in events:
+            check_encodable(params, visitor)
+        for event_type, params in events:
+            moved = settings.tracking_parameters.get(event_type, {})
+            basket = moved.get("basket_content", DEFAULT_TRACKING_PARAMETERS["basket_content"])
+            self.sender.enqueue(Event(settings.server_tracking_url, settings.account_number, params, visitor,
+                                      keep_empty=frozenset({basket})))
 
     @property
     def inbox(self) -> DeliveryInbox:

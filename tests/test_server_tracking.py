@@ -249,6 +249,23 @@ def test_a_failing_helper_sends_none_of_its_events(make_site, host: FakeTracking
     assert host.hits[0].params["p1"] == "visit"  # not the first buy line of the broken order
 
 
+def test_a_value_no_url_can_carry_stops_all_of_its_helpers_events(make_site, host: FakeTrackingHost) -> None:
+    """The second line's name holds a lone surrogate: it is refused when the page queues
+    its events, so the first line is not sent either."""
+    app = make_site("server")
+    app.jinja_env.globals["lines"] = [{"id": "a", "price": 1, "quantity": 1},
+                                      {"id": "b", "price": 1, "quantity": 1, "name": "bad\ud800"}]
+
+    @app.get("/order")
+    def order() -> str:
+        return render_template_string("{{ cdp_track_buy(lines, order_id='o1', currency='EUR') }}|{{ cdp_track_visit('ok') }}")
+
+    assert consenting_client(app, rsa=VISITOR).get("/order").get_data(as_text=True) == "|"
+    host.wait_for(lambda h: len(h.hits) == 1)
+    app.extensions["cdp"].sender.stop()
+    assert [hit.params["p1"] for hit in host.hits] == ["visit"]
+
+
 def test_a_hanging_or_stopped_host_never_holds_a_page(make_site, host: FakeTrackingHost) -> None:
     """Pages finish while the host holds every request it gets: sending is off the request path."""
     app = make_site("server")

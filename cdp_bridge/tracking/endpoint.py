@@ -60,7 +60,7 @@ def receive_event() -> Response:
     except TrackingArgumentError as exc:
         return refuse(400, "invalid_event", str(exc))
     try:
-        state.send_event(event_type, params, Visitor(visitor.visitor_id, visitor.session_id, visitor.user_id, url))
+        state.send_events([(event_type, params)], Visitor(visitor.visitor_id, visitor.session_id, visitor.user_id, url))
     except TrackingArgumentError as exc:  # a value no URL can carry
         return refuse(400, "invalid_event", str(exc))
     return current_app.response_class(status=204)

@@ -115,8 +115,7 @@ def _send_pending(page: Page) -> None:
         return
     visitor = page.tracking_visitor
     if visitor is not None:
-        for event_type, params in page.pending_events:
-            page.state.send_event(event_type, params, visitor)
+        page.state.send_events(page.pending_events, visitor)
     page.pending_events.clear()
 
 
