@@ -127,16 +127,14 @@ class UserSegmentsRead:
         if not rows:
             return NO_SEGMENTS
         version = rows[0][0]
+        if version is not None and self.catalogue.version != version:
+            self.catalogue = self._catalogue(self.all_segments.fetch(dbapi_connection, None))
         catalogue = self.catalogue
         if version is None or catalogue.version != version:
-            catalogue = self._catalogue(self.all_segments.fetch(dbapi_connection, None))
-            if catalogue.version is not None:
-                self.catalogue = catalogue
-            if catalogue.version is None or catalogue.version != version:
-                # The store changed between the two reads, or it has no version: read the
-                # user's segments with their names, in one statement.
-                catalogue = self._catalogue(self.named_member_segments.fetch(dbapi_connection, user_id))
-                return UserSegments(frozenset(catalogue.segments), catalogue)
+            # The store changed between the two reads, or it has no version: read the
+            # user's segments with their names, in one statement.
+            catalogue = self._catalogue(self.named_member_segments.fetch(dbapi_connection, user_id))
+            return UserSegments(frozenset(catalogue.segments), catalogue)
         return UserSegments(frozenset([row[1] for row in rows]), catalogue)
 
     def _catalogue(self, rows: Sequence[Sequence[Any]]) -> SegmentCatalogue:
