@@ -11,7 +11,6 @@ from decimal import Decimal
 from types import SimpleNamespace
 
 import pytest
-import requests
 from flask import Flask
 
 from cdp_bridge import CDP
@@ -164,7 +163,7 @@ def test_a_server_that_never_answers_times_out() -> None:
     thread = threading.Thread(target=lambda: accepted.append(listener.accept()[0]), daemon=True)
     thread.start()
     client = StreamClient(f"http://127.0.0.1:{listener.getsockname()[1]}", "1234", Secret("s"),
-                          retry=RetryPolicy(tries=1), timeout=(1.0, 0.2))
+                          retry=RetryPolicy(tries=1), timeout=0.2)
     with pytest.raises(SendFailed, match="timed out"):
         client.send(b"[]", draft=False)
     for connection in accepted:
@@ -416,7 +415,7 @@ def test_export_schedule_without_a_schedule(make_site) -> None:
 
 
 def test_stream_client_sends_exactly_the_body(api: FakeStreamAPI) -> None:
-    client = StreamClient(api.url, "9876", Secret("sid"), session=requests.Session())
+    client = StreamClient(api.url, "9876", Secret("sid"))
     client.send(b'[{"id":"1"}]', draft=False)
     assert api.received[0].body == b'[{"id":"1"}]' and api.received[0].path == "/stream/9876"
 
@@ -481,3 +480,45 @@ def test_product_and_content_processors_and_the_user_type_selector(make_site, ap
     assert [item["id"] for item in users.items] == [2]
     assert products.items[0]["stock"] == 4 and "words" not in products.items[0]
     assert content.items[0]["words"] == 800 and "stock" not in content.items[0]
+
+
+def test_a_redirect_is_not_followed_and_the_stream_id_goes_nowhere_else(api: FakeStreamAPI) -> None:
+    from tests.support.loopback import Listener
+
+    other_host = Listener("127.0.0.2")
+    api.script = [Answer(307, {"Location": f"{other_host.url}/steal"})]
+    client = StreamClient(api.url, "9876", Secret("stream-id-secret-1234"), retry=RetryPolicy(tries=3), sleep=lambda s: None)
+    try:
+        with pytest.raises(SendFailed) as failed:
+            client.send(b'[{"id":"1"}]', draft=False)
+    finally:
+        other_host.close()
+    assert str(failed.value) == "answered 307 with a redirect to 127.0.0.2, which is not followed (after 1 try)"
+    assert other_host.requests == [] and len(api.received) == 1  # a redirect is not retried either
+
+
+def test_a_drip_fed_answer_is_cut_off_at_the_total_deadline() -> None:
+    """One byte every 0.05 s keeps each read under any per-read timeout: the deadline holds."""
+    import time
+
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def answer_slowly() -> None:
+        connection, _ = listener.accept()
+        connection.recv(65536)
+        try:
+            for byte in b"HTTP/1.1 200 OK\r\nContent-Length: 40\r\n\r\n" + b"x" * 40:
+                connection.sendall(bytes([byte]))
+                time.sleep(0.05)
+        except OSError:
+            pass
+        connection.close()
+
+    threading.Thread(target=answer_slowly, daemon=True).start()
+    client = StreamClient(f"http://127.0.0.1:{listener.getsockname()[1]}", "1234", Secret("s"), retry=RetryPolicy(tries=1),
+                          timeout=0.5)
+    started = time.monotonic()
+    with pytest.raises(SendFailed, match="timed out"):
+        client.send(b"[]", draft=False)
+    assert time.monotonic() - started < 2
+    listener.close()

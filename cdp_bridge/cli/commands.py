@@ -11,7 +11,6 @@ import signal
 from datetime import timedelta
 
 import click
-import requests
 from flask import current_app
 
 from ..constants import PROTECTED_GROUP_MESSAGE
@@ -19,7 +18,7 @@ from ..errors import ConfigurationError, ValidationError
 from ..model import ActivationCredentials, DeliveryStatus
 from ..state import current_state as _state
 from ..store import validate_user_ids
-from ..webhook.sample import sample_body, send_activation
+from ..webhook.sample import SendFailed, sample_body, send_activation
 from ..webhook.worker import QueueWorker
 from .group import CommandFailed, cdp_cli, counted, reports_errors
 from .health import run_checks
@@ -177,8 +176,8 @@ def send_test_activation(url: str | None, client_id: str | None, user_ids: tuple
     body = sample_body(activation.segment_group_identifier, validate_user_ids(user_ids))
     try:
         sent = send_activation(url, activation, body, secrets[0] if secrets else None)
-    except requests.RequestException as exc:
-        raise CommandFailed(f"could not reach {url}: {type(exc).__name__} (is the site running?)") from None
+    except SendFailed as exc:
+        raise CommandFailed(f"could not reach {url}: {exc} (is the site running?)") from None
     click.echo(f"{url} answered {sent.status_code}: {sent.body.strip()}")
     if not 200 <= sent.status_code < 300:
         raise CommandFailed("the site did not accept the activation")

@@ -1,9 +1,10 @@
 """A client for Raptor's Streaming API: ``POST {base}/{account}`` with a JSON array body.
 
-One ``requests.Session`` with timeouts; connection errors, timeouts, 429 and 5xx are
-retried with exponential backoff and jitter, honouring ``Retry-After``; any other 4xx
-is not retried. Each request is logged at DEBUG on ``cdp_bridge.export`` with the
-stream id redacted.
+Calls go through the shared outbound client (a pool, no redirects: the stream id is a
+secret; a total deadline per call; a bounded answer). Connection errors, timeouts, 429
+and 5xx are retried with exponential backoff and jitter, honouring ``Retry-After``; any
+other 4xx, and a redirect, is not retried. Each request is logged at DEBUG on
+``cdp_bridge.export`` with the stream id redacted.
 """
 
 from __future__ import annotations
@@ -15,15 +16,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import requests
-
 from ..errors import CDPError
+from ..log_text import one_line
+from ..outbound import Answer, OutboundClient
 from ..secret import Secret
 
 log = logging.getLogger("cdp_bridge.export")
 
-CONNECT_TIMEOUT = 10.0
-READ_TIMEOUT = 60.0
+#: Seconds a batch's call may take in all, answer included.
+TIMEOUT = 60.0
+#: The Streaming API answers a status and a short message: only an excerpt is ever shown.
+MAX_ANSWER_BYTES = 64 * 1024
 MAX_RETRY_AFTER = 300.0
 
 
@@ -59,15 +62,14 @@ class StreamClient:
         account_number: str,
         stream_id: Secret,
         *,
-        session: requests.Session | None = None,
         retry: RetryPolicy = RetryPolicy(),
         sleep: Callable[[float], None] = time.sleep,
         jitter: Callable[[], float] = random.random,
-        timeout: tuple[float, float] = (CONNECT_TIMEOUT, READ_TIMEOUT),
+        timeout: float = TIMEOUT,
     ) -> None:
         self.url = f"{base_url.rstrip('/')}/{account_number}"
         self._stream_id = stream_id
-        self.session = session or requests.Session()
+        self._http = OutboundClient(timeout=timeout, max_answer_bytes=MAX_ANSWER_BYTES, pool_size=1)
         self.retry = retry
         self.sleep = sleep
         self.jitter = jitter
@@ -92,23 +94,25 @@ class StreamClient:
     def _try(self, body: bytes, headers: dict[str, str], draft: bool) -> tuple[str | None, float | bool | None]:
         """One request: (None, _) when accepted; else (reason, retry-after or None, or False: do not retry)."""
         log.debug("POST %s (%d bytes, draft=%s, x-streamid=<redacted>)", self.url, len(body), draft)
-        try:
-            response = self.session.post(self.url, data=body, headers=headers, timeout=self.timeout)
-        except requests.Timeout:
-            return "timed out", None
-        except requests.ConnectionError:
-            return "connection failed", None
-        log.debug("POST %s answered %s", self.url, response.status_code)
-        if response.ok:
+        answer = self._http.request("POST", self.url, body=body, headers=headers)
+        if not isinstance(answer, Answer):
+            log.debug("POST %s failed: %s", self.url, answer)
+            if answer.reason == "timeout":
+                return "timed out", None
+            if answer.reason == "connection":
+                return "connection failed", None
+            return answer.detail, False  # a redirect or an oversized answer: trying again changes nothing
+        log.debug("POST %s answered %s", self.url, answer.status)
+        if 200 <= answer.status < 300:
             return None, None
         # The answer is shown to the operator: never with the stream id in it.
-        reason = f"HTTP {response.status_code}{_excerpt(response)}".replace(self._stream_id.reveal(), "<redacted>")
-        if response.status_code == 429 or response.status_code >= 500:
-            return reason, retry_after_seconds(response.headers.get("Retry-After"))
+        reason = f"HTTP {answer.status}{_excerpt(answer)}".replace(self._stream_id.reveal(), "<redacted>")
+        if answer.status == 429 or answer.status >= 500:
+            return reason, retry_after_seconds(answer.headers.get("Retry-After"))
         return reason, False
 
     def close(self) -> None:
-        self.session.close()
+        self._http.close()
 
 
 def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
@@ -126,6 +130,6 @@ def retry_after_seconds(value: str | None, now: float | None = None) -> float | 
     return min(max(seconds, 0.0), MAX_RETRY_AFTER)
 
 
-def _excerpt(response: requests.Response, limit: int = 200) -> str:
-    text = response.text.strip().replace("\n", " ")
-    return f": {text[:limit]}" if text else ""
+def _excerpt(answer: Answer, limit: int = 200) -> str:
+    text = one_line(answer.text().strip()[:limit])
+    return f": {text}" if text else ""

@@ -14,11 +14,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import requests
-
+from ..errors import CDPError
 from ..model import ActivationCredentials
+from ..outbound import Answer, OutboundClient
 from ..secret import Secret
 from .signatures import sign
+
+#: The site answers a status and a short JSON document.
+MAX_ANSWER_BYTES = 64 * 1024
+
+
+class SendFailed(CDPError):
+    """The site could not be reached, or answered with a redirect (never followed: the
+    request carries the activation's secret)."""
 
 
 @dataclass(frozen=True)
@@ -74,5 +82,8 @@ def send_activation(
                 "webhook-signature": sign(signing_secret, msg_id, timestamp, raw),
             }
         )
-    response = requests.post(url, data=raw, headers=headers, timeout=timeout)
-    return SentActivation(response.status_code, response.text)
+    answer = OutboundClient(timeout=timeout, max_answer_bytes=MAX_ANSWER_BYTES, pool_size=1).request(
+        "POST", url, body=raw, headers=headers)
+    if not isinstance(answer, Answer):
+        raise SendFailed(str(answer))
+    return SentActivation(answer.status, answer.text())

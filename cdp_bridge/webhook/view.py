@@ -9,7 +9,6 @@ whether to apply it now or queue it and records it before anything is answered. 
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from typing import Any
@@ -24,6 +23,7 @@ from ..errors import CDPError, PayloadError, SignatureError, ValidationError
 from ..identifiers import validate_text_identifier
 from ..log_text import one_line
 from ..model import ActivationDocument, Outcome
+from ..outbound import BadAnswer, read_json
 from ..state import current_state
 from .credentials import authenticate
 from .formats import choose_format
@@ -96,10 +96,9 @@ def receive_webhook() -> Response:
 
 
 def _accept(state: Any, activation: Any, body: bytes, signed: bool) -> Response:
-    try:
-        raw = json.loads(body)
-    except (ValueError, RecursionError) as exc:
-        return answer(400, error="invalid_json", message=f"the body is not valid JSON: {_json_problem(exc)}")
+    raw = read_json(body)
+    if isinstance(raw, BadAnswer):
+        return answer(400, error="invalid_json", message=f"the body is not valid JSON: {raw.detail}")
     try:
         payload_format = choose_format(state.hooks.payload_formats, raw, request.headers)
         document = payload_format.parse(raw)
@@ -229,14 +228,6 @@ def _payload_error(exc: PayloadError) -> dict[str, Any]:
     if exc.details is not None:
         body["details"] = exc.details
     return body
-
-
-def _json_problem(exc: BaseException) -> str:
-    if isinstance(exc, RecursionError):
-        return "nested too deeply"
-    if isinstance(exc, UnicodeDecodeError):
-        return "not UTF-8 text"
-    return str(getattr(exc, "msg", None) or exc)
 
 
 def _log_headers() -> None:

@@ -25,6 +25,11 @@ class Reply:
     status: int = 200
     body: bytes = b'{"memberships": []}'
     delay: float = 0.0
+    #: Seconds between the body's bytes: an answer drip-fed one byte at a time.
+    drip: float = 0.0
+    #: Without Content-Length, the body ends when the connection closes.
+    content_length: bool = True
+    headers: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def memberships(cls, *pairs: tuple[str, str], **extra: Any) -> Reply:
@@ -53,10 +58,20 @@ class FakeMembershipAPI:
                 try:
                     self.send_response(reply.status)
                     self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(reply.body)))
+                    if reply.content_length:
+                        self.send_header("Content-Length", str(len(reply.body)))
+                    for name, value in reply.headers.items():
+                        self.send_header(name, value)
                     self.end_headers()
-                    self.wfile.write(reply.body)
-                except OSError:  # the client gave up waiting (a timeout test)
+                    if reply.drip:
+                        for index in range(len(reply.body)):
+                            self.wfile.write(reply.body[index:index + 1])
+                            self.wfile.flush()
+                            time.sleep(reply.drip)
+                    else:
+                        for start in range(0, len(reply.body), 1 << 16):
+                            self.wfile.write(reply.body[start:start + (1 << 16)])
+                except OSError:  # the client gave up reading (a timeout or size test)
                     pass
 
             def log_message(self, *args: Any) -> None:

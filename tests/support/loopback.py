@@ -13,8 +13,9 @@ class LoopbackServer:
     """Serves ``handler`` on a free loopback port until :meth:`close`; over HTTPS with
     ``tls`` (a certificate file and its key file)."""
 
-    def __init__(self, handler: type[BaseHTTPRequestHandler], tls: tuple[str, str] | None = None) -> None:
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    def __init__(self, handler: type[BaseHTTPRequestHandler], tls: tuple[str, str] | None = None,
+                 host: str = "127.0.0.1") -> None:
+        self.server = ThreadingHTTPServer((host, 0), handler)
         self.server.daemon_threads = True
         scheme = "http"
         if tls is not None:
@@ -22,7 +23,7 @@ class LoopbackServer:
             context.load_cert_chain(*tls)
             self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
             scheme = "https"
-        self.url = f"{scheme}://127.0.0.1:{self.server.server_address[1]}"
+        self.url = f"{scheme}://{host}:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self.thread.start()
 
@@ -30,6 +31,34 @@ class LoopbackServer:
         self.server.shutdown()
         self.server.server_close()
         self.thread.join(10)
+
+
+class Listener:
+    """Another host (a loopback address of its own) that records every request it is
+    sent, headers included: where a redirect would take a client's secret."""
+
+    def __init__(self, host: str = "127.0.0.2") -> None:
+        self.requests: list[tuple[str, str, dict[str, str]]] = []
+        listener = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _record(self) -> None:
+                listener.requests.append((self.command, self.path, dict(self.headers.items())))
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+            do_GET = do_POST = _record
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.loopback = LoopbackServer(Handler, host=host)
+        self.url = self.loopback.url
+
+    def close(self) -> None:
+        self.loopback.close()
 
 
 def bare_app(tmp_path, name: str = "bare") -> Flask:  # noqa: ANN001 - a pytest tmp_path

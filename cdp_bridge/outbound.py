@@ -1,0 +1,240 @@
+"""Calls to servers outside this machine (Raptor's APIs, a site's own webhook), made one
+way for every client, so a new client cannot forget a guard.
+
+Every client carries a secret (a key header, a key in the URL path, a stream id, a
+webhook's client secret), and every answer comes from a server cdp_bridge does not
+control. So a call here:
+
+- never follows a redirect: a 3xx is a failed call (``redirect``) naming only the status
+  and the ``Location`` host, since following it would hand the secret to that host;
+- has a *total* deadline, enforced while the answer is read: a server that drips its
+  headers or body a byte at a time is cut off when the deadline passes (a watchdog
+  shuts the socket down), not after one timeout per byte;
+- reads at most ``max_answer_bytes`` of the body, streaming, and stops there;
+- asks for an uncompressed answer and never decompresses one, so the limit is the
+  memory the answer costs;
+- returns a value (:class:`Answer` or :class:`CallFailure`), never an exception, and no
+  failure's text carries the URL (whose path or query may hold a key or a visitor id).
+
+:func:`read_json` parses an answer depth-safely: nesting too deep for the parser
+(``RecursionError``) or an answer too large for memory is a :class:`BadAnswer`, like
+malformed JSON.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from http.client import HTTPException
+from urllib.parse import urlsplit
+
+import certifi
+import urllib3
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, ReadTimeoutError
+from urllib3.response import BaseHTTPResponse, HTTPResponse
+
+from .log_text import one_line
+
+#: How much of a body one read asks for: small enough that the size limit is checked often.
+READ_CHUNK_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A complete answer: its status, headers and body (at most the client's limit)."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+    def text(self) -> str:
+        """The body as text, for a log line or an error excerpt (bad bytes replaced)."""
+        return self.body.decode("utf-8", "replace")
+
+
+@dataclass(frozen=True)
+class CallFailure:
+    """No usable answer. ``reason``: ``timeout``, ``connection``, ``redirect`` or
+    ``too_large``; ``detail`` says what happened in words safe for a log line."""
+
+    reason: str
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.reason}: {self.detail}"
+
+
+@dataclass(frozen=True)
+class BadAnswer:
+    """A body that could not be read as JSON; ``detail`` says why (``nested too deeply``,
+    ``not UTF-8 text``, or the parser's message such as ``Expecting value``)."""
+
+    detail: str
+
+
+def read_json(body: bytes) -> object:
+    """The JSON value of ``body``, or a :class:`BadAnswer` (malformed, not UTF-8, nested
+    too deeply for the parser, or too large for memory). Never raises: the one JSON
+    reader for what comes from outside, answers and request bodies alike."""
+    try:
+        return json.loads(body)
+    except RecursionError:
+        return BadAnswer("nested too deeply")
+    except MemoryError:
+        return BadAnswer("too large to parse")
+    except UnicodeDecodeError:
+        return BadAnswer("not UTF-8 text")
+    except ValueError as exc:  # JSONDecodeError: its message without the document
+        return BadAnswer(one_line(str(getattr(exc, "msg", None) or exc))[:120])
+
+
+class OutboundClient:
+    """A pool of connections to outside servers, with the guards above. Thread-safe: one
+    per client, shared by every thread of the process."""
+
+    def __init__(self, *, timeout: float, max_answer_bytes: int, pool_size: int = 10, ca_file: str | None = None) -> None:
+        self.timeout = timeout
+        self.max_answer_bytes = max_answer_bytes
+        self._pool = urllib3.PoolManager(num_pools=4, maxsize=pool_size, retries=False, ca_certs=ca_file or certifi.where())
+        self._pool.pool_classes_by_scheme = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
+
+    def request(self, method: str, url: str, *, headers: Mapping[str, str] | None = None,
+                fields: Mapping[str, str] | None = None, body: bytes | None = None,
+                timeout: float | None = None) -> Answer | CallFailure:
+        """Make one call and read its whole answer within ``timeout`` seconds (the
+        client's by default). ``fields`` are the query of a GET."""
+        seconds = self.timeout if timeout is None else timeout
+        deadline = _Deadline(seconds)
+        _watched.deadline = deadline
+        try:
+            response = self._pool.request(
+                method, url, fields=fields, body=body, headers={**(headers or {}), "Accept-Encoding": "identity"},
+                timeout=urllib3.Timeout(connect=seconds, read=seconds), redirect=False, retries=False,
+                preload_content=False, decode_content=False)
+        except (urllib3.exceptions.HTTPError, HTTPException, OSError) as exc:
+            deadline.cancel()
+            return _failure(exc, deadline, seconds)
+        finally:
+            _watched.deadline = None
+        try:
+            return self._read(response, deadline, seconds)
+        finally:
+            deadline.cancel()
+            response.release_conn()
+
+    def _read(self, response: BaseHTTPResponse, deadline: _Deadline, seconds: float) -> Answer | CallFailure:
+        if 300 <= response.status < 400:
+            response.close()  # the body is not wanted, and the connection is not kept for it
+            host = urlsplit(response.headers.get("Location", "")).hostname or "no Location"
+            return CallFailure("redirect", f"answered {response.status} with a redirect to {one_line(host)[:100]},"
+                                           " which is not followed")
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > self.max_answer_bytes:
+            response.close()
+            return CallFailure("too_large", f"the answer is larger than {self.max_answer_bytes} bytes")
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            while chunk := response.read1(READ_CHUNK_BYTES, decode_content=False):
+                size += len(chunk)
+                if size > self.max_answer_bytes:
+                    response.close()
+                    return CallFailure("too_large", f"the answer is larger than {self.max_answer_bytes} bytes")
+                chunks.append(chunk)
+        except (urllib3.exceptions.HTTPError, HTTPException, OSError) as exc:
+            response.close()
+            return _failure(exc, deadline, seconds)
+        if deadline.expired:  # the watchdog's shutdown can end a body like a closed connection
+            response.close()
+            return _timed_out(seconds)
+        return Answer(response.status, response.headers, b"".join(chunks))
+
+    def close(self) -> None:
+        self._pool.clear()
+
+
+def _failure(exc: BaseException, deadline: _Deadline, seconds: float) -> CallFailure:
+    """A failed call in words that never carry the URL (urllib3's messages may)."""
+    if isinstance(exc, NewConnectionError) and not deadline.expired:  # a ConnectTimeoutError too, in urllib3 2
+        return CallFailure("connection", "could not connect")
+    if deadline.expired or isinstance(exc, ReadTimeoutError | ConnectTimeoutError | TimeoutError):
+        return _timed_out(seconds)
+    cause = exc.__context__ if isinstance(exc, urllib3.exceptions.ProtocolError) and exc.__context__ else exc
+    return CallFailure("connection", f"the connection failed ({type(cause).__name__})")
+
+
+def _timed_out(seconds: float) -> CallFailure:
+    return CallFailure("timeout", f"no complete answer within {seconds:g} s")
+
+
+class _Deadline:
+    """A call's total deadline: at ``seconds`` from now, shut down the socket being read
+    (a read blocked on it returns at once); :attr:`expired` tells the reader why."""
+
+    def __init__(self, seconds: float) -> None:
+        self.expired = False
+        self._lock = threading.Lock()
+        self._socket: socket.socket | None = None
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def watch(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._socket = sock
+            expired = self.expired
+        if expired:
+            _shut_down(sock)
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            sock = self._socket
+        if sock is not None:
+            _shut_down(sock)
+
+
+def _shut_down(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):  # already closed: nothing to interrupt
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+#: The deadline of the call this thread is making, for the connection that reads it.
+_watched = threading.local()
+
+
+def _watch(sock: socket.socket | None) -> None:
+    """Hand a connection's socket to the current call's deadline just before the answer's
+    headers are read; the same socket then carries the body."""
+    deadline: _Deadline | None = getattr(_watched, "deadline", None)
+    if deadline is not None and sock is not None:
+        deadline.watch(sock)
+
+
+class _WatchedHTTPConnection(HTTPConnection):
+    def getresponse(self) -> HTTPResponse:  # type: ignore[override]  # urllib3's own signature
+        _watch(self.sock)
+        return super().getresponse()
+
+
+class _WatchedHTTPSConnection(HTTPSConnection):
+    def getresponse(self) -> HTTPResponse:  # type: ignore[override]
+        _watch(self.sock)
+        return super().getresponse()
+
+
+class _WatchedHTTPPool(HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTPConnection
+
+
+class _WatchedHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPSConnection
