@@ -1,7 +1,9 @@
-"""Validation of the names that cross cdp_bridge's boundaries: identifiers and user ids.
+"""Validation of the text that crosses cdp_bridge's boundaries: identifiers, user ids,
+names and values from outside.
 
-Shared by the settings, the store, the webhook payload and the CLI so that every entry
-point accepts and refuses exactly the same values.
+Shared by the settings, the store, the webhook payload, ``/cdp/track``, the tracking
+helpers, the clients of Raptor's APIs and the CLI, so that every entry point accepts and
+refuses exactly the same text (:func:`text_problem`).
 """
 
 from __future__ import annotations
@@ -34,9 +36,9 @@ def validate_group_identifier(value: object) -> str:
 
 def has_control_characters(value: str) -> bool:
     """True when ``value`` holds a control, format-control or line-separator character."""
-    if value.isprintable():  # fast path in C: printable text has none of them
+    if value.isprintable():  # in C: printable text has none of them
         return False
-    return any(unicodedata.category(ch) in {"Cc", "Cf", "Zl", "Zp"} for ch in value)
+    return any(unicodedata.category(ch) in STRICT_CATEGORIES for ch in value)
 
 
 def has_lone_surrogates(value: str) -> bool:
@@ -52,6 +54,34 @@ def has_lone_surrogates(value: str) -> bool:
 
 
 NOT_UNICODE = "must be valid Unicode text (it holds a lone surrogate such as \\ud800)"
+CONTROL_CHARACTERS = "must not contain control characters"
+LINE_BREAKS = frozenset("\t\n\r")
+#: Unicode categories refused in names and ids: controls, format controls (bidi
+#: overrides, zero-width characters) and the line and paragraph separators.
+STRICT_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp"})
+
+
+def text_problem(text: str, *, max_length: int, line_breaks: bool = False, format_characters: bool = False) -> str | None:
+    """Why ``text`` from outside cannot be accepted, or ``None``: the one rule for text
+    that enters through the webhook, ``/cdp/track``, Raptor's answers and the helpers.
+
+    Text must be valid Unicode (no lone surrogate: nothing can encode one), at most
+    ``max_length`` characters, and free of control characters. Names and ids also refuse
+    format controls and separators; ``line_breaks`` admits tab, CR and LF (descriptions,
+    tracked values); ``format_characters`` admits format controls and separators
+    (tracked values such as emoji sequences, which are escaped on output).
+    """
+    if len(text) > max_length:
+        return f"must be at most {max_length} characters"
+    if text.isprintable():  # in C: the usual text has nothing more to check
+        return None
+    if has_lone_surrogates(text):
+        return NOT_UNICODE
+    refused = {"Cc"} if format_characters else STRICT_CATEGORIES
+    for character in text:
+        if unicodedata.category(character) in refused and not (line_breaks and character in LINE_BREAKS):
+            return CONTROL_CHARACTERS
+    return None
 
 
 def validate_text_identifier(value: object, what: str) -> str:
@@ -65,12 +95,9 @@ def validate_text_identifier(value: object, what: str) -> str:
     text = str(value)
     if not text:
         raise ValidationError(f"{what} must not be empty")
-    if len(text) > MAX_IDENTIFIER_LENGTH:
-        raise ValidationError(f"{what} must be at most {MAX_IDENTIFIER_LENGTH} characters")
-    if has_lone_surrogates(text):
-        raise ValidationError(f"{what} {NOT_UNICODE}")
-    if has_control_characters(text):
-        raise ValidationError(f"{what} must not contain control characters")
+    problem = text_problem(text, max_length=MAX_IDENTIFIER_LENGTH)
+    if problem is not None:
+        raise ValidationError(f"{what} {problem}")
     return text
 
 
@@ -103,12 +130,13 @@ def validate_name(value: object, what: str = "name") -> str:
     return validate_text_identifier(value.strip(), what)
 
 
-#: A UUID in its canonical text form, as Raptor's ``rsa`` visitor cookie holds one.
-VISITOR_ID_PATTERN = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+#: A version 4 (random) UUID in its canonical text form, as Raptor's ``rsa`` visitor
+#: cookie and the hybrid shim hold one: a made-up id such as the all-zero UUID is refused.
+VISITOR_ID_PATTERN = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-4[0-9a-fA-F]{3}-[89abAB][0-9a-fA-F]{3}-[0-9a-fA-F]{12}")
 
 
 def visitor_id_or_none(value: object) -> str | None:
-    """A visitor id (lower case) from a cookie's value; ``None`` for anything not a UUID."""
+    """A visitor id (lower case) from a cookie's value; ``None`` for anything not a v4 UUID."""
     if isinstance(value, str) and VISITOR_ID_PATTERN.fullmatch(value):
         return value.lower()
     return None

@@ -9,6 +9,7 @@ visitor and their segments are looked up only when a helper first needs them.
 
 from __future__ import annotations
 
+import logging
 import re
 import uuid
 from functools import cached_property
@@ -24,6 +25,8 @@ from .state import CDPState, current_state
 from .store import NO_SEGMENTS, UserSegments
 from .tracking.wire import Visitor
 from .visitors import as_segments
+
+log = logging.getLogger("cdp_bridge.tracking")
 
 NONCE = re.compile(r"[A-Za-z0-9+/=_-]{1,256}")
 CONSENTING_VALUES = frozenset({"1", "true", "yes"})
@@ -107,8 +110,16 @@ class Page:
     @cached_property
     def segments(self) -> UserSegments:
         """The segments of whoever is looking: a logged-in user's from the store, a
-        visitor's from the CDP API (at most one call a request), else none."""
-        user_id = self.user_id
+        visitor's from the CDP API (at most one call a request), else none. A user id
+        from the host's loader that is no valid id gives no segments and one ERROR for
+        the page (in debug, the error), as the tracking helpers do."""
+        try:
+            user_id = self.user_id
+        except TrackingArgumentError as exc:
+            if current_app.debug:
+                raise
+            log.error("cdp_in_segment / cdp_user_segments: no segments for this page: %s", exc)
+            return NO_SEGMENTS
         if user_id is not None:
             return self.state.user_segments(user_id)
         service = self.state.visitor_segments

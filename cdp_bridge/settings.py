@@ -61,12 +61,14 @@ class CDPSettings:
     membership_activation_id: str | None = None
     membership_api_key: Secret | None = field(default=None, repr=False)
     membership_timeout: float = c.DEFAULT_MEMBERSHIP_TIMEOUT
+    membership_max_bytes: int = c.DEFAULT_MEMBERSHIP_MAX_BYTES
     membership_failures_before_pause: int = c.DEFAULT_MEMBERSHIP_FAILURES_BEFORE_PAUSE
     membership_pause_seconds: int = c.DEFAULT_MEMBERSHIP_PAUSE_SECONDS
     visitor_segments_cache_ttl: int = c.DEFAULT_VISITOR_SEGMENTS_CACHE_TTL
     tracking_mode: str = c.DEFAULT_TRACKING_MODE
     server_tracking_url: str = c.DEFAULT_SERVER_TRACKING_URL
     visitor_cookie_days: int = c.DEFAULT_VISITOR_COOKIE_DAYS
+    track_address_limit_per_minute: int = c.DEFAULT_TRACK_ADDRESS_LIMIT_PER_MINUTE
 
     @property
     def visitor_segments_enabled(self) -> bool:
@@ -335,6 +337,7 @@ class SettingsSchema(Schema):
         error_messages={"invalid": "expected seconds between 0.05 and 60", "special": "expected seconds between 0.05 and 60"},
         allow_nan=False,
     )
+    membership_max_bytes = _positive_int(c.MEMBERSHIP_MAX_BYTES, 1024, "a whole number of bytes of at least 1024")
     membership_failures_before_pause = _positive_int(c.MEMBERSHIP_FAILURES_BEFORE_PAUSE, 1, "a whole number of at least 1")
     membership_pause_seconds = _positive_int(c.MEMBERSHIP_PAUSE_SECONDS, 1, "a whole number of seconds of at least 1")
     tracking_mode = _TrimmedString(
@@ -348,6 +351,7 @@ class SettingsSchema(Schema):
                                 error="expected a whole number of days from 1 to 400 (browsers keep a cookie 400 days at most)"),
         error_messages={"invalid": "expected a whole number of days from 1 to 400"},
     )
+    track_address_limit_per_minute = _positive_int(c.TRACK_ADDRESS_LIMIT_PER_MINUTE, 1, "a whole number of at least 1")
     visitor_segments_cache_ttl = _positive_int(c.VISITOR_SEGMENTS_CACHE_TTL, 0, "a whole number of seconds (0 turns the cache off)")
 
     @validates_schema
@@ -423,6 +427,7 @@ def load_settings(config: Mapping[str, Any], environ: Mapping[str, str] | None =
         membership_activation_id=loaded.get("membership_activation_id"),
         membership_api_key=loaded.get("membership_api_key"),
         membership_timeout=loaded.get("membership_timeout", c.DEFAULT_MEMBERSHIP_TIMEOUT),
+        membership_max_bytes=loaded.get("membership_max_bytes", c.DEFAULT_MEMBERSHIP_MAX_BYTES),
         membership_failures_before_pause=loaded.get("membership_failures_before_pause",
                                                     c.DEFAULT_MEMBERSHIP_FAILURES_BEFORE_PAUSE),
         membership_pause_seconds=loaded.get("membership_pause_seconds", c.DEFAULT_MEMBERSHIP_PAUSE_SECONDS),
@@ -430,6 +435,7 @@ def load_settings(config: Mapping[str, Any], environ: Mapping[str, str] | None =
         tracking_mode=loaded.get("tracking_mode", c.DEFAULT_TRACKING_MODE),
         server_tracking_url=loaded["server_tracking_url"].rstrip("/"),
         visitor_cookie_days=loaded.get("visitor_cookie_days", c.DEFAULT_VISITOR_COOKIE_DAYS),
+        track_address_limit_per_minute=loaded.get("track_address_limit_per_minute", c.DEFAULT_TRACK_ADDRESS_LIMIT_PER_MINUTE),
     )
 
 

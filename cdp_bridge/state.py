@@ -78,6 +78,11 @@ class CDPState:
     _sender: EventSender | None = field(default=None, repr=False)
     #: Hybrid mode: events a visitor may post to /cdp/track a minute, in this process.
     track_rate_limit: RateLimit = field(default_factory=lambda: RateLimit(TRACK_EVENTS_PER_MINUTE), repr=False)
+    #: ... and a client address (CDP_TRACK_ADDRESS_LIMIT_PER_MINUTE; made in ``__post_init__``).
+    track_address_rate_limit: RateLimit = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.track_address_rate_limit = RateLimit(self.settings.track_address_limit_per_minute)
 
     @property
     def engine(self) -> Engine:
@@ -105,7 +110,8 @@ class CDPState:
             if self._visitor_segments is None:
                 assert settings.membership_activation_id is not None and settings.membership_api_key is not None
                 client = MembershipClient(settings.membership_api_url, settings.membership_activation_id,
-                                          settings.membership_api_key, settings.membership_timeout)
+                                          settings.membership_api_key, settings.membership_timeout,
+                                          settings.membership_max_bytes)
                 breaker = CircuitBreaker(settings.membership_failures_before_pause, settings.membership_pause_seconds)
                 cache = self.hooks.visitor_segments_cache or default_cache(settings.visitor_segments_cache_ttl)
                 self._visitor_segments = VisitorSegmentsService(client, breaker, cache, settings.visitor_segments_cache_ttl)

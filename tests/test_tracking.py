@@ -308,10 +308,21 @@ BAD_ARGUMENTS = [
     ("{{ cdp_track_buy([{'id': 'a', 'price': infinity, 'quantity': 1}]) }}", "price must be a finite amount >= 0"),
     ("{{ cdp_track_buy([{'id': 'a', 'price': 1, 'quantity': 1, 'subtotal': snan}]) }}", "subtotal must be a finite"),
     ("{{ cdp_track_visit('x', price=snan) }}", "price must be a finite amount >= 0"),
+    # amounts beyond Decimal's precision made quantize raise InvalidOperation: a 500
+    ("{{ cdp_track_buy([{'id': 'a', 'price': big_decimal, 'quantity': 1}]) }}", "price must be below 10^18"),
+    ("{{ cdp_track_buy([{'id': 'a', 'price': 1e30, 'quantity': 1}]) }}", "price must be below 10^18"),
+    ("{{ cdp_track_buy([{'id': 'a', 'price': '1e999', 'quantity': 1}]) }}", "price must be below 10^18"),
+    ("{{ cdp_track_event('buy', id='a', price='1e999') }}", "price must be below 10^18"),
+    ("{{ cdp_track_event('buy', id='a', price=big_decimal) }}", "price must be below 10^18"),
+    ("{{ cdp_track_event('buy', id='a', subtotal=1e30) }}", "subtotal must be below 10^18"),
+    ("{{ cdp_track_buy([{'id': 'a', 'price': 999999999999999, 'quantity': 1000000}]) }}", "subtotal must be below 10^18"),
+    ("{{ cdp_track_buy([{'id': 'a', 'price': 1, 'quantity': huge_int}]) }}", "quantity must be a whole number >= 0 and below 10^18"),
+    ("{{ cdp_track_buy([{'id': 'a', 'price': huge_int, 'quantity': 1}]) }}", "price must be below 10^18, not a number of 16610 bits"),
 ]
 
 #: What the bad-argument templates may use besides literals.
-BAD_VALUES = {"none_value": None, "snan": Decimal("sNaN"), "nan": Decimal("NaN"), "infinity": float("inf")}
+BAD_VALUES = {"none_value": None, "snan": Decimal("sNaN"), "nan": Decimal("NaN"), "infinity": float("inf"),
+              "big_decimal": Decimal("1e26"), "huge_int": 10**5000}
 
 
 @pytest.mark.parametrize(("template", "message"), BAD_ARGUMENTS)
@@ -328,6 +339,32 @@ def test_bad_argument_renders_nothing_and_logs_in_production(site: Flask, templa
         assert render(site, f"before{template}after", **BAD_VALUES) == "beforeafter"
     errors = [r for r in caplog.records if r.name == "cdp_bridge.tracking" and r.levelno >= logging.ERROR]
     assert len(errors) == 1 and message in errors[0].getMessage()
+
+
+def test_an_integral_decimal_quantity_is_a_whole_number(site: Flask) -> None:
+    """A buy line from a SQL NUMERIC column carries Decimal('1'): it rendered nothing."""
+    html = render(site, "{{ cdp_track_buy([{'id': 'a', 'price': price, 'quantity': one}, {'id': 'b', 'price': 2, "
+                        "'quantity': ten}]) }}", price=Decimal("9.99"), one=Decimal("1"), ten=Decimal("1E+1"))
+    assert [(e["p2"], e["p13"], e["p5"]) for e in events(html)] == [("a", "1", "9.99"), ("b", "10", "20.00")]
+
+
+def test_any_price_or_quantity_renders_or_is_refused_by_name(site: Flask) -> None:
+    """Prices and quantities from 1e-30 to 1e999, as Decimal, float and str: a helper
+    renders its events or, in production, nothing and one error; never a 500."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    magnitudes = st.tuples(st.integers(-30, 999), st.integers(1, 9)).map(lambda pair: f"{pair[1]}e{pair[0]}")
+    numbers = st.one_of(magnitudes, magnitudes.map(Decimal), magnitudes.map(float), st.integers(0, 10**30))
+
+    @settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(price=numbers, quantity=numbers)
+    def helper(price, quantity) -> None:
+        html = render(site, "<p>{{ cdp_track_buy([{'id': 'a', 'price': price, 'quantity': quantity}]) }}"
+                            "{{ cdp_track_event('buy', id='b', price=price) }}</p>", price=price, quantity=quantity)
+        assert html.startswith("<p>") and html.endswith("</p>")
+
+    helper()
 
 
 # -- hostile strings ------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -300,7 +301,7 @@ def test_check_tries_the_credentials_once(make_site, api: FakeMembershipAPI) -> 
     assert "note  visitor segments: the CDP API at" in check(app).output
 
     api.default = Reply(delay=1.5)
-    assert "FAIL  visitor segments: no answer within 0.5 s" in check(app).output
+    assert "FAIL  visitor segments: no complete answer within 0.5 s" in check(app).output
 
 
 def test_check_says_visitor_segments_are_off(tmp_path: Path) -> None:
@@ -309,31 +310,141 @@ def test_check_says_visitor_segments_are_off(tmp_path: Path) -> None:
 
 
 def test_any_answer_is_read_or_refused_cleanly() -> None:
-    """2,000 generated answers: parse_memberships gives memberships or MembershipFailure, nothing else."""
+    """3,000 generated answers, hostile ones among them (deep nesting, huge strings and
+    arrays, lone surrogates and control characters in ids and names): parse_memberships
+    gives memberships of acceptable text, or MembershipFailure, nothing else."""
     import json
 
     from hypothesis import given, settings
     from hypothesis import strategies as st
 
+    from cdp_bridge.identifiers import text_problem
     from cdp_bridge.visitors import MembershipFailure
     from cdp_bridge.visitors.client import parse_memberships
 
-    leaves = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=20))
+    hostile_text = st.one_of(st.text(max_size=20), st.text(max_size=5).map(lambda t: t + "\ud800" + t),
+                             st.sampled_from(["\u2028evil\r\nFORGED", "a\x00b", "\u202eevil", "x" * 300, " ", "\x85"]))
+    leaves = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), hostile_text)
     values = st.recursive(leaves, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
                                                                                               max_size=4), max_leaves=10)
     entries = st.lists(st.one_of(values, st.fixed_dictionaries({}, optional={"id": values, "name": values})), max_size=5)
-    answers = st.one_of(values.map(json.dumps), st.fixed_dictionaries({}, optional={"memberships": st.one_of(entries, values)})
-                        .map(json.dumps), st.text(max_size=30))
+    documents = st.one_of(values, st.fixed_dictionaries({}, optional={"memberships": st.one_of(entries, values)}))
+    encoded = documents.map(lambda document: json.dumps(document).encode("utf-8", "surrogatepass"))
+    deep = st.integers(min_value=1, max_value=200_000).map(lambda depth: b'{"memberships": ' + b"[" * depth + b"]" * depth + b"}")
+    huge = st.sampled_from([b'{"memberships": [' + b"0," * 300_000 + b"0]}",
+                            b'{"memberships": [{"id": "' + b"7" * 500_000 + b'"}]}'])
+    answers = st.one_of(encoded, deep, huge, st.binary(max_size=30), st.text(max_size=30).map(str.encode))
 
-    @settings(max_examples=2000, deadline=None)
+    @settings(max_examples=3000, deadline=None)
     @given(answers)
-    def read(text: str) -> None:
+    def read(body: bytes) -> None:
         try:
-            found = parse_memberships(text)
+            found = parse_memberships(body)
         except MembershipFailure as failure:
             assert failure.reason == "bad_answer"
             return
-        assert all(isinstance(m.id, str) and m.id and isinstance(m.name, str) and m.name for m in found)
+        for membership in found:
+            assert text_problem(membership.id, max_length=255) is None and membership.id
+            assert text_problem(membership.name, max_length=255) is None and membership.name
         assert len({m.id for m in found}) == len(found)
 
     read()
+
+
+def test_drip_fed_and_oversized_answers_never_hold_a_page(make_site, api: FakeMembershipAPI) -> None:
+    """25 generated answers over HTTP, each drip-fed or sent whole, of any size around the
+    limit: every page renders within the timeout (0.5 s) and a little more."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    app = make_site(CDP_MEMBERSHIP_FAILURES_BEFORE_PAUSE=1000, CDP_VISITOR_SEGMENTS_CACHE_TTL=0)
+
+    @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(drip=st.sampled_from([0.0, 0.01, 0.1]), size=st.sampled_from([10, 1000, 1024 * 1024 - 40, 1024 * 1024 + 10]),
+           declared=st.booleans())
+    def page(drip: float, size: int, declared: bool) -> None:
+        body = CATS.body[:-2] + b"]" + b" " * max(0, size - len(CATS.body)) + b"}"
+        api.replies[VISITOR] = Reply(body=body if drip == 0 else body[:200], drip=drip, content_length=declared)
+        started = time.monotonic()
+        assert visit(app) in {IN_CATS, IN_NONE}
+        assert time.monotonic() - started < 1.5
+
+    page()
+
+
+DEEP = b'{"memberships": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+OVER_LIMIT = 1024 * 1024 + 1
+
+
+@pytest.mark.parametrize(("reply", "warning"), [
+    (Reply(body=DEEP), "bad_answer: the answer is not valid JSON: nested too deeply"),
+    (Reply(body=b'{"memberships": [{"id": "a", "name": "' + b"x" * OVER_LIMIT + b'"}]}'), "the answer is larger than 1048576 bytes"),
+    (Reply(body=b'{"memberships": [' + b"0," * OVER_LIMIT + b"0]}"), "the answer is larger than 1048576 bytes"),
+    (Reply(body=b'{"memberships": [' + b'{"id": "a"},' * 100_000 + b"{}]}", content_length=False),
+     "the answer is larger than 1048576 bytes"),
+    (Reply(body=b'{"memberships": []}' + b" " * 40, drip=0.02), "timeout: no complete answer within 0.5 s"),
+    (Reply(body=b'{"memberships": [{"id": "a", "name": "' + b"x" * 300 + b'"}]}'),
+     "skipped 1 entries of the CDP API's answer that are not acceptable text (first: segment name must be at most 255"),
+], ids=["deep", "huge-string", "huge-array", "undeclared-size", "drip-fed", "long-name"])
+def test_a_hostile_answer_gives_no_segments_and_one_warning(make_site, api: FakeMembershipAPI, caplog, reply: Reply,
+                                                            warning: str) -> None:
+    """Each of these made a 500, a 43 s page or a stored segment before: now the page
+    renders at once, without segments, and one WARNING says why."""
+    api.replies[VISITOR] = reply
+    started = time.monotonic()
+    with caplog.at_level(logging.INFO, logger="cdp_bridge.membership"):
+        assert visit(make_site()) == IN_NONE
+    assert time.monotonic() - started < 3
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and warning in warnings[0], warnings
+
+
+def test_text_that_is_not_acceptable_is_skipped_entry_by_entry(make_site, api: FakeMembershipAPI, caplog) -> None:
+    """A lone surrogate or control characters from Raptor must not reach the page (it
+    answered 500 with a UnicodeEncodeError) nor the cache; the good entries are kept."""
+    api.replies[VISITOR] = Reply(body=b'{"memberships": [{"id": "\\ud800x", "name": "\\u2028evil\\r\\nFORGED"},'
+                                      b' {"id": "77aa0001", "name": "VIP"}, {"id": "5d822e81", "name": "Cat\\u0007owners"}]}')
+    app = make_site()
+    with caplog.at_level(logging.WARNING, logger="cdp_bridge.membership"):
+        assert visit(app) == "Cat owners=False;5d822e81=False;VIP=True;nope=False;shop/Cat owners=False;|VIP"
+        assert visit(app) == "Cat owners=False;5d822e81=False;VIP=True;nope=False;shop/Cat owners=False;|VIP"  # cached
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warning.startswith("visitor segments: skipped 2 entries of the CDP API's answer that are not acceptable text"
+                              " (first: segment identifier must be valid Unicode text")
+    assert api.calls_for(VISITOR) == 1
+
+
+def test_a_redirect_is_a_failure_and_the_key_goes_nowhere_else(make_site, api: FakeMembershipAPI, caplog) -> None:
+    from tests.support.loopback import Listener
+
+    other_host = Listener("127.0.0.2")
+    api.replies[VISITOR] = Reply(status=302, headers={"Location": f"{other_host.url}/steal"})
+    try:
+        with caplog.at_level(logging.DEBUG, logger="cdp_bridge.membership"):
+            assert visit(make_site()) == IN_NONE
+    finally:
+        other_host.close()
+    assert other_host.requests == []
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == ["visitor segments: the CDP API failed (redirect: answered 302 with a redirect to 127.0.0.2, which is"
+                        " not followed); visitors get no segments until it answers again (one line per episode)"]
+    assert API_KEY not in caplog.text
+
+
+def test_an_all_zero_uuid_is_no_visitor_id(make_site, api: FakeMembershipAPI) -> None:
+    assert visit(make_site(), visitor="00000000-0000-0000-0000-000000000000") == IN_NONE
+    assert api.asked == []
+
+
+def test_a_bad_user_id_from_the_loader_gives_no_segments_and_one_error(make_site, api: FakeMembershipAPI, caplog) -> None:
+    cdp = CDP()
+
+    @cdp.user_id_loader
+    def user() -> str:
+        return "user\x07one"
+
+    with caplog.at_level(logging.ERROR, logger="cdp_bridge"):
+        assert visit(make_site(cdp=cdp)) == IN_NONE
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert errors == ["cdp_in_segment / cdp_user_segments: no segments for this page: the current user's id:"
+                      " user id must not contain control characters"]

@@ -16,6 +16,7 @@ from typing import Any
 
 from ..constants import DEFAULT_TRACKING_PARAMETERS
 from ..errors import TrackingArgumentError
+from ..identifiers import text_problem
 
 #: Event types cdp_bridge knows: every type of Raptor's "Tracking Events & Parameters
 #: Reference" (Visit, Basket, Buy, Favorite, ContentVisit, Search, SearchClick,
@@ -32,10 +33,11 @@ THREE_DECIMAL_CURRENCIES = frozenset(["BHD", "IQD", "JOD", "KWD", "LYD", "OMR", 
 RAW_PARAMETER = re.compile(r"p[1-9][0-9]?")
 CATEGORY_SEPARATORS = str.maketrans("", "", ",;#")
 CURRENCY_CODE = re.compile(r"[A-Za-z]{3}")
-#: C0/C1 controls other than tab and line breaks. Everything else (format characters in
-#: emoji sequences, U+2028, quotes, markup) is legitimate text and is escaped on output.
-CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 MAX_VALUE_LENGTH = 4096
+#: Amounts and quantities stay below 10^18: a price with three decimals then fits the 28
+#: digits of Decimal's default precision, and no shop sells more than that.
+MAX_DIGITS = 18
+MAX_AMOUNT = 10**MAX_DIGITS
 
 
 def event_parameters(
@@ -74,31 +76,33 @@ def format_in_stock(value: Any) -> str:
 
 
 def text_value(value: Any, name: str) -> str:
-    """A string or number as text: bounded length, no control characters."""
-    if type(value) is str and len(value) <= MAX_VALUE_LENGTH and not CONTROL_CHARACTERS.search(value):
-        return value  # the common case, checked first: helpers run on every page view
+    """A string or number as text: valid Unicode of bounded length, no control characters
+    other than tab and line breaks. Format characters (emoji sequences), U+2028, quotes and
+    markup are legitimate text, escaped on output."""
     if isinstance(value, bool) or not isinstance(value, (str, int, float, Decimal)):
         raise TrackingArgumentError(f"{name} must be text or a number, not {type(value).__name__}")
     if isinstance(value, float) and not math.isfinite(value):
         raise TrackingArgumentError(f"{name} must be a finite number")
-    text = str(value)
-    if len(text) > MAX_VALUE_LENGTH:
-        raise TrackingArgumentError(f"{name} must be at most {MAX_VALUE_LENGTH} characters")
-    if CONTROL_CHARACTERS.search(text):
-        raise TrackingArgumentError(f"{name} must not contain control characters")
+    text = value if isinstance(value, str) else str(value)
+    problem = text_problem(text, max_length=MAX_VALUE_LENGTH, line_breaks=True, format_characters=True)
+    if problem is not None:
+        raise TrackingArgumentError(f"{name} {problem}")
     return text
 
 
 def whole_number(value: Any, name: str) -> int:
-    """A whole number >= 0, from an int or a string of digits."""
+    """A whole number >= 0 and below 10^18, from an int, an integral float or Decimal (a
+    SQL ``NUMERIC`` column gives one) or a string of digits."""
     if isinstance(value, bool):
         raise TrackingArgumentError(f"{name} must be a whole number >= 0, not {value!r}")
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and value.strip().isdigit() and len(value.strip()) <= MAX_DIGITS:
         value = int(value.strip())
-    if isinstance(value, float) and value.is_integer():
+    if isinstance(value, float) and value.is_integer() and abs(value) < MAX_AMOUNT:
         value = int(value)
-    if not isinstance(value, int) or value < 0:
-        raise TrackingArgumentError(f"{name} must be a whole number >= 0, not {value!r}")
+    if isinstance(value, Decimal) and value.is_finite() and value.adjusted() < MAX_DIGITS and value == value.to_integral_value():
+        value = int(value)
+    if not isinstance(value, int) or not 0 <= value < MAX_AMOUNT:
+        raise TrackingArgumentError(f"{name} must be a whole number >= 0 and below 10^{MAX_DIGITS}, not {_short(value)}")
     return value
 
 
@@ -108,11 +112,19 @@ def decimal_amount(value: Any, name: str) -> Decimal:
         raise TrackingArgumentError(f"{name} must be a number, not {type(value).__name__}")
     try:
         amount = value if type(value) is Decimal else Decimal(value if isinstance(value, (str, int)) else str(value))
-    except InvalidOperation:
-        raise TrackingArgumentError(f"{name} must be a number, not {value!r}") from None
+    except (InvalidOperation, ValueError):  # ValueError: an int too long to convert
+        raise TrackingArgumentError(f"{name} must be a number below 10^{MAX_DIGITS}, not {_short(value)}") from None
     if not amount.is_finite() or amount < 0:
-        raise TrackingArgumentError(f"{name} must be a finite amount >= 0, not {value!r}")
+        raise TrackingArgumentError(f"{name} must be a finite amount >= 0, not {_short(value)}")
+    if amount >= MAX_AMOUNT:  # beyond it, formatting with the currency's decimals overflows Decimal's precision
+        raise TrackingArgumentError(f"{name} must be below 10^{MAX_DIGITS}, not {_short(value)}")
     return amount
+
+
+def _short(value: Any) -> str:
+    """A value for an error message: its repr, cut short (a number may have thousands of digits)."""
+    text = repr(value) if not isinstance(value, int) or value.bit_length() < 64 else f"a number of {value.bit_length()} bits"
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def format_currency(value: Any) -> str:

@@ -22,10 +22,8 @@ from marshmallow import ValidationError as SchemaError
 
 from ..errors import PayloadError, ValidationError
 from ..identifiers import (
-    NOT_UNICODE,
     are_plain_user_ids,
-    has_control_characters,
-    has_lone_surrogates,
+    text_problem,
     validate_name,
     validate_segment_identifier,
     validate_user_id,
@@ -74,10 +72,9 @@ class _OptionalText(fields.String):
 
     def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> str:
         text = super()._deserialize(value, attr, data, **kwargs)
-        if has_lone_surrogates(text):
-            raise SchemaError(NOT_UNICODE)
-        if has_control_characters(text.replace("\n", "").replace("\t", "").replace("\r", "")):
-            raise SchemaError("must not contain control characters")
+        problem = text_problem(text, max_length=len(text), line_breaks=True)  # the length is the field's own check
+        if problem is not None:
+            raise SchemaError(problem)
         return text
 
 
