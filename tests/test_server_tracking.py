@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -468,6 +469,55 @@ def test_hybrid_refuses_bad_bodies_without_consent_and_beyond_the_rate(make_site
     host.wait_for(lambda h: len(h.hits) == 120)
 
 
+@pytest.mark.parametrize("rsa", [None, "not-a-uuid", "00000000-0000-0000-0000-000000000000",
+                                 "0b6f7c2e-5a3d-1e1f-9c8b-7a6d5e4f3a2b"], ids=["none", "garbage", "all-zero", "version-1"])
+def test_hybrid_refuses_an_event_without_a_visitor_cookie(make_site, host: FakeTrackingHost, rsa: str | None) -> None:
+    """Without an rsa cookie each post was given a fresh id and a fresh rate: refused now."""
+    client = consenting_client(make_site("hybrid"), **({"rsa": rsa} if rsa else {}))
+    response = post_event(client, VISIT)
+    assert response.status_code == 403 and response.get_json()["error"] == "no_visitor"
+    assert host.hits == []
+
+
+def test_rotating_cookies_from_one_address_get_no_more_than_the_address_limit(make_site, host: FakeTrackingHost) -> None:
+    """1,000 events from one client address, each with a new visitor id: at most
+    CDP_TRACK_ADDRESS_LIMIT_PER_MINUTE (600 by default) are forwarded, the rest get 429."""
+    import uuid
+
+    app = make_site("hybrid")
+    statuses = []
+    for _ in range(1000):
+        statuses.append(post_event(consenting_client(app, rsa=str(uuid.uuid4())), VISIT).status_code)
+    assert statuses.count(204) == 600 and statuses.count(429) == 400 and statuses[-1] == 429
+    host.wait_for(lambda h: len(h.hits) == 600)
+    time.sleep(0.3)  # nothing more arrives: the refused events were never queued
+    assert len(host.hits) == 600
+    other_address = consenting_client(app, rsa=VISITOR).post("/cdp/track", json=VISIT, environ_base={"REMOTE_ADDR": "10.0.0.9"},
+                                                             headers={"Sec-Fetch-Site": "same-origin"})
+    assert other_address.status_code == 204  # the limit is per address
+
+
+def test_the_address_limit_is_a_setting(make_site, host: FakeTrackingHost) -> None:
+    app = make_site("hybrid", CDP_TRACK_ADDRESS_LIMIT_PER_MINUTE=3)
+    statuses = [post_event(consenting_client(app, rsa=VISITOR if n % 2 else SESSION), VISIT).status_code for n in range(5)]
+    assert statuses == [204, 204, 204, 429, 429]
+    assert post_event(consenting_client(app, rsa=VISITOR), VISIT).get_json()["message"] == \
+        "at most 3 events a minute per client address"
+
+
+@pytest.mark.parametrize("body", [
+    b'{"params": ' + b"[" * 4000 + b"]" * 4000 + b"}",
+    b'{"params": {"p1": "visit", "p2": ' + b"[" * 3000 + b"]" * 3000 + b"}}",
+    b"[" * 8000,
+], ids=["deep params", "deep value", "unclosed"])
+def test_hybrid_answers_400_to_deeply_nested_json(make_site, host: FakeTrackingHost, body: bytes) -> None:
+    """Under 8 KiB, 4,000 levels of nesting raised RecursionError: a 500."""
+    client = consenting_client(make_site("hybrid"), rsa=VISITOR)
+    response = client.post("/cdp/track", data=body, content_type="application/json", headers={"Sec-Fetch-Site": "same-origin"})
+    assert response.status_code == 400 and response.get_json()["error"] == "invalid_event", response.get_data(as_text=True)
+    assert host.hits == []
+
+
 def test_the_track_endpoint_serves_hybrid_mode_only(make_site) -> None:
     for mode in ("client", "server"):
         assert post_event(consenting_client(make_site(mode), rsa=VISITOR), VISIT).status_code == 404
@@ -579,20 +629,27 @@ def test_a_consent_loader_answering_nonsense_never_breaks_a_page_without_helpers
 
 
 def test_no_body_or_header_makes_the_track_endpoint_fail(make_site, host: FakeTrackingHost) -> None:
-    """1,000 generated requests to POST /cdp/track: every answer is one of its statuses."""
+    """1,000 generated requests to POST /cdp/track, deep, with lone surrogates and numbers
+    at the edge among them: every answer is one of its statuses."""
     from hypothesis import HealthCheck, given, settings
     from hypothesis import strategies as st
 
     app = make_site("hybrid")
     texts = st.one_of(st.text(max_size=30), st.text(max_size=5).map(lambda t: t + "\ud800"))
-    values = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), texts),
+    edge_numbers = st.sampled_from([10**400, -(10**400), 1e308, -0.0, 5e-324, 2**63, -(2**63) - 1])
+    values = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), edge_numbers, texts),
                           lambda inner: st.lists(inner, max_size=3) | st.dictionaries(texts, inner, max_size=3), max_leaves=8)
     params = st.dictionaries(st.one_of(st.sampled_from(["p1", "p2", "p3", "p4", "p10", "p99", "p100"]), texts),
                              st.one_of(st.sampled_from(["visit", "buy", "basket", ""]), values), max_size=5)
     bodies = st.one_of(st.fixed_dictionaries({}, optional={"params": st.one_of(params, values), "url": values}), values)
 
+    deep = st.tuples(st.integers(1, 4000), st.sampled_from([b"[", b'{"a":', b'{"params": {"p1": ['])).map(
+        lambda pair: pair[1] * pair[0])
+    huge_numbers = st.sampled_from([b'{"params": {"p1": "visit", "p2": 1' + b"0" * 5000 + b"}}",
+                                    b'{"params": {"p1": "visit", "p2": 1e999}}', b'{"params": {"p1": "visit", "p2": NaN}}'])
+
     @settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-    @given(body=bodies, raw=st.one_of(st.none(), st.binary(max_size=64)),
+    @given(body=bodies, raw=st.one_of(st.none(), st.binary(max_size=64), deep, huge_numbers),
            fetch_site=st.sampled_from([None, "same-origin", "cross-site", "none", ""]),
            consent=st.sampled_from([None, "1", "no"]), rsa=st.one_of(st.just(VISITOR), texts))
     def request(body, raw, fetch_site, consent, rsa) -> None:

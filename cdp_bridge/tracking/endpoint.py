@@ -1,22 +1,25 @@
 """``POST /cdp/track``: the hybrid mode's endpoint (SPEC section 10).
 
 The head script's shim posts each of the page's events here instead of to Raptor. The
-endpoint takes only same-origin requests (``Sec-Fetch-Site``, else ``Origin``), JSON
+endpoint takes only same-origin requests (``Sec-Fetch-Site``, else ``Origin``) from a
+visitor who consented and has an ``rsa`` cookie (the shim sets it before it posts), JSON
 bodies of at most 8 KiB and events whose parameters belong to the tracking tables, at
-most 120 a minute per visitor; it adds the visitor's ``coid`` and ``sid`` (the cookies)
-and ``ruid`` (the logged-in user) and forwards the event server-side. It answers 204, or
-a 4xx naming what was wrong.
+most 120 a minute per visitor and ``CDP_TRACK_ADDRESS_LIMIT_PER_MINUTE`` per client
+address (so rotating or dropping the cookie does not lift the limit); it adds the
+visitor's ``coid`` and ``sid`` (the cookies) and ``ruid`` (the logged-in user) and
+forwards the event server-side. It answers 204, or a 4xx naming what was wrong.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from ..constants import DEFAULT_TRACKING_PARAMETERS, TRACK_EVENTS_PER_MINUTE, TRACK_MAX_BYTES, TRACK_PATH
+from ..constants import DEFAULT_TRACKING_PARAMETERS, TRACK_EVENTS_PER_MINUTE, TRACK_MAX_BYTES, TRACK_PATH, VISITOR_COOKIE
 from ..errors import TrackingArgumentError
+from ..identifiers import visitor_id_or_none
+from ..outbound import BadAnswer, read_json
 from ..page import current_page
 from ..state import current_state
 from .fields import KNOWN_EVENT_TYPES, text_value
@@ -53,6 +56,11 @@ def receive_event() -> Response:
     visitor = current_page().tracking_visitor
     if visitor is None:
         return refuse(403, "no_consent", "the visitor has not consented to tracking")
+    if visitor_id_or_none(request.cookies.get(VISITOR_COOKIE)) is None:
+        return refuse(403, "no_visitor", f"no {VISITOR_COOKIE} cookie holding a visitor id (the page's script sets it)")
+    address_limit = settings.track_address_limit_per_minute
+    if not state.track_address_rate_limit.allows(request.remote_addr or ""):
+        return refuse(429, "too_many_events", f"at most {address_limit} events a minute per client address")
     if not state.track_rate_limit.allows(visitor.visitor_id or ""):
         return refuse(429, "too_many_events", f"at most {TRACK_EVENTS_PER_MINUTE} events a minute per visitor")
     try:
@@ -77,11 +85,12 @@ def _same_origin() -> bool:
 
 def _event(body: bytes, overrides: Any) -> tuple[str, dict[str, str], str | None]:
     """The event type, its checked parameters, and the page's URL when it is the site's."""
-    try:
-        document = json.loads(body)
-    except ValueError:
-        raise TrackingArgumentError("the body is not JSON") from None
-    params = document.get("params") if isinstance(document, dict) else None
+    document = read_json(body)
+    if isinstance(document, BadAnswer):
+        raise TrackingArgumentError(f"the body is not valid JSON: {document.detail}")
+    if not isinstance(document, dict):
+        raise TrackingArgumentError('expected {"params": {"p1": "<event type>", …}, "url": "<page URL>"}')
+    params = document.get("params")
     if not isinstance(params, dict) or not params:
         raise TrackingArgumentError('expected {"params": {"p1": "<event type>", …}, "url": "<page URL>"}')
     type_key = DEFAULT_TRACKING_PARAMETERS["event_type"]

@@ -55,7 +55,8 @@ MAIN_SNIPPET = (
 )
 #: Hybrid mode: in place of Raptor's script, each trackEvent goes to the site's own
 #: endpoint (same origin, so no blocker sees a tracker), once consent is given. Like
-#: Raptor's script, it gives a visitor without them the rsa and rsaSession cookies first,
+#: Raptor's script, it gives a visitor without them (or with ids that are not v4 UUIDs,
+#: which the endpoint refuses) the rsa and rsaSession cookies first,
 #: so the page's first events (sent at once, in parallel) carry the same ids; the
 #: server's answer then renews them for CDP_VISITOR_COOKIE_DAYS.
 HYBRID_SHIM = (
@@ -63,7 +64,8 @@ HYBRID_SHIM = (
     "function id(){var b=crypto.getRandomValues(new Uint8Array(16));b[6]=b[6]&15|64;b[8]=b[8]&63|128;"
     'var h=Array.prototype.map.call(b,function(x){return(x+256).toString(16).slice(1);}).join("");'
     'return h.slice(0,8)+"-"+h.slice(8,12)+"-"+h.slice(12,16)+"-"+h.slice(16,20)+"-"+h.slice(20);}'
-    'function keep(n,s){if(!new RegExp("(?:^|; )"+n+"=[0-9a-fA-F-]{36}(?:;|$)").test(d.cookie))'
+    'function keep(n,s){if(!new RegExp("(?:^|; )"+n+"=[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}(?:;|$)","i")'
+    '.test(d.cookie))'
     'd.cookie=n+"="+id()+"; path=/; max-age="+s+"; samesite=lax"+(location.protocol==="https:"?"; secure":"");}'
     'function send(e){if(String(e.event).toLowerCase()!=="trackevent")return;'
     'fetch(u,{method:"POST",credentials:"same-origin",keepalive:true,headers:{"Content-Type":"application/json"},'
