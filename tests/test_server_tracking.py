@@ -316,6 +316,47 @@ def test_connection_errors_and_5xx_are_retried_other_4xx_are_not(host: FakeTrack
     assert (counts.sent, counts.failed, counts.dropped) == (1, 1, 0)
 
 
+def test_a_drip_fed_answer_costs_the_sender_its_timeout_not_more() -> None:
+    """A host that sends its answer a byte every 0.1 s: each try ends at the 1 s timeout
+    (a total, not a per-read timeout), and the event counts as failed."""
+    import socket
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    tries: list[float] = []
+
+    def drip_answers() -> None:
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                return
+            tries.append(time.monotonic())
+            threading.Thread(target=drip, args=(connection,), daemon=True).start()
+
+    def drip(connection: socket.socket) -> None:
+        try:
+            connection.recv(65536)
+            for byte in b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n" + b"x" * 100:
+                connection.sendall(bytes([byte]))
+                time.sleep(0.1)
+        except OSError:
+            pass
+        finally:
+            connection.close()
+
+    threading.Thread(target=drip_answers, daemon=True).start()
+    sender = EventSender(timeout=1.0, retries=1, backoff=0.01)
+    started = time.monotonic()
+    sender.enqueue(f"http://127.0.0.1:{listener.getsockname()[1]}/1.rsa?p1=slow")
+    while sender.counts().failed == 0:
+        assert time.monotonic() - started < 10, "the drip-fed answer held the sender"
+        time.sleep(0.05)
+    elapsed = time.monotonic() - started
+    sender.stop()
+    listener.close()
+    assert len(tries) == 2 and elapsed < 3.5, (len(tries), elapsed)  # two tries of 1 s each, not 15 s each
+
+
 def test_the_hosts_retry_after_is_honoured(host: FakeTrackingHost) -> None:
     """503 and 429 with Retry-After: retried after the seconds the host asks for, not the
     sender's own short backoff (what urllib3's Retry does with a header it can read)."""
