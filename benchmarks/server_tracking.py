@@ -117,8 +117,8 @@ def main() -> None:
             print(f"for comparison, paced at 200 pages/s: server mode {statistics.median(paced['server']) * 1e6:6.0f} us,"
                   f" client mode {statistics.median(paced['client']) * 1e6:6.0f} us;"
                   f" ratio server / client: {spread_text(paced_spread)}")
-            server_site.extensions["cdp"].sender.stop(seconds=60)
-            counts = server_site.extensions["cdp"].sender.counts()
+            server_site.extensions["cdp"].tracking.sender.stop(seconds=60)
+            counts = server_site.extensions["cdp"].tracking.sender.counts()
             print(f"server mode's sender meanwhile: sent {counts.sent}, failed {counts.failed}, dropped {counts.dropped}")
 
         urls = [f"{host_url}/123456.rsa?p1=visit&p2=sku-{n:05d}&coid={VISITOR}&sid={SESSION}" for n in range(args.events)]

@@ -11,13 +11,12 @@ several apps in one process; what its decorators register lives in its
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Callable
 from typing import Any
 
 from dotenv import find_dotenv, load_dotenv
-from flask import Blueprint, Flask, current_app, has_request_context
+from flask import Blueprint, Flask, current_app
 from flask.blueprints import BlueprintSetupState
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import Engine, event
@@ -25,9 +24,11 @@ from sqlalchemy import Engine, event
 from .admin.views import admin_blueprint
 from .cli import cdp_cli
 from .constants import EXTENSION_KEY
-from .errors import ConfigurationError, RegistrationError, TrackingArgumentError, ValidationError
+from .deliveries.worker import InlineWorker
+from .errors import ConfigurationError, RegistrationError, ValidationError
 from .export.sources import Processor, Source
-from .identifiers import validate_user_id, visitor_id_or_none
+from .identifiers import visitor_id_or_none
+from .model import Clock
 from .page import current_page
 from .settings import CDPSettings, load_settings
 from .state import CDPState, Hooks, current_state
@@ -35,14 +36,12 @@ from .store import Segment, SegmentStore, define_tables
 from .tracking.cookies import set_visitor_cookies
 from .tracking.endpoint import VIEW_LOCATION as TRACK_VIEW
 from .tracking.endpoint import register_track_endpoint
-from .tracking.fields import add_subtotal, event_parameters
 from .tracking.helpers import register_tracking_globals
-from .tracking.wire import Visitor
+from .tracking.server_events import track
 from .visitors import as_segments
 from .webhook.formats import PayloadFormat
 from .webhook.view import VIEW_LOCATION as WEBHOOK_VIEW
 from .webhook.view import register_webhook
-from .webhook.worker import InlineWorker
 
 BLUEPRINT_NAME = "cdp"
 DEFAULT_URL_PREFIX = "/cdp"
@@ -52,14 +51,9 @@ OWN_DATABASE_FILE = "cdp_bridge.sqlite3"
 class CDP:
     """Makes a Flask site an activation target of the Ibexa CDP.
 
-    Settings (read from ``app.config``, then the environment; see the README):
-    ``CDP_ACCOUNT_NUMBER``, ``CDP_ACTIVATION_CLIENT_ID``, ``CDP_ACTIVATION_CLIENT_SECRET``,
-    ``CDP_SEGMENT_GROUP_IDENTIFIER``, ``CDP_ACTIVATIONS``, ``CDP_USER_STREAM_ID``,
-    ``CDP_PRODUCT_STREAM_ID``, ``CDP_CONTENT_STREAM_ID``, ``CDP_STREAM_API_URL``,
-    ``CDP_BULK_ASYNC_THRESHOLD``, ``CDP_WEBHOOK_MAX_BYTES``,
-    ``CDP_WEBHOOK_SIGNING_SECRETS``, ``CDP_TRACKING_SCRIPT_URL``,
-    ``CDP_TRACKING_PARAMETERS``, ``CDP_CONSENT_COOKIE``, ``CDP_INLINE_WORKER``,
-    ``CDP_EXPORT_SCHEDULE``.
+    Settings are read from ``app.config``, then the environment: every key, its default
+    and its meaning are in :class:`~cdp_bridge.settings.SettingsSchema` (and the README's
+    table, made from it).
 
     :param app: the app to register on now; or call :meth:`init_app` later.
     :param db: the host's Flask-SQLAlchemy instance, so the ``cdp_*`` tables live on its
@@ -68,6 +62,7 @@ class CDP:
         own (SQLite in the instance folder unless ``SQLALCHEMY_DATABASE_URI`` is set).
     :param register_blueprint: register the ``cdp`` blueprint at ``/cdp``. Pass
         ``False`` to place ``cdp.blueprint`` yourself.
+    :param clock: how cdp_bridge waits (the export's backoff); tests pass one that does not.
     """
 
     def __init__(
@@ -76,6 +71,7 @@ class CDP:
         db: SQLAlchemy | None = None,
         *,
         register_blueprint: bool = True,
+        clock: Clock | None = None,
     ) -> None:
         self._db = db
         self._register_blueprint = register_blueprint
@@ -88,7 +84,7 @@ class CDP:
         # Nested: its own before_request guards every back-office view, whatever name
         # and prefix the host registers ``cdp.blueprint`` under.
         self.blueprint.register_blueprint(admin_blueprint(), url_prefix="/admin")
-        self.hooks = Hooks()
+        self.hooks = Hooks(clock=clock or Clock())
         if app is not None:
             self.init_app(app)
 
@@ -102,9 +98,9 @@ class CDP:
         _load_dotenv(app)
         settings = load_settings(app.config)
         database, owns_db = self._database_for(app, db)
-        state = CDPState(hooks=self.hooks, settings=settings, db=database, tables=define_tables(database.metadata))
-        app.extensions[EXTENSION_KEY] = state
         with app.app_context():
+            state = CDPState(hooks=self.hooks, settings=settings, db=database, tables=define_tables(database.metadata))
+            app.extensions[EXTENSION_KEY] = state
             if owns_db:
                 _tune_sqlite(state.engine)
             if state.uses_inline_worker():
@@ -252,7 +248,7 @@ class CDP:
 
     def segments_for(self, user_id: object) -> list[Segment]:
         """The segments the user belongs to (read once per request, see :meth:`is_in_segment`)."""
-        return list(self.state.user_segments(user_id).segments)
+        return list(current_page().segments_of(user_id).segments)
 
     def visitor_segments(self, visitor_id: str) -> list[Segment]:
         """A visitor's segments from Raptor's CDP API (cached; none when it cannot answer):
@@ -279,29 +275,8 @@ class CDP:
         (``id``, ``price``, ``currency``, …); a bad one raises
         :class:`TrackingArgumentError`.
         """
-        state = self.state
-        if not state.settings.account_number:
-            raise ConfigurationError("CDP_ACCOUNT_NUMBER is not set: nothing can be tracked")
-        checked_user = None if user_id is None else _tracking_user_id(user_id)
-        if has_request_context() and visitor_id is None:
-            page = current_page()
-            visitor = page.tracking_visitor
-            if visitor is None:
-                return False
-            if checked_user is not None or url is not None:
-                visitor = dataclasses.replace(visitor, user_id=checked_user or visitor.user_id, url=url or visitor.url)
-        else:
-            checked_visitor = None if visitor_id is None else visitor_id_or_none(visitor_id)
-            checked_session = None if session_id is None else visitor_id_or_none(session_id)
-            if (visitor_id is not None and checked_visitor is None) or (session_id is not None and checked_session is None):
-                raise TrackingArgumentError("visitor_id and session_id must be UUIDs, as the rsa cookies hold")
-            visitor = Visitor(checked_visitor, checked_session, checked_user, url)
-        fields.setdefault("user_id", visitor.user_id)
-        if event_type == "buy":
-            add_subtotal(fields)  # as cdp_track_buy does for each line
-        params = event_parameters(event_type, fields, state.settings.tracking_parameters)
-        state.send_events([(event_type, params)], visitor)
-        return True
+        return track(self.state, event_type, visitor_id=visitor_id, session_id=session_id, user_id=user_id, url=url,
+                     fields=fields)
 
     def is_in_segment(self, user_id: object, segment: str) -> bool:
         """Whether the user is in ``segment`` (identifier, name, or ``group/segment``).
@@ -309,14 +284,7 @@ class CDP:
         Inside a request the user's segments are read once and every further check is a
         set lookup; a delivery applied meanwhile shows from the next request on.
         """
-        return segment in self.state.user_segments(user_id)
-
-
-def _tracking_user_id(user_id: object) -> str:
-    try:
-        return validate_user_id(user_id)
-    except ValidationError as exc:
-        raise TrackingArgumentError(f"user_id: {exc}") from None
+        return segment in current_page().segments_of(user_id)
 
 
 #: The views a host's Flask-WTF ``CSRFProtect`` must let through, by endpoint suffix.

@@ -9,6 +9,8 @@ values, the store applies them, and the delivery log records them.
 from __future__ import annotations
 
 import enum
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -21,6 +23,25 @@ class HeaderLookup(Protocol):
     or a plain mapping."""
 
     def get(self, key: str, /) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class Clock:
+    """How cdp_bridge waits: the export's backoff between retries. Tests pass one that
+    records the waits instead of sleeping (``CDP(clock=Clock(sleep=waits.append))``)."""
+
+    sleep: Callable[[float], None] = time.sleep
+
+
+class TrackingMode(enum.StrEnum):
+    """Where tracking events go (``CDP_TRACKING_MODE``, SPEC section 10)."""
+
+    #: Raptor's script in the browser sends them.
+    CLIENT = "client"
+    #: The site's server sends them; the helpers render no script.
+    SERVER = "server"
+    #: The browser posts them to the site's ``POST /cdp/track``, which forwards them.
+    HYBRID = "hybrid"
 
 
 class DeliveryStatus(enum.StrEnum):

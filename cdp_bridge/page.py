@@ -1,10 +1,10 @@
 """What every cdp_bridge helper of one request shares, looked up once per request.
 
-A page calls several helpers (a visit event, a buy event, a few segment checks); each
-used to find the app's state, the logged-in user, the visitor's consent and cookie and
-the CSP nonce on its own, through Flask's context proxies at about a microsecond a
-lookup. :func:`current_page` finds them once and keeps them on ``g``; the user, the
-visitor and their segments are looked up only when a helper first needs them.
+A page calls several helpers (a visit event, a buy event, a few segment checks).
+:func:`current_page` makes one :class:`Page` per request and keeps it on ``g``; the
+user, the visitor, their consent and their segments are looked up when a helper first
+needs them, and a user's segments are read from the database at most once a request,
+whatever the page checks. This is the only per-request cache of cdp_bridge.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from .errors import TrackingArgumentError, ValidationError
 from .identifiers import validate_user_id, visitor_id_or_none
 from .state import CDPState, current_state
 from .store import NO_SEGMENTS, UserSegments
+from .tracking.service import BuiltEvent
 from .tracking.wire import Visitor
 from .visitors import as_segments
 
@@ -39,7 +40,8 @@ class Page:
         self.state = state
         self.in_request = in_request
         #: Server mode: the events a helper is building, queued once it succeeds.
-        self.pending_events: list[tuple[str, dict[str, str]]] = []
+        self.pending_events: list[BuiltEvent] = []
+        self._user_segments: dict[str, UserSegments] = {}
 
     @cached_property
     def user_id(self) -> str | None:
@@ -103,9 +105,8 @@ class Page:
         ids = self.tracking_ids
         if ids is None:
             return None
-        page = request._get_current_object()  # type: ignore[attr-defined]  # one proxy lookup, not five
         return Visitor(visitor_id=ids[0], session_id=ids[1], user_id=self.user_id,
-                       url_parts=(page.scheme, page.host, page.root_path, page.path, page.query_string))
+                       url_parts=(request.scheme, request.host, request.root_path, request.path, request.query_string))
 
     @cached_property
     def segments(self) -> UserSegments:
@@ -121,7 +122,7 @@ class Page:
             log.error("cdp_in_segment / cdp_user_segments: no segments for this page: %s", exc)
             return NO_SEGMENTS
         if user_id is not None:
-            return self.state.user_segments(user_id)
+            return self.segments_of(user_id)
         service = self.state.visitor_segments
         visitor_id = self.visitor_id if service is not None else None
         if service is None or visitor_id is None:
@@ -129,14 +130,32 @@ class Page:
         return as_segments(service.memberships(visitor_id))
 
 
+    def segments_of(self, user_id: object) -> UserSegments:
+        """A user's segments, read at most once for this page: every ``cdp_in_segment`` /
+        ``cdp_user_segments`` / ``cdp.is_in_segment`` of a request is answered from the set
+        the first one loaded. In a request the read joins the request's own database
+        connection (the Flask-SQLAlchemy session's, which the page's other queries use too).
+        An id that is no valid user id has no segments, and is not kept."""
+        store = self.state.store
+        if isinstance(user_id, bool) or not isinstance(user_id, (str, int)):
+            return store.user_segments(user_id)
+        key = str(user_id)
+        found = self._user_segments.get(key)
+        if found is None:
+            state = self.state
+            connection = state.db.session.connection(bind_arguments={"bind": state.engine}) if self.in_request else None
+            found = self._user_segments[key] = store.user_segments(user_id, connection=connection)
+        return found
+
+
 def current_page() -> Page:
-    """This request's :class:`Page`, made on the first call and kept on ``g``."""
+    """This request's :class:`Page`, made on the first call and kept on ``g``; outside a
+    request, a new one each call (nothing is kept)."""
     if not has_request_context():
         return Page(current_state(), in_request=False)
-    request_globals = g._get_current_object()  # one proxy lookup: a check costs about a microsecond less
-    page: Page | None = request_globals.get("_cdp_page")
+    page: Page | None = g.get("_cdp_page")
     if page is None:
-        page = request_globals._cdp_page = Page(current_state(), in_request=True)
+        page = g._cdp_page = Page(current_state(), in_request=True)
     return page
 
 

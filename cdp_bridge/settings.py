@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import enum
 import json
 import os
 import re
@@ -18,13 +19,14 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from marshmallow import EXCLUDE, Schema, fields, validate, validates_schema
+from marshmallow import EXCLUDE, Schema, fields, post_load, validate, validates_schema
 from marshmallow import ValidationError as SchemaError
 
-from . import constants as c
+from .constants import DEFAULT_TRACKING_PARAMETERS
 from .errors import ConfigurationError
+from .export.kinds import EXPORT_KINDS
 from .identifiers import GROUP_IDENTIFIER_PATTERN
-from .model import ActivationCredentials, ScheduledExport
+from .model import ActivationCredentials, ScheduledExport, TrackingMode
 from .secret import Secret
 
 _CRON_FIELD = re.compile(r"[0-9A-Za-z*/,\-?LW#]+")
@@ -37,38 +39,40 @@ _HEADER_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,255}")
 
 @dataclass(frozen=True)
 class CDPSettings:
-    """The validated settings of one app. Secrets are wrapped in :class:`Secret`."""
+    """The validated settings of one app, made by :func:`load_settings` only: each
+    setting's key, default and documentation live in :class:`SettingsSchema`. Secrets
+    are wrapped in :class:`Secret`."""
 
-    account_number: str | None = None
-    activations: tuple[ActivationCredentials, ...] = ()
-    user_stream_id: Secret | None = field(default=None, repr=False)
-    product_stream_id: Secret | None = field(default=None, repr=False)
-    content_stream_id: Secret | None = field(default=None, repr=False)
+    account_number: str | None
+    activations: tuple[ActivationCredentials, ...]
+    user_stream_id: Secret | None = field(repr=False)
+    product_stream_id: Secret | None = field(repr=False)
+    content_stream_id: Secret | None = field(repr=False)
     #: Per product / content type, its own stream (Ibexa: each type has its own Stream ID).
-    type_stream_ids: Mapping[str, Mapping[str, Secret]] = field(default_factory=dict, repr=False)
-    stream_api_url: str = c.DEFAULT_STREAM_API_URL
-    bulk_async_threshold: int = c.DEFAULT_BULK_ASYNC_THRESHOLD
-    webhook_max_bytes: int = c.DEFAULT_WEBHOOK_MAX_BYTES
-    webhook_signing_secrets: tuple[Secret, ...] = field(default=(), repr=False)
-    tracking_script_url: str = c.DEFAULT_TRACKING_SCRIPT_URL
-    tracking_parameters: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
-    consent_cookie: str | None = None
-    inline_worker: bool | None = None
-    export_schedule: Mapping[str, tuple[ScheduledExport, ...]] = field(default_factory=dict)
-    worker_lease_seconds: int = c.DEFAULT_WORKER_LEASE_SECONDS
-    admin_site_url: str = c.DEFAULT_ADMIN_SITE_URL
-    membership_api_url: str = c.DEFAULT_MEMBERSHIP_API_URL
-    membership_activation_id: str | None = None
-    membership_api_key: Secret | None = field(default=None, repr=False)
-    membership_timeout: float = c.DEFAULT_MEMBERSHIP_TIMEOUT
-    membership_max_bytes: int = c.DEFAULT_MEMBERSHIP_MAX_BYTES
-    membership_failures_before_pause: int = c.DEFAULT_MEMBERSHIP_FAILURES_BEFORE_PAUSE
-    membership_pause_seconds: int = c.DEFAULT_MEMBERSHIP_PAUSE_SECONDS
-    visitor_segments_cache_ttl: int = c.DEFAULT_VISITOR_SEGMENTS_CACHE_TTL
-    tracking_mode: str = c.DEFAULT_TRACKING_MODE
-    server_tracking_url: str = c.DEFAULT_SERVER_TRACKING_URL
-    visitor_cookie_days: int = c.DEFAULT_VISITOR_COOKIE_DAYS
-    track_address_limit_per_minute: int = c.DEFAULT_TRACK_ADDRESS_LIMIT_PER_MINUTE
+    type_stream_ids: Mapping[str, Mapping[str, Secret]] = field(repr=False)
+    stream_api_url: str
+    bulk_async_threshold: int
+    webhook_max_bytes: int
+    webhook_signing_secrets: tuple[Secret, ...] = field(repr=False)
+    tracking_script_url: str
+    tracking_parameters: Mapping[str, Mapping[str, str]]
+    consent_cookie: str | None
+    inline_worker: bool | None
+    export_schedule: Mapping[str, tuple[ScheduledExport, ...]]
+    worker_lease_seconds: int
+    admin_site_url: str
+    membership_api_url: str
+    membership_activation_id: str | None
+    membership_api_key: Secret | None = field(repr=False)
+    membership_timeout: float
+    membership_max_bytes: int
+    membership_failures_before_pause: int
+    membership_pause_seconds: int
+    visitor_segments_cache_ttl: int
+    tracking_mode: TrackingMode
+    server_tracking_url: str
+    visitor_cookie_days: int
+    track_address_limit_per_minute: int
 
     @property
     def visitor_segments_enabled(self) -> bool:
@@ -86,11 +90,8 @@ class CDPSettings:
         own = self.type_stream_ids.get(kind, {}).get(type_name) if type_name is not None else None
         if own is not None:
             return own
-        return {
-            "user": self.user_stream_id,
-            "product": self.product_stream_id,
-            "content": self.content_stream_id,
-        }[kind]
+        single: Secret | None = getattr(self, f"{kind}_stream_id")
+        return single
 
 
 class _JSONEncoded(fields.Field[Any]):
@@ -121,6 +122,21 @@ class _TrimmedString(fields.String):
 
     def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> str:
         return super()._deserialize(value, attr, data, **kwargs).strip()
+
+
+class _EnumValue(fields.String):
+    """One of a StrEnum's values, whitespace trimmed."""
+
+    def __init__(self, enum_type: type[enum.StrEnum], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.enum_type = enum_type
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> enum.StrEnum:
+        text = super()._deserialize(value, attr, data, **kwargs).strip()
+        try:
+            return self.enum_type(text)
+        except ValueError:
+            raise SchemaError("expected one of " + ", ".join(self.enum_type)) from None
 
 
 class _SecretString(fields.String):
@@ -215,7 +231,7 @@ class _ScheduleEntrySchema(Schema):
             raise SchemaError("expected a cron expression of five fields", "interval")
 
 
-def _type_stream_ids(key: str, example_type: str) -> fields.Field[Any]:
+def _type_stream_ids(example_type: str) -> fields.Field[Any]:
     """A map type -> stream id (secret), given as a mapping or as JSON text."""
     return _JSONEncoded(
         fields.Dict(
@@ -224,33 +240,29 @@ def _type_stream_ids(key: str, example_type: str) -> fields.Field[Any]:
             # No braces: marshmallow formats these messages.
             error_messages={"invalid": f"expected a JSON object of type to stream id, such as {example_type}: the type's id"},
         ),
-        data_key=key,
     )
 
 
-def _positive_int(key: str, minimum: int, what: str) -> fields.Integer:
+def _positive_int(minimum: int, what: str) -> fields.Integer:
     return fields.Integer(
-        data_key=key,
         strict=False,
         validate=validate.Range(min=minimum, error=f"expected {what}"),
         error_messages={"invalid": f"expected {what}"},
     )
 
 
-def _url(key: str, default: str, *, site_path: bool = False) -> fields.Field[Any]:
-    return _HttpURL(site_path=site_path, data_key=key, load_default=default)
-
-
 class _HttpURL(fields.String):
-    """An http(s) URL with a host, or with ``site_path`` also a path on the site (``/static/raptor.js``).
+    """An http(s) URL with a host; with ``site_path`` also a path on the site
+    (``/static/raptor.js``); with ``base``, without its trailing slash (paths are appended).
 
     Checked with ``urllib.parse``: marshmallow's URL regex takes ~50 ms to compile, at
     every start of every worker and command.
     """
 
-    def __init__(self, *, site_path: bool, **kwargs: Any) -> None:
+    def __init__(self, *, site_path: bool = False, base: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.site_path = site_path
+        self.base = base
 
     def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> str:
         text = super()._deserialize(value, attr, data, **kwargs).strip()
@@ -258,7 +270,7 @@ class _HttpURL(fields.String):
             return text
         if not _is_http_url(text):
             raise SchemaError("expected an http(s) URL" + (" or a path starting with /" if self.site_path else ""))
-        return text
+        return text.rstrip("/") if self.base else text
 
 
 def _is_http_url(text: str) -> bool:
@@ -272,103 +284,152 @@ def _is_http_url(text: str) -> bool:
     return parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
 
 
+def _setting(field_: fields.Field[Any], key: str, doc: str, default: Any = None, shown_default: str | None = None
+             ) -> fields.Field[Any]:
+    """A schema field for the setting ``key``: its one default and its line in the docs."""
+    field_.data_key = key
+    field_.load_default = default
+    field_.metadata = {"doc": doc, "default": shown_default}
+    return field_
+
+
 class SettingsSchema(Schema):
-    """Validates the raw ``CDP_*`` values of one app; data keys are the config keys."""
+    """Every ``CDP_*`` setting: its key, how it is validated, its one default and its
+    documentation (the README's settings table is :func:`settings_table`). Loads into a
+    :class:`CDPSettings`; field names are the settings' attribute names."""
 
     class Meta:
         unknown = EXCLUDE
+        ordered = True
 
-    account_number = _TrimmedString(
-        data_key=c.ACCOUNT_NUMBER,
-        validate=_whole_match(_ACCOUNT_NUMBER, "expected a Raptor account number of 1-12 digits, such as 123456"),
-    )
-    activation_client_id = fields.String(data_key=c.ACTIVATION_CLIENT_ID, validate=validate.Length(min=1, max=255))
-    activation_client_secret = _SecretString(data_key=c.ACTIVATION_CLIENT_SECRET)
-    segment_group_identifier = fields.String(
-        data_key=c.SEGMENT_GROUP_IDENTIFIER,
-        validate=[validate.Length(max=255), _group_identifier_rule()],
-    )
-    activations = _JSONEncoded(
-        fields.List(fields.Nested(_ActivationSchema), error_messages={"invalid": "expected a list of activations"}),
-        data_key=c.ACTIVATIONS,
-    )
-    user_stream_id = _SecretString(data_key=c.USER_STREAM_ID)
-    product_stream_id = _SecretString(data_key=c.PRODUCT_STREAM_ID)
-    content_stream_id = _SecretString(data_key=c.CONTENT_STREAM_ID)
-    product_stream_ids = _type_stream_ids(c.PRODUCT_STREAM_IDS, "pet_food")
-    content_stream_ids = _type_stream_ids(c.CONTENT_STREAM_IDS, "article")
-    stream_api_url = _url(c.STREAM_API_URL, c.DEFAULT_STREAM_API_URL)
-    bulk_async_threshold = _positive_int(c.BULK_ASYNC_THRESHOLD, 1, "a whole number of at least 1")
-    webhook_max_bytes = _positive_int(c.WEBHOOK_MAX_BYTES, 1, "a whole number of bytes of at least 1")
-    webhook_signing_secrets = _SigningSecrets(data_key=c.WEBHOOK_SIGNING_SECRETS)
-    tracking_script_url = _url(c.TRACKING_SCRIPT_URL, c.DEFAULT_TRACKING_SCRIPT_URL, site_path=True)
-    tracking_parameters = _JSONEncoded(
-        fields.Dict(
-            keys=fields.String(),
-            values=fields.Dict(keys=fields.String(), values=fields.String()),
-            error_messages={"invalid": 'expected a mapping such as {{"buy": {{"currency": "p9"}}}}'},  # marshmallow formats it
-        ),
-        data_key=c.TRACKING_PARAMETERS,
-    )
-    consent_cookie = fields.String(
-        data_key=c.CONSENT_COOKIE,
-        validate=_whole_match(_COOKIE_NAME, "expected a cookie name"),
-    )
-    inline_worker = _Flag(data_key=c.INLINE_WORKER, error_messages={"invalid": "expected true or false"})
-    export_schedule = _JSONEncoded(
-        fields.Dict(
-            keys=fields.String(validate=validate.OneOf(c.EXPORT_KINDS, error="expected one of user, product, content")),
-            values=fields.List(fields.Nested(_ScheduleEntrySchema)),
-            error_messages={"invalid": 'expected a mapping such as {{"user": [{{"interval": "0 3 * * *"}}]}}'},
-        ),
-        data_key=c.EXPORT_SCHEDULE,
-    )
-    worker_lease_seconds = _positive_int(c.WORKER_LEASE_SECONDS, 1, "a whole number of seconds of at least 1")
-    admin_site_url = _url(c.ADMIN_SITE_URL, c.DEFAULT_ADMIN_SITE_URL, site_path=True)
-    membership_api_url = _url(c.MEMBERSHIP_API_URL, c.DEFAULT_MEMBERSHIP_API_URL)
-    membership_activation_id = _TrimmedString(
-        data_key=c.MEMBERSHIP_ACTIVATION_ID,
-        validate=_whole_match(_HEADER_TOKEN, "expected the CDP API activation's id (letters, digits, - and _)"),
-    )
-    membership_api_key = _SecretString(data_key=c.MEMBERSHIP_API_KEY)
-    membership_timeout = fields.Float(
-        data_key=c.MEMBERSHIP_TIMEOUT,
+    account_number = _setting(_TrimmedString(validate=_whole_match(
+        _ACCOUNT_NUMBER, "expected a Raptor account number of 1-12 digits, such as 123456")), "CDP_ACCOUNT_NUMBER",
+        "Raptor account number: 1–12 digits, whitespace trimmed (Ibexa's own example is `123456`); also the tracking"
+        " customer id", shown_default="required for tracking and export")
+    activation_client_id = _setting(fields.String(validate=validate.Length(min=1, max=255)), "CDP_ACTIVATION_CLIENT_ID",
+                                    "one activation (Ibexa's names): its client id; all three together")
+    activation_client_secret = _setting(_SecretString(), "CDP_ACTIVATION_CLIENT_SECRET", "its client secret")
+    segment_group_identifier = _setting(fields.String(validate=[validate.Length(max=255), _group_identifier_rule()]),
+                                        "CDP_SEGMENT_GROUP_IDENTIFIER", "its segment group")
+    activations = _setting(_JSONEncoded(fields.List(fields.Nested(_ActivationSchema),
+                                                    error_messages={"invalid": "expected a list of activations"})),
+                           "CDP_ACTIVATIONS", "several activations: a list of `{client_id, client_secret,"
+                           " segment_group_identifier}` (JSON in the environment); client ids must differ", default=[])
+    user_stream_id = _setting(_SecretString(), "CDP_USER_STREAM_ID", "Stream ID of the users from the Data Manager (a secret)")
+    product_stream_id = _setting(_SecretString(), "CDP_PRODUCT_STREAM_ID", "Stream ID of the products (a secret)")
+    content_stream_id = _setting(_SecretString(), "CDP_CONTENT_STREAM_ID", "Stream ID of the content (a secret)")
+    product_stream_ids = _setting(_type_stream_ids("pet_food"), "CDP_PRODUCT_STREAM_IDS",
+                                  "per product type its own Stream ID: a map type → id (JSON in the environment, e.g."
+                                  ' `{"pet_food": "…"}`); a type not in the map uses the single id above', default={})
+    content_stream_ids = _setting(_type_stream_ids("article"), "CDP_CONTENT_STREAM_IDS",
+                                  "per content type its own Stream ID, likewise", default={})
+    stream_api_url = _setting(_HttpURL(base=True), "CDP_STREAM_API_URL", "Raptor Streaming API base",
+                              "https://in.raptorsmartadvisor.com/stream")
+    bulk_async_threshold = _setting(_positive_int(1, "a whole number of at least 1"), "CDP_BULK_ASYNC_THRESHOLD",
+                                    "webhook items at or above which a delivery is queued", 100)
+    webhook_max_bytes = _setting(_positive_int(1, "a whole number of bytes of at least 1"), "CDP_WEBHOOK_MAX_BYTES",
+                                 "largest webhook body accepted", 32 * 1024 * 1024, "32 MiB")
+    webhook_signing_secrets = _setting(_SigningSecrets(), "CDP_WEBHOOK_SIGNING_SECRETS",
+                                       "Standard Webhooks secrets (`whsec_…`; a list, JSON list, or space-separated)",
+                                       default=())
+    tracking_script_url = _setting(_HttpURL(site_path=True), "CDP_TRACKING_SCRIPT_URL",
+                                   "Raptor main script (an http(s) URL, or a path on the site such as `/static/raptor.js`)",
+                                   "https://deliver.raptorstatic.com/script/raptor-3.0.min.js")
+    tracking_parameters = _setting(_JSONEncoded(fields.Dict(
+        keys=fields.String(), values=fields.Dict(keys=fields.String(), values=fields.String()),
+        error_messages={"invalid": 'expected a mapping such as {{"buy": {{"currency": "p9"}}}}'},  # marshmallow formats it
+    )), "CDP_TRACKING_PARAMETERS", 'p-number overrides per event type, e.g. `{"buy": {"currency": "p9"}}`', {},
+        "Raptor's defaults")
+    consent_cookie = _setting(fields.String(validate=_whole_match(_COOKIE_NAME, "expected a cookie name")),
+                              "CDP_CONSENT_COOKIE", "cookie whose value `1`/`true`/`yes` means tracking consent")
+    inline_worker = _setting(_Flag(error_messages={"invalid": "expected true or false"}), "CDP_INLINE_WORKER",
+                             "apply queued deliveries in a thread of the web process", shown_default="on with SQLite, off otherwise")
+    export_schedule = _setting(_JSONEncoded(fields.Dict(
+        keys=fields.String(validate=validate.OneOf(list(EXPORT_KINDS), error="expected one of user, product, content")),
+        values=fields.List(fields.Nested(_ScheduleEntrySchema)),
+        error_messages={"invalid": 'expected a mapping such as {{"user": [{{"interval": "0 3 * * *"}}]}}'},
+    )), "CDP_EXPORT_SCHEDULE", "per export kind (`user`, `product`, `content`), a list of `{interval: <cron>, options:"
+        ' "<command options>"}`', {})
+    worker_lease_seconds = _setting(_positive_int(1, "a whole number of seconds of at least 1"), "CDP_WORKER_LEASE_SECONDS",
+                                    "how long a worker's claim on a delivery lasts before another may take it over"
+                                    " (`flask cdp worker --lease-seconds` overrides it)", 120)
+    admin_site_url = _setting(_HttpURL(site_path=True), "CDP_ADMIN_SITE_URL",
+                              "where the back office's \"← Site\" link points (an http(s) URL or a path)", "/")
+    membership_api_url = _setting(_HttpURL(base=True), "CDP_MEMBERSHIP_API_URL", "Raptor's CDP API for visitor segments",
+                                  "https://cdp-api.raptorsmartadvisor.com")
+    membership_activation_id = _setting(_TrimmedString(validate=_whole_match(
+        _HEADER_TOKEN, "expected the CDP API activation's id (letters, digits, - and _)")), "CDP_MEMBERSHIP_ACTIVATION_ID",
+        "the CDP API activation's id; with the key, turns visitor segments on")
+    membership_api_key = _setting(_SecretString(), "CDP_MEMBERSHIP_API_KEY", "the CDP API activation's key (a secret)")
+    membership_timeout = _setting(fields.Float(
         validate=validate.Range(min=0.05, max=60, error="expected seconds between 0.05 and 60"),
         error_messages={"invalid": "expected seconds between 0.05 and 60", "special": "expected seconds between 0.05 and 60"},
-        allow_nan=False,
-    )
-    membership_max_bytes = _positive_int(c.MEMBERSHIP_MAX_BYTES, 1024, "a whole number of bytes of at least 1024")
-    membership_failures_before_pause = _positive_int(c.MEMBERSHIP_FAILURES_BEFORE_PAUSE, 1, "a whole number of at least 1")
-    membership_pause_seconds = _positive_int(c.MEMBERSHIP_PAUSE_SECONDS, 1, "a whole number of seconds of at least 1")
-    tracking_mode = _TrimmedString(
-        data_key=c.TRACKING_MODE,
-        validate=validate.OneOf(c.TRACKING_MODES, error="expected one of client, server, hybrid"),
-    )
-    server_tracking_url = _url(c.SERVER_TRACKING_URL, c.DEFAULT_SERVER_TRACKING_URL)
-    visitor_cookie_days = fields.Integer(
-        data_key=c.VISITOR_COOKIE_DAYS, strict=False,
-        validate=validate.Range(min=1, max=400,
-                                error="expected a whole number of days from 1 to 400 (browsers keep a cookie 400 days at most)"),
-        error_messages={"invalid": "expected a whole number of days from 1 to 400"},
-    )
-    track_address_limit_per_minute = _positive_int(c.TRACK_ADDRESS_LIMIT_PER_MINUTE, 1, "a whole number of at least 1")
-    visitor_segments_cache_ttl = _positive_int(c.VISITOR_SEGMENTS_CACHE_TTL, 0, "a whole number of seconds (0 turns the cache off)")
+        allow_nan=False), "CDP_MEMBERSHIP_TIMEOUT", "seconds a call to the CDP API may take in all (0.05–60)", 5.0)
+    membership_max_bytes = _setting(_positive_int(1024, "a whole number of bytes of at least 1024"), "CDP_MEMBERSHIP_MAX_BYTES",
+                                    "the largest answer of the CDP API read; a larger one is a failure", 1024 * 1024, "1 MiB")
+    membership_failures_before_pause = _setting(_positive_int(1, "a whole number of at least 1"),
+                                                "CDP_MEMBERSHIP_FAILURES_BEFORE_PAUSE",
+                                                "failed calls in a row after which calls to the CDP API pause", 3)
+    membership_pause_seconds = _setting(_positive_int(1, "a whole number of seconds of at least 1"),
+                                        "CDP_MEMBERSHIP_PAUSE_SECONDS", "and for how many seconds", 30)
+    visitor_segments_cache_ttl = _setting(_positive_int(0, "a whole number of seconds (0 turns the cache off)"),
+                                          "CDP_VISITOR_SEGMENTS_CACHE_TTL",
+                                          "seconds a visitor's memberships are cached; `0` turns the cache off", 300)
+    tracking_mode = _setting(_EnumValue(TrackingMode),
+                             "CDP_TRACKING_MODE", "`client`, `server` or `hybrid` (see [Server-side and hybrid tracking]"
+                             "(#server-side-and-hybrid-tracking))", TrackingMode.CLIENT)
+    server_tracking_url = _setting(_HttpURL(base=True), "CDP_SERVER_TRACKING_URL", "Raptor's server-side tracking host",
+                                   "https://t.raptorsmartadvisor.com")
+    visitor_cookie_days = _setting(fields.Integer(
+        strict=False, validate=validate.Range(
+            min=1, max=400, error="expected a whole number of days from 1 to 400 (browsers keep a cookie 400 days at most)"),
+        error_messages={"invalid": "expected a whole number of days from 1 to 400"}), "CDP_VISITOR_COOKIE_DAYS",
+        "lifetime of the `rsa` cookie the server sets and renews (1–400; browsers keep none longer)", 365)
+    track_address_limit_per_minute = _setting(_positive_int(1, "a whole number of at least 1"),
+                                              "CDP_TRACK_ADDRESS_LIMIT_PER_MINUTE",
+                                              "events one client address may post to `POST /cdp/track` a minute, all its"
+                                              " visitors together", 600)
 
     @validates_schema
     def _tracking_parameters(self, data: dict[str, Any], **kwargs: Any) -> None:
         for event_type, overrides in data.get("tracking_parameters", {}).items():
             for keyword, p_number in overrides.items():
-                if keyword not in c.DEFAULT_TRACKING_PARAMETERS:
+                if keyword not in DEFAULT_TRACKING_PARAMETERS:
                     raise SchemaError(
-                        f"{event_type}.{keyword}: unknown field; expected one of "
-                        + ", ".join(sorted(c.DEFAULT_TRACKING_PARAMETERS)),
-                        c.TRACKING_PARAMETERS,
+                        f"{event_type}.{keyword}: unknown field; expected one of " + ", ".join(sorted(DEFAULT_TRACKING_PARAMETERS)),
+                        "CDP_TRACKING_PARAMETERS",
                     )
                 if not _P_NUMBER.fullmatch(p_number):
-                    raise SchemaError(
-                        f"{event_type}.{keyword}: expected a parameter such as 'p9'",
-                        c.TRACKING_PARAMETERS,
-                    )
+                    raise SchemaError(f"{event_type}.{keyword}: expected a parameter such as 'p9'", "CDP_TRACKING_PARAMETERS")
+
+    @post_load
+    def _settings(self, data: dict[str, Any], **kwargs: Any) -> CDPSettings:
+        if (data["membership_activation_id"] is None) != (data["membership_api_key"] is None):
+            given, missing = (("CDP_MEMBERSHIP_ACTIVATION_ID", "CDP_MEMBERSHIP_API_KEY") if data["membership_activation_id"]
+                              else ("CDP_MEMBERSHIP_API_KEY", "CDP_MEMBERSHIP_ACTIVATION_ID"))
+            raise ConfigurationError(f"{missing}: required together with {given} (the CDP API activation for visitor segments)")
+        data["activations"] = _activations(data.pop("activation_client_id"), data.pop("activation_client_secret"),
+                                           data.pop("segment_group_identifier"), data["activations"])
+        data["type_stream_ids"] = {"product": data.pop("product_stream_ids"), "content": data.pop("content_stream_ids")}
+        data["export_schedule"] = {kind: tuple(ScheduledExport(**entry) for entry in entries)
+                                   for kind, entries in data["export_schedule"].items()}
+        return CDPSettings(**data)
+
+
+#: Every key, in the order the README documents them.
+ALL_KEYS: tuple[str, ...] = tuple(str(f.data_key) for f in SettingsSchema().fields.values())
+
+
+def settings_table() -> str:
+    """The README's settings table, from the schema."""
+    rows = ["| key | meaning | default |", "|---|---|---|"]
+    for schema_field in SettingsSchema().fields.values():
+        shown = schema_field.metadata["default"]
+        if shown is None:
+            default = schema_field.load_default
+            shown = "—" if default is None or default in ({}, [], ()) else f"`{default}`"
+        rows.append(f"| `{schema_field.data_key}` | {schema_field.metadata['doc']} | {shown} |")
+    return "\n".join(rows)
 
 
 def read_raw_settings(config: Mapping[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
@@ -378,11 +439,11 @@ def read_raw_settings(config: Mapping[str, Any], environ: Mapping[str, str]) -> 
     environment value explicitly only by giving another value.
     """
     raw: dict[str, Any] = {}
-    for key in c.ALL_KEYS:
+    for key in ALL_KEYS:
         if config.get(key) is not None:
             value = config[key]
             # An account number written as a Python int is the same number.
-            raw[key] = str(value) if key == c.ACCOUNT_NUMBER and type(value) is int else value
+            raw[key] = str(value) if key == "CDP_ACCOUNT_NUMBER" and type(value) is int else value
         elif environ.get(key, "").strip():
             raw[key] = environ[key]
     return raw
@@ -392,75 +453,29 @@ def load_settings(config: Mapping[str, Any], environ: Mapping[str, str] | None =
     """Validate the settings of one app, or raise :class:`ConfigurationError`."""
     raw = read_raw_settings(config, os.environ if environ is None else environ)
     try:
-        loaded = SettingsSchema().load(raw)
+        settings: CDPSettings = SettingsSchema().load(raw)
     except SchemaError as exc:
         raise ConfigurationError("invalid cdp_bridge setting: " + _describe(exc.messages)) from None
-    if ("membership_activation_id" in loaded) != ("membership_api_key" in loaded):
-        given, missing = ((c.MEMBERSHIP_ACTIVATION_ID, c.MEMBERSHIP_API_KEY) if "membership_activation_id" in loaded
-                          else (c.MEMBERSHIP_API_KEY, c.MEMBERSHIP_ACTIVATION_ID))
-        raise ConfigurationError(f"{missing}: required together with {given} (the CDP API activation for visitor segments)")
-    return CDPSettings(
-        account_number=loaded.get("account_number"),
-        activations=_activations(loaded),
-        user_stream_id=loaded.get("user_stream_id"),
-        product_stream_id=loaded.get("product_stream_id"),
-        content_stream_id=loaded.get("content_stream_id"),
-        type_stream_ids={
-            "product": loaded.get("product_stream_ids", {}),
-            "content": loaded.get("content_stream_ids", {}),
-        },
-        stream_api_url=loaded["stream_api_url"].rstrip("/"),
-        bulk_async_threshold=loaded.get("bulk_async_threshold", c.DEFAULT_BULK_ASYNC_THRESHOLD),
-        webhook_max_bytes=loaded.get("webhook_max_bytes", c.DEFAULT_WEBHOOK_MAX_BYTES),
-        webhook_signing_secrets=loaded.get("webhook_signing_secrets", ()),
-        tracking_script_url=loaded["tracking_script_url"],
-        tracking_parameters=loaded.get("tracking_parameters", {}),
-        consent_cookie=loaded.get("consent_cookie"),
-        inline_worker=loaded.get("inline_worker"),
-        export_schedule={
-            kind: tuple(ScheduledExport(**entry) for entry in entries)
-            for kind, entries in loaded.get("export_schedule", {}).items()
-        },
-        worker_lease_seconds=loaded.get("worker_lease_seconds", c.DEFAULT_WORKER_LEASE_SECONDS),
-        admin_site_url=loaded["admin_site_url"],
-        membership_api_url=loaded["membership_api_url"].rstrip("/"),
-        membership_activation_id=loaded.get("membership_activation_id"),
-        membership_api_key=loaded.get("membership_api_key"),
-        membership_timeout=loaded.get("membership_timeout", c.DEFAULT_MEMBERSHIP_TIMEOUT),
-        membership_max_bytes=loaded.get("membership_max_bytes", c.DEFAULT_MEMBERSHIP_MAX_BYTES),
-        membership_failures_before_pause=loaded.get("membership_failures_before_pause",
-                                                    c.DEFAULT_MEMBERSHIP_FAILURES_BEFORE_PAUSE),
-        membership_pause_seconds=loaded.get("membership_pause_seconds", c.DEFAULT_MEMBERSHIP_PAUSE_SECONDS),
-        visitor_segments_cache_ttl=loaded.get("visitor_segments_cache_ttl", c.DEFAULT_VISITOR_SEGMENTS_CACHE_TTL),
-        tracking_mode=loaded.get("tracking_mode", c.DEFAULT_TRACKING_MODE),
-        server_tracking_url=loaded["server_tracking_url"].rstrip("/"),
-        visitor_cookie_days=loaded.get("visitor_cookie_days", c.DEFAULT_VISITOR_COOKIE_DAYS),
-        track_address_limit_per_minute=loaded.get("track_address_limit_per_minute", c.DEFAULT_TRACK_ADDRESS_LIMIT_PER_MINUTE),
-    )
+    return settings
 
 
-def _activations(loaded: dict[str, Any]) -> tuple[ActivationCredentials, ...]:
-    single_keys = {
-        c.ACTIVATION_CLIENT_ID: loaded.get("activation_client_id"),
-        c.ACTIVATION_CLIENT_SECRET: loaded.get("activation_client_secret"),
-        c.SEGMENT_GROUP_IDENTIFIER: loaded.get("segment_group_identifier"),
-    }
+def _activations(client_id: str | None, client_secret: Secret | None, group: str | None,
+                 listed: list[dict[str, Any]]) -> tuple[ActivationCredentials, ...]:
+    single_keys = {"CDP_ACTIVATION_CLIENT_ID": client_id, "CDP_ACTIVATION_CLIENT_SECRET": client_secret,
+                   "CDP_SEGMENT_GROUP_IDENTIFIER": group}
     given = [key for key, value in single_keys.items() if value is not None]
-    activations = [ActivationCredentials(**entry) for entry in loaded.get("activations", [])]
+    activations = [ActivationCredentials(**entry) for entry in listed]
     if given and len(given) < len(single_keys):
         missing = ", ".join(key for key in single_keys if key not in given)
         raise ConfigurationError(f"{missing}: required together with {', '.join(given)}")
-    if given:
-        activations.insert(0, ActivationCredentials(
-            client_id=loaded["activation_client_id"],
-            client_secret=loaded["activation_client_secret"],
-            segment_group_identifier=loaded["segment_group_identifier"],
-        ))
+    if client_id is not None and client_secret is not None and group is not None:
+        activations.insert(0, ActivationCredentials(client_id=client_id, client_secret=client_secret,
+                                                    segment_group_identifier=group))
     seen: set[str] = set()
     for activation in activations:
         if activation.client_id in seen:
             raise ConfigurationError(
-                f"{c.ACTIVATIONS}: client id {activation.client_id!r} is configured twice;"
+                f"CDP_ACTIVATIONS: client id {activation.client_id!r} is configured twice;"
                 " expected each activation to have its own client id"
             )
         seen.add(activation.client_id)

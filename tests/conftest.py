@@ -10,7 +10,7 @@ import pytest
 from flask import Flask
 
 from cdp_bridge import CDP, SegmentStore
-from cdp_bridge.constants import ALL_KEYS
+from cdp_bridge.settings import ALL_KEYS
 from tests.support.fake_stream_api import FakeStreamAPI
 from tests.support.logs import CAPTURED_LOG_LINES, UNDER_CI, find_leaks, secret_forms
 from tests.support.postgres_server import PostgresServer, find_binary

@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import update
 
 import wsgi
+from cdp_bridge.deliveries.inbox import IncomingDelivery
 from cdp_bridge.model import ActivationDocument, AudienceChange
-from cdp_bridge.webhook.inbox import IncomingDelivery
 from tests.support.browser import ServedApp, artifact
 from tests.test_browser_tracking import browser  # noqa: F401 - the shared Chromium fixture
 

@@ -133,7 +133,7 @@ def test_each_unit_runs_in_the_directory_that_holds_the_env_file() -> None:
 
 
 def claimed_by_pid(claimed_by: str) -> int:
-    """A claim names host:pid:random (cdp_bridge.webhook.inbox.worker_identity)."""
+    """A claim names host:pid:random (cdp_bridge.deliveries.inbox.worker_identity)."""
     return int(claimed_by.split(":")[1])
 
 

@@ -15,6 +15,7 @@ from flask import Flask
 
 from cdp_bridge import CDP
 from cdp_bridge.export.streaming import RetryPolicy, SendFailed, StreamClient, retry_after_seconds
+from cdp_bridge.model import Clock
 from cdp_bridge.secret import Secret
 from tests.support.fake_stream_api import Answer, FakeStreamAPI
 from tests.support.webhook import cdp_of
@@ -38,8 +39,7 @@ def make_site(sqlite_url: str, api: FakeStreamAPI, sleeps: list[float]):
         app.config.update(SQLALCHEMY_DATABASE_URI=sqlite_url, CDP_INLINE_WORKER=False, CDP_ACCOUNT_NUMBER="12345",
                           CDP_USER_STREAM_ID=STREAM_ID, CDP_STREAM_API_URL=api.url)
         app.config.update(config)
-        cdp = CDP(app)
-        app.extensions["cdp"].export_sleep = sleeps.append
+        cdp = CDP(app, clock=Clock(sleep=sleeps.append))
         if records is not None:
             cdp.user_source(lambda: iter(records))
         return app

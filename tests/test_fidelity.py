@@ -14,6 +14,7 @@ from flask import Flask, render_template_string
 
 from cdp_bridge import CDP
 from cdp_bridge.errors import ConfigurationError
+from cdp_bridge.model import Clock
 from cdp_bridge.settings import load_settings
 from tests.support.fake_stream_api import FakeStreamAPI
 from tests.support.webhook import basic_auth, cdp_of
@@ -29,8 +30,7 @@ def site(sqlite_url: str, api: FakeStreamAPI, **config) -> Flask:
     app.config.update(SQLALCHEMY_DATABASE_URI=sqlite_url, CDP_INLINE_WORKER=False, CDP_STREAM_API_URL=api.url,
                       CDP_ACCOUNT_NUMBER=SEED_ACCOUNT, CDP_USER_STREAM_ID=SEED_STREAM_ID)
     app.config.update(config)
-    CDP(app)
-    app.extensions["cdp"].export_sleep = lambda seconds: None
+    CDP(app, clock=Clock(sleep=lambda seconds: None))
     return app
 
 

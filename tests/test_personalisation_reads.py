@@ -50,6 +50,35 @@ def test_a_page_of_checks_reads_the_users_segments_once(personal_app: Flask, mem
     assert len(membership_queries) == 1
 
 
+def test_the_pages_read_is_seen_by_engine_events_and_query_recording(make_app) -> None:
+    """The read goes through SQLAlchemy Core on the request's connection: engine events
+    (what debug toolbars and tracers hook) and Flask-SQLAlchemy's query recording see it.
+    The raw DBAPI read it replaced was invisible to both."""
+    from flask_sqlalchemy.record_queries import get_recorded_queries
+
+    app = make_app(SQLALCHEMY_RECORD_QUERIES=True, CDP_INLINE_WORKER=False)
+    with app.app_context():
+        store = app.extensions["cdp"].store
+        store.create_group("pets", "Pets")
+        store.add_members("pets", "cats", ["7"], name="Cat owners")
+        engine = app.extensions["cdp"].engine
+    cdp_of(app).user_id_loader(lambda: "7")
+    statements: list[str] = []
+
+    def record(_conn, _cursor, statement, *_args) -> None:  # noqa: ANN001
+        statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        with app.test_request_context("/"):
+            assert render_template_string("{{ cdp_in_segment('Cat owners') }}") == "True"
+            recorded = [query.statement for query in get_recorded_queries()]
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert any("cdp_memberships" in statement for statement in statements)
+    assert any("cdp_memberships" in statement for statement in recorded)
+
+
 def test_each_request_reads_afresh(personal_app: Flask, membership_queries: list[object]) -> None:
     with personal_app.test_request_context("/"):
         assert render_template_string("{{ cdp_in_segment('dogs') }}{{ cdp_in_segment('dogs') }}") == "FalseFalse"
@@ -117,19 +146,19 @@ def test_segment_names_are_kept_while_the_store_version_stands(personal_app: Fla
         assert render_template_string(PAGE) == "0110001110|cats,vip"  # "Cat owners" is gone by both names
 
 
-class ChangeBetweenReads:
-    """The request's DBAPI connection, with ``change`` committed by another connection
-    after the first statement: a delivery landing between the read of the user's segment
-    ids and the read of the segments' names."""
+def change_between_reads(connection: Any, change: Callable[[], None]) -> list[str]:
+    """Have ``change`` committed by another connection right after ``connection``'s first
+    statement (a delivery landing between the read of the user's segment ids and the read
+    of the segments' names); the statements ``connection`` runs are listed."""
+    statements: list[str] = []
 
-    def __init__(self, dbapi_connection: Any, change: Callable[[], None]) -> None:
-        self.dbapi_connection, self.change, self.cursors = dbapi_connection, change, 0
+    @event.listens_for(connection, "after_cursor_execute")
+    def between(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement)
+        if len(statements) == 1:
+            change()
 
-    def cursor(self) -> Any:
-        self.cursors += 1
-        if self.cursors == 2:
-            self.change()
-        return self.dbapi_connection.cursor()
+    return statements
 
 
 def test_a_change_between_the_two_reads_is_answered_from_one_snapshot(personal_app: Flask) -> None:
@@ -159,9 +188,9 @@ def test_a_change_between_the_two_reads_is_answered_from_one_snapshot(personal_a
         # A delivery that raised the version before this request: the kept names are old.
         post_webhook(personal_app, {"audiences": [{"id": "vip", "add": ["9"]}]})
         with state.engine.connect() as conn:
-            dbapi_connection = ChangeBetweenReads(conn.connection.driver_connection, birds_become_fish)
-            found = state.store._user_segments_read.read_on(dbapi_connection, "7")
-        assert dbapi_connection.cursors == 3  # ids, then the names (of a newer version), then both in one
+            statements = change_between_reads(conn, birds_become_fish)
+            found = state.store._user_segments_read.read_on(conn, "7")
+        assert len(statements) == 3  # ids, then the names (of a newer version), then both in one
         assert [segment.identifier for segment in found.segments] == ["cats", "vip"]
         assert "zoo/fish" not in found and "fish" not in found and "zoo/birds" not in found
         assert "Cat owners" in found

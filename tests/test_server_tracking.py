@@ -74,9 +74,7 @@ def make_site(tmp_path: Path, host: FakeTrackingHost):
 
     yield make
     for app in apps:
-        sender = app.extensions["cdp"]._sender
-        if sender is not None:
-            sender.stop()
+        app.extensions["cdp"].tracking.sender.stop()
 
 
 def consenting_client(app: Flask, **cookies: str):
@@ -263,7 +261,7 @@ def test_a_value_no_url_can_carry_stops_all_of_its_helpers_events(make_site, hos
 
     assert consenting_client(app, rsa=VISITOR).get("/order").get_data(as_text=True) == "|"
     host.wait_for(lambda h: len(h.hits) == 1)
-    app.extensions["cdp"].sender.stop()
+    app.extensions["cdp"].tracking.sender.stop()
     assert [hit.params["p1"] for hit in host.hits] == ["visit"]
 
 
@@ -435,7 +433,7 @@ def test_check_reports_what_the_senders_did(make_site, host: FakeTrackingHost) -
     with app.app_context():
         cdp.track("visit", visitor_id=VISITOR, id="x")
     host.wait_for(lambda h: len(h.hits) == 1)
-    app.extensions["cdp"].sender.stop()  # reports its counts as it stops (and every minute)
+    app.extensions["cdp"].tracking.sender.stop()  # reports its counts as it stops (and every minute)
     output = runner.invoke(args=["cdp", "check"]).output
     assert "ok    tracking mode server: 1 process reported in the last hour: sent 1, failed 0, dropped 0" in output
 
@@ -590,7 +588,7 @@ app.config.update({config!r})
 cdp = CDP(app)
 with app.app_context():
     cdp.create_tables()
-    app.extensions["cdp"].sender  # made before the fork, as a preloaded app may
+    app.extensions["cdp"].tracking.sender.counts()  # made before the fork, as a preloaded app does
 
 @app.get("/product/<name>")
 def product(name):

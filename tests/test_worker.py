@@ -14,9 +14,9 @@ from flask import Flask
 from freezegun import freeze_time
 from sqlalchemy import delete, select, update
 
+from cdp_bridge.deliveries.inbox import MAX_ATTEMPTS, DeliveryInbox, IncomingDelivery, backoff_seconds
 from cdp_bridge.model import ActivationDocument, AudienceChange
 from cdp_bridge.store import utcnow
-from cdp_bridge.webhook.inbox import MAX_ATTEMPTS, DeliveryInbox, IncomingDelivery, backoff_seconds
 from tests.support.logs import remember_output
 from tests.support.processes import run_flask, start_flask, write_app_module
 from tests.support.webhook import ACTIVATION, delivery_rows, memberships, post_webhook

@@ -14,12 +14,12 @@ import click
 from flask import current_app
 
 from ..constants import PROTECTED_GROUP_MESSAGE
+from ..deliveries.worker import QueueWorker
 from ..errors import ConfigurationError, ValidationError
 from ..model import ActivationCredentials, DeliveryStatus
 from ..state import current_state as _state
 from ..store import validate_user_ids
 from ..webhook.sample import SendFailed, sample_body, send_activation
-from ..webhook.worker import QueueWorker
 from .group import CommandFailed, cdp_cli, counted, reports_errors
 from .health import run_checks
 

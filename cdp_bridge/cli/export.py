@@ -8,7 +8,6 @@ configuration errors such as a missing stream id.
 
 from __future__ import annotations
 
-import gc
 import os
 import shlex
 import shutil
@@ -19,15 +18,8 @@ from typing import Any
 import click
 from flask.cli import ScriptInfo
 
-from ..constants import (
-    ACCOUNT_NUMBER,
-    CONTENT_STREAM_ID,
-    CONTENT_STREAM_IDS,
-    PRODUCT_STREAM_ID,
-    PRODUCT_STREAM_IDS,
-    USER_STREAM_ID,
-)
 from ..errors import ConfigurationError
+from ..export.kinds import EXPORT_KINDS, ExportKind
 from ..export.runner import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_MAX_BATCH_BYTES,
@@ -43,34 +35,26 @@ from ..settings import CDPSettings
 from ..state import CDPState, current_state
 from .group import CommandFailed, UsageProblem, cdp_cli, reports_errors
 
-STREAM_ID_KEYS = {"user": USER_STREAM_ID, "product": PRODUCT_STREAM_ID, "content": CONTENT_STREAM_ID}
-TYPE_STREAM_ID_KEYS = {"product": PRODUCT_STREAM_IDS, "content": CONTENT_STREAM_IDS}
-COMMANDS = {"user": "stream-user-data", "product": "stream-product-data", "content": "stream-content-data"}
-TYPE_OPTIONS = {"user": "--user-content-type", "product": "--product-type", "content": "--content-type"}
-DECORATORS = {"user": "@cdp.user_source", "product": '@cdp.product_source("TYPE")', "content": '@cdp.content_source("TYPE")'}
 
-
-def export_command(kind: str) -> Callable[..., Any]:
+def export_command(export_kind: ExportKind) -> Callable[..., Any]:
     """Build the ``stream-KIND-data`` command."""
+    kind = export_kind.name
 
-    @cdp_cli.command(COMMANDS[kind], help=f"Stream the site's {kind} records to Raptor's Streaming API.")
+    @cdp_cli.command(export_kind.command, help=f"Stream the site's {kind} records to Raptor's Streaming API.")
     @click.option("--draft/--no-draft", default=True, show_default=True,
                   help="Draft: send a sample (first 100, or --limit) for the Data Manager's validation.")
-    @click.option("--stream-id", help=f"The stream id (default: {STREAM_ID_KEYS[kind]}; prefer the setting).")
+    @click.option("--stream-id", help=f"The stream id (default: {export_kind.stream_id_key}; prefer the setting).")
     @click.option("--batch-size", type=click.IntRange(min=1, max=10_000), default=DEFAULT_BATCH_SIZE, show_default=True)
     @click.option("--max-batch-bytes", type=click.IntRange(min=1024), default=DEFAULT_MAX_BATCH_BYTES, show_default=True)
     @click.option("--limit", type=click.IntRange(min=1), help="Send at most this many records.")
     @click.option("--dry-run", is_flag=True, help="Print the JSON batches instead of sending them.")
-    @click.option(TYPE_OPTIONS[kind], "type_name", help=f"Only the {kind} source of this type.")
+    @click.option(export_kind.type_option, "type_name", help=f"Only the {kind} source of this type.")
     @reports_errors
     def command(draft: bool, stream_id: str | None, batch_size: int, max_batch_bytes: int, limit: int | None,
                 dry_run: bool, type_name: str | None) -> None:
         state = current_state()
         if not state.hooks.exports.sources[kind]:
-            raise ConfigurationError(f"no {kind} source registered: decorate a function with {DECORATORS[kind]}")
-        # Everything loaded so far lives as long as the command: freezing it keeps the
-        # garbage collector from walking it again and again while millions of items pass.
-        gc.freeze()
+            raise ConfigurationError(f"no {kind} source registered: decorate a function with {export_kind.decorator}")
         summaries = []
         for types_name, secret in _streams(state, kind, type_name, stream_id, dry_run):
             request = ExportRequest(kind, types_name, draft, limit, batch_size, max_batch_bytes)
@@ -115,10 +99,11 @@ def _streams(
 
 def _stream_of(settings: CDPSettings, kind: str, type_name: str | None, dry_run: bool) -> Secret | None:
     secret = settings.stream_id(kind, type_name)
+    export_kind = EXPORT_KINDS[kind]
     if secret is None and not dry_run:
-        per_type = f" or {TYPE_STREAM_ID_KEYS[kind]}[{type_name!r}]" if kind in TYPE_STREAM_ID_KEYS and type_name else ""
+        per_type = f" or {export_kind.type_stream_ids_key}[{type_name!r}]" if export_kind.type_stream_ids_key and type_name else ""
         raise ConfigurationError(
-            f"{STREAM_ID_KEYS[kind]}{per_type} is not set (or pass --stream-id): copy it from the Data Manager"
+            f"{export_kind.stream_id_key}{per_type} is not set (or pass --stream-id): copy it from the Data Manager"
         )
     return secret
 
@@ -126,9 +111,9 @@ def _stream_of(settings: CDPSettings, kind: str, type_name: str | None, dry_run:
 def _client(state: CDPState, secret: Secret | None) -> StreamClient:
     settings = state.settings
     if not settings.account_number:
-        raise ConfigurationError(f"{ACCOUNT_NUMBER} is not set: the export needs the Raptor account number")
+        raise ConfigurationError("CDP_ACCOUNT_NUMBER is not set: the export needs the Raptor account number")
     assert secret is not None  # _stream_of refused a missing one
-    return StreamClient(settings.stream_api_url, settings.account_number, secret, sleep=state.export_sleep)
+    return StreamClient(settings.stream_api_url, settings.account_number, secret, sleep=state.hooks.clock.sleep)
 
 
 def _report(message: str) -> None:
@@ -157,7 +142,7 @@ def _exit_for(summaries: list[ExportSummary]) -> None:
         raise CommandFailed(f"{skipped} records could not be sent and were skipped (listed above)")
 
 
-for _kind in COMMANDS:
+for _kind in EXPORT_KINDS.values():
     export_command(_kind)
 
 
@@ -184,11 +169,11 @@ def export_schedule(directory: str | None, flask_path: str | None, app_path: str
                 click.echo(f"{entry.interval} {prefix} cdp scheduled-export {kind} {number}")
             else:
                 options = " ".join(shlex.quote(word) for word in words)
-                click.echo(f"{entry.interval} {prefix} cdp {COMMANDS[kind]}{' ' + options if options else ''}")
+                click.echo(f"{entry.interval} {prefix} cdp {EXPORT_KINDS[kind].command}{' ' + options if options else ''}")
 
 
 @cdp_cli.command("scheduled-export")
-@click.argument("kind", type=click.Choice(COMMANDS))
+@click.argument("kind", type=click.Choice(list(EXPORT_KINDS)))
 @click.argument("number", type=click.IntRange(min=1))
 @click.pass_context
 @reports_errors
@@ -202,8 +187,9 @@ def scheduled_export(context: click.Context, kind: str, number: int) -> None:
     if number > len(entries):
         raise UsageProblem(f"CDP_EXPORT_SCHEDULE {kind} has {len(entries)} entries, not {number}")
     words = _checked_options(kind, entries[number - 1].options)
-    command = cdp_cli.commands[COMMANDS[kind]]
-    with command.make_context(COMMANDS[kind], list(words), parent=context) as sub_context:
+    name = EXPORT_KINDS[kind].command
+    command = cdp_cli.commands[name]
+    with command.make_context(name, list(words), parent=context) as sub_context:
         command.invoke(sub_context)
 
 
@@ -223,9 +209,9 @@ def _checked_options(kind: str, options: str) -> list[str]:
         words = shlex.split(options)
     except ValueError as exc:
         raise UsageProblem(f"CDP_EXPORT_SCHEDULE {kind}: options: {exc}") from None
-    command = cdp_cli.commands[COMMANDS[kind]]
+    name = EXPORT_KINDS[kind].command
     try:
-        command.make_context(COMMANDS[kind], list(words), resilient_parsing=False)
+        cdp_cli.commands[name].make_context(name, list(words), resilient_parsing=False)
     except click.ClickException as exc:  # click names options, and --stream-id takes any value
         raise UsageProblem(f"CDP_EXPORT_SCHEDULE {kind}: options: {exc.format_message()}") from None
     return words

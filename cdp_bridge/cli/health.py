@@ -13,6 +13,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from ..constants import WEBHOOK_PATH
 from ..errors import NotFoundError, first_line
+from ..model import TrackingMode
 from ..state import CDPState
 from ..store import utcnow
 from ..store.senders import recent_sender_totals
@@ -157,7 +158,7 @@ def _check_server_tracking(state: CDPState, report: CheckReport) -> None:
     """What the web processes' senders reported in the last hour (they report each minute)."""
     mode = state.settings.tracking_mode
     totals = recent_sender_totals(state.engine, state.tables.tracking_senders, utcnow() - timedelta(hours=1))
-    if mode == "client" and not totals.senders:
+    if mode == TrackingMode.CLIENT and not totals.senders:
         report.noted("tracking mode client (events go from the browser to Raptor)")
         return
     if not totals.senders:

@@ -16,20 +16,13 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from ..constants import EXPORT_KINDS
 from ..errors import CDPError, TrackingArgumentError, ValidationError
 from ..tracking.fields import format_category_path
+from .kinds import EXPORT_KINDS
 
 Source = Callable[[], Iterable[Any]]
 Processor = Callable[[dict[str, Any], Any], dict[str, Any]]
 Skip = Callable[[Any, str, Exception], None]
-
-#: The keys an item of a kind is read with, in this order (a key the record lacks is left out).
-BASE_KEYS: dict[str, tuple[str, ...]] = {
-    "user": ("id", "login", "email", "name"),
-    "product": ("id", "type", "name", "price", "currency", "brand", "category_path", "in_stock", "url"),
-    "content": ("id", "type", "name", "url", "category_path", "published_at"),
-}
 
 
 class UnsendableRecord(CDPError):
@@ -80,7 +73,7 @@ class ExportRegistry:
         refuses is checked item by item (see :func:`checked_item`).
         """
         processors = [ranked.function for ranked in self.processors[kind]]
-        keys = BASE_KEYS[kind]
+        keys = EXPORT_KINDS[kind].base_keys
         typed = kind != "user"
         record_type: type | None = None
         read: Callable[[Any, tuple[str, ...]], dict[str, Any]] = _read_dict

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, literal_column, select
+from sqlalchemy import Connection, Engine, Row, bindparam, literal_column, select
 
 from ..errors import ValidationError
 from ..model import Segment
@@ -90,78 +90,53 @@ def segments_of(segments: Sequence[Segment]) -> UserSegments:
 
 
 class UserSegmentsRead:
-    """The reads a personalised page makes, compiled once per engine to the driver's SQL
-    and run on the request's DBAPI connection (or a pooled one). Each reads the store
-    version in the same statement, so its answer and its version are one snapshot."""
+    """The reads a personalised page makes, as SQLAlchemy Core statements run on the
+    request's connection (or a pooled one), so engine events, query recording and debug
+    toolbars see them. Each reads the store version in the same statement, so its answer
+    and its version are one snapshot."""
 
     def __init__(self, engine: Engine, tables: CDPTables) -> None:
         s, g, m, v = tables.segments, tables.segment_groups, tables.memberships, tables.store_version
         # the one row (membership.STORE_VERSION_ROW); no rows when the table has none
-        version = select(v.c.version).where(v.c.id == literal_column("1")).scalar_subquery()
-        columns = [s.c.id, s.c.identifier, s.c.name, g.c.identifier, s.c.description, s.c.tags, s.c.profile_count,
-                   s.c.source_updated_at, s.c.last_sequence]
+        version = select(v.c.version).where(v.c.id == literal_column("1")).scalar_subquery().label("version")
+        columns = [s.c.id, s.c.identifier, s.c.name, g.c.identifier.label("group_identifier"), s.c.description,
+                   s.c.tags, s.c.profile_count, s.c.source_updated_at, s.c.last_sequence]
         segments = s.join(g, g.c.id == s.c.group_id)
         of_user = m.c.user_id == bindparam("user_id")
         self.engine = engine
-        self.member_ids = _Prepared(select(version, m.c.segment_id).where(of_user), engine)
-        self.all_segments = _Prepared(select(version, *columns).select_from(segments), engine)
-        self.named_member_segments = _Prepared(
-            select(version, *columns).select_from(segments.join(m, m.c.segment_id == s.c.id)).where(of_user), engine
-        )
-        self.processors = [column.type.result_processor(engine.dialect, None) for column in columns]
+        self.member_ids = select(version, m.c.segment_id).where(of_user)
+        self.all_segments = select(version, *columns).select_from(segments)
+        self.named_member_segments = select(version, *columns).select_from(
+            segments.join(m, m.c.segment_id == s.c.id)).where(of_user)
         #: The catalogue last read; replaced whole, so threads may share it.
         self.catalogue = EMPTY_CATALOGUE
 
     def __call__(self, user_id: str, connection: Connection | None = None) -> UserSegments:
         if connection is not None:
-            return self.read_on(connection.connection.driver_connection, user_id)
-        pooled = self.engine.raw_connection()
-        try:
+            return self.read_on(connection, user_id)
+        with self.engine.connect() as pooled:  # rolled back when it goes back to the pool
             return self.read_on(pooled, user_id)
-        finally:
-            pooled.close()  # back to the pool, which rolls the read back
 
-    def read_on(self, dbapi_connection: Any, user_id: str) -> UserSegments:
-        """The user's segments, read on a DBAPI connection."""
-        rows = self.member_ids.fetch(dbapi_connection, user_id)
+    def read_on(self, connection: Connection, user_id: str) -> UserSegments:
+        """The user's segments, read on ``connection``."""
+        rows = connection.execute(self.member_ids, {"user_id": user_id}).all()
         if not rows:
             return NO_SEGMENTS
-        version = rows[0][0]
+        version = rows[0].version
         if version is not None and self.catalogue.version != version:
-            self.catalogue = self._catalogue(self.all_segments.fetch(dbapi_connection, None))
+            self.catalogue = _catalogue(connection.execute(self.all_segments).all())
         catalogue = self.catalogue
         if version is None or catalogue.version != version:
             # The store changed between the two reads, or it has no version: read the
             # user's segments with their names, in one statement.
-            catalogue = self._catalogue(self.named_member_segments.fetch(dbapi_connection, user_id))
+            catalogue = _catalogue(connection.execute(self.named_member_segments, {"user_id": user_id}).all())
             return UserSegments(frozenset(catalogue.segments), catalogue)
-        return UserSegments(frozenset([row[1] for row in rows]), catalogue)
-
-    def _catalogue(self, rows: Sequence[Sequence[Any]]) -> SegmentCatalogue:
-        return SegmentCatalogue.of(rows[0][0] if rows else None, (self._segment(row[1:]) for row in rows))
-
-    def _segment(self, row: Sequence[Any]) -> tuple[int, Segment]:
-        values: list[Any] = [value if process is None else process(value) for value, process in zip(row, self.processors)]
-        segment_id, identifier, name, group, description, tags, profile_count, updated_at, sequence = values
-        return segment_id, Segment(identifier=identifier, name=name, group=group, description=description,
-                                   tags=tuple(tags or ()), profile_count=profile_count,
-                                   source_updated_at=updated_at, last_sequence=sequence)
+        return UserSegments(frozenset(row.segment_id for row in rows), catalogue)
 
 
-class _Prepared:
-    """A statement with at most one ``user_id`` parameter, compiled once to the driver's SQL."""
-
-    def __init__(self, statement: Any, engine: Engine) -> None:
-        compiled = statement.compile(dialect=engine.dialect)
-        self.sql = compiled.string
-        self.positional = bool(compiled.positional)
-        self.count = len(compiled.positiontup or ()) if self.positional else 1
-
-    def fetch(self, dbapi_connection: Any, user_id: str | None) -> list[Any]:
-        parameters: Any = (user_id,) * self.count if self.positional else {"user_id": user_id}
-        cursor = dbapi_connection.cursor()
-        try:
-            cursor.execute(self.sql, parameters)
-            return list(cursor.fetchall())
-        finally:
-            cursor.close()
+def _catalogue(rows: Sequence[Row[Any]]) -> SegmentCatalogue:
+    return SegmentCatalogue.of(rows[0].version if rows else None, (
+        (row.id, Segment(identifier=row.identifier, name=row.name, group=row.group_identifier,
+                         description=row.description, tags=tuple(row.tags or ()), profile_count=row.profile_count,
+                         source_updated_at=row.source_updated_at, last_sequence=row.last_sequence))
+        for row in rows))

@@ -16,6 +16,7 @@ from flask import Response, request
 
 from ..constants import SESSION_COOKIE, SESSION_COOKIE_MINUTES, TRACK_PATH, VISITOR_COOKIE
 from ..errors import TrackingArgumentError
+from ..model import TrackingMode
 from ..page import current_page
 from ..state import current_state
 
@@ -38,11 +39,11 @@ def set_visitor_cookies(response: Response) -> Response:
         return response
     mode = settings.tracking_mode
     cookies = [(VISITOR_COOKIE, ids[0], settings.visitor_cookie_days * 86400)]
-    if mode != "client":
+    if mode != TrackingMode.CLIENT:
         cookies.append((SESSION_COOKIE, ids[1], SESSION_COOKIE_MINUTES * 60))
     for name, value, seconds in cookies:
         response.set_cookie(name, value or "", max_age=seconds, path="/", samesite="Lax", secure=request.is_secure,
-                            httponly=mode == "server")
+                            httponly=mode == TrackingMode.SERVER)
     return response
 
 

@@ -19,10 +19,12 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from ..constants import DEFAULT_TRACKING_PARAMETERS, TRACK_EVENTS_PER_MINUTE, TRACK_MAX_BYTES, TRACK_PATH, VISITOR_COOKIE
 from ..errors import TrackingArgumentError
 from ..identifiers import visitor_id_or_none
+from ..model import TrackingMode
 from ..outbound import BadAnswer, read_json
 from ..page import current_page
 from ..state import current_state
-from .fields import KNOWN_EVENT_TYPES, text_value
+from .events import EventType, event_type
+from .fields import text_value
 from .wire import Visitor
 
 #: How Flask-WTF's ``CSRFProtect.exempt`` names this view.
@@ -42,7 +44,7 @@ def refuse(status: int, error: str, message: str) -> Response:
 def receive_event() -> Response:
     state = current_state()
     settings = state.settings
-    if settings.tracking_mode != "hybrid" or not settings.account_number:
+    if settings.tracking_mode != TrackingMode.HYBRID or not settings.account_number:
         return refuse(404, "not_found", "POST /cdp/track serves CDP_TRACKING_MODE=hybrid only")
     if not _same_origin():
         return refuse(403, "cross_origin", "only the site's own pages may send events here")
@@ -58,17 +60,17 @@ def receive_event() -> Response:
         return refuse(403, "no_consent", "the visitor has not consented to tracking")
     if visitor_id_or_none(request.cookies.get(VISITOR_COOKIE)) is None:
         return refuse(403, "no_visitor", f"no {VISITOR_COOKIE} cookie holding a visitor id (the page's script sets it)")
-    address_limit = settings.track_address_limit_per_minute
-    if not state.track_address_rate_limit.allows(request.remote_addr or ""):
-        return refuse(429, "too_many_events", f"at most {address_limit} events a minute per client address")
-    if not state.track_rate_limit.allows(visitor.visitor_id or ""):
+    limits = state.tracking
+    if not limits.address_limit.allows(request.remote_addr or ""):
+        return refuse(429, "too_many_events", f"at most {limits.address_limit.per_minute} events a minute per client address")
+    if not limits.visitor_limit.allows(visitor.visitor_id or ""):
         return refuse(429, "too_many_events", f"at most {TRACK_EVENTS_PER_MINUTE} events a minute per visitor")
     try:
-        event_type, params, url = _event(body, settings.tracking_parameters)
+        row, params, url = _event(body, settings.tracking_parameters)
     except TrackingArgumentError as exc:
         return refuse(400, "invalid_event", str(exc))
     try:
-        state.send_events([(event_type, params)], Visitor(visitor.visitor_id, visitor.session_id, visitor.user_id, url))
+        state.tracking.queue([(row, params)], Visitor(visitor.visitor_id, visitor.session_id, visitor.user_id, url))
     except TrackingArgumentError as exc:  # a value no URL can carry
         return refuse(400, "invalid_event", str(exc))
     return current_app.response_class(status=204)
@@ -83,7 +85,7 @@ def _same_origin() -> bool:
     return origin is not None and origin.rstrip("/") == request.host_url.rstrip("/")
 
 
-def _event(body: bytes, overrides: Any) -> tuple[str, dict[str, str], str | None]:
+def _event(body: bytes, overrides: Any) -> tuple[EventType, dict[str, str], str | None]:
     """The event type, its checked parameters, and the page's URL when it is the site's."""
     document = read_json(body)
     if isinstance(document, BadAnswer):
@@ -94,17 +96,18 @@ def _event(body: bytes, overrides: Any) -> tuple[str, dict[str, str], str | None
     if not isinstance(params, dict) or not params:
         raise TrackingArgumentError('expected {"params": {"p1": "<event type>", …}, "url": "<page URL>"}')
     type_key = DEFAULT_TRACKING_PARAMETERS["event_type"]
-    event_type = params.get(type_key)
-    if not isinstance(event_type, str) or (event_type not in KNOWN_EVENT_TYPES and event_type not in overrides):
-        raise TrackingArgumentError(f"{type_key} must name a known event type, not {event_type!r}")
-    allowed = set({**DEFAULT_TRACKING_PARAMETERS, **overrides.get(event_type, {})}.values())
+    try:
+        row = event_type(params.get(type_key), overrides)
+    except TrackingArgumentError:
+        raise TrackingArgumentError(f"{type_key} must name a known event type, not {params.get(type_key)!r}") from None
+    allowed = set({**DEFAULT_TRACKING_PARAMETERS, **overrides.get(row.name, {})}.values())
     checked: dict[str, str] = {}
     for name, value in params.items():
         if name not in allowed:
-            raise TrackingArgumentError(f"{name!s:.40} is not a parameter of {event_type} events")
+            raise TrackingArgumentError(f"{name!s:.40} is not a parameter of {row.name} events")
         if not isinstance(value, str):
             raise TrackingArgumentError(f"{name} must be a string")
         checked[name] = text_value(value, name)
     url = document.get("url")
     page_url = url if isinstance(url, str) and url.startswith(request.host_url) and len(url) <= 2048 else None
-    return event_type, checked, page_url
+    return row, checked, page_url

@@ -29,15 +29,11 @@ from markupsafe import Markup
 from ..constants import TRACK_PATH
 from ..errors import TrackingArgumentError, ValidationError
 from ..identifiers import validate_user_id
+from ..model import TrackingMode
 from ..page import Page, current_page, nonce_attribute
-from ..state import CDPState, current_state
 from ..store import Segment
-from .fields import (
-    add_subtotal,
-    event_parameters,
-    line_fields,
-    text_value,
-)
+from .events import EVENT_TYPES, event_type
+from .fields import line_fields, text_value
 
 log = logging.getLogger("cdp_bridge.tracking")
 
@@ -94,7 +90,7 @@ def _script(helper: str, nonce: str | None, build: Callable[[Page], str]) -> Mar
     """
     page = current_page()
     if not page.state.settings.account_number:
-        _warn_unconfigured_once(page.state)
+        page.state.tracking.warn_unconfigured_once()
         return Markup("")
     try:
         code = build(page)
@@ -117,22 +113,18 @@ def _send_pending(page: Page) -> None:
         return
     visitor = page.tracking_visitor
     if visitor is not None:
-        page.state.send_events(page.pending_events, visitor)
+        page.state.tracking.queue(page.pending_events, visitor)
     page.pending_events.clear()
 
 
-def _warn_unconfigured_once(state: CDPState) -> None:
-    if not state.tracking_warning_logged:
-        state.tracking_warning_logged = True
-        log.warning("CDP_ACCOUNT_NUMBER is not set: tracking helpers render nothing")
-
-
-def _push_event(page: Page, event_type: str, fields: dict[str, Any]) -> str:
+def _push_event(page: Page, type_name: str, fields: dict[str, Any]) -> str:
     if "user_id" not in fields:  # every caller passes a dict of its own making
         fields["user_id"] = page.user_id
-    params = event_parameters(event_type, fields, page.state.settings.tracking_parameters)
-    if page.state.settings.tracking_mode == "server":
-        page.pending_events.append((event_type, params))  # sent by the server: no script
+    overrides = page.state.settings.tracking_parameters
+    row = event_type(type_name, overrides)
+    params = row.parameters(fields, overrides)
+    if page.state.settings.tracking_mode == TrackingMode.SERVER:
+        page.pending_events.append((row, params))  # sent by the server: no script
         return ""
     return f'window.raptor&&window.raptor.push("trackEvent",{script_json(params)});'
 
@@ -147,12 +139,13 @@ def cdp_head_script(customer_id: Any = None, *, nonce: str | None = None) -> Mar
 
     def build(page: Page) -> str:
         settings = page.state.settings
-        if settings.tracking_mode == "server":
-            page.pending_events.append(("pageview", event_parameters("pageview", {}, settings.tracking_parameters)))
+        if settings.tracking_mode == TrackingMode.SERVER:
+            pageview = EVENT_TYPES["pageview"]
+            page.pending_events.append((pageview, pageview.parameters({}, settings.tracking_parameters)))
             return ""
         customer = text_value(customer_id, "customer_id") if customer_id is not None else settings.account_number
         stub = HEAD_SNIPPET % script_json(customer)
-        if settings.tracking_mode == "hybrid":
+        if settings.tracking_mode == TrackingMode.HYBRID:
             track_url = f"{page.state.url_prefix or ''}{TRACK_PATH}"
             stub += HYBRID_SHIM % (script_json(track_url), "true" if page.consented else "false")
         return stub
@@ -165,7 +158,7 @@ def cdp_main_script(has_consented: bool | None = None, *, nonce: str | None = No
     Nothing in server and hybrid modes: no tracking script runs in the browser there."""
 
     def build(page: Page) -> str:
-        if page.state.settings.tracking_mode != "client":
+        if page.state.settings.tracking_mode != TrackingMode.CLIENT:
             return ""
         consented = page.consented if has_consented is None else has_consented
         if not isinstance(consented, bool):
@@ -202,7 +195,7 @@ def _buy_events(page: Page, lines: Iterable[Any], order_id: Any, currency: Any) 
         fields.setdefault("currency", currency)
         fields.setdefault("order_id", order_id)
         try:
-            events.append(_push_event(page, "buy", add_subtotal(fields)))
+            events.append(_push_event(page, "buy", fields))
         except TrackingArgumentError as exc:
             raise TrackingArgumentError(f"lines[{index}]: {exc}") from None
     return "".join(events)
@@ -243,7 +236,7 @@ def cdp_set_user(user_id: Any = None, *, nonce: str | None = None) -> Markup:
     server and hybrid modes, where the server adds the user to every event)."""
 
     def build(page: Page) -> str:
-        if page.state.settings.tracking_mode != "client":
+        if page.state.settings.tracking_mode != TrackingMode.CLIENT:
             return ""
         if user_id is None:
             chosen = page.user_id
@@ -259,13 +252,14 @@ def cdp_set_user(user_id: Any = None, *, nonce: str | None = None) -> Markup:
 
 def cdp_in_segment(segment: str, user_id: Any = None) -> bool:
     """Whether the user (default: the current one) is in ``segment``."""
-    return segment in (current_page().segments if user_id is None else current_state().user_segments(user_id))
+    page = current_page()
+    return segment in (page.segments if user_id is None else page.segments_of(user_id))
 
 
 def cdp_user_segments(user_id: Any = None) -> list[Segment]:
     """The user's segments (default: the current user's; none for anonymous visitors)."""
-    found = current_page().segments if user_id is None else current_state().user_segments(user_id)
-    return list(found.segments)
+    page = current_page()
+    return list((page.segments if user_id is None else page.segments_of(user_id)).segments)
 
 
 TRACKING_GLOBALS: dict[str, Callable[..., Any]] = {

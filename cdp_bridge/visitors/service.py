@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any, Protocol
 
@@ -36,21 +37,35 @@ def default_cache(ttl: int) -> SegmentsCache:
 
 
 class VisitorSegmentsService:
-    """One app's visitor segments: cache, then one call per visitor at a time, then the API."""
+    """One app's visitor segments: cache, then one call per visitor at a time, then the API.
 
-    def __init__(self, client: MembershipClient, breaker: CircuitBreaker, cache: SegmentsCache | None, ttl: int) -> None:
+    ``shared_cache`` returns the host's cache (``@cdp.visitor_segments_cache``, which may
+    be registered after the service is made), or ``None`` for the process's own."""
+
+    def __init__(self, client: MembershipClient, breaker: CircuitBreaker, ttl: int,
+                 shared_cache: Callable[[], SegmentsCache | None] = lambda: None) -> None:
         self.client = client
         self.breaker = breaker
-        self.cache = cache if ttl > 0 else None
         self.ttl = ttl
+        self._shared_cache = shared_cache
+        self._own_cache = default_cache(ttl) if ttl > 0 else None
         self._lock = threading.Lock()
         self._in_flight: dict[str, Future[tuple[Membership, ...]]] = {}
+
+    @property
+    def cache(self) -> SegmentsCache | None:
+        """The host's cache, else this process's own; none with a TTL of 0."""
+        if self.ttl <= 0:
+            return None
+        shared = self._shared_cache()
+        return shared if shared is not None else self._own_cache
 
     def memberships(self, visitor_id: str) -> tuple[Membership, ...]:
         """The visitor's memberships; none when the API cannot answer now."""
         key = f"cdp_bridge:visitor_segments:{self.client.activation_id}:{visitor_id}"
-        if self.cache is not None:
-            cached = self.cache.get(key)
+        cache = self.cache
+        if cache is not None:
+            cached = cache.get(key)
             if cached is not None:
                 return tuple(Membership(*pair) for pair in cached)
         with self._lock:
@@ -66,7 +81,7 @@ class VisitorSegmentsService:
             except Exception:  # noqa: BLE001 - its failure is logged by the request that asked
                 return ()
         try:
-            found = self._ask(key, visitor_id)
+            found = self._ask(key, visitor_id, cache)
             pending.set_result(found)
             return found
         except BaseException as exc:
@@ -76,7 +91,7 @@ class VisitorSegmentsService:
             with self._lock:
                 del self._in_flight[key]
 
-    def _ask(self, key: str, visitor_id: str) -> tuple[Membership, ...]:
+    def _ask(self, key: str, visitor_id: str, cache: SegmentsCache | None) -> tuple[Membership, ...]:
         if not self.breaker.allows():
             return ()
         try:
@@ -87,6 +102,6 @@ class VisitorSegmentsService:
                 return ()
             found = ()  # a visitor the CDP does not know (yet) is in no audience: an answer
         self.breaker.succeeded()
-        if self.cache is not None:
-            self.cache.set(key, tuple((m.id, m.name) for m in found), timeout=self.ttl)
+        if cache is not None:
+            cache.set(key, tuple((m.id, m.name) for m in found), timeout=self.ttl)
         return found

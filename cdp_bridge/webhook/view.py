@@ -2,7 +2,7 @@
 
 The view only translates HTTP: method, credentials, size, media type, signature, JSON
 and body format are checked in that order, each with its own answer; then the parsed
-delivery goes to the :class:`~cdp_bridge.webhook.inbox.DeliveryInbox`, which decides
+delivery goes to the :class:`~cdp_bridge.deliveries.inbox.DeliveryInbox`, which decides
 whether to apply it now or queue it and records it before anything is answered. A database that cannot be reached answers 503 with
 ``Retry-After`` and leaves nothing half-applied (every write is one transaction).
 """
@@ -19,6 +19,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from ..constants import WEBHOOK_PATH
+from ..deliveries.inbox import IncomingDelivery, ReceiveResult, log_outcome
 from ..errors import CDPError, PayloadError, SignatureError, ValidationError
 from ..identifiers import validate_text_identifier
 from ..log_text import one_line
@@ -27,7 +28,6 @@ from ..outbound import BadAnswer, read_json
 from ..state import current_state
 from .credentials import authenticate
 from .formats import choose_format
-from .inbox import IncomingDelivery, ReceiveResult, log_outcome
 from .signatures import verify
 
 log = logging.getLogger("cdp_bridge.webhook")

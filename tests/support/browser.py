@@ -63,8 +63,8 @@ def stop_background_threads(app: Any) -> None:
     state = app.extensions.get("cdp")
     if state is not None and state.inline_worker is not None:
         state.inline_worker.stop()
-    if state is not None and state._sender is not None:
-        state._sender.stop()
+    if state is not None:
+        state.tracking.sender.stop()
     stand_in = app.extensions.get("demo_raptor_stand_in")
     if stand_in is not None:
         stand_in.shutdown()

@@ -9,7 +9,7 @@ from typing import Any
 from flask import Flask
 
 from cdp_bridge import CDP
-from cdp_bridge.webhook.inbox import DeliverySummary
+from cdp_bridge.deliveries.inbox import DeliverySummary
 
 ACTIVATION = {
     "CDP_ACTIVATION_CLIENT_ID": "test-client",

@@ -26,7 +26,6 @@ from typing import Any
 from sqlalchemy import Connection, Engine, and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from ..constants import DEFAULT_BULK_ASYNC_THRESHOLD, DEFAULT_WORKER_LEASE_SECONDS
 from ..errors import CDPError, NotFoundError, first_line
 from ..model import REPLAYABLE, ActivationCredentials, ActivationDocument, DeliveryStatus, Outcome, Rejections
 from ..store import CDPTables, utcnow
@@ -126,9 +125,9 @@ class DeliveryInbox:
         engine: Engine,
         tables: CDPTables,
         *,
-        bulk_async_threshold: int = DEFAULT_BULK_ASYNC_THRESHOLD,
+        bulk_async_threshold: int,
+        lease_seconds: int,
         max_attempts: int = MAX_ATTEMPTS,
-        lease_seconds: int = DEFAULT_WORKER_LEASE_SECONDS,
     ) -> None:
         self.engine = engine
         self.tables = tables

@@ -1,0 +1,53 @@
+"""One app's server-side tracking (SPEC section 10): its sender, the limits of hybrid's
+``POST /cdp/track``, and how a page's events are queued, all or none.
+
+Made once per app at registration. The sender's thread starts with the first event of
+each process (so under gunicorn each worker has its own, started after the fork).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from ..constants import TRACK_EVENTS_PER_MINUTE
+from ..settings import CDPSettings
+from .events import EventType
+from .rate_limit import RateLimit
+from .sender import EventSender, SenderCounts
+from .wire import Event, Visitor, check_encodable
+
+log = logging.getLogger("cdp_bridge.tracking")
+
+#: An event as a helper builds it: its type's row and its ``pN`` parameters.
+BuiltEvent = tuple[EventType, dict[str, str]]
+
+
+class TrackingService:
+    """Queues an app's server-side events and keeps its hybrid endpoint's limits."""
+
+    def __init__(self, settings: CDPSettings, on_report: Callable[[SenderCounts], None] | None = None) -> None:
+        self.settings = settings
+        self.sender = EventSender(on_report=on_report)
+        #: Hybrid: events a visitor, and a client address, may post to /cdp/track a minute, in this process.
+        self.visitor_limit = RateLimit(TRACK_EVENTS_PER_MINUTE)
+        self.address_limit = RateLimit(settings.track_address_limit_per_minute)
+        self._warned_unconfigured = False
+
+    def queue(self, events: list[BuiltEvent], visitor: Visitor) -> None:
+        """Queue events, all or none: each is checked before any is queued (a value no URL
+        can carry is refused while the page can still hear it); their URLs are built and
+        sent off the request path."""
+        settings = self.settings
+        assert settings.account_number is not None
+        for _, params in events:
+            check_encodable(params, visitor)
+        for event_type, params in events:
+            self.sender.enqueue(Event(settings.server_tracking_url, settings.account_number, params, visitor,
+                                      keep_empty=event_type.kept_empty(settings.tracking_parameters)))
+
+    def warn_unconfigured_once(self) -> None:
+        """One WARNING per app when a helper is used without ``CDP_ACCOUNT_NUMBER``."""
+        if not self._warned_unconfigured:
+            self._warned_unconfigured = True
+            log.warning("CDP_ACCOUNT_NUMBER is not set: tracking helpers render nothing")
