@@ -36,7 +36,7 @@ def validate_group_identifier(value: object) -> str:
 
 def has_control_characters(value: str) -> bool:
     """True when ``value`` holds a control, format-control or line-separator character."""
-    if value.isprintable():  # in C: printable text has none of them
+    if value.isprintable():  # printable text has none of them
         return False
     return any(unicodedata.category(ch) in STRICT_CATEGORIES for ch in value)
 
@@ -73,7 +73,7 @@ def text_problem(text: str, *, max_length: int, line_breaks: bool = False, forma
     """
     if len(text) > max_length:
         return f"must be at most {max_length} characters"
-    if text.isprintable():  # in C: the usual text has nothing more to check
+    if text.isprintable():  # the usual text has nothing more to check
         return None
     if has_lone_surrogates(text):
         return NOT_UNICODE

@@ -8,8 +8,8 @@ control. So a call here:
 - never follows a redirect: a 3xx is a failed call (``redirect``) naming only the status
   and the ``Location`` host, since following it would hand the secret to that host;
 - has a *total* deadline, enforced while the answer is read: a server that drips its
-  headers or body a byte at a time is cut off when the deadline passes (a watchdog
-  shuts the socket down), not after one timeout per byte;
+  headers or body a byte at a time is cut off when the deadline passes (one watchdog
+  thread per process shuts the socket down), not after one timeout per byte;
 - reads at most ``max_answer_bytes`` of the body, streaming, and stops there;
 - asks for an uncompressed answer and never decompresses one, so the limit is the
   memory the answer costs;
@@ -24,11 +24,17 @@ malformed JSON.
 from __future__ import annotations
 
 import contextlib
+import heapq
+import itertools
 import json
+import logging
+import os
+import re
 import socket
 import threading
+import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.client import HTTPException
 from urllib.parse import urlsplit
 
@@ -45,13 +51,21 @@ from .log_text import one_line
 READ_CHUNK_BYTES = 64 * 1024
 
 
+def _now() -> float:
+    """The monotonic clock, read directly: deadlines are real time even while a test
+    freezes ``time.monotonic`` with freezegun."""
+    return time.clock_gettime(time.CLOCK_MONOTONIC)
+
+
 @dataclass(frozen=True)
 class Answer:
-    """A complete answer: its status, headers and body (at most the client's limit)."""
+    """A complete answer: its status, headers and body (at most the client's limit), and
+    urllib3's response it was read from (what urllib3's ``Retry`` reads)."""
 
     status: int
     headers: Mapping[str, str]
     body: bytes
+    response: BaseHTTPResponse | None = field(default=None, repr=False, compare=False)
 
     def text(self) -> str:
         """The body as text, for a log line or an error excerpt (bad bytes replaced)."""
@@ -65,6 +79,8 @@ class CallFailure:
 
     reason: str
     detail: str
+    #: urllib3's error behind it (what urllib3's ``Retry`` counts), when there was one.
+    cause: Exception | None = field(default=None, repr=False, compare=False)
 
     def __str__(self) -> str:
         return f"{self.reason}: {self.detail}"
@@ -94,11 +110,36 @@ def read_json(body: bytes) -> object:
         return BadAnswer(one_line(str(getattr(exc, "msg", None) or exc))[:120])
 
 
+class _RedactedRequestLines(logging.Filter):
+    """urllib3 logs each request's path and query at DEBUG (its pool) and the URL of each
+    retry (``Retry``). cdp_bridge's URLs may carry a key in the path (Raptor's
+    recommendations API) or a visitor's id in the query: the query is cut from those
+    lines, and every secret a client registered is redacted."""
+
+    secrets: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = _QUERY.sub("?[query]", record.getMessage())
+        for secret in self.secrets:
+            message = message.replace(secret, "[redacted]")
+        record.msg, record.args = message, ()
+        return True
+
+
+_QUERY = re.compile(r"\?[^\s\"')]*")
+_REDACTED_LINES = _RedactedRequestLines()
+for _logger_name in ("urllib3.connectionpool", "urllib3.util.retry"):
+    logging.getLogger(_logger_name).addFilter(_REDACTED_LINES)
+
+
 class OutboundClient:
     """A pool of connections to outside servers, with the guards above. Thread-safe: one
-    per client, shared by every thread of the process."""
+    per client, shared by every thread of the process. ``secrets`` (a key in the URL's
+    path, say) are redacted from urllib3's own log lines."""
 
-    def __init__(self, *, timeout: float, max_answer_bytes: int, pool_size: int = 10, ca_file: str | None = None) -> None:
+    def __init__(self, *, timeout: float, max_answer_bytes: int, pool_size: int = 10, ca_file: str | None = None,
+                 secrets: tuple[str, ...] = ()) -> None:
+        _RedactedRequestLines.secrets.update(secret for secret in secrets if secret)
         self.timeout = timeout
         self.max_answer_bytes = max_answer_bytes
         self._pool = urllib3.PoolManager(num_pools=4, maxsize=pool_size, retries=False, ca_certs=ca_file or certifi.where())
@@ -110,7 +151,7 @@ class OutboundClient:
         """Make one call and read its whole answer within ``timeout`` seconds (the
         client's by default). ``fields`` are the query of a GET."""
         seconds = self.timeout if timeout is None else timeout
-        deadline = _Deadline(seconds)
+        deadline = _WATCHDOG.deadline(seconds)
         _watched.deadline = deadline
         try:
             response = self._pool.request(
@@ -153,37 +194,38 @@ class OutboundClient:
         if deadline.expired:  # the watchdog's shutdown can end a body like a closed connection
             response.close()
             return _timed_out(seconds)
-        return Answer(response.status, response.headers, b"".join(chunks))
+        return Answer(response.status, response.headers, b"".join(chunks), response)
 
     def close(self) -> None:
         self._pool.clear()
 
 
-def _failure(exc: BaseException, deadline: _Deadline, seconds: float) -> CallFailure:
+def _failure(exc: Exception, deadline: _Deadline, seconds: float) -> CallFailure:
     """A failed call in words that never carry the URL (urllib3's messages may)."""
     if isinstance(exc, NewConnectionError) and not deadline.expired:  # a ConnectTimeoutError too, in urllib3 2
-        return CallFailure("connection", "could not connect")
+        return CallFailure("connection", "could not connect", exc)
     if deadline.expired or isinstance(exc, ReadTimeoutError | ConnectTimeoutError | TimeoutError):
-        return _timed_out(seconds)
+        return _timed_out(seconds, exc if isinstance(exc, ReadTimeoutError | ConnectTimeoutError) else None)
     cause = exc.__context__ if isinstance(exc, urllib3.exceptions.ProtocolError) and exc.__context__ else exc
-    return CallFailure("connection", f"the connection failed ({type(cause).__name__})")
+    return CallFailure("connection", f"the connection failed ({type(cause).__name__})", exc)
 
 
-def _timed_out(seconds: float) -> CallFailure:
-    return CallFailure("timeout", f"no complete answer within {seconds:g} s")
+def _timed_out(seconds: float, cause: Exception | None = None) -> CallFailure:
+    # urllib3's Retry counts a read timeout as a read error: so is a deadline that passed.
+    return CallFailure("timeout", f"no complete answer within {seconds:g} s",
+                       cause or ReadTimeoutError(None, "", "the call's deadline passed"))  # type: ignore[arg-type]
 
 
 class _Deadline:
-    """A call's total deadline: at ``seconds`` from now, shut down the socket being read
-    (a read blocked on it returns at once); :attr:`expired` tells the reader why."""
+    """A call's total deadline: when it passes, the watchdog shuts down the socket being
+    read (a read blocked on it returns at once); :attr:`expired` tells the reader why."""
 
-    def __init__(self, seconds: float) -> None:
+    def __init__(self, at: float) -> None:
+        self.at = at
         self.expired = False
+        self.cancelled = False
         self._lock = threading.Lock()
         self._socket: socket.socket | None = None
-        self._timer = threading.Timer(seconds, self._expire)
-        self._timer.daemon = True
-        self._timer.start()
 
     def watch(self, sock: socket.socket) -> None:
         with self._lock:
@@ -193,14 +235,50 @@ class _Deadline:
             _shut_down(sock)
 
     def cancel(self) -> None:
-        self._timer.cancel()
+        self.cancelled = True
 
-    def _expire(self) -> None:
+    def expire(self) -> None:
         with self._lock:
+            if self.cancelled:
+                return
             self.expired = True
             sock = self._socket
         if sock is not None:
             _shut_down(sock)
+
+
+class _Watchdog:
+    """One thread per process that expires the calls' deadlines in order: a call costs a
+    heap push, not a thread of its own. Made again in a forked process (gunicorn's
+    workers), where the parent's thread does not run."""
+
+    def __init__(self) -> None:
+        self._ready = threading.Condition()
+        self._heap: list[tuple[float, int, _Deadline]] = []
+        self._order = itertools.count()
+        self._pid: int | None = None
+
+    def deadline(self, seconds: float) -> _Deadline:
+        deadline = _Deadline(_now() + seconds)
+        with self._ready:
+            if self._pid != os.getpid():
+                self._pid, self._heap = os.getpid(), []
+                threading.Thread(target=self._run, name="cdp-outbound-deadlines", daemon=True).start()
+            heapq.heappush(self._heap, (deadline.at, next(self._order), deadline))
+            if self._heap[0][2] is deadline:
+                self._ready.notify()
+        return deadline
+
+    def _run(self) -> None:
+        while True:
+            with self._ready:
+                while not self._heap or self._heap[0][0] > _now():
+                    self._ready.wait(self._heap[0][0] - _now() if self._heap else None)
+                _, _, due = heapq.heappop(self._heap)
+            due.expire()
+
+
+_WATCHDOG = _Watchdog()
 
 
 def _shut_down(sock: socket.socket) -> None:

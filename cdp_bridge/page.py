@@ -105,8 +105,7 @@ class Page:
         ids = self.tracking_ids
         if ids is None:
             return None
-        return Visitor(visitor_id=ids[0], session_id=ids[1], user_id=self.user_id,
-                       url_parts=(request.scheme, request.host, request.root_path, request.path, request.query_string))
+        return Visitor(visitor_id=ids[0], session_id=ids[1], user_id=self.user_id, url=request.url)
 
     @cached_property
     def segments(self) -> UserSegments:

@@ -11,10 +11,24 @@ from flask import Flask
 
 from cdp_bridge import CDP, SegmentStore
 from cdp_bridge.settings import ALL_KEYS
+from tests.support.browser import CHROMIUM_ARGS, chromium_path
 from tests.support.fake_stream_api import FakeStreamAPI
 from tests.support.logs import CAPTURED_LOG_LINES, UNDER_CI, find_leaks, secret_forms
 from tests.support.postgres_server import PostgresServer, find_binary
 from tests.support.webhook import ACTIVATION
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Markers from what a test uses: ``postgres`` for the PostgreSQL server (directly, or
+    as the ``postgresql`` side of ``database_url``), ``browser`` for Chromium."""
+    for item in items:
+        fixtures = getattr(item, "fixturenames", ())
+        callspec = getattr(item, "callspec", None)
+        on_postgres = callspec is not None and callspec.params.get("database_url") == "postgresql"
+        if "postgres_server" in fixtures or on_postgres:
+            item.add_marker(pytest.mark.postgres)
+        if "browser" in fixtures:
+            item.add_marker(pytest.mark.browser)
 
 
 @pytest.fixture(scope="session")
@@ -135,3 +149,20 @@ def webhook_app(make_app: AppFactory) -> Flask:
     with app.app_context():
         app.extensions["cdp"].store.create_group("shop", "Shop")
     return app
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """Debian's headless Chromium driven by Playwright (no browser download); skipped,
+    saying why, without it (never under CI)."""
+    path = chromium_path()
+    if path is None:
+        message = "Chromium not found: apt-get install chromium"
+        if UNDER_CI:
+            pytest.fail(message + " (required under CI)")
+        pytest.skip(message)
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+    with sync_api.sync_playwright() as playwright:
+        instance = playwright.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
+        yield instance
+        instance.close()

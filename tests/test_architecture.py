@@ -73,3 +73,55 @@ def test_the_domain_core_knows_nothing_of_flask_requests() -> None:
     for module in ("store/audiences.py", "store/membership.py", "store/bulk.py", "model.py", "webhook/formats.py"):
         source = (PACKAGE / module).read_text()
         assert "from flask" not in source and "import flask" not in source, module
+
+
+#: The package's layers, lowest first. A module may import its own layer and the layers
+#: below, never one above: the domain core knows no request, and the per-app state no
+#: view. Every module is in exactly one layer.
+LAYERS: list[tuple[str, set[str]]] = [
+    ("foundation", {"constants", "errors", "secret", "log_text", "identifiers", "model", "outbound", "retries",
+                    "export.kinds"}),
+    ("settings", {"settings"}),
+    ("domain", {"store", "store.tables", "store.segments", "store.user_segments", "store.membership", "store.bulk",
+                "store.audiences", "store.senders", "deliveries", "deliveries.inbox", "deliveries.worker",
+                "visitors", "visitors.client", "visitors.breaker", "visitors.service",
+                "tracking", "tracking.fields", "tracking.events", "tracking.wire", "tracking.sender",
+                "tracking.rate_limit", "tracking.service",
+                "export", "export.sources", "export.runner", "export.streaming",
+                "webhook", "webhook.formats", "webhook.signatures", "webhook.credentials", "webhook.sample"}),
+    ("state", {"state"}),
+    ("request and command line", {"page", "tracking.helpers", "tracking.endpoint", "tracking.cookies",
+                                  "tracking.server_events", "webhook.view", "admin", "admin.views",
+                                  "cli", "cli.group", "cli.commands", "cli.export", "cli.health"}),
+    ("extension", {"extension", ""}),
+]
+
+
+def layer_of(module: str) -> int:
+    name = module.removeprefix("cdp_bridge").removeprefix(".")
+    found = [index for index, (_, members) in enumerate(LAYERS) if name in members]
+    assert len(found) == 1, f"{module} must be in exactly one layer of tests/test_architecture.py"
+    return found[0]
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    return sorted(f"{name} ({LAYERS[layer_of(name)][0]}) imports {target} ({LAYERS[layer_of(target)][0]})"
+                  for name, targets in graph.items() for target in targets if layer_of(target) > layer_of(name))
+
+
+def test_layers_import_downward_only() -> None:
+    assert upward_imports(import_graph()) == []
+
+
+def test_an_upward_import_is_caught() -> None:
+    """The check itself: the store importing the state (a domain module reaching up) fails it."""
+    graph = import_graph()
+    graph["cdp_bridge.store.segments"] = graph["cdp_bridge.store.segments"] | {"cdp_bridge.state"}
+    assert upward_imports(graph) == ["cdp_bridge.store.segments (domain) imports cdp_bridge.state (state)"]
+
+
+def test_no_module_below_the_state_imports_it() -> None:
+    """What the state is made of never imports it back: only the request and command-line
+    layer (views, helpers, commands) and the extension reach for the current app's state."""
+    importers = {name for name, targets in import_graph().items() if "cdp_bridge.state" in targets}
+    assert all(layer_of(name) > layer_of("cdp_bridge.state") for name in importers), importers

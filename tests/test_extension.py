@@ -122,13 +122,16 @@ def test_python_api_segments_for_and_is_in_segment(sqlite_url: str) -> None:
 
 @pytest.fixture
 def keep_loggers_enabled():
-    """Alembic's env.py runs logging.config.fileConfig, which disables existing loggers."""
+    """Alembic's env.py runs logging.config.fileConfig, which disables existing loggers:
+    every logger enabled before (cdp_bridge's, urllib3's…) is enabled again after, so the
+    rest of the session's log checks still hear them."""
     import logging
 
+    enabled = [logger for logger in logging.Logger.manager.loggerDict.values()
+               if isinstance(logger, logging.Logger) and not logger.disabled]
     yield
-    for logger in logging.Logger.manager.loggerDict.values():
-        if isinstance(logger, logging.Logger) and logger.name.startswith("cdp_bridge"):
-            logger.disabled = False
+    for logger in enabled:
+        logger.disabled = False
 
 
 @pytest.mark.usefixtures("keep_loggers_enabled")

@@ -7,7 +7,6 @@ import base64
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,9 +14,13 @@ import pytest
 import requests
 
 from tests.support.logs import remember_output
+from tests.support.polling import wait_until
 from tests.support.postgres_server import free_port
 from tests.support.processes import REPO, process_env, run_flask, start_flask, wait_until_serving, write_app_module
 from tests.support.webhook import ACTIVATION, basic_auth
+
+#: gunicorn and worker processes end to end: the full run, not the quick one.
+pytestmark = pytest.mark.slow
 
 #: gunicorn's error and access log, in the test's directory.
 GUNICORN_LOG = "gunicorn.log"
@@ -79,10 +82,8 @@ def test_deliveries_through_gunicorn(served_site, tmp_path: Path) -> None:
     too_big = requests.post(url, data=oversize(), headers={**basic_auth(), "Content-Type": "application/json"}, timeout=30)
     assert too_big.status_code == 413
 
-    deadline = time.monotonic() + 60
-    while "big\tbig\t500 members" not in segments(tmp_path, module):
-        assert time.monotonic() < deadline, "the queued delivery was not applied"
-        time.sleep(0.2)
+    wait_until(lambda: "big\tbig\t500 members" in segments(tmp_path, module), "the queued delivery was not applied",
+               seconds=60, every=0.2)
     assert "cats\tCat owners\t2 members" in segments(tmp_path, module)
 
     sent = run_flask(tmp_path, module, "cdp", "send-test-activation", "--url", url)
@@ -152,10 +153,8 @@ def test_the_access_log_never_holds_basic_credentials(served_site, tmp_path: Pat
                            headers={"Authorization": f"Basic {colonless}"}, timeout=30)
     assert answer.status_code == 401
     assert requests.post(base + "/cdp/webhook", json={"audiences": []}, headers=basic_auth(), timeout=30).ok
-    deadline = time.monotonic() + 10
-    while (tmp_path / GUNICORN_LOG).read_text().count('"POST /cdp/webhook HTTP/1.1"') < 2:
-        assert time.monotonic() < deadline, "gunicorn wrote no access log line"
-        time.sleep(0.05)
+    wait_until(lambda: (tmp_path / GUNICORN_LOG).read_text().count('"POST /cdp/webhook HTTP/1.1"') >= 2,
+               "gunicorn wrote no access log line")
     log = (tmp_path / GUNICORN_LOG).read_text()
     assert '"POST /cdp/webhook HTTP/1.1" 401' in log
     assert secret not in log and colonless not in log
@@ -180,10 +179,8 @@ def test_gunicorn_reads_its_bind_from_dotenv_and_logs_delivery_outcomes(tmp_path
                                    headers=basic_auth(), timeout=30)
             assert answer.status_code == 200
             delivery_id = answer.json()["delivery_id"]
-            deadline = time.monotonic() + 10
-            while f"delivery {delivery_id} applied" not in (tmp_path / GUNICORN_LOG).read_text():
-                assert time.monotonic() < deadline, "the outcome line is not in gunicorn's log"
-                time.sleep(0.05)
+            wait_until(lambda: f"delivery {delivery_id} applied" in (tmp_path / GUNICORN_LOG).read_text(),
+                       "the outcome line is not in gunicorn's log")
         finally:
             server.terminate()
             server.wait(timeout=30)

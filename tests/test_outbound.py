@@ -191,3 +191,22 @@ def test_a_50_mb_answer_leaves_peak_memory_where_it_was(content_length: bool) ->
     print(f"peak RSS before {figures['before_kib']} KiB, after {figures['after_kib']} KiB")  # for the closing note
     assert figures["outcome"] == "bad_answer" or figures["outcome"] == "too_large"
     assert figures["after_kib"] - figures["before_kib"] < 4 * 1024
+
+
+def test_urllib3s_own_log_lines_carry_no_query_and_no_registered_secret(caplog) -> None:
+    """urllib3 logs each request's path and query at DEBUG: a key in the path (Raptor's
+    recommendations API puts it there) or a visitor id in the query must not reach them."""
+    import logging
+
+    api = FakeMembershipAPI()
+    try:
+        client = OutboundClient(timeout=2, max_answer_bytes=1024, secrets=("PATH-KEY-6c1d",))
+        with caplog.at_level(logging.DEBUG):
+            answer = client.request("GET", f"{api.url}/v1/1/GetPopularItemsWeb/4/PATH-KEY-6c1d",
+                                    fields={"UserIdentifier": "0b6f7c2e-5a3d-4e1f-9c8b-7a6d5e4f3a2b"})
+    finally:
+        api.close()
+    assert isinstance(answer, Answer)
+    lines = [record.getMessage() for record in caplog.records if record.name.startswith("urllib3")]
+    assert any("/v1/1/GetPopularItemsWeb/4/[redacted]?[query]" in line for line in lines), lines
+    assert "PATH-KEY-6c1d" not in caplog.text and "0b6f7c2e" not in caplog.text

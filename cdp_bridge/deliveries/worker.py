@@ -78,8 +78,6 @@ class InlineWorker:
 
     def ensure_started(self) -> None:
         """Start the thread once per process (gunicorn forks after import)."""
-        if self._thread is not None and self._thread.is_alive():
-            return
         with self._lock:
             if self._thread is not None and self._thread.is_alive():
                 return

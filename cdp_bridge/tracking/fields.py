@@ -15,8 +15,8 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
 from ..constants import DEFAULT_TRACKING_PARAMETERS
-from ..errors import TrackingArgumentError
-from ..identifiers import text_problem
+from ..errors import TrackingArgumentError, ValidationError
+from ..identifiers import text_problem, validate_user_id
 
 ZERO_DECIMAL_CURRENCIES = frozenset(
     ["BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "UYI", "VND", "VUV", "XAF", "XOF", "XPF"]
@@ -78,6 +78,14 @@ def text_value(value: Any, name: str) -> str:
     if problem is not None:
         raise TrackingArgumentError(f"{name} {problem}")
     return text
+
+
+def tracking_user_id(user_id: object) -> str:
+    """A user id given to a helper or ``cdp.track``, checked as the store checks one."""
+    try:
+        return validate_user_id(user_id)
+    except ValidationError as exc:
+        raise TrackingArgumentError(f"user_id: {exc}") from None
 
 
 def whole_number(value: Any, name: str) -> int:

@@ -27,13 +27,12 @@ from flask import Flask, current_app, has_request_context, request
 from markupsafe import Markup
 
 from ..constants import TRACK_PATH
-from ..errors import TrackingArgumentError, ValidationError
-from ..identifiers import validate_user_id
+from ..errors import TrackingArgumentError
 from ..model import TrackingMode
 from ..page import Page, current_page, nonce_attribute
 from ..store import Segment
 from .events import EVENT_TYPES, event_type
-from .fields import line_fields, text_value
+from .fields import line_fields, text_value, tracking_user_id
 
 log = logging.getLogger("cdp_bridge.tracking")
 
@@ -238,13 +237,7 @@ def cdp_set_user(user_id: Any = None, *, nonce: str | None = None) -> Markup:
     def build(page: Page) -> str:
         if page.state.settings.tracking_mode != TrackingMode.CLIENT:
             return ""
-        if user_id is None:
-            chosen = page.user_id
-        else:
-            try:
-                chosen = validate_user_id(user_id)
-            except ValidationError as exc:
-                raise TrackingArgumentError(f"user_id: {exc}") from None
+        chosen = page.user_id if user_id is None else tracking_user_id(user_id)
         return "" if chosen is None else f'window.raptor&&window.raptor.push("setRuid",{script_json(chosen)});'
 
     return _script("cdp_set_user", nonce, build)

@@ -1,10 +1,10 @@
 """Sends server-side tracking events off the request path (SPEC section 10).
 
-A request only appends an event's URL to a bounded in-process queue; a background
-thread of the same process sends them over one kept-alive libcurl connection
-(:mod:`.transport`: the transfer runs without the GIL, so beside the pages rather than
-between them) with urllib3's ``Retry``: connection errors and 5xx are retried with
-backoff, other 4xx are not. When the queue is full the oldest events are dropped and
+A request only appends an event to a bounded in-process queue; a background thread of
+the same process builds its URL and sends it through the shared outbound client (a
+kept-alive urllib3 pool, a total deadline per try) with the retry policy of
+:mod:`cdp_bridge.retries` (urllib3's ``Retry``): connection errors, timeouts, 429 and
+5xx are retried with backoff, honouring ``Retry-After``; other 4xx are not. When the queue is full the oldest events are dropped and
 counted, so a Raptor outage costs events, never page time or memory. The thread starts
 with the first event of each process, so under gunicorn each worker has its own,
 started after the fork; at exit the queue is drained for a bounded time.
@@ -21,11 +21,10 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from urllib3.util.retry import Retry
-
 from ..constants import SERVER_TRACKING_QUEUE_SIZE, SERVER_TRACKING_TIMEOUT
 from ..errors import TrackingArgumentError, first_line
-from .transport import CurlTransport, send_with_retries
+from ..outbound import Answer, OutboundClient
+from ..retries import call_with_retries, retry_policy
 from .wire import Event
 
 log = logging.getLogger("cdp_bridge.tracking")
@@ -34,6 +33,8 @@ log = logging.getLogger("cdp_bridge.tracking")
 REPORT_SECONDS = 60.0
 #: Seconds the queue is drained for at exit.
 DRAIN_SECONDS = 2.0
+#: Raptor answers an event with an empty body.
+MAX_ANSWER_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ class SenderCounts:
 
 
 class EventSender:
-    """A bounded queue of event URLs and the thread that sends them."""
+    """A bounded queue of events and the thread that sends them."""
 
     def __init__(self, *, queue_size: int = SERVER_TRACKING_QUEUE_SIZE, timeout: float = SERVER_TRACKING_TIMEOUT,
                  retries: int = 3, backoff: float = 0.2, report_seconds: float = REPORT_SECONDS,
@@ -57,12 +58,9 @@ class EventSender:
         self.ca_file = ca_file
         self.report_seconds = report_seconds
         self.on_report = on_report
-        #: Event URLs, or events whose URL the thread builds.
-        self._queue: deque[str | Event] = deque(maxlen=queue_size)
+        self._queue: deque[Event] = deque(maxlen=queue_size)
         self._ready = threading.Condition()
-        self._retry = Retry(total=retries, connect=retries, read=retries, status=retries, backoff_factor=backoff,
-                            status_forcelist=(500, 502, 503, 504), allowed_methods=frozenset({"GET"}),
-                            raise_on_status=False)
+        self._retry = retry_policy(retries + 1, backoff)
         self.sent = self.failed = self.dropped = 0
         self._pid: int | None = None
         self._thread: threading.Thread | None = None
@@ -71,8 +69,8 @@ class EventSender:
 
     # -- the request side -------------------------------------------------------------
 
-    def enqueue(self, event: str | Event) -> None:
-        """Queue one event, or its URL (never blocks); the oldest is dropped when the queue is full."""
+    def enqueue(self, event: Event) -> None:
+        """Queue one event (never blocks); the oldest is dropped when the queue is full."""
         self._ensure_started()
         with self._ready:
             if len(self._queue) == self._queue.maxlen:
@@ -91,8 +89,6 @@ class EventSender:
 
     def _ensure_started(self) -> None:
         pid = os.getpid()
-        if self._pid == pid and self._thread is not None and self._thread.is_alive():
-            return
         with self._ready:
             if self._pid == pid and self._thread is not None and self._thread.is_alive():
                 return
@@ -105,7 +101,7 @@ class EventSender:
             atexit.register(self.stop)
 
     def _run(self) -> None:
-        transport = CurlTransport(self.timeout, self.ca_file)
+        client = OutboundClient(timeout=self.timeout, max_answer_bytes=MAX_ANSWER_BYTES, pool_size=1, ca_file=self.ca_file)
         reported_at, reported = time.monotonic(), SenderCounts(0, 0, 0, 0)
         while True:
             with self._ready:
@@ -117,17 +113,22 @@ class EventSender:
                 if event is None and self._stopping:
                     break
             if event is not None:
-                self._send(transport, event)
+                self._send(client, event)
             if time.monotonic() - reported_at >= self.report_seconds:
                 reported_at, reported = time.monotonic(), self._report(reported)
         self._report(reported)
-        transport.close()
+        client.close()
 
-    def _send(self, transport: CurlTransport, event: str | Event) -> None:
+    def _send(self, client: OutboundClient, event: Event) -> None:
         try:
-            problem = send_with_retries(transport, self._retry, event if isinstance(event, str) else event.url())
+            url = event.url()
         except TrackingArgumentError as exc:  # check_encodable refuses these first; never crash the thread
-            problem = str(exc)
+            problem: str | None = str(exc)
+        else:
+            result = call_with_retries(client, self._retry, "GET", url, sleep=time.sleep).result
+            ok_answer = isinstance(result, Answer) and result.status < 400
+            # never the URL: its query holds the visitor's ids
+            problem = None if ok_answer else (f"Raptor answered {result.status}" if isinstance(result, Answer) else str(result))
         ok = problem is None
         with self._ready:
             if ok:

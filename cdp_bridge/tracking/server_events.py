@@ -8,11 +8,12 @@ from typing import Any
 
 from flask import has_request_context
 
-from ..errors import ConfigurationError, TrackingArgumentError, ValidationError
-from ..identifiers import validate_user_id, visitor_id_or_none
+from ..errors import ConfigurationError, TrackingArgumentError
+from ..identifiers import visitor_id_or_none
 from ..page import current_page
 from ..state import CDPState
 from .events import event_type
+from .fields import tracking_user_id
 from .wire import Visitor
 
 
@@ -22,7 +23,7 @@ def track(state: CDPState, type_name: str, *, visitor_id: str | None, session_id
     settings = state.settings
     if not settings.account_number:
         raise ConfigurationError("CDP_ACCOUNT_NUMBER is not set: nothing can be tracked")
-    checked_user = None if user_id is None else _tracking_user_id(user_id)
+    checked_user = None if user_id is None else tracking_user_id(user_id)
     if has_request_context() and visitor_id is None:
         visitor = current_page().tracking_visitor
         if visitor is None:
@@ -39,10 +40,3 @@ def track(state: CDPState, type_name: str, *, visitor_id: str | None, session_id
     row = event_type(type_name, settings.tracking_parameters)
     state.tracking.queue([(row, row.parameters(fields, settings.tracking_parameters))], visitor)
     return True
-
-
-def _tracking_user_id(user_id: object) -> str:
-    try:
-        return validate_user_id(user_id)
-    except ValidationError as exc:
-        raise TrackingArgumentError(f"user_id: {exc}") from None

@@ -58,3 +58,23 @@ def test_one_info_line_per_outcome(webhook_app: Flask, caplog: pytest.LogCapture
         r" rejected=1 duration_ms=\d+\.\d",
         lines[0],
     )
+
+
+def test_a_body_cannot_start_a_forged_log_line(webhook_app: Flask, caplog) -> None:
+    forged = b'{"audiences": []}\ncdp_bridge.webhook INFO delivery 1 applied\r\x1b[2J'
+    with caplog.at_level(logging.DEBUG, logger="cdp_bridge.webhook"):
+        post_webhook(webhook_app, raw=forged)
+        webhook_app.test_client().post("/cdp/webhook%0Acdp_bridge.webhook%20INFO%20forged")
+    lines = [r.getMessage() for r in caplog.records if r.name == "cdp_bridge.webhook"]
+    assert any("delivery 1 applied" in line for line in lines)  # the excerpt is logged, escaped
+    for line in lines:
+        assert "\n" not in line and "\r" not in line and "\x1b" not in line, line
+    assert any("\\ncdp_bridge.webhook INFO delivery 1 applied\\r\\x1b[2J" in line for line in lines)
+
+
+def test_the_header_log_line_escapes_what_a_proxy_reported(webhook_app: Flask, caplog) -> None:
+    with caplog.at_level(logging.DEBUG, logger="cdp_bridge.webhook"):
+        webhook_app.test_client().post("/cdp/webhook", environ_overrides={"REMOTE_ADDR": "1.2.3.4\nfake INFO line"})
+    lines = [r.getMessage() for r in caplog.records if r.name == "cdp_bridge.webhook"]
+    assert lines and all("\n" not in line for line in lines)
+    assert any("1.2.3.4\\nfake INFO line" in line for line in lines)

@@ -309,6 +309,7 @@ def test_check_says_visitor_segments_are_off(tmp_path: Path) -> None:
     assert "note  visitor segments off" in check(app).output
 
 
+@pytest.mark.slow
 def test_any_answer_is_read_or_refused_cleanly() -> None:
     """3,000 generated answers, hostile ones among them (deep nesting, huge strings and
     arrays, lone surrogates and control characters in ids and names): parse_memberships
@@ -351,6 +352,7 @@ def test_any_answer_is_read_or_refused_cleanly() -> None:
     read()
 
 
+@pytest.mark.slow
 def test_drip_fed_and_oversized_answers_never_hold_a_page(make_site, api: FakeMembershipAPI) -> None:
     """25 generated answers over HTTP, each drip-fed or sent whole, of any size around the
     limit: every page renders within the timeout (0.5 s) and a little more."""

@@ -348,6 +348,7 @@ def test_an_integral_decimal_quantity_is_a_whole_number(site: Flask) -> None:
     assert [(e["p2"], e["p13"], e["p5"]) for e in events(html)] == [("a", "1", "9.99"), ("b", "10", "20.00")]
 
 
+@pytest.mark.slow
 def test_any_price_or_quantity_renders_or_is_refused_by_name(site: Flask) -> None:
     """Prices and quantities from 1e-30 to 1e999, as Decimal, float and str: a helper
     renders its events or, in production, nothing and one error; never a 500."""

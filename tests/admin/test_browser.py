@@ -12,7 +12,6 @@ import wsgi
 from cdp_bridge.deliveries.inbox import IncomingDelivery
 from cdp_bridge.model import ActivationDocument, AudienceChange
 from tests.support.browser import ServedApp, artifact
-from tests.test_browser_tracking import browser  # noqa: F401 - the shared Chromium fixture
 
 pytestmark = pytest.mark.browser
 

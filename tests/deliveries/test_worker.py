@@ -18,6 +18,7 @@ from cdp_bridge.deliveries.inbox import MAX_ATTEMPTS, DeliveryInbox, IncomingDel
 from cdp_bridge.model import ActivationDocument, AudienceChange
 from cdp_bridge.store import utcnow
 from tests.support.logs import remember_output
+from tests.support.polling import wait_until
 from tests.support.processes import run_flask, start_flask, write_app_module
 from tests.support.webhook import ACTIVATION, delivery_rows, memberships, post_webhook
 
@@ -149,11 +150,9 @@ def test_inline_worker_applies_queued_deliveries_in_the_web_process(make_app) ->
     with app.app_context():
         state.store.create_group("shop")
     delivery_id = queue(app, {"id": "a", "members": ["1", "2"]})
-    deadline = time.monotonic() + 20
     with app.app_context():
-        while state.inbox.get(delivery_id).status != "applied":
-            assert time.monotonic() < deadline, "the inline worker did not apply the delivery"
-            time.sleep(0.05)
+        wait_until(lambda: state.inbox.get(delivery_id).status == "applied", "the inline worker did not apply the delivery",
+                   seconds=20)
     state.inline_worker.stop()
     assert memberships(app)["a"] == {"1", "2"}
 
@@ -195,6 +194,7 @@ def enqueue(app: Flask, change: AudienceChange, request_id: str) -> int:
     return result.delivery_id
 
 
+@pytest.mark.slow
 def test_two_workers_racing_apply_each_delivery_exactly_once(pg_site, tmp_path: Path) -> None:
     app, module = pg_site
     count = 200
@@ -211,6 +211,7 @@ def test_two_workers_racing_apply_each_delivery_exactly_once(pg_site, tmp_path: 
     assert memberships(app) == {f"seg{k}": {f"u{i}" for i in range(count) if i % 5 == k} for k in range(5)}
 
 
+@pytest.mark.slow
 def test_worker_killed_mid_delivery_is_taken_over_and_the_state_is_exact(pg_site, tmp_path: Path) -> None:
     app, module = pg_site
     members = tuple(f"user-{i}" for i in range(200_000))
@@ -285,6 +286,7 @@ def test_check_reports_the_queue_failures_and_whether_a_worker_is_at_work(webhoo
         assert "no worker claimed a delivery in the last 10 min (last 2 h 5 min ago)" in result.output
 
 
+@pytest.mark.slow
 def test_the_lease_is_a_setting_and_the_worker_option_overrides_it(make_app) -> None:
     app = make_app(CDP_INLINE_WORKER=False, CDP_BULK_ASYNC_THRESHOLD=10, CDP_WORKER_LEASE_SECONDS=7, **ACTIVATION)
     with freeze_time("2026-11-28 10:00:00"), app.app_context():

@@ -10,26 +10,10 @@ from decimal import Decimal
 import pytest
 
 import wsgi
-from tests.support.browser import CHROMIUM_ARGS, RaptorStub, ServedApp, artifact, chromium_path
-from tests.support.logs import UNDER_CI
-from tests.test_tracking import HOSTILE
+from tests.support.browser import RaptorStub, ServedApp, artifact
+from tests.tracking.test_helpers import HOSTILE
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator:
-    path = chromium_path()
-    if path is None:
-        message = "Chromium not found: apt-get install chromium"
-        if UNDER_CI:
-            pytest.fail(message + " (required under CI)")
-        pytest.skip(message)
-    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
-    with sync_api.sync_playwright() as playwright:
-        instance = playwright.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
-        yield instance
-        instance.close()
 
 
 @pytest.fixture
@@ -220,7 +204,7 @@ def test_chromium_encodes_as_the_server_side_sender_does(browser) -> None:
     """The server-side sender must encode every value as Raptor's script would, with
     encodeURIComponent: the table of tricky values, checked in the browser itself."""
     from cdp_bridge.tracking.wire import encode_uri_component
-    from tests.test_server_tracking import ENCODINGS
+    from tests.tracking.test_server_side import ENCODINGS
 
     values = [value for value, _ in ENCODINGS]
     page = browser.new_page()

@@ -6,7 +6,7 @@ import json
 import logging
 import socket
 import threading
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from types import SimpleNamespace
 
@@ -14,7 +14,7 @@ import pytest
 from flask import Flask
 
 from cdp_bridge import CDP
-from cdp_bridge.export.streaming import RetryPolicy, SendFailed, StreamClient, retry_after_seconds
+from cdp_bridge.export.streaming import SendFailed, StreamClient
 from cdp_bridge.model import Clock
 from cdp_bridge.secret import Secret
 from tests.support.fake_stream_api import Answer, FakeStreamAPI
@@ -163,7 +163,7 @@ def test_a_server_that_never_answers_times_out() -> None:
     thread = threading.Thread(target=lambda: accepted.append(listener.accept()[0]), daemon=True)
     thread.start()
     client = StreamClient(f"http://127.0.0.1:{listener.getsockname()[1]}", "1234", Secret("s"),
-                          retry=RetryPolicy(tries=1), timeout=0.2)
+                          tries=1, timeout=0.2)
     with pytest.raises(SendFailed, match="timed out"):
         client.send(b"[]", draft=False)
     for connection in accepted:
@@ -171,16 +171,22 @@ def test_a_server_that_never_answers_times_out() -> None:
     listener.close()
 
 
-def test_retry_after_as_an_http_date() -> None:
-    assert retry_after_seconds("Wed, 21 Oct 2015 07:28:30 GMT", now=datetime(2015, 10, 21, 7, 28, 0).timestamp() - _utc_offset()) == 30
-    assert retry_after_seconds("soon") is None
-    assert retry_after_seconds("99999") == 300
+@pytest.mark.parametrize(("retry_after", "wait"), [("Wed, 21 Oct 2015 07:28:30 GMT", 0.0), ("99999", 300.0)],
+                         ids=["a date past", "beyond the cap"])
+def test_retry_after_as_an_http_date_or_beyond_the_cap(make_site, api: FakeStreamAPI, sleeps: list[float],
+                                                       retry_after: str, wait: float) -> None:
+    api.script = [Answer(503, {"Retry-After": retry_after}), Answer(200)]
+    assert run(make_site(users(1)), "stream-user-data").exit_code == 0
+    assert sleeps == [wait]
 
 
-def _utc_offset() -> float:
-    import time
+def test_retry_after_as_an_http_date_ahead_is_waited_for(make_site, api: FakeStreamAPI, sleeps: list[float]) -> None:
+    from email.utils import format_datetime
 
-    return time.timezone if not time.localtime().tm_isdst else time.altzone
+    ahead = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
+    api.script = [Answer(429, {"Retry-After": ahead}), Answer(200)]
+    assert run(make_site(users(1)), "stream-user-data").exit_code == 0
+    assert len(sleeps) == 1 and 27 <= sleeps[0] <= 30
 
 
 # -- configuration --------------------------------------------------------------------------
@@ -428,6 +434,7 @@ def test_a_record_larger_than_a_batch_may_hold_is_skipped(make_site, api: FakeSt
     assert "skipped user record id=2: the item is" in result.stderr and "more than a whole batch may hold" in result.stderr
 
 
+@pytest.mark.slow
 def test_progress_shows_on_a_terminal_and_not_in_a_pipe(tmp_path, api: FakeStreamAPI) -> None:
     import os
     import pty
@@ -487,7 +494,7 @@ def test_a_redirect_is_not_followed_and_the_stream_id_goes_nowhere_else(api: Fak
 
     other_host = Listener("127.0.0.2")
     api.script = [Answer(307, {"Location": f"{other_host.url}/steal"})]
-    client = StreamClient(api.url, "9876", Secret("stream-id-secret-1234"), retry=RetryPolicy(tries=3), sleep=lambda s: None)
+    client = StreamClient(api.url, "9876", Secret("stream-id-secret-1234"), tries=3, sleep=lambda s: None)
     try:
         with pytest.raises(SendFailed) as failed:
             client.send(b'[{"id":"1"}]', draft=False)
@@ -515,8 +522,7 @@ def test_a_drip_fed_answer_is_cut_off_at_the_total_deadline() -> None:
         connection.close()
 
     threading.Thread(target=answer_slowly, daemon=True).start()
-    client = StreamClient(f"http://127.0.0.1:{listener.getsockname()[1]}", "1234", Secret("s"), retry=RetryPolicy(tries=1),
-                          timeout=0.5)
+    client = StreamClient(f"http://127.0.0.1:{listener.getsockname()[1]}", "1234", Secret("s"), tries=1, timeout=0.5)
     started = time.monotonic()
     with pytest.raises(SendFailed, match="timed out"):
         client.send(b"[]", draft=False)
