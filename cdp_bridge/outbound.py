@@ -249,20 +249,25 @@ class _Deadline:
 
 class _Watchdog:
     """One thread per process that expires the calls' deadlines in order: a call costs a
-    heap push, not a thread of its own. Made again in a forked process (gunicorn's
+    heap push, not a thread of its own. Started again in a forked process (gunicorn's
     workers), where the parent's thread does not run."""
 
     def __init__(self) -> None:
+        self._order = itertools.count()
+        self.reset()
+
+    def reset(self) -> None:
+        """A fresh start, as in a forked child: no thread runs there, and a lock the
+        parent's thread held at the fork would stay held."""
         self._ready = threading.Condition()
         self._heap: list[tuple[float, int, _Deadline]] = []
-        self._order = itertools.count()
-        self._pid: int | None = None
+        self._running = False
 
     def deadline(self, seconds: float) -> _Deadline:
         deadline = _Deadline(_now() + seconds)
         with self._ready:
-            if self._pid != os.getpid():
-                self._pid, self._heap = os.getpid(), []
+            if not self._running:
+                self._running = True
                 threading.Thread(target=self._run, name="cdp-outbound-deadlines", daemon=True).start()
             heapq.heappush(self._heap, (deadline.at, next(self._order), deadline))
             if self._heap[0][2] is deadline:
@@ -279,6 +284,7 @@ class _Watchdog:
 
 
 _WATCHDOG = _Watchdog()
+os.register_at_fork(after_in_child=_WATCHDOG.reset)
 
 
 def _shut_down(sock: socket.socket) -> None:
