@@ -21,8 +21,11 @@ from .model import ActivationCredentials, ActivationDocument, AudienceChange, De
 from .settings import CDPSettings
 from .state import CDPState
 from .store import Segment, SegmentGroup, SegmentStore
+from .store.schema import leave_cdp_tables_out
+from .version import __version__
 
 __all__ = [
+    "__version__",
     "CDP",
     "ActivationCredentials",
     "ActivationDocument",
@@ -45,4 +48,5 @@ __all__ = [
     "SignatureError",
     "TrackingArgumentError",
     "ValidationError",
+    "leave_cdp_tables_out",
 ]

@@ -104,7 +104,7 @@ class CDP:
             if owns_db:
                 _tune_sqlite(state.engine)
             if state.uses_inline_worker():
-                state.inline_worker = InlineWorker(app, lambda: state.inbox)
+                state.inline_worker = InlineWorker(app, lambda: state.inbox, ready=state.schema_gate.is_current)
                 # Also drains what a previous process left queued, from the first request on.
                 app.before_request(state.inline_worker.ensure_started)
         app.cli.add_command(cdp_cli)  # also an entry point: flask finds it before loading the app
@@ -242,9 +242,11 @@ class CDP:
         """The current app's validated settings."""
         return self.state.settings
 
-    def create_tables(self) -> None:
-        """Create the ``cdp_*`` tables that are missing (``flask cdp init-db`` does this)."""
-        self.state.create_tables()
+    def create_tables(self) -> list[str]:
+        """Bring the ``cdp_*`` tables to the newest schema revision, as ``flask cdp init-db``
+        and ``upgrade-db`` do: made at once in a new database, else upgraded. The revisions
+        applied (none for a new or current database)."""
+        return self.state.create_tables()
 
     def segments_for(self, user_id: object) -> list[Segment]:
         """The segments the user belongs to (read once per request, see :meth:`is_in_segment`)."""

@@ -138,6 +138,8 @@ class Page:
         store = self.state.store
         if isinstance(user_id, bool) or not isinstance(user_id, (str, int)):
             return store.user_segments(user_id)
+        if not self.state.schema_gate.is_current():  # tables older than this code: no segments, one ERROR
+            return NO_SEGMENTS
         key = str(user_id)
         found = self._user_segments.get(key)
         if found is None:

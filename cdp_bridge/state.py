@@ -28,7 +28,7 @@ from .errors import RegistrationError
 from .export.sources import ExportRegistry
 from .model import Clock
 from .settings import CDPSettings
-from .store import CDPTables, SegmentStore, membership
+from .store import CDPTables, SegmentStore, schema
 from .store.senders import record_sender_counts
 from .tracking.service import TrackingService
 from .visitors import CircuitBreaker, MembershipClient, SegmentsCache, VisitorSegmentsService
@@ -72,10 +72,13 @@ class CDPState:
     _stores: WeakKeyDictionary[Engine, SegmentStore] = field(default_factory=WeakKeyDictionary, repr=False)
     visitor_segments: VisitorSegmentsService | None = field(init=False, repr=False)
     tracking: TrackingService = field(init=False, repr=False)
+    #: Whether the tables are at the schema revision this code writes (asked until they are).
+    schema_gate: schema.SchemaGate = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         """Made in an app context (``init_app``): the services are made once, here."""
         self.visitor_segments = _visitor_segments(self.settings, self.hooks)
+        self.schema_gate = schema.SchemaGate(self.engine)
         engine, senders, token = self.engine, self.tables.tracking_senders, uuid.uuid4().hex[:8]
         # The sender reports from its own thread, with no app context: it keeps the engine.
         # Each process reports under a name with its pid, so workers forked after this
@@ -104,11 +107,10 @@ class CDPState:
         return DeliveryInbox(self.engine, self.tables, bulk_async_threshold=self.settings.bulk_async_threshold,
                              lease_seconds=self.settings.worker_lease_seconds)
 
-    def create_tables(self) -> None:
-        """Create the ``cdp_*`` tables that do not exist yet (needs an app context)."""
-        self.db.metadata.create_all(self.engine, tables=self.tables.all())
-        with self.engine.begin() as conn:
-            membership.ensure_store_version(conn, self.tables)
+    def create_tables(self, report: Callable[[str], None] = lambda line: None) -> list[str]:
+        """Bring the ``cdp_*`` tables to the newest schema revision: a new database is made
+        at it, an older one upgraded (needs an app context). The revisions applied."""
+        return schema.upgrade(self.engine, self.tables, report)
 
     def uses_inline_worker(self) -> bool:
         """CDP_INLINE_WORKER, or by default: on with SQLite, off otherwise."""

@@ -150,7 +150,7 @@ def test_the_readme_deployment_survives_a_worker_killed_mid_apply(deployment: De
     check = deployment.flask("cdp", "check", "--site-url", "https://shop.example")
     assert check.returncode == 0, check.stdout + check.stderr
     assert "ok    account number 123456" in check.stdout
-    assert "ok    database reachable (postgresql), cdp tables present" in check.stdout
+    assert "ok    database reachable (postgresql), cdp tables at schema revision" in check.stdout
     assert f"ok    segment group '{GROUP}' (activation '{CLIENT_ID}'): 0 segments" in check.stdout
     assert "Base URL for the CDP activation: https://shop.example/cdp/webhook" in check.stdout
 

@@ -23,6 +23,7 @@ from ..errors import CDPError, ConflictError, NotFoundError, ProtectedGroupError
 from ..identifiers import validate_group_identifier, validate_name
 from ..model import DeliveryStatus
 from ..state import current_state as _state
+from ..store.schema import UPGRADE_COMMAND
 
 PAGE_SIZE = 50
 #: The last page a pager links to: beyond it an offset would only read nothing.
@@ -62,11 +63,14 @@ def admin_blueprint() -> Blueprint:
 
 def _admit() -> None:
     """Every view of this blueprint: the guard first, then the CSRF token of a POST."""
-    guard = _state().hooks.admin_guard
+    state = _state()
+    guard = state.hooks.admin_guard
     if guard is None:
         abort(404)
     if not guard():
         abort(403)
+    if not state.schema_gate.is_current():
+        abort(503, description=f"cdp_bridge's tables need an upgrade: run {UPGRADE_COMMAND}, then reload this page.")
     if request.method == "POST":
         try:
             validate_csrf(request.form.get(CSRF_FIELD))

@@ -18,7 +18,7 @@ from ..deliveries.worker import QueueWorker
 from ..errors import ConfigurationError, ValidationError
 from ..model import ActivationCredentials, DeliveryStatus
 from ..state import current_state as _state
-from ..store import validate_user_ids
+from ..store import schema, validate_user_ids
 from ..webhook.sample import SendFailed, sample_body, send_activation
 from .group import CommandFailed, cdp_cli, counted, reports_errors
 from .health import run_checks
@@ -27,9 +27,18 @@ from .health import run_checks
 @cdp_cli.command("init-db")
 @reports_errors
 def init_db() -> None:
-    """Create the cdp_* tables that do not exist yet."""
-    _state().create_tables()
+    """Create the cdp_* tables at the newest schema revision (an older database is upgraded)."""
+    _state().create_tables(report=click.echo)
     click.echo("cdp_bridge tables are ready.")
+
+
+@cdp_cli.command("upgrade-db")
+@reports_errors
+def upgrade_db() -> None:
+    """Apply cdp_bridge's pending schema revisions, printing each; safe to run again."""
+    applied = _state().create_tables(report=click.echo)
+    click.echo(f"cdp_bridge's schema is at revision {schema.head_revision()}"
+               + ("" if applied else " (nothing to apply)") + ".")
 
 
 @cdp_cli.command("check")
@@ -121,8 +130,10 @@ def worker(once: bool, poll_seconds: float, lease_seconds: int | None, log_level
     inbox = state.inbox
     if lease_seconds is not None:
         inbox.lease_seconds = lease_seconds
-    queue_worker = QueueWorker(inbox, poll_seconds=poll_seconds)
+    queue_worker = QueueWorker(inbox, poll_seconds=poll_seconds, ready=state.schema_gate.is_current)
     if once:
+        if not state.schema_gate.is_current():
+            raise CommandFailed(f"cdp_bridge's tables are not at the schema this version writes: run {schema.UPGRADE_COMMAND}")
         processed = queue_worker.run_once()
         click.echo(f"Processed {counted(processed, 'delivery', 'deliveries')}.")
         return

@@ -18,6 +18,7 @@ from flask.cli import AppGroup
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..errors import CDPError, ConfigurationError, ValidationError, first_line
+from ..version import __version__
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -45,6 +46,7 @@ class CDPCommandGroup(AppGroup):
 
 
 cdp_cli = CDPCommandGroup("cdp", help="Ibexa CDP activation target: segments, webhook deliveries, exports.")
+cdp_cli = click.version_option(__version__, prog_name="cdp_bridge", message="%(prog)s %(version)s")(cdp_cli)
 
 
 def counted(number: int, noun: str, plural: str | None = None) -> str:

@@ -15,7 +15,7 @@ from ..constants import WEBHOOK_PATH
 from ..errors import NotFoundError, first_line
 from ..model import TrackingMode
 from ..state import CDPState
-from ..store import utcnow
+from ..store import schema, utcnow
 from ..store.senders import recent_sender_totals
 from ..visitors import MembershipFailure
 from .group import counted
@@ -104,14 +104,21 @@ def _check_database(state: CDPState, report: CheckReport) -> bool:
         with state.engine.connect() as conn:
             conn.execute(text("SELECT 1"))
             present = set(inspect(conn).get_table_names())
+            found = schema.status(conn) if "cdp_segment_groups" in present else None
+    except schema.SchemaTooNew as exc:
+        report.failed(str(exc))
+        return False
     except SQLAlchemyError as exc:
         report.failed(f"cannot reach the database: {first_line(exc)}")
         return False
-    missing = [t.name for t in state.tables.all() if t.name not in present]
-    if missing:
-        report.failed(f"tables missing ({', '.join(missing)}): run flask cdp init-db")
+    if found is None:
+        report.failed("cdp_bridge's tables are missing: run flask cdp init-db")
         return False
-    report.passed(f"database reachable ({state.engine.dialect.name}), cdp tables present")
+    if not found.is_current:
+        report.failed(f"schema at revision {found.current or found.recognised}, pending {', '.join(found.pending)}:"
+                      f" run {schema.UPGRADE_COMMAND}")
+        return False
+    report.passed(f"database reachable ({state.engine.dialect.name}), cdp tables at schema revision {found.head}")
     return True
 
 

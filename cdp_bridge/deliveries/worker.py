@@ -24,17 +24,24 @@ DEFAULT_POLL_SECONDS = 2.0
 
 
 class QueueWorker:
-    """Claims and applies due deliveries until told to stop."""
+    """Claims and applies due deliveries until told to stop. ``ready`` says whether the
+    tables are at the schema this code writes; until they are, the worker waits (the
+    check logs one ERROR naming ``flask cdp upgrade-db``) instead of failing deliveries."""
 
-    def __init__(self, inbox: DeliveryInbox, *, poll_seconds: float = DEFAULT_POLL_SECONDS) -> None:
+    def __init__(self, inbox: DeliveryInbox, *, poll_seconds: float = DEFAULT_POLL_SECONDS,
+                 ready: Callable[[], bool] = lambda: True) -> None:
         self.inbox = inbox
         self.poll_seconds = poll_seconds
+        self.ready = ready
         self.stop_event = threading.Event()
         self.wake_event = threading.Event()
 
     def run_once(self) -> int:
-        """Apply every delivery that is due now; return how many were processed."""
+        """Apply every delivery that is due now; return how many were processed (none while
+        the schema is not the one this code writes)."""
         processed = 0
+        if not self.ready():
+            return processed
         while not self.stop_event.is_set():
             worker = worker_identity()
             delivery_id = self.inbox.claim(worker)
@@ -69,9 +76,10 @@ class QueueWorker:
 class InlineWorker:
     """A :class:`QueueWorker` in a daemon thread of the web process, with an app context."""
 
-    def __init__(self, app: Flask, make_inbox: Callable[[], DeliveryInbox]) -> None:
+    def __init__(self, app: Flask, make_inbox: Callable[[], DeliveryInbox], ready: Callable[[], bool] = lambda: True) -> None:
         self._app = app
         self._make_inbox = make_inbox
+        self._ready = ready
         self._lock = threading.Lock()
         self._worker: QueueWorker | None = None
         self._thread: threading.Thread | None = None
@@ -82,7 +90,7 @@ class InlineWorker:
             if self._thread is not None and self._thread.is_alive():
                 return
             with self._app.app_context():
-                self._worker = QueueWorker(self._make_inbox())
+                self._worker = QueueWorker(self._make_inbox(), ready=self._ready)
             self._thread = threading.Thread(target=self._run, name="cdp-inline-worker", daemon=True)
             self._thread.start()
 

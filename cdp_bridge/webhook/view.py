@@ -109,13 +109,13 @@ def _accept(state: Any, activation: Any, body: bytes, signed: bool) -> Response:
         return answer(400, error="invalid_payload", message="the body is nested too deeply")
     started = time.monotonic()
     try:
+        if not state.schema_gate.is_current():  # the CDP retries a 503: nothing is lost
+            return _unavailable()
         incoming = IncomingDelivery(activation, document, request_id, payload_format.name)
         result = state.inbox.receive(incoming)
     except (OperationalError, InterfaceError, PoolTimeoutError) as exc:
         log.error("webhook: database unavailable, answered 503: %s", type(exc).__name__)
-        response = answer(503, error="unavailable")
-        response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
-        return response
+        return _unavailable()
     if result.status == Outcome.SEGMENT_GROUP_MISMATCH:
         return answer(
             422,
@@ -221,6 +221,12 @@ def _request_id(document: ActivationDocument, signed: bool) -> str | None:
             except ValidationError as exc:
                 raise PayloadError("invalid_payload", str(exc)) from None
     return None
+
+
+def _unavailable() -> Response:
+    response = answer(503, error="unavailable")
+    response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
 
 
 def _payload_error(exc: PayloadError) -> dict[str, Any]:

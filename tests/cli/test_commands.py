@@ -137,3 +137,16 @@ def test_check_without_activation_fails(make_app) -> None:
     result = run(make_app(), "check")
     assert result.exit_code == 1
     assert "no activation configured" in result.output
+
+
+def test_version_is_the_packages_one(tmp_path) -> None:
+    """``flask cdp --version`` and the installed metadata say the version written once in
+    cdp_bridge/version.py."""
+    from importlib.metadata import version
+
+    from cdp_bridge import __version__
+    from tests.support.loopback import bare_app
+
+    result = bare_app(tmp_path).test_cli_runner().invoke(args=["cdp", "--version"])
+    assert result.exit_code == 0 and result.output == f"cdp_bridge {__version__}\n"
+    assert version("cdp_bridge") == __version__

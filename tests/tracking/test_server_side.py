@@ -533,7 +533,9 @@ def test_rotating_cookies_from_one_address_get_no_more_than_the_address_limit(ma
         statuses.append(post_event(consenting_client(app, rsa=str(uuid.uuid4())), VISIT).status_code)
     assert statuses.count(204) == 600 and statuses.count(429) == 400 and statuses[-1] == 429
     app.extensions["cdp"].tracking.sender.stop(seconds=10)  # sends all that was queued
-    assert len(host.hits) == 600  # the refused events were never queued
+    # The refused events were never queued: 600 visitors reached the host (a try that timed
+    # out under load may have been sent twice, so visitors are counted, not requests).
+    assert len({hit.params["coid"] for hit in host.hits}) == 600
     other_address = consenting_client(app, rsa=VISITOR).post("/cdp/track", json=VISIT, environ_base={"REMOTE_ADDR": "10.0.0.9"},
                                                              headers={"Sec-Fetch-Site": "same-origin"})
     assert other_address.status_code == 204  # the limit is per address
