@@ -22,7 +22,8 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, inspect, text
+from sqlalchemy import Column, Connection, Engine, MetaData, PrimaryKeyConstraint, String, Table, inspect, text
+from sqlalchemy.engine import Inspector
 
 from ..errors import CDPError
 from . import membership
@@ -76,10 +77,15 @@ def _scripts() -> ScriptDirectory:
     return ScriptDirectory.from_config(_config())
 
 
-def current_revision(connection: Connection) -> str | None:
+#: The version table as Alembic makes it: a new database gets it with its tables.
+VERSIONS = Table(VERSION_TABLE, MetaData(), Column("version_num", String(32), nullable=False),
+                 PrimaryKeyConstraint("version_num", name=f"{VERSION_TABLE}_pkc"))
+
+
+def current_revision(connection: Connection, inspector: Inspector | None = None) -> str | None:
     """The revision in ``cdp_alembic_version``; ``None`` without that table or its row.
     Read with one query, not through Alembic's context (which logs as it starts)."""
-    if not inspect(connection).has_table(VERSION_TABLE):
+    if not (inspector or inspect(connection)).has_table(VERSION_TABLE):
         return None
     found = connection.scalar(text(f"SELECT version_num FROM {VERSION_TABLE}"))
     return None if found is None else str(found)
@@ -94,7 +100,8 @@ def head_revision() -> str:
 def status(connection: Connection) -> SchemaStatus:
     """The schema status of the database on ``connection``; :class:`SchemaTooNew` if its
     revision is unknown here."""
-    current = current_revision(connection)
+    inspector = inspect(connection)
+    current = current_revision(connection, inspector)
     if current is not None:
         try:
             _scripts().get_revision(current)
@@ -103,7 +110,7 @@ def status(connection: Connection) -> SchemaStatus:
                 f"the database's cdp_bridge schema is at revision {current}, which this version of cdp_bridge does not"
                 f" know (its newest is {head_revision()}): it was upgraded by a newer cdp_bridge; run that version, or"
                 " downgrade the database with it first") from None
-    return SchemaStatus(current, recognise(connection) if current is None else None, head_revision())
+    return SchemaStatus(current, recognise(connection, inspector) if current is None else None, head_revision())
 
 
 class SchemaGate:
@@ -147,13 +154,13 @@ def leave_cdp_tables_out(object_: Any, name: str | None, type_: str, reflected: 
     return not (table or "").startswith("cdp_")
 
 
-def recognise(connection: Connection) -> str | None:
+def recognise(connection: Connection, inspector: Inspector | None = None) -> str | None:
     """The revision an unversioned database's shape matches; ``None`` when it has no
     cdp_bridge tables. Each revision after the baseline adds one feature; the shape is at
     the last revision whose feature, and every earlier one, is there (``db.create_all()``
     on an old database adds new tables but no new columns: it stays at the old revision,
     and the upgrade adopts the tables it finds)."""
-    inspector = inspect(connection)
+    inspector = inspector or inspect(connection)
     names = set(inspector.get_table_names())
     if "cdp_segment_groups" not in names:
         return None
@@ -183,7 +190,8 @@ def upgrade(engine: Engine, tables: CDPTables, report: Callable[[str], None] = l
         if found.current is None and found.recognised is None:
             tables.all()[0].metadata.create_all(connection, tables=tables.all())
             membership.ensure_store_version(connection, tables)
-            MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE}).stamp(_scripts(), "head")
+            VERSIONS.create(connection)  # stamped at the newest revision, as Alembic's stamp writes it
+            connection.execute(VERSIONS.insert().values(version_num=found.head))
             report(f"created cdp_bridge's tables at revision {found.head}")
             return []
         if found.current is None:
