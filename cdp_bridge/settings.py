@@ -295,7 +295,7 @@ def _setting(field_: fields.Field[Any], key: str, doc: str, default: Any = None,
 
 class SettingsSchema(Schema):
     """Every ``CDP_*`` setting: its key, how it is validated, its one default and its
-    documentation (the README's settings table is :func:`settings_table`). Loads into a
+    documentation (docs/settings.md's table is :func:`settings_table`). Loads into a
     :class:`CDPSettings`; field names are the settings' attribute names."""
 
     class Meta:
@@ -421,7 +421,7 @@ ALL_KEYS: tuple[str, ...] = tuple(str(f.data_key) for f in SettingsSchema().fiel
 
 
 def settings_table() -> str:
-    """The README's settings table, from the schema."""
+    """The settings table of docs/settings.md, from the schema."""
     rows = ["| key | meaning | default |", "|---|---|---|"]
     for schema_field in SettingsSchema().fields.values():
         shown = schema_field.metadata["default"]

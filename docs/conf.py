@@ -1,6 +1,6 @@
-"""Sphinx configuration of cdp_bridge's documentation: the README's sections as pages (one
-text, so the README and the docs cannot disagree), the changelog, and an API reference
-made from the docstrings. Built in CI with ``-W``: a warning fails the build."""
+"""Sphinx configuration of cdp_bridge's documentation: the pages of docs/ (Markdown, read
+by MyST), the changelog, and an API reference made from the docstrings. Built in CI with
+``-W``: a warning fails the build."""
 
 from cdp_bridge import __version__
 
@@ -11,8 +11,8 @@ version = ".".join(__version__.split(".")[:2])
 extensions = ["myst_parser", "sphinx.ext.autodoc", "sphinx.ext.napoleon"]
 source_suffix = {".md": "markdown", ".rst": "restructuredtext"}
 exclude_patterns = ["_build"]
-# The README's sections start at ## under each page's own title, and its links between
-# its own sections are GitHub anchors: neither is an error in these pages.
+# Pages link to each other's sections by GitHub-style anchors, which GitHub renders and
+# Sphinx does not resolve: not an error here.
 suppress_warnings = ["myst.header", "myst.xref_missing"]
 myst_heading_anchors = 3
 autodoc_member_order = "bysource"

@@ -209,13 +209,13 @@ def test_urls_and_site_paths_that_are_accepted(key: str, value: str) -> None:
     assert getattr(settings, attribute) == value
 
 
-def test_the_readme_settings_table_is_the_schemas() -> None:
+def test_the_docs_settings_table_is_the_schemas() -> None:
     """The schema is each setting's one source: its key, default and documentation. The
-    README's table is made from it (cdp_bridge.settings.settings_table), so it cannot drift."""
+    docs' table is made from it (cdp_bridge.settings.settings_table), so it cannot drift."""
     from pathlib import Path
 
     from cdp_bridge.settings import ALL_KEYS, settings_table
 
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    readme = (Path(__file__).resolve().parent.parent / "docs" / "settings.md").read_text()
     assert settings_table() in readme
     assert len(ALL_KEYS) == len(set(ALL_KEYS)) == settings_table().count("\n| `CDP_")
