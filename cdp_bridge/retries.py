@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 from urllib3.exceptions import HTTPError
 from urllib3.util.retry import Retry
@@ -44,19 +45,17 @@ def retry_policy(tries: int, backoff: float, *, max_backoff: float = 60.0, metho
                        allowed_methods=methods, respect_retry_after_header=True, raise_on_status=False)
 
 
-class Outcome:
+@dataclass(frozen=True)
+class RetriedCall:
     """How a call with retries ended: its last answer or failure, and how many tries it took."""
 
-    __slots__ = ("result", "tries")
-
-    def __init__(self, result: Answer | CallFailure, tries: int) -> None:
-        self.result = result
-        self.tries = tries
+    result: Answer | CallFailure
+    tries: int
 
 
 def call_with_retries(client: OutboundClient, retry: Retry, method: str, url: str, *,
                       headers: Mapping[str, str] | None = None, body: bytes | None = None,
-                      sleep: Callable[[float], None], on_retry: Callable[[str, float], None] | None = None) -> Outcome:
+                      sleep: Callable[[float], None], on_retry: Callable[[str, float], None] | None = None) -> RetriedCall:
     """Call until an answer is not to be retried, or the tries run out. ``on_retry`` hears
     each retry's reason and wait."""
     tries = 0
@@ -65,16 +64,16 @@ def call_with_retries(client: OutboundClient, retry: Retry, method: str, url: st
         result = client.request(method, url, headers=headers, body=body)
         if isinstance(result, CallFailure):
             if result.reason not in ("timeout", "connection") or result.cause is None:
-                return Outcome(result, tries)  # a redirect or an oversized answer: trying again changes nothing
+                return RetriedCall(result, tries)  # a redirect or an oversized answer: trying again changes nothing
             response, error, reason = None, result.cause, result.detail
         else:
             if not retry.is_retry(method, result.status, has_retry_after="Retry-After" in result.headers):
-                return Outcome(result, tries)
+                return RetriedCall(result, tries)
             response, error, reason = result.response, None, f"HTTP {result.status}"
         try:
             retry = retry.increment(method, url, response=response, error=error)
         except HTTPError:  # MaxRetryError, or the error again for a method not retried after a read error
-            return Outcome(result, tries)
+            return RetriedCall(result, tries)
         after = retry.get_retry_after(response) if response is not None else None
         wait = min(after, MAX_RETRY_AFTER) if after is not None else retry.get_backoff_time()
         if on_retry is not None:
