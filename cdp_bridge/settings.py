@@ -69,6 +69,7 @@ class CDPSettings:
     membership_failures_before_pause: int
     membership_pause_seconds: int
     visitor_segments_cache_ttl: int
+    cache_url: str | None = field(repr=False)
     tracking_mode: TrackingMode
     server_tracking_url: str
     visitor_cookie_days: int
@@ -273,6 +274,22 @@ class _HttpURL(fields.String):
         return text.rstrip("/") if self.base else text
 
 
+class _RedisURL(fields.String):
+    """A Redis URL: ``redis://``, ``rediss://`` (TLS) or ``unix://``, as redis-py reads them."""
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> str:
+        text = super()._deserialize(value, attr, data, **kwargs).strip()
+        try:
+            parts = urlsplit(text)
+            parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
+        except ValueError:
+            raise SchemaError("expected a Redis URL such as redis://localhost:6379/0") from None
+        if (parts.scheme not in ("redis", "rediss", "unix") or not (parts.hostname or parts.path)
+                or not text.isprintable() or any(character.isspace() for character in text)):
+            raise SchemaError("expected a Redis URL such as redis://localhost:6379/0")
+        return text
+
+
 def _is_http_url(text: str) -> bool:
     if not text.isprintable() or any(character.isspace() for character in text):
         return False
@@ -375,6 +392,10 @@ class SettingsSchema(Schema):
     visitor_segments_cache_ttl = _setting(_positive_int(0, "a whole number of seconds (0 turns the cache off)"),
                                           "CDP_VISITOR_SEGMENTS_CACHE_TTL",
                                           "seconds a visitor's memberships are cached; `0` turns the cache off", 300)
+    cache_url = _setting(_RedisURL(), "CDP_CACHE_URL",
+                         "a Redis URL (`redis://host:6379/0`) for the cache every process and host shares: visitor"
+                         " segments (needs `pip install 'cdp_bridge[redis]'`); unset, each process keeps its own",
+                         shown_default="— (each process's own)")
     tracking_mode = _setting(_EnumValue(TrackingMode),
                              "CDP_TRACKING_MODE", "`client`, `server` or `hybrid` (see [Server-side and hybrid tracking]"
                              "(#server-side-and-hybrid-tracking))", TrackingMode.CLIENT)

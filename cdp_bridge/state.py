@@ -28,6 +28,7 @@ from .errors import RegistrationError
 from .export.sources import ExportRegistry
 from .model import Clock
 from .settings import CDPSettings
+from .shared_cache import SharedCache
 from .store import CDPTables, SegmentStore, schema
 from .store.senders import record_sender_counts
 from .tracking.service import TrackingService
@@ -132,8 +133,13 @@ def _visitor_segments(settings: CDPSettings, hooks: Hooks) -> VisitorSegmentsSer
     client = MembershipClient(settings.membership_api_url, settings.membership_activation_id, settings.membership_api_key,
                               settings.membership_timeout, settings.membership_max_bytes)
     breaker = CircuitBreaker(settings.membership_failures_before_pause, settings.membership_pause_seconds)
-    return VisitorSegmentsService(client, breaker, settings.visitor_segments_cache_ttl,
-                                  shared_cache=lambda: hooks.visitor_segments_cache)
+    shared = SharedCache(settings.cache_url, settings.visitor_segments_cache_ttl) if settings.cache_url else None
+
+    def cache() -> SegmentsCache | None:
+        """The host's own cache (``@cdp.visitor_segments_cache``) wins over CDP_CACHE_URL's."""
+        return shared if hooks.visitor_segments_cache is None else hooks.visitor_segments_cache
+
+    return VisitorSegmentsService(client, breaker, settings.visitor_segments_cache_ttl, shared_cache=cache)
 
 
 def current_state() -> CDPState:

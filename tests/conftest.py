@@ -15,6 +15,7 @@ from tests.support.browser import CHROMIUM_ARGS, chromium_path
 from tests.support.fake_stream_api import FakeStreamAPI
 from tests.support.logs import CAPTURED_LOG_LINES, UNDER_CI, find_leaks, secret_forms
 from tests.support.postgres_server import PostgresServer, find_binary
+from tests.support.redis_server import RedisServer
 from tests.support.webhook import ACTIVATION
 
 
@@ -42,6 +43,19 @@ def postgres_server() -> Iterator[PostgresServer]:
     server = PostgresServer.create()
     yield server
     server.destroy()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One Redis server for the session; skipped (never under CI) without Debian's redis-server."""
+    if RedisServer.binary() is None:
+        message = "redis-server not found: apt-get install redis-server"
+        if UNDER_CI:
+            pytest.fail(message + " (required under CI)")
+        pytest.skip(message)
+    server = RedisServer()
+    yield server
+    server.stop()
 
 
 class _Collector(logging.Handler):

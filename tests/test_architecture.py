@@ -84,7 +84,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("settings", {"settings"}),
     ("domain", {"store", "store.tables", "store.schema", "store.segments", "store.user_segments", "store.membership", "store.bulk",
                 "store.audiences", "store.senders", "deliveries", "deliveries.inbox", "deliveries.worker",
-                "visitors", "visitors.client", "visitors.breaker", "visitors.service",
+                "visitors", "visitors.client", "visitors.breaker", "visitors.service", "shared_cache",
                 "tracking", "tracking.fields", "tracking.events", "tracking.wire", "tracking.sender",
                 "tracking.rate_limit", "tracking.service",
                 "export", "export.sources", "export.runner", "export.streaming",

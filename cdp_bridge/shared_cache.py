@@ -1,0 +1,70 @@
+"""The cache every process and host shares, from one setting: ``CDP_CACHE_URL=redis://…``.
+
+cachelib's ``RedisCache`` (the backend Flask-Caching uses), made never to fail a request:
+when Redis cannot be reached, a read is a miss and a write is skipped, so requests go to
+the API and pages still render, with one WARNING when the outage starts and one INFO line
+when Redis answers again. The ``redis`` client is an extra
+(``pip install cdp_bridge[redis]``): a single host needs none of this.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from cachelib import RedisCache
+
+from .errors import ConfigurationError
+
+log = logging.getLogger("cdp_bridge.cache")
+
+#: Seconds a cache call may wait for Redis: a cache that is slower than the API it saves is no cache.
+REDIS_TIMEOUT = 0.25
+
+
+class SharedCache:
+    """``get``/``set`` on Redis, as ``@cdp.visitor_segments_cache`` expects, that never raise."""
+
+    def __init__(self, url: str, default_timeout: int, key_prefix: str = "cdp_bridge:") -> None:
+        try:
+            import redis
+        except ImportError:
+            raise ConfigurationError("CDP_CACHE_URL needs the redis client: pip install 'cdp_bridge[redis]'") from None
+        self._errors: tuple[type[BaseException], ...] = (redis.exceptions.RedisError, OSError)
+        client = redis.Redis.from_url(url, socket_timeout=REDIS_TIMEOUT, socket_connect_timeout=REDIS_TIMEOUT)
+        self._cache = RedisCache(host=client, key_prefix=key_prefix, default_timeout=default_timeout)
+        self._lock = threading.Lock()
+        self._failing = False
+
+    def get(self, key: str) -> Any:
+        try:
+            value = self._cache.get(key)
+        except self._errors as exc:
+            self._failed(exc)
+            return None
+        self._answered()
+        return value
+
+    def set(self, key: str, value: Any, timeout: int | None = None) -> bool:
+        try:
+            done = bool(self._cache.set(key, value, timeout=timeout))
+        except self._errors as exc:
+            self._failed(exc)
+            return False
+        self._answered()
+        return done
+
+    def _failed(self, exc: BaseException) -> None:
+        with self._lock:
+            starting, self._failing = not self._failing, True
+        if starting:
+            log.warning("shared cache: Redis cannot be reached (%s); requests go to the API until it answers again"
+                        " (one line per episode)", type(exc).__name__)
+
+    def _answered(self) -> None:
+        if self._failing:
+            with self._lock:
+                ending, self._failing = self._failing, False
+            if ending:
+                log.info("shared cache: Redis answers again")
