@@ -398,7 +398,7 @@ class SettingsSchema(Schema):
                          shown_default="— (each process's own)")
     tracking_mode = _setting(_EnumValue(TrackingMode),
                              "CDP_TRACKING_MODE", "`client`, `server` or `hybrid` (see [Server-side and hybrid tracking]"
-                             "(#server-side-and-hybrid-tracking))", TrackingMode.CLIENT)
+                             "(tracking.md#server-side-and-hybrid-tracking))", TrackingMode.CLIENT)
     server_tracking_url = _setting(_HttpURL(base=True), "CDP_SERVER_TRACKING_URL", "Raptor's server-side tracking host",
                                    "https://t.raptorsmartadvisor.com")
     visitor_cookie_days = _setting(fields.Integer(
