@@ -34,13 +34,6 @@ def validate_group_identifier(value: object) -> str:
     return value
 
 
-def has_control_characters(value: str) -> bool:
-    """True when ``value`` holds a control, format-control or line-separator character."""
-    if value.isprintable():  # printable text has none of them
-        return False
-    return any(unicodedata.category(ch) in STRICT_CATEGORIES for ch in value)
-
-
 def has_lone_surrogates(value: str) -> bool:
     """True when ``value`` holds a lone surrogate (legal in JSON as ``"\\ud800"``, but not
     Unicode text: no database, log or page can encode it)."""

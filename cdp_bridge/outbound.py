@@ -146,11 +146,10 @@ class OutboundClient:
         self._pool.pool_classes_by_scheme = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
 
     def request(self, method: str, url: str, *, headers: Mapping[str, str] | None = None,
-                fields: Mapping[str, str] | None = None, body: bytes | None = None,
-                timeout: float | None = None) -> Answer | CallFailure:
-        """Make one call and read its whole answer within ``timeout`` seconds (the
-        client's by default). ``fields`` are the query of a GET."""
-        seconds = self.timeout if timeout is None else timeout
+                fields: Mapping[str, str] | None = None, body: bytes | None = None) -> Answer | CallFailure:
+        """Make one call and read its whole answer within the client's timeout. ``fields``
+        are the query of a GET."""
+        seconds = self.timeout
         deadline = _WATCHDOG.deadline(seconds)
         _watched.deadline = deadline
         try:
@@ -176,9 +175,10 @@ class OutboundClient:
             return CallFailure("redirect", f"answered {response.status} with a redirect to {one_line(host)[:100]},"
                                            " which is not followed")
         declared = response.headers.get("Content-Length", "")
+        too_large = CallFailure("too_large", f"the answer is larger than {self.max_answer_bytes} bytes")
         if declared.isdigit() and int(declared) > self.max_answer_bytes:
             response.close()
-            return CallFailure("too_large", f"the answer is larger than {self.max_answer_bytes} bytes")
+            return too_large
         chunks: list[bytes] = []
         size = 0
         try:
@@ -186,7 +186,7 @@ class OutboundClient:
                 size += len(chunk)
                 if size > self.max_answer_bytes:
                     response.close()
-                    return CallFailure("too_large", f"the answer is larger than {self.max_answer_bytes} bytes")
+                    return too_large
                 chunks.append(chunk)
         except (urllib3.exceptions.HTTPError, HTTPException, OSError) as exc:
             response.close()

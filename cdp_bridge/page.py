@@ -138,12 +138,12 @@ class Page:
         store = self.state.store
         if isinstance(user_id, bool) or not isinstance(user_id, (str, int)):
             return store.user_segments(user_id)
-        if not self.state.schema_gate.is_current():  # tables older than this code: no segments, one ERROR
-            return NO_SEGMENTS
         key = str(user_id)
         found = self._user_segments.get(key)
         if found is None:
             state = self.state
+            if not state.schema_gate.is_current():  # tables older than this code: no segments, one ERROR
+                return NO_SEGMENTS
             connection = state.db.session.connection(bind_arguments={"bind": state.engine}) if self.in_request else None
             found = self._user_segments[key] = store.user_segments(user_id, connection=connection)
         return found
