@@ -7,6 +7,7 @@ deliveries in ``flask cdp worker`` processes and keep CDP_INLINE_WORKER off here
 
 import logging
 import os
+import tempfile
 
 from dotenv import find_dotenv, load_dotenv
 
@@ -31,6 +32,26 @@ errorlog = "-"
 # Webhook bodies may be up to CDP_WEBHOOK_MAX_BYTES; gunicorn itself limits only headers.
 limit_request_field_size = 16384
 loglevel = os.environ.get("GUNICORN_LOGLEVEL", "info")
+
+# GET /cdp/metrics sums the figures of every worker: each writes them to files in this
+# folder (prometheus_client's multiprocess mode), which must be set before the app is
+# imported and emptied at each start. Your own folder, or a new one under /tmp.
+metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(prefix="cdp-metrics-")
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+
+
+def on_starting(server):  # noqa: ANN001, ANN201 - gunicorn's hook signature
+    """A new server counts from zero: the files of the last run go."""
+    for name in os.listdir(metrics_dir):
+        if name.endswith(".db"):
+            os.remove(os.path.join(metrics_dir, name))
+
+
+def child_exit(server, worker):  # noqa: ANN001, ANN201 - gunicorn's hook signature
+    """A worker that exits leaves its counts in the sums, but not its live gauges."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid, metrics_dir)
 
 
 def post_worker_init(worker):  # noqa: ANN001, ANN201 - gunicorn's hook signature

@@ -28,8 +28,10 @@ from .deliveries.worker import InlineWorker
 from .errors import ConfigurationError, RegistrationError, ValidationError
 from .export.sources import Processor, Source
 from .identifiers import visitor_id_or_none
+from .metrics_endpoint import register_metrics_endpoint
 from .model import Clock
 from .page import current_page
+from .rate_limits import RateLimits, limiter_for
 from .settings import CDPSettings, load_settings
 from .state import CDPState, Hooks, current_state
 from .store import Segment, SegmentStore, define_tables
@@ -80,6 +82,7 @@ class CDP:
         self.blueprint.record(_remember_url_prefix)
         register_webhook(self.blueprint)
         register_track_endpoint(self.blueprint)
+        register_metrics_endpoint(self.blueprint)
         self.blueprint.url_value_preprocessor(_exempt_from_host_csrf)
         # Nested: its own before_request guards every back-office view, whatever name
         # and prefix the host registers ``cdp.blueprint`` under.
@@ -99,7 +102,9 @@ class CDP:
         settings = load_settings(app.config)
         database, owns_db = self._database_for(app, db)
         with app.app_context():
-            state = CDPState(hooks=self.hooks, settings=settings, db=database, tables=define_tables(database.metadata))
+            limits = RateLimits(limiter_for(app, settings.rate_limit_storage_uri), settings)
+            state = CDPState(hooks=self.hooks, settings=settings, db=database, tables=define_tables(database.metadata),
+                             rate_limits=limits)
             app.extensions[EXTENSION_KEY] = state
             if owns_db:
                 _tune_sqlite(state.engine)

@@ -74,6 +74,9 @@ class CDPSettings:
     server_tracking_url: str
     visitor_cookie_days: int
     track_address_limit_per_minute: int
+    webhook_auth_failures_per_minute: int
+    rate_limit_storage_uri: str = field(repr=False)
+    metrics_token: Secret | None = field(repr=False)
 
     @property
     def visitor_segments_enabled(self) -> bool:
@@ -290,6 +293,32 @@ class _RedisURL(fields.String):
         return text
 
 
+class _LimitsStorageURI(fields.String):
+    """A storage URI of the ``limits`` library, as Flask-Limiter takes it: ``memory://``,
+    ``redis://host:6379/0``, ``rediss://…``, ``redis+sentinel://…``, ``memcached://…``."""
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> str:
+        from limits.storage import SCHEMES  # type: ignore[attr-defined]  # the registry of storage_from_string
+
+        text = super()._deserialize(value, attr, data, **kwargs).strip()
+        scheme = text.partition("://")[0] if "://" in text else ""
+        if (scheme not in SCHEMES or scheme.startswith("async+") or not text.isprintable()
+                or any(character.isspace() for character in text)):
+            raise SchemaError("expected a rate-limit storage URI such as memory:// or redis://localhost:6379/0")
+        return text
+
+
+class _Token(_SecretString):
+    """A bearer token: printable, no spaces, at least 16 characters (a guessable token guards nothing)."""
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> Secret:  # type: ignore[override]
+        token = super()._deserialize(value, attr, data, **kwargs)
+        text = token.reveal()
+        if len(text) < 16 or not text.isprintable() or any(character.isspace() for character in text):
+            raise SchemaError("expected a token of at least 16 printable characters without spaces")
+        return token
+
+
 def _is_http_url(text: str) -> bool:
     if not text.isprintable() or any(character.isspace() for character in text):
         return False
@@ -410,6 +439,18 @@ class SettingsSchema(Schema):
                                               "CDP_TRACK_ADDRESS_LIMIT_PER_MINUTE",
                                               "events one client address may post to `POST /cdp/track` a minute, all its"
                                               " visitors together", 600)
+    webhook_auth_failures_per_minute = _setting(_positive_int(1, "a whole number of at least 1"),
+                                                "CDP_WEBHOOK_AUTH_FAILURES_PER_MINUTE",
+                                                "failed authentications one client address may make at `POST /cdp/webhook`"
+                                                " a minute before it is answered 429 (good credentials are never limited)", 10)
+    rate_limit_storage_uri = _setting(_LimitsStorageURI(), "CDP_RATE_LIMIT_STORAGE_URI",
+                                      "where Flask-Limiter keeps the counts of those limits: `memory://` (each process"
+                                      " its own) or `redis://host:6379/0` (one count for a fleet; needs"
+                                      " `pip install 'cdp_bridge[redis]'`). A host's own `Limiter` is used instead",
+                                      "memory://")
+    metrics_token = _setting(_Token(), "CDP_METRICS_TOKEN",
+                             "bearer token for `GET /cdp/metrics` (Prometheus); at least 16 characters. Unset, only"
+                             " whom the admin guard admits may read it; with neither, there is no such page")
 
     @validates_schema
     def _tracking_parameters(self, data: dict[str, Any], **kwargs: Any) -> None:

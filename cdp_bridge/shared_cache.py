@@ -10,12 +10,12 @@ when Redis answers again. The ``redis`` client is an extra
 from __future__ import annotations
 
 import logging
-import threading
 from typing import Any
 
 from cachelib import RedisCache
 
 from .errors import ConfigurationError
+from .outage import Outage
 
 log = logging.getLogger("cdp_bridge.cache")
 
@@ -34,37 +34,23 @@ class SharedCache:
         self._errors: tuple[type[BaseException], ...] = (redis.exceptions.RedisError, OSError)
         client = redis.Redis.from_url(url, socket_timeout=REDIS_TIMEOUT, socket_connect_timeout=REDIS_TIMEOUT)
         self._cache = RedisCache(host=client, key_prefix=key_prefix, default_timeout=default_timeout)
-        self._lock = threading.Lock()
-        self._failing = False
+        self._outage = Outage(log, "shared cache: Redis cannot be reached (%s); requests go to the API until it answers"
+                                   " again (one line per episode)", "shared cache: Redis answers again")
 
     def get(self, key: str) -> Any:
         try:
             value = self._cache.get(key)
         except self._errors as exc:
-            self._failed(exc)
+            self._outage.failed(exc)
             return None
-        self._answered()
+        self._outage.answered()
         return value
 
     def set(self, key: str, value: Any, timeout: int | None = None) -> bool:
         try:
             done = bool(self._cache.set(key, value, timeout=timeout))
         except self._errors as exc:
-            self._failed(exc)
+            self._outage.failed(exc)
             return False
-        self._answered()
+        self._outage.answered()
         return done
-
-    def _failed(self, exc: BaseException) -> None:
-        with self._lock:
-            starting, self._failing = not self._failing, True
-        if starting:
-            log.warning("shared cache: Redis cannot be reached (%s); requests go to the API until it answers again"
-                        " (one line per episode)", type(exc).__name__)
-
-    def _answered(self) -> None:
-        if self._failing:
-            with self._lock:
-                ending, self._failing = self._failing, False
-            if ending:
-                log.info("shared cache: Redis answers again")

@@ -27,6 +27,7 @@ from .deliveries.worker import InlineWorker
 from .errors import RegistrationError
 from .export.sources import ExportRegistry
 from .model import Clock
+from .rate_limits import RateLimits
 from .settings import CDPSettings
 from .shared_cache import SharedCache
 from .store import CDPTables, SegmentStore, schema
@@ -66,6 +67,8 @@ class CDPState:
     settings: CDPSettings
     db: SQLAlchemy
     tables: CDPTables
+    #: Hybrid's /cdp/track limits and the webhook's failed-authentication limit, on Flask-Limiter.
+    rate_limits: RateLimits
     #: Where the app mounted the ``cdp`` blueprint (Flask tells it when the blueprint is registered).
     url_prefix: str | None = None
     inline_worker: InlineWorker | None = None

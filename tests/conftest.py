@@ -45,14 +45,28 @@ def postgres_server() -> Iterator[PostgresServer]:
     server.destroy()
 
 
-@pytest.fixture(scope="session")
-def redis_server() -> Iterator[RedisServer]:
-    """One Redis server for the session; skipped (never under CI) without Debian's redis-server."""
+def _needs_redis() -> None:
+    """Skip (never under CI, where .ci/run installs it) without Debian's redis-server."""
     if RedisServer.binary() is None:
         message = "redis-server not found: apt-get install redis-server"
         if UNDER_CI:
             pytest.fail(message + " (required under CI)")
         pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One Redis server for the session."""
+    _needs_redis()
+    server = RedisServer()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def own_redis() -> Iterator[RedisServer]:
+    """A Redis server of the test's own, which it may stop and start (an outage)."""
+    _needs_redis()
     server = RedisServer()
     yield server
     server.stop()

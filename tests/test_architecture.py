@@ -80,18 +80,18 @@ def test_the_domain_core_knows_nothing_of_flask_requests() -> None:
 #: view. Every module is in exactly one layer.
 LAYERS: list[tuple[str, set[str]]] = [
     ("foundation", {"constants", "errors", "secret", "log_text", "identifiers", "model", "outbound", "retries",
-                    "export.kinds", "version", "migrations"}),
+                    "export.kinds", "version", "migrations", "outage", "metrics"}),
     ("settings", {"settings"}),
     ("domain", {"store", "store.tables", "store.schema", "store.segments", "store.user_segments", "store.membership", "store.bulk",
                 "store.audiences", "store.senders", "deliveries", "deliveries.inbox", "deliveries.worker",
                 "visitors", "visitors.client", "visitors.breaker", "visitors.service", "shared_cache",
                 "tracking", "tracking.fields", "tracking.events", "tracking.wire", "tracking.sender",
-                "tracking.rate_limit", "tracking.service",
+                "rate_limits", "tracking.service",
                 "export", "export.sources", "export.runner", "export.streaming",
                 "webhook", "webhook.formats", "webhook.signatures", "webhook.credentials", "webhook.sample"}),
     ("state", {"state"}),
     ("request and command line", {"page", "tracking.helpers", "tracking.endpoint", "tracking.cookies",
-                                  "tracking.server_events", "webhook.view", "admin", "admin.views",
+                                  "tracking.server_events", "webhook.view", "admin", "admin.views", "metrics_endpoint",
                                   "cli", "cli.group", "cli.commands", "cli.export", "cli.health"}),
     ("extension", {"extension", ""}),
 ]

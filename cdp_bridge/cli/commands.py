@@ -15,7 +15,8 @@ from flask import current_app
 
 from ..constants import PROTECTED_GROUP_MESSAGE
 from ..deliveries.worker import QueueWorker
-from ..errors import ConfigurationError, ValidationError
+from ..errors import ConfigurationError, ValidationError, first_line
+from ..metrics_endpoint import serve_worker_metrics
 from ..model import ActivationCredentials, DeliveryStatus
 from ..state import current_state as _state
 from ..store import schema, validate_user_ids
@@ -121,12 +122,24 @@ def segments(group: str | None) -> None:
                    " [default: CDP_WORKER_LEASE_SECONDS, else 120].")
 @click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]), default="INFO",
               show_default=True, help="Used when the app has not configured logging itself.")
+@click.option("--metrics-port", type=click.IntRange(min=1, max=65535), default=None,
+              help="Serve this worker's Prometheus figures (and the queue's) on this port.")
+@click.option("--metrics-host", default="127.0.0.1", show_default=True,
+              help="The address --metrics-port listens on (0.0.0.0: every interface; the page has no password).")
 @reports_errors
-def worker(once: bool, poll_seconds: float, lease_seconds: int | None, log_level: str) -> None:
+def worker(once: bool, poll_seconds: float, lease_seconds: int | None, log_level: str, metrics_port: int | None,
+           metrics_host: str) -> None:
     """Apply queued webhook deliveries (run any number, on any host)."""
     if not logging.getLogger().handlers:
         logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     state = _state()
+    if metrics_port is not None:
+        try:
+            serve_worker_metrics(current_app._get_current_object(),  # type: ignore[attr-defined]
+                                  metrics_host, metrics_port)
+        except (OSError, ValueError) as exc:
+            raise CommandFailed(f"--metrics-port {metrics_port}: cannot listen on {metrics_host} ({exc.__class__.__name__}:"
+                                f" {first_line(exc)})") from None
     inbox = state.inbox
     if lease_seconds is not None:
         inbox.lease_seconds = lease_seconds

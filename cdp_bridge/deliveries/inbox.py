@@ -27,6 +27,7 @@ from sqlalchemy import Connection, Engine, and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from ..errors import CDPError, NotFoundError, first_line
+from ..metrics import DELIVERIES_APPLIED, DELIVERIES_FAILED, DELIVERY_APPLY_SECONDS
 from ..model import REPLAYABLE, ActivationCredentials, ActivationDocument, DeliveryStatus, Outcome, Rejections
 from ..store import CDPTables, utcnow
 from ..store.audiences import apply_audience_changes, changes_from_json, changes_to_json
@@ -151,13 +152,16 @@ class DeliveryInbox:
             queue = incoming.document.items >= self.bulk_async_threshold
         try:
             with self.engine.begin() as conn:
-                return self._receive(conn, incoming, queue)
+                result = self._receive(conn, incoming, queue)
         except IntegrityError:
             # Another request with the same request id committed first.
             duplicate = self._duplicate_of(incoming.activation.client_id, incoming.request_id)
             if duplicate is None:
                 raise
             return ReceiveResult(Outcome.DUPLICATE, duplicate)
+        if result.status == Outcome.APPLIED:  # counted once committed
+            DELIVERIES_APPLIED.labels(incoming.activation.client_id).inc()
+        return result
 
     def _receive(self, conn: Connection, incoming: IncomingDelivery, queue: bool) -> ReceiveResult:
         activation, document, request_id = incoming.activation, incoming.document, incoming.request_id
@@ -191,7 +195,8 @@ class DeliveryInbox:
                                               "status": DeliveryStatus.QUEUED, "request_id": request_id})
             return ReceiveResult(Outcome.QUEUED, delivery_id, document.items)
         delivery_id = self._insert(conn, {**row, "status": DeliveryStatus.PROCESSING, "request_id": request_id, "attempts": 1})
-        outcome = apply_audience_changes(conn, self.tables, group_id, document.changes)
+        with DELIVERY_APPLY_SECONDS.time():
+            outcome = apply_audience_changes(conn, self.tables, group_id, document.changes)
         self._finish(conn, delivery_id, outcome.applied, outcome.stale, started)
         return ReceiveResult(Outcome.APPLIED, delivery_id, document.items, outcome.applied, outcome.stale, document.rejected)
 
@@ -280,13 +285,15 @@ class DeliveryInbox:
                 group_id = self._group_id(conn, row.segment_group_identifier)
                 if group_id is None:
                     raise NotFoundError(f"segment group {row.segment_group_identifier!r} does not exist")
-                outcome = apply_audience_changes(conn, self.tables, group_id, changes_from_json(row.payload))
+                with DELIVERY_APPLY_SECONDS.time():
+                    outcome = apply_audience_changes(conn, self.tables, group_id, changes_from_json(row.payload))
                 self._finish(conn, delivery_id, outcome.applied, outcome.stale, started)
         except LeaseLost:
             log.warning("delivery %s: lease lost to another worker; not applied here", delivery_id)
             return Outcome.LEASE_LOST
         except (SQLAlchemyError, CDPError, ValueError) as exc:
             return self._record_failure(delivery_id, worker, exc)
+        DELIVERIES_APPLIED.labels(row.client_id).inc()
         log_outcome(
             delivery_id=delivery_id,
             status=Outcome.APPLIED,
@@ -316,7 +323,7 @@ class DeliveryInbox:
         d = self.tables.deliveries
         message = f"{type(exc).__name__}: {first_line(exc)}"
         with self.engine.begin() as conn:
-            row = conn.execute(select(d.c.attempts, d.c.claimed_by).where(d.c.id == delivery_id)).one()
+            row = conn.execute(select(d.c.attempts, d.c.claimed_by, d.c.client_id).where(d.c.id == delivery_id)).one()
             if row.claimed_by != worker:
                 return Outcome.LEASE_LOST
             final = row.attempts >= self.max_attempts
@@ -333,6 +340,8 @@ class DeliveryInbox:
                 )
             )
         outcome = Outcome.FAILED if final else Outcome.QUEUED
+        if final:
+            DELIVERIES_FAILED.labels(row.client_id).inc()
         log.warning("delivery %s: try %s failed (%s); now %s", delivery_id, row.attempts, message, outcome)
         return outcome
 

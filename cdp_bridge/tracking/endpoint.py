@@ -5,7 +5,8 @@ endpoint takes only same-origin requests (``Sec-Fetch-Site``, else ``Origin``) f
 visitor who consented and has an ``rsa`` cookie (the shim sets it before it posts), JSON
 bodies of at most 8 KiB and events whose parameters belong to the tracking tables, at
 most 120 a minute per visitor and ``CDP_TRACK_ADDRESS_LIMIT_PER_MINUTE`` per client
-address (so rotating or dropping the cookie does not lift the limit); it adds the
+address (so rotating or dropping the cookie does not lift the limit; kept by
+:mod:`cdp_bridge.rate_limits`, across hosts with Redis); it adds the
 visitor's ``coid`` and ``sid`` (the cookies) and ``ruid`` (the logged-in user) and
 forwards the event server-side. It answers 204, or a 4xx naming what was wrong.
 """
@@ -16,7 +17,7 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from ..constants import DEFAULT_TRACKING_PARAMETERS, TRACK_EVENTS_PER_MINUTE, TRACK_MAX_BYTES, TRACK_PATH, VISITOR_COOKIE
+from ..constants import DEFAULT_TRACKING_PARAMETERS, TRACK_MAX_BYTES, TRACK_PATH, VISITOR_COOKIE
 from ..errors import TrackingArgumentError
 from ..identifiers import visitor_id_or_none
 from ..model import TrackingMode
@@ -60,11 +61,11 @@ def receive_event() -> Response:
         return refuse(403, "no_consent", "the visitor has not consented to tracking")
     if visitor_id_or_none(request.cookies.get(VISITOR_COOKIE)) is None:
         return refuse(403, "no_visitor", f"no {VISITOR_COOKIE} cookie holding a visitor id (the page's script sets it)")
-    limits = state.tracking
-    if not limits.address_limit.allows(request.remote_addr or ""):
-        return refuse(429, "too_many_events", f"at most {limits.address_limit.per_minute} events a minute per client address")
-    if not limits.visitor_limit.allows(visitor.visitor_id or ""):
-        return refuse(429, "too_many_events", f"at most {TRACK_EVENTS_PER_MINUTE} events a minute per visitor")
+    refusal = state.rate_limits.track(request.remote_addr or "", visitor.visitor_id or "")
+    if refusal is not None:
+        response = refuse(429, "too_many_events", refusal.message)
+        response.headers["Retry-After"] = str(refusal.retry_after)
+        return response
     try:
         row, params, url = _event(body, settings.tracking_parameters)
     except TrackingArgumentError as exc:

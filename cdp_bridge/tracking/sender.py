@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 from ..constants import SERVER_TRACKING_QUEUE_SIZE, SERVER_TRACKING_TIMEOUT
 from ..errors import TrackingArgumentError, first_line
+from ..metrics import TRACKING_EVENTS
 from ..outbound import Answer, OutboundClient
 from ..retries import call_with_retries, retry_policy
 from .wire import Event
@@ -75,6 +76,7 @@ class EventSender:
         with self._ready:
             if len(self._queue) == self._queue.maxlen:
                 self.dropped += 1
+                TRACKING_EVENTS.labels("dropped").inc()
                 if self.dropped == 1 or self.dropped % 1000 == 0:
                     log.warning("server-side tracking: queue full (%s events); %s oldest dropped so far",
                                 self._queue.maxlen, self.dropped)
@@ -135,6 +137,7 @@ class EventSender:
                 self.sent += 1
             else:
                 self.failed += 1
+        TRACKING_EVENTS.labels("sent" if ok else "failed").inc()
         if ok and self._failing:
             self._failing = False
             log.info("server-side tracking: Raptor accepts events again")
@@ -168,5 +171,6 @@ class EventSender:
             left = len(self._queue)
             if left:
                 self.dropped += left
+                TRACKING_EVENTS.labels("dropped").inc(left)
                 self._queue.clear()
                 log.warning("server-side tracking: %s events not sent before exit", left)

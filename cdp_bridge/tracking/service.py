@@ -1,5 +1,5 @@
-"""One app's server-side tracking (SPEC section 10): its sender, the limits of hybrid's
-``POST /cdp/track``, and how a page's events are queued, all or none.
+"""One app's server-side tracking (SPEC section 10): its sender, and how a page's events
+are queued, all or none.
 
 Made once per app at registration. The sender's thread starts with the first event of
 each process (so under gunicorn each worker has its own, started after the fork).
@@ -10,10 +10,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from ..constants import TRACK_EVENTS_PER_MINUTE
+from ..metrics import TRACKING_EVENTS
 from ..settings import CDPSettings
 from .events import EventType
-from .rate_limit import RateLimit
 from .sender import EventSender, SenderCounts
 from .wire import Event, Visitor, check_encodable
 
@@ -24,14 +23,11 @@ BuiltEvent = tuple[EventType, dict[str, str]]
 
 
 class TrackingService:
-    """Queues an app's server-side events and keeps its hybrid endpoint's limits."""
+    """Queues an app's server-side events."""
 
     def __init__(self, settings: CDPSettings, on_report: Callable[[SenderCounts], None] | None = None) -> None:
         self.settings = settings
         self.sender = EventSender(on_report=on_report)
-        #: Hybrid: events a visitor, and a client address, may post to /cdp/track a minute, in this process.
-        self.visitor_limit = RateLimit(TRACK_EVENTS_PER_MINUTE)
-        self.address_limit = RateLimit(settings.track_address_limit_per_minute)
         self._warned_unconfigured = False
 
     def queue(self, events: list[BuiltEvent], visitor: Visitor) -> None:
@@ -45,6 +41,7 @@ class TrackingService:
         for event_type, params in events:
             self.sender.enqueue(Event(settings.server_tracking_url, settings.account_number, params, visitor,
                                       keep_empty=event_type.kept_empty(settings.tracking_parameters)))
+        TRACKING_EVENTS.labels("queued").inc(len(events))
 
     def warn_unconfigured_once(self) -> None:
         """One WARNING per app when a helper is used without ``CDP_ACCOUNT_NUMBER``."""

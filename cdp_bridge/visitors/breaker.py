@@ -12,14 +12,19 @@ import logging
 import threading
 import time
 
+from ..metrics import BREAKER_OPEN
+
 log = logging.getLogger("cdp_bridge.membership")
 
 
 class CircuitBreaker:
     """Counts failures in a row; while paused, :meth:`allows` says no."""
 
-    def __init__(self, failures_before_pause: int, pause_seconds: float) -> None:
+    def __init__(self, failures_before_pause: int, pause_seconds: float, client: str = "membership") -> None:
         self.failures_before_pause = failures_before_pause
+        #: ``cdp_breaker_open{client=…}``: 1 while this breaker pauses calls.
+        self._open_gauge = BREAKER_OPEN.labels(client)
+        self._open_gauge.set(0)
         self.pause_seconds = pause_seconds
         self._lock = threading.Lock()
         self._failures = 0
@@ -44,6 +49,7 @@ class CircuitBreaker:
     def succeeded(self) -> None:
         with self._lock:
             failures, self._failures, self._paused_until = self._failures, 0, 0.0
+        self._open_gauge.set(0)
         if failures:
             log.info("visitor segments: the CDP API answers again (after %s failed calls)", failures)
 
@@ -54,6 +60,8 @@ class CircuitBreaker:
             pausing = failures == self.failures_before_pause
             if pausing:
                 self._paused_until = time.monotonic() + self.pause_seconds
+        if failures >= self.failures_before_pause:
+            self._open_gauge.set(1)
         if failures == 1:
             log.warning("visitor segments: the CDP API failed (%s); visitors get no segments until it answers"
                         " again (one line per episode)", reason)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any, Protocol
@@ -18,6 +19,7 @@ from typing import Any, Protocol
 from cachelib import SimpleCache
 
 from ..constants import VISITOR_SEGMENTS_CACHE_SIZE
+from ..metrics import MEMBERSHIP_API_CALLS, MEMBERSHIP_API_SECONDS
 from .breaker import CircuitBreaker
 from .client import Membership, MembershipClient, MembershipFailure
 
@@ -94,14 +96,24 @@ class VisitorSegmentsService:
     def _ask(self, key: str, visitor_id: str, cache: SegmentsCache | None) -> tuple[Membership, ...]:
         if not self.breaker.allows():
             return ()
+        started = time.monotonic()
         try:
             found = self.client.memberships(visitor_id)
         except MembershipFailure as failure:
+            _count_call(failure.reason, started)
             if failure.reason != "not_found":
                 self.breaker.failed(str(failure))
                 return ()
             found = ()  # a visitor the CDP does not know (yet) is in no audience: an answer
+        else:
+            _count_call("ok", started)
         self.breaker.succeeded()
         if cache is not None:
             cache.set(key, tuple((m.id, m.name) for m in found), timeout=self.ttl)
         return found
+
+
+def _count_call(outcome: str, started: float) -> None:
+    """``cdp_membership_api_calls_total`` by outcome (``ok`` or the failure's reason) and its latency."""
+    MEMBERSHIP_API_CALLS.labels(outcome).inc()
+    MEMBERSHIP_API_SECONDS.observe(time.monotonic() - started)

@@ -1,7 +1,8 @@
 """``POST /cdp/webhook``: the CDP's activation pushes audiences here (SPEC section 3).
 
 The view only translates HTTP: method, credentials, size, media type, signature, JSON
-and body format are checked in that order, each with its own answer; then the parsed
+and body format are checked in that order, each with its own answer (a client address
+that keeps presenting wrong credentials is answered 429 for a while: ``rate_limits``); then the parsed
 delivery goes to the :class:`~cdp_bridge.deliveries.inbox.DeliveryInbox`, which decides
 whether to apply it now or queue it and records it before anything is answered. A database that cannot be reached answers 503 with
 ``Retry-After`` and leaves nothing half-applied (every write is one transaction).
@@ -23,6 +24,7 @@ from ..deliveries.inbox import IncomingDelivery, ReceiveResult, log_outcome
 from ..errors import CDPError, PayloadError, SignatureError, ValidationError
 from ..identifiers import validate_text_identifier
 from ..log_text import one_line
+from ..metrics import DELIVERIES_RECEIVED, REJECTED_IDS, WEBHOOK_SECONDS
 from ..model import ActivationDocument, Outcome
 from ..outbound import BadAnswer, read_json
 from ..state import current_state
@@ -55,7 +57,12 @@ def answer(code: int, /, **body: Any) -> Response:
 
 
 def receive_webhook() -> Response:
-    """The webhook view."""
+    """The webhook view, timed for ``cdp_webhook_duration_seconds``."""
+    with WEBHOOK_SECONDS.time():
+        return _receive()
+
+
+def _receive() -> Response:
     if request.method != "POST":
         response = answer(405, error="method_not_allowed")
         response.headers["Allow"] = "POST"
@@ -65,6 +72,11 @@ def receive_webhook() -> Response:
     _log_headers()
     activation = authenticate(request.headers, settings.activations)
     if activation is None:
+        refusal = state.rate_limits.failed_authentication(request.remote_addr or "")
+        if refusal is not None:
+            response = answer(429, error="too_many_failed_authentications", message=refusal.message)
+            response.headers["Retry-After"] = str(refusal.retry_after)
+            return response
         return _unauthorized("credentials missing or wrong")
     limit = settings.webhook_max_bytes
     if request.content_length is not None and request.content_length > limit:
@@ -116,6 +128,9 @@ def _accept(state: Any, activation: Any, body: bytes, signed: bool) -> Response:
     except (OperationalError, InterfaceError, PoolTimeoutError) as exc:
         log.error("webhook: database unavailable, answered 503: %s", type(exc).__name__)
         return _unavailable()
+    if result.status not in (Outcome.DUPLICATE, Outcome.SEGMENT_GROUP_MISMATCH):
+        DELIVERIES_RECEIVED.labels(activation.client_id).inc()
+        REJECTED_IDS.labels(activation.client_id).inc(document.rejected.total)
     if result.status == Outcome.SEGMENT_GROUP_MISMATCH:
         return answer(
             422,

@@ -150,3 +150,25 @@ def test_version_is_the_packages_one(tmp_path) -> None:
     result = bare_app(tmp_path).test_cli_runner().invoke(args=["cdp", "--version"])
     assert result.exit_code == 0 and result.output == f"cdp_bridge {__version__}\n"
     assert version("cdp_bridge") == __version__
+
+
+def test_worker_metrics_port_serves_the_queue_and_refuses_a_taken_port(app: Flask) -> None:
+    import socket
+
+    import requests
+
+    from tests.support.metrics import value
+    from tests.support.postgres_server import free_port
+
+    port = free_port()
+    result = run(app, "worker", "--once", "--metrics-port", str(port))
+    assert result.exit_code == 0, result.output
+    text = requests.get(f"http://127.0.0.1:{port}/", timeout=5).text  # the thread serves until the process ends
+    assert value(text, "cdp_queue_depth") == 0 and "cdp_deliveries_applied_total" in text
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        result = run(app, "worker", "--once", "--metrics-port", str(busy))
+    assert result.exit_code != 0 and f"--metrics-port {busy}: cannot listen on 127.0.0.1" in result.output
+    assert run(app, "worker", "--metrics-port", "70000").exit_code == 2

@@ -22,6 +22,8 @@ KNOWN_SECRETS: set[str] = {
     # per-type and scheduled stream ids, and the seed's activation (test_fidelity, test_cli)
     "stream-food", "stream-toys", "stream-article", "scheduled-secret-id", "seed-secret-value",
     "food-stream-secret", "toys-stream-secret",
+    # a storage URI's and a metrics token (tests/tracking/test_rate_limits.py, tests/test_metrics.py)
+    "hunter2-rate-password", "metrics-token-0123456789abcdef",
 }
 
 

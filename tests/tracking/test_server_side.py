@@ -11,29 +11,23 @@ import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from flask import Flask, render_template_string
 
 from cdp_bridge import CDP, ConfigurationError, TrackingArgumentError
+from cdp_bridge.metrics import REGISTRY
 from cdp_bridge.tracking.sender import EventSender
 from cdp_bridge.tracking.wire import Event, Visitor, encode_uri_component, ruid
 from tests.support.fake_tracking_host import FakeTrackingHost
 from tests.support.logs import UNDER_CI
 from tests.support.loopback import bare_app
 from tests.support.polling import wait_until
+from tests.support.tracking_site import SESSION, VISIT, VISITOR, consenting_client, post_event
 from tests.support.webhook import cdp_of
 
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
-VISITOR = "0b6f7c2e-5a3d-4e1f-9c8b-7a6d5e4f3a2b"
-SESSION = "1c7a8d3f-6b4e-4f2a-8d9c-8b7e6f5a4b3c"
-PRODUCT_PAGE = """<html><head>{{ cdp_head_script() }}</head><body><h1>{{ name }}</h1>
-{{ cdp_main_script() }}{{ cdp_set_user() }}
-{{ cdp_track_visit("cat-tree", name=name, price=price, currency="EUR", category_path=[("pets", "Pets"), ("cats", "Cats")]) }}
-</body></html>"""
-
 #: encodeURIComponent's output for each value (ECMAScript: everything but A-Z a-z 0-9 - _ . ! ~ * ' ( )
 #: is percent-encoded as UTF-8); tests/tracking/test_browser.py checks the same table in Chromium.
 ENCODINGS = [
@@ -44,51 +38,9 @@ ENCODINGS = [
 ]
 
 
-@pytest.fixture
-def host() -> Iterator[FakeTrackingHost]:
-    fake = FakeTrackingHost()
-    yield fake
-    fake.close()
-
-
-@pytest.fixture
-def make_site(tmp_path: Path, host: FakeTrackingHost):
-    apps: list[Flask] = []
-
-    def make(mode: str = "server", cdp: CDP | None = None, **config) -> Flask:
-        app = Flask("tracking_site", instance_path=str(tmp_path / f"instance{len(apps)}"))
-        app.config.update(TESTING=True, SECRET_KEY="x", SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path}/site{len(apps)}.sqlite3",
-                          CDP_ACCOUNT_NUMBER="123456", CDP_CONSENT_COOKIE="consent", CDP_TRACKING_MODE=mode,
-                          CDP_SERVER_TRACKING_URL=host.url, CDP_INLINE_WORKER=False)
-        app.config.update(config)
-        site_cdp = cdp or CDP()
-        site_cdp.init_app(app)
-        with app.app_context():
-            site_cdp.create_tables()
-
-        @app.get("/product")
-        def product() -> str:
-            return render_template_string(PRODUCT_PAGE, name="Cat tree \"Sky\" & co", price="89.9")
-
-        apps.append(app)
-        return app
-
-    yield make
-    for app in apps:
-        app.extensions["cdp"].tracking.sender.stop()
-
-
 def sender_event(base_url: str, account: str, coid: str | None = None, **params: str) -> Event:
     """An event as a page queues it: ``{base_url}/{account}.rsa?p1=…[&coid=…]``."""
     return Event(base_url, account, params, Visitor(visitor_id=coid))
-
-
-def consenting_client(app: Flask, **cookies: str):
-    client = app.test_client()
-    client.set_cookie("consent", "1")
-    for name, value in cookies.items():
-        client.set_cookie(name, value)
-    return client
 
 
 @pytest.mark.parametrize(("value", "encoded"), ENCODINGS)
@@ -116,8 +68,10 @@ def test_ruid_is_the_base64_of_the_utf8_user_id(make_site, host: FakeTrackingHos
 
 def test_a_server_mode_page_renders_no_script_and_the_server_sends_its_events(make_site, host: FakeTrackingHost) -> None:
     app = make_site("server")
+    queued_before = tracking_events("queued")
     page = consenting_client(app, rsa=VISITOR, rsaSession=SESSION).get("/product").get_data(as_text=True)
     assert "<script" not in page and "raptor" not in page
+    assert tracking_events("queued") - queued_before == 2
     host.wait_for(lambda h: len(h.hits) == 2)
     pageview, visit = host.hits
     assert pageview.path == visit.path == "/123456.rsa"
@@ -293,7 +247,13 @@ def test_a_hanging_or_stopped_host_never_holds_a_page(make_site, host: FakeTrack
     assert statuses == [200] * 20
 
 
+def tracking_events(outcome: str) -> float:
+    """``cdp_tracking_events_total{outcome=…}`` of this process."""
+    return REGISTRY.get_sample_value("cdp_tracking_events_total", {"outcome": outcome}) or 0.0
+
+
 def test_the_queue_drops_the_oldest_and_counts_them(host: FakeTrackingHost) -> None:
+    dropped_before, sent_before = tracking_events("dropped"), tracking_events("sent")
     sender = EventSender(queue_size=5, retries=0)
     host.hold()
     sender.enqueue(sender_event(host.url, "1", p1="first"))
@@ -306,9 +266,11 @@ def test_the_queue_drops_the_oldest_and_counts_them(host: FakeTrackingHost) -> N
     assert [hit.query for hit in host.hits] == ["p1=first", "p1=e5", "p1=e6", "p1=e7", "p1=e8", "p1=e9"]
     sender.stop()
     assert sender.counts().sent == 6
+    assert (tracking_events("dropped") - dropped_before, tracking_events("sent") - sent_before) == (5, 6)
 
 
 def test_connection_errors_and_5xx_are_retried_other_4xx_are_not(host: FakeTrackingHost) -> None:
+    failed_before = tracking_events("failed")
     sender = EventSender(backoff=0.01)
     host.statuses = [503, 502, 200, 404]
     sender.enqueue(sender_event(host.url, "1", p1="retried"))
@@ -318,6 +280,7 @@ def test_connection_errors_and_5xx_are_retried_other_4xx_are_not(host: FakeTrack
     assert [hit.query for hit in host.hits] == ["p1=retried"] * 3 + ["p1=refused"]
     counts = sender.counts()
     assert (counts.sent, counts.failed, counts.dropped) == (1, 1, 0)
+    assert tracking_events("failed") - failed_before == 1
 
 
 def test_a_drip_fed_answer_costs_the_sender_its_timeout_not_more() -> None:
@@ -443,14 +406,6 @@ def test_check_reports_what_the_senders_did(make_site, host: FakeTrackingHost) -
 
 
 # -- hybrid: POST /cdp/track -------------------------------------------------------------------
-
-
-def post_event(client, body, **headers):
-    headers = {"Sec-Fetch-Site": "same-origin", **headers}
-    return client.post("/cdp/track", json=body, headers=headers)
-
-
-VISIT = {"params": {"p1": "visit", "p2": "cat-tree", "p3": "Cat tree"}, "url": "http://localhost/product"}
 
 
 def test_hybrid_forwards_an_event_with_the_visitors_ids(make_site, host: FakeTrackingHost) -> None:

@@ -16,6 +16,7 @@ from flask_caching import Cache
 from freezegun import freeze_time
 
 from cdp_bridge import CDP, ConfigurationError, ValidationError
+from cdp_bridge.metrics import REGISTRY
 from tests.support.fake_membership_api import FakeMembershipAPI, Reply
 from tests.support.logs import KNOWN_SECRETS
 from tests.support.loopback import bare_app
@@ -202,9 +203,12 @@ def test_the_circuit_breaker_pauses_calls_then_tries_again(make_site, api: FakeM
     visitors = [f"00000000-0000-4000-8000-{n:012d}" for n in range(10)]
     with freeze_time("2026-11-29 10:00:00") as clock, caplog.at_level(logging.INFO, logger="cdp_bridge.membership"):
         app = make_site(CDP_MEMBERSHIP_FAILURES_BEFORE_PAUSE=2, CDP_MEMBERSHIP_PAUSE_SECONDS=30)
+        calls_before = {outcome: _calls(outcome) for outcome in ("ok", "server_error")}
+        assert _breaker_open() == 0
         for visitor in visitors[:5]:
             assert visit(app, visitor=visitor) == IN_NONE
         assert len(api.asked) == 2  # two failures, then the calls pause
+        assert _breaker_open() == 1  # cdp_breaker_open{client="membership"}
         assert "2 failed calls in a row; calls pause for 30 s" in caplog.text
         clock.tick(timedelta(seconds=31))
         assert visit(app, visitor=visitors[5]) == IN_NONE  # one call tries again, and fails
@@ -215,8 +219,20 @@ def test_the_circuit_breaker_pauses_calls_then_tries_again(make_site, api: FakeM
         assert visit(app, visitor=visitors[7]) == IN_CATS  # the trial call succeeds: closed
         assert visit(app, visitor=visitors[8]) == IN_CATS
         assert len(api.asked) == 5
+        assert _breaker_open() == 0
     assert "the CDP API answers again (after 3 failed calls)" in caplog.text
+    # cdp_membership_api_calls_total by outcome: the calls made, not the pages served.
+    assert _calls("server_error") - calls_before["server_error"] == 3
+    assert _calls("ok") - calls_before["ok"] == 2
     assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 1
+
+
+def _calls(outcome: str) -> float:
+    return REGISTRY.get_sample_value("cdp_membership_api_calls_total", {"outcome": outcome}) or 0.0
+
+
+def _breaker_open() -> float | None:
+    return REGISTRY.get_sample_value("cdp_breaker_open", {"client": "membership"})
 
 
 def test_a_flask_caching_backend_is_shared_through_the_hook(make_site, api: FakeMembershipAPI, tmp_path: Path) -> None:

@@ -1,0 +1,109 @@
+"""Rate limits that hold across processes and hosts, kept by Flask-Limiter (SPEC section 12).
+
+Three limits, each a moving window of one minute: events a visitor and events a client
+address may post to hybrid's ``POST /cdp/track``, and failed authentications a client
+address may make at the webhook. Their counts live in Flask-Limiter's storage:
+``CDP_RATE_LIMIT_STORAGE_URI`` (``memory://``, each process its own; ``redis://…``, one
+count for a fleet), or the storage of the host's own ``Limiter`` when the app already has
+one (made before ``cdp.init_app``).
+
+The views ask after their own checks (a cross-origin post, or good credentials, is never
+counted), through the limiter's strategy (``Limiter.limiter``, ``limits``' public
+``hit``), so each answer is the endpoint's own JSON. A storage that cannot be reached
+never fails a request: the limits are skipped, with one WARNING per episode.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Flask
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
+from limits import RateLimitItem, parse
+
+from .constants import TRACK_EVENTS_PER_MINUTE
+from .errors import ConfigurationError
+from .metrics import RATE_LIMITED
+from .outage import Outage
+from .settings import CDPSettings
+
+log = logging.getLogger("cdp_bridge.rate_limits")
+
+#: Seconds a limit may wait for Redis: a limit slower than the request it guards is no limit.
+REDIS_TIMEOUT = 0.25
+_REDIS_SCHEMES = ("redis", "rediss", "redis+unix", "redis+sentinel", "redis+cluster", "valkey", "valkeys")
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A request over a limit: what to say, and when to come back."""
+
+    message: str
+    retry_after: int
+
+
+class RateLimits:
+    """One app's limits, on its (or the host's) Flask-Limiter."""
+
+    def __init__(self, limiter: Limiter | None, settings: CDPSettings) -> None:
+        #: ``None`` when the host's Limiter is turned off (``RATELIMIT_ENABLED = False``).
+        self.limiter = limiter
+        self.track_visitor = parse(f"{TRACK_EVENTS_PER_MINUTE}/minute")
+        self.track_address = parse(f"{settings.track_address_limit_per_minute}/minute")
+        self.webhook_failures = parse(f"{settings.webhook_auth_failures_per_minute}/minute")
+        self._outage = Outage(log, "rate limits: the storage cannot be reached (%s); limits are skipped until it"
+                                   " answers again (one line per episode)", "rate limits: the storage answers again")
+
+    def track(self, address: str, visitor_id: str) -> Refusal | None:
+        """Count one event posted to ``/cdp/track``; a refusal when the address or the visitor is over its limit."""
+        return (self._hit(self.track_address, "cdp_track_address", address, "track",
+                          f"at most {self.track_address.amount} events a minute per client address")
+                or self._hit(self.track_visitor, "cdp_track_visitor", visitor_id, "track",
+                             f"at most {self.track_visitor.amount} events a minute per visitor"))
+
+    def failed_authentication(self, address: str) -> Refusal | None:
+        """Count one failed webhook authentication; a refusal once the address made too many."""
+        return self._hit(self.webhook_failures, "cdp_webhook_auth_failures", address, "webhook",
+                         f"at most {self.webhook_failures.amount} failed authentications a minute per client address")
+
+    def _hit(self, item: RateLimitItem, scope: str, key: str, endpoint: str, message: str) -> Refusal | None:
+        if self.limiter is None:
+            return None
+        try:
+            strategy = self.limiter.limiter
+            if strategy.hit(item, scope, key):
+                self._outage.answered()
+                return None
+            reset_at = strategy.get_window_stats(item, scope, key).reset_time
+        except Exception as exc:  # noqa: BLE001 - each storage has its own errors; none may fail a request
+            self._outage.failed(exc)
+            return None
+        RATE_LIMITED.labels(endpoint).inc()
+        return Refusal(message, max(1, math.ceil(reset_at - time.time())))
+
+
+def limiter_for(app: Flask, storage_uri: str) -> Limiter | None:
+    """The host's Limiter if the app has one (``None`` when it is turned off), else one of
+    cdp_bridge's own on ``storage_uri`` (with no limits of its own on the host's views)."""
+    existing = [limiter for limiter in app.extensions.get("limiter", ()) if isinstance(limiter, Limiter)]
+    if existing:
+        host = existing[0]
+        return host if host.enabled and host.initialized else None
+    scheme = storage_uri.partition("://")[0]
+    options: dict[str, Any] = {}
+    if scheme in _REDIS_SCHEMES:
+        options = {"socket_timeout": REDIS_TIMEOUT, "socket_connect_timeout": REDIS_TIMEOUT}
+    try:
+        limiter = Limiter(get_remote_address, storage_uri=storage_uri, storage_options=options,
+                          strategy="moving-window", default_limits=[], application_limits=[])
+        limiter.init_app(app)
+    except Exception as exc:  # noqa: BLE001 - limits' ConfigurationError (a missing client library) among them
+        # The message may quote the URI, password and all: name the setting only.
+        raise ConfigurationError(f"CDP_RATE_LIMIT_STORAGE_URI: its storage cannot be used ({type(exc).__name__});"
+                                 " a redis:// URI needs pip install 'cdp_bridge[redis]'") from None
+    return limiter
