@@ -88,8 +88,16 @@ class RateLimits:
 
 
 def limiter_for(app: Flask, storage_uri: str) -> Limiter | None:
-    """The host's Limiter if the app has one (``None`` when it is turned off), else one of
-    cdp_bridge's own on ``storage_uri`` (with no limits of its own on the host's views)."""
+    """The host's Limiter if the app has one, else one of cdp_bridge's own on
+    ``storage_uri``; ``None`` when the host turned Flask-Limiter off (``RATELIMIT_ENABLED``).
+
+    cdp_bridge's own is configured through a Flask app of its own, never the host's: on
+    the host's app it would add three hooks to every request of the site (for limits it
+    never declares there, as the views ask the strategy themselves), and take the host's
+    ``RATELIMIT_*`` settings, meant for the host's own Limiter, as its own.
+    """
+    if app.config.get("RATELIMIT_ENABLED") is False:  # Flask-Limiter's own switch: the host turned limits off
+        return None
     existing = [limiter for limiter in app.extensions.get("limiter", ()) if isinstance(limiter, Limiter)]
     if existing:
         host = existing[0]
@@ -101,7 +109,7 @@ def limiter_for(app: Flask, storage_uri: str) -> Limiter | None:
     try:
         limiter = Limiter(get_remote_address, storage_uri=storage_uri, storage_options=options,
                           strategy="moving-window", default_limits=[], application_limits=[])
-        limiter.init_app(app)
+        limiter.init_app(Flask("cdp_bridge.rate_limits"))
     except Exception as exc:  # noqa: BLE001 - limits' ConfigurationError (a missing client library) among them
         # The message may quote the URI, password and all: name the setting only.
         raise ConfigurationError(f"CDP_RATE_LIMIT_STORAGE_URI: its storage cannot be used ({type(exc).__name__});"

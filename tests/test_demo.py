@@ -96,7 +96,7 @@ def test_personalisation_follows_cdp_segments(demo: Flask) -> None:
         state = demo.extensions["cdp"]
         with state.engine.begin() as conn:  # as a CDP delivery would
             group_id = state.store.group_id(conn, "demo_shop")
-            row = membership.ensure_segment(conn, state.tables, group_id, "5d822e81", "Cat owners")
+            row, _ = membership.ensure_segment(conn, state.tables, group_id, "5d822e81", "Cat owners")
             membership.add_members(conn, state.tables, row.id, ["2"])
     client = demo.test_client()
     client.post("/login", data={"login": "bob"})

@@ -31,6 +31,7 @@ from ..metrics import DELIVERIES_APPLIED, DELIVERIES_FAILED, DELIVERY_APPLY_SECO
 from ..model import REPLAYABLE, ActivationCredentials, ActivationDocument, DeliveryStatus, Outcome, Rejections
 from ..store import CDPTables, utcnow
 from ..store.audiences import apply_audience_changes, changes_from_json, changes_to_json
+from ..store.membership import insert_skipping_conflicts
 
 log = logging.getLogger("cdp_bridge.webhook")
 
@@ -104,6 +105,10 @@ class Delivery(DeliverySummary):
     rejected: Rejections = field(default_factory=Rejections)
 
 
+class _AlreadyRecorded(Exception):
+    """A delivery with this request id was recorded first: roll this one back."""
+
+
 class LeaseLost(CDPError):
     """Another worker took the delivery over; this one must not apply it."""
 
@@ -153,8 +158,9 @@ class DeliveryInbox:
         try:
             with self.engine.begin() as conn:
                 result = self._receive(conn, incoming, queue)
-        except IntegrityError:
-            # Another request with the same request id committed first.
+        except (IntegrityError, _AlreadyRecorded):
+            # Another request with the same request id committed first: what this one
+            # applied is rolled back with its transaction.
             duplicate = self._duplicate_of(incoming.activation.client_id, incoming.request_id)
             if duplicate is None:
                 raise
@@ -164,11 +170,10 @@ class DeliveryInbox:
         return result
 
     def _receive(self, conn: Connection, incoming: IncomingDelivery, queue: bool) -> ReceiveResult:
+        """One transaction, as few round trips as can be: a small delivery is applied, then
+        recorded as applied; a repeated request id is found by the record's unique key
+        (the insert's conflict), which rolls back what was applied."""
         activation, document, request_id = incoming.activation, incoming.document, incoming.request_id
-        if request_id is not None:
-            existing = self._find_request(conn, activation.client_id, request_id)
-            if existing is not None:
-                return ReceiveResult(Outcome.DUPLICATE, existing)
         started = time.monotonic()
         now = utcnow()
         row = {
@@ -183,26 +188,34 @@ class DeliveryInbox:
             "received_at": now,
             "available_at": now,
             "attempts": 0,
+            "request_id": request_id,
         }
         group_id = self._group_id(conn, activation.segment_group_identifier)
         if group_id is None:
             error = f"unknown_segment_group: segment group {activation.segment_group_identifier!r} does not exist"
-            delivery_id = self._insert(conn, {**row, "payload": changes_to_json(document.changes),
+            delivery_id = self._record(conn, {**row, "payload": changes_to_json(document.changes),
                                               "status": DeliveryStatus.REJECTED, "error": error, "request_id": None})
             return ReceiveResult(Outcome.UNKNOWN_SEGMENT_GROUP, delivery_id, document.items)
         if queue:
-            delivery_id = self._insert(conn, {**row, "payload": changes_to_json(document.changes),
-                                              "status": DeliveryStatus.QUEUED, "request_id": request_id})
+            delivery_id = self._record(conn, {**row, "payload": changes_to_json(document.changes),
+                                              "status": DeliveryStatus.QUEUED})
             return ReceiveResult(Outcome.QUEUED, delivery_id, document.items)
-        delivery_id = self._insert(conn, {**row, "status": DeliveryStatus.PROCESSING, "request_id": request_id, "attempts": 1})
         with DELIVERY_APPLY_SECONDS.time():
             outcome = apply_audience_changes(conn, self.tables, group_id, document.changes)
-        self._finish(conn, delivery_id, outcome.applied, outcome.stale, started)
+        delivery_id = self._record(conn, {**row, "status": DeliveryStatus.APPLIED, "attempts": 1, "applied": outcome.applied,
+                                          "stale": outcome.stale, "finished_at": utcnow(),
+                                          "duration_ms": int((time.monotonic() - started) * 1000)})
         return ReceiveResult(Outcome.APPLIED, delivery_id, document.items, outcome.applied, outcome.stale, document.rejected)
 
-    def _insert(self, conn: Connection, row: dict[str, Any]) -> int:
+    def _record(self, conn: Connection, row: dict[str, Any]) -> int:
+        """Insert the delivery's row; :class:`_AlreadyRecorded` when its request id is taken."""
         d = self.tables.deliveries
-        return int(conn.execute(d.insert().values(**row).returning(d.c.id)).scalar_one())
+        # The row as parameters of one statement, not values built into a new one each time.
+        statement = insert_skipping_conflicts(conn, d, ["client_id", "request_id"]).returning(d.c.id)
+        found = conn.execute(statement, row).scalar()
+        if found is None:
+            raise _AlreadyRecorded
+        return int(found)
 
     def _find_request(self, conn: Connection, client_id: str, request_id: str) -> int | None:
         d = self.tables.deliveries

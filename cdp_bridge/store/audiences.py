@@ -27,55 +27,69 @@ def apply_audience_changes(
     """Apply a delivery's changes to one group, in the caller's transaction.
 
     Audiences are visited in identifier order (a stable sort, so one audience's entries
-    keep their order) so that concurrent deliveries lock segments in the same order.
+    keep their order) so that concurrent deliveries lock segments in the same order. The
+    store version is raised only when segments themselves changed, so that deliveries
+    that only add or remove members do not all queue for its one row.
     """
     outcome = ApplyOutcome()
+    segments_changed = False
     for change in sorted(changes, key=lambda c: c.audience_id):
-        if _apply_one(conn, tables, group_id, change):
-            outcome.applied += 1
-        else:
+        applied = _apply_one(conn, tables, group_id, change)
+        if applied is None:
             outcome.stale += 1
-    if outcome.applied:
+        else:
+            outcome.applied += 1
+            segments_changed = segments_changed or applied
+    if segments_changed:
         membership.bump_store_version(conn, tables)
     return outcome
 
 
-def _apply_one(conn: Connection, tables: CDPTables, group_id: int, change: AudienceChange) -> bool:
-    """Apply one change; ``False`` when its sequence shows it is stale."""
-    membership.lock_audience(conn, group_id, change.audience_id)
+def _apply_one(conn: Connection, tables: CDPTables, group_id: int, change: AudienceChange) -> bool | None:
+    """Apply one change: ``None`` when its sequence shows it is stale, else whether the
+    segment itself (not only its members) was created, changed or deleted.
+
+    A change with a sequence, or a deletion, first takes the audience's lock, which
+    orders it against every other change of that audience, including one whose segment
+    does not exist yet; others are ordered by the segment's row lock.
+    """
+    ordered = change.sequence is not None or change.deleted
+    if ordered:
+        membership.lock_audience(conn, group_id, change.audience_id)
     deleted_at = membership.tombstone(conn, tables, group_id, change.audience_id) if change.sequence is not None else None
     if _is_stale(change.sequence, deleted_at):
-        return False
+        return None
     if change.deleted:
         return _delete(conn, tables, group_id, change)
-    row = membership.ensure_segment(conn, tables, group_id, change.audience_id, change.metadata.name, lock=True)
+    row, created = membership.ensure_segment(conn, tables, group_id, change.audience_id, change.metadata.name, lock=True)
     if _is_stale(change.sequence, row.last_sequence):
-        return False
-    membership.update_metadata(conn, tables, row.id, change.metadata)
+        return None
+    changed = membership.update_metadata(conn, tables, row, change.metadata) or created
     if change.members is not None:
         membership.replace_members(conn, tables, row.id, change.members)
     membership.add_members(conn, tables, row.id, change.add)
     membership.remove_members(conn, tables, row.id, change.remove)
     if change.sequence is not None:
         membership.record_sequence(conn, tables, row.id, change.sequence)
+        changed = True
     if deleted_at is not None:  # recreated by a newer change
         membership.forget_tombstone(conn, tables, group_id, change.audience_id)
-    return True
+    return changed
 
 
 def _is_stale(sequence: int | None, last_applied: int | None) -> bool:
     return sequence is not None and last_applied is not None and sequence <= last_applied
 
 
-def _delete(conn: Connection, tables: CDPTables, group_id: int, change: AudienceChange) -> bool:
+def _delete(conn: Connection, tables: CDPTables, group_id: int, change: AudienceChange) -> bool | None:
     row = membership.find_segment(conn, tables, group_id, change.audience_id, lock=True)
     if row is not None:
         if _is_stale(change.sequence, row.last_sequence):
-            return False
+            return None
         membership.delete_segment(conn, tables, row.id)
     if change.sequence is not None:
         membership.record_tombstone(conn, tables, group_id, change.audience_id, change.sequence)
-    return True
+    return row is not None
 
 
 # -- storage form of a delivery's changes (the queue holds these, not the raw body) -------

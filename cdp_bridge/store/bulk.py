@@ -3,9 +3,11 @@
 A 100,000-member audience must apply at a good fraction of the raw driver's speed, so
 these writers talk to the driver directly inside the caller's transaction:
 
-- PostgreSQL: sorted ids are ``COPY``-ed into a temporary staging table, then one
-  anti-join ``INSERT`` of the new ids and one anti-join ``DELETE`` do the rest in the
-  server; removals are one ``DELETE … = ANY(array)``.
+- PostgreSQL: up to ``SMALL_BATCH`` ids go as one array in one statement
+  (``INSERT … SELECT unnest(…) ON CONFLICT DO NOTHING``); more are ``COPY``-ed into a
+  temporary staging table, then one anti-join ``INSERT`` of the new ids and one
+  anti-join ``DELETE`` do the rest in the server; removals are one
+  ``DELETE … = ANY(array)``.
 - SQLite: ``executemany`` of ``INSERT OR IGNORE`` / ``DELETE`` on the primary key;
   the cursor's row count says how many rows changed.
 - Any other database: portable SQLAlchemy statements in chunks.
@@ -24,6 +26,9 @@ from sqlalchemy import Connection, delete, insert, select
 from .tables import CDPTables, utcnow
 
 CHUNK_SIZE = 2000
+#: Up to this many ids, PostgreSQL gets them as one array parameter in one statement:
+#: staging them costs five round trips (and an ANALYZE) that only pay off for many.
+SMALL_BATCH = 1000
 STAGING_TABLE = "cdp_staging_user_ids"
 
 
@@ -104,10 +109,21 @@ class PostgresMemberWriter:
         )
         return int(cursor.rowcount)
 
+    def _insert_listed(self, cursor: Any, segment_id: int, user_ids: Sequence[str]) -> int:
+        """A few ids in one statement, the list as one array parameter: no staging."""
+        cursor.execute(
+            f"INSERT INTO {self.table} (segment_id, user_id, created_at)"
+            " SELECT %s, u, %s FROM unnest(%s::varchar[]) AS u ON CONFLICT DO NOTHING",
+            (segment_id, utcnow(), sorted(user_ids)),
+        )
+        return int(cursor.rowcount)
+
     def add(self, conn: Connection, segment_id: int, user_ids: Sequence[str]) -> int:
         if not user_ids:
             return 0
         cursor = self._cursor(conn)
+        if len(user_ids) <= SMALL_BATCH:
+            return self._insert_listed(cursor, segment_id, user_ids)
         if self._is_empty(cursor, segment_id):
             return self._copy_into_empty(cursor, segment_id, user_ids)
         return self._insert_staged(self._stage(cursor, user_ids, analyze=True), segment_id)
@@ -123,6 +139,11 @@ class PostgresMemberWriter:
 
     def replace(self, conn: Connection, segment_id: int, user_ids: Sequence[str]) -> tuple[int, int]:
         cursor = self._cursor(conn)
+        if len(user_ids) <= SMALL_BATCH:
+            cursor.execute(f"DELETE FROM {self.table} WHERE segment_id = %s AND user_id <> ALL(%s)",
+                           (segment_id, list(user_ids)))
+            removed = int(cursor.rowcount)
+            return self._insert_listed(cursor, segment_id, user_ids) if user_ids else 0, removed
         if self._is_empty(cursor, segment_id):
             return self._copy_into_empty(cursor, segment_id, user_ids), 0
         self._stage(cursor, user_ids, analyze=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, delete, func, insert, select, update
@@ -24,13 +24,19 @@ from .tables import CDPTables, utcnow
 STORE_VERSION_ROW = 1
 
 
+#: The metadata columns a delivery may set, as :class:`SegmentMetadata` names them.
+METADATA_COLUMNS = ("name", "description", "tags", "profile_count", "source_updated_at")
+
+
 @dataclass(frozen=True)
 class SegmentRow:
-    """The identity and ordering state of one stored segment."""
+    """The identity, ordering state and metadata of one stored segment."""
 
     id: int
     identifier: str
     last_sequence: int | None
+    #: The stored metadata, by column: what a delivery's metadata is compared with.
+    metadata: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
 def find_segment(
@@ -38,9 +44,12 @@ def find_segment(
 ) -> SegmentRow | None:
     """The segment ``identifier`` of a group (row-locked with ``lock``), or ``None``."""
     s = tables.segments
-    query = select(s.c.id, s.c.identifier, s.c.last_sequence).where(s.c.group_id == group_id, s.c.identifier == identifier)
+    query = select(s.c.id, s.c.identifier, s.c.last_sequence, *(s.c[column] for column in METADATA_COLUMNS)).where(
+        s.c.group_id == group_id, s.c.identifier == identifier)
     row = conn.execute(query.with_for_update() if lock else query).first()
-    return SegmentRow(row.id, row.identifier, row.last_sequence) if row else None
+    if row is None:
+        return None
+    return SegmentRow(row.id, row.identifier, row.last_sequence, {column: row._mapping[column] for column in METADATA_COLUMNS})
 
 
 def ensure_segment(
@@ -51,28 +60,32 @@ def ensure_segment(
     name: str | None = None,
     *,
     lock: bool = False,
-) -> SegmentRow:
-    """The segment ``identifier`` of a group, created (named ``name`` or its id) if missing.
+) -> tuple[SegmentRow, bool]:
+    """The segment ``identifier`` of a group, created (named ``name`` or its id) if missing;
+    and whether it was created.
 
     With ``lock`` the row is locked (``FOR UPDATE`` where supported) so concurrent
-    deliveries to one audience are ordered by its ``last_sequence``.
+    deliveries to one audience are ordered by its ``last_sequence``. A segment that
+    exists (the common case) costs one statement.
     """
+    found = find_segment(conn, tables, group_id, identifier, lock=lock)
+    if found is not None:
+        return found, False
     s = tables.segments
     now = utcnow()
-    conn.execute(
-        _insert_ignore(conn, s).values(
-            group_id=group_id, identifier=identifier, name=name or identifier, created_at=now, updated_at=now
-        )
-    )
-    query = select(s.c.id, s.c.identifier, s.c.last_sequence).where(
-        s.c.group_id == group_id, s.c.identifier == identifier
-    )
-    row = conn.execute(query.with_for_update() if lock else query).one()
-    return SegmentRow(row.id, row.identifier, row.last_sequence)
+    values = {"group_id": group_id, "identifier": identifier, "name": name or identifier, "created_at": now,
+              "updated_at": now}
+    created = conn.execute(insert_skipping_conflicts(conn, s).values(**values).returning(s.c.id)).scalar()
+    if created is not None:  # a new row: this transaction holds it until it commits
+        return SegmentRow(int(created), identifier, None, {column: values.get(column) for column in METADATA_COLUMNS}), True
+    row = find_segment(conn, tables, group_id, identifier, lock=lock)
+    assert row is not None  # a concurrent delivery created it and committed first
+    return row, False
 
 
-def update_metadata(conn: Connection, tables: CDPTables, segment_id: int, metadata: SegmentMetadata) -> None:
-    """Store the metadata fields that were given; the others keep their values."""
+def update_metadata(conn: Connection, tables: CDPTables, row: SegmentRow, metadata: SegmentMetadata) -> bool:
+    """Store the metadata fields that were given; the others keep their values. Whether
+    any value changed: a delivery that repeats a segment's name writes nothing."""
     changes: dict[str, Any] = {
         "name": metadata.name,
         "description": metadata.description,
@@ -80,10 +93,12 @@ def update_metadata(conn: Connection, tables: CDPTables, segment_id: int, metada
         "profile_count": metadata.profile_count,
         "source_updated_at": metadata.source_updated_at,
     }
-    given = {key: value for key, value in changes.items() if value is not None}
-    if given:
-        s = tables.segments
-        conn.execute(update(s).where(s.c.id == segment_id).values(**given, updated_at=utcnow()))
+    changed = {key: value for key, value in changes.items() if value is not None and row.metadata.get(key) != value}
+    if not changed:
+        return False
+    s = tables.segments
+    conn.execute(update(s).where(s.c.id == row.id).values(**changed, updated_at=utcnow()))
+    return True
 
 
 def record_sequence(conn: Connection, tables: CDPTables, segment_id: int, sequence: int) -> None:
@@ -124,8 +139,9 @@ def lock_audience(conn: Connection, group_id: int, identifier: str) -> None:
 
 
 def bump_store_version(conn: Connection, tables: CDPTables) -> None:
-    """Say that segments or memberships changed: processes that kept the segments' names
-    read them again.
+    """Say that segments changed (created, deleted, renamed, their metadata or sequence):
+    processes that kept the segments' names read them again. Membership changes alone
+    need no bump: a page reads a user's segment ids fresh every time.
 
     Call it last in the transaction: the row stays locked until the commit, and every
     writer takes it, so it must be held for as short a time as can be.
@@ -136,7 +152,7 @@ def bump_store_version(conn: Connection, tables: CDPTables) -> None:
 
 def ensure_store_version(conn: Connection, tables: CDPTables) -> None:
     """Create the store version's row if it is missing (``flask cdp init-db`` does)."""
-    conn.execute(_insert_ignore(conn, tables.store_version).values(id=STORE_VERSION_ROW, version=0))
+    conn.execute(insert_skipping_conflicts(conn, tables.store_version).values(id=STORE_VERSION_ROW, version=0))
 
 
 def tombstone(conn: Connection, tables: CDPTables, group_id: int, identifier: str) -> int | None:
@@ -181,9 +197,11 @@ def _conflict_insert(conn: Connection, table: Any) -> Any:
     return dialect.insert(table) if dialect is not None else None
 
 
-def _insert_ignore(conn: Connection, table: Any) -> Any:
-    """An INSERT that skips rows violating a unique constraint, in the dialect's own words."""
+def insert_skipping_conflicts(conn: Connection, table: Any, index_elements: list[str] | None = None) -> Any:
+    """An INSERT that skips a row violating a unique constraint (``index_elements``: that
+    one only), in the dialect's own words; elsewhere a plain INSERT, whose violation raises
+    ``IntegrityError``."""
     with_conflict = _conflict_insert(conn, table)
     if with_conflict is not None:
-        return with_conflict.on_conflict_do_nothing()
+        return with_conflict.on_conflict_do_nothing(index_elements=index_elements)
     return insert(table).prefix_with("IGNORE") if conn.dialect.name in {"mysql", "mariadb"} else insert(table)

@@ -174,8 +174,8 @@ class SegmentStore:
         segment = validate_segment_identifier(segment)
         name = validate_name(name, "segment name") if name is not None else None
         group_id = self._editable_group_id(conn, group)
-        row = membership.ensure_segment(conn, self.tables, group_id, segment, name, lock=True)
-        membership.update_metadata(conn, self.tables, row.id, SegmentMetadata(name=name))
+        row, _ = membership.ensure_segment(conn, self.tables, group_id, segment, name, lock=True)
+        membership.update_metadata(conn, self.tables, row, SegmentMetadata(name=name))
         return row
 
     def _existing_editable_segment(self, conn: Connection, group: str, segment: str) -> membership.SegmentRow:

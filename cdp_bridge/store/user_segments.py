@@ -9,8 +9,10 @@ read returns the current version too, and a catalogue of another version is read
 Joining the segment and group tables on every page instead cost more than the index
 lookup (measured in ``benchmarks/segments_read.py``).
 
-Every change of segments or memberships raises the store version in its own transaction
-(:func:`.membership.bump_store_version`), so what is kept is never answered stale: when
+Every change of the segments themselves (created, deleted, renamed, their metadata)
+raises the store version in its own transaction (:func:`.membership.bump_store_version`);
+a change of memberships alone need not, as the ids are read fresh. So what is kept is
+never answered stale: when
 the catalogue and the ids turn out to be of different versions (a delivery committed
 between the two reads), the user's segments are read with their names in one statement.
 """

@@ -101,6 +101,12 @@ class _EnvelopeSchema(Schema):
     audiences = fields.List(fields.Raw(allow_none=True), required=True, error_messages={"required": "is required"})
 
 
+#: Made once: a schema's load keeps no state between calls, and making one per body cost
+#: more than loading the body.
+_ENVELOPE = _EnvelopeSchema()
+_AUDIENCE = _AudienceSchema()
+
+
 class NativeFormat:
     """cdp_bridge's own body format (SPEC section 3); accepts any document as fallback."""
 
@@ -113,7 +119,7 @@ class NativeFormat:
         if not isinstance(document, dict):
             raise PayloadError("invalid_payload", "the body must be a JSON object")
         try:
-            envelope = _EnvelopeSchema().load(document)
+            envelope = _ENVELOPE.load(document)
         except SchemaError as exc:
             raise PayloadError("invalid_payload", "the body does not have the expected form", exc.messages) from None
         changes: list[AudienceChange] = []
@@ -166,7 +172,7 @@ def _parse_audience(index: int, raw: Any, rejected: Rejections) -> AudienceChang
         if audience_id is None:
             raise ValidationError("audience id is required")
         # Member lists are checked id by id below, not by the schema (they can be huge).
-        loaded = _AudienceSchema().load({k: v for k, v in raw.items() if k not in MEMBER_LISTS})
+        loaded = _AUDIENCE.load({k: v for k, v in raw.items() if k not in MEMBER_LISTS})
         loaded.update(_member_lists(raw))
         metadata = _metadata(loaded)
     except ValidationError as exc:

@@ -115,7 +115,7 @@ def test_protected_group_refuses_changes_by_hand(store: SegmentStore, operation)
     store.create_group("shop", "Shop")
     with store.engine.begin() as conn:  # as a webhook delivery would
         group_id = store.group_id(conn, "shop")
-        row = membership.ensure_segment(conn, store.tables, group_id, "seg", "Seg")
+        row, _ = membership.ensure_segment(conn, store.tables, group_id, "seg", "Seg")
         membership.add_members(conn, store.tables, row.id, ["1"])
     with pytest.raises(ProtectedGroupError, match="^Cannot modify protected segment group$"):
         operation(store)
@@ -225,8 +225,9 @@ def test_segment_metadata_is_kept(store: SegmentStore) -> None:
             profile_count=1200,
             source_updated_at=datetime(2026, 11, 28, 10, 0),
         )
-        row = membership.ensure_segment(conn, store.tables, group_id, "5d822e81")
-        membership.update_metadata(conn, store.tables, row.id, metadata)
+        row, _ = membership.ensure_segment(conn, store.tables, group_id, "5d822e81")
+        assert membership.update_metadata(conn, store.tables, row, metadata)
+        assert not membership.update_metadata(conn, store.tables, membership.find_segment(conn, store.tables, group_id, "5d822e81"), metadata)  # the same again: nothing to write
     (segment,) = store.list_segments("g")
     assert segment.description == "People with cats"
     assert segment.tags == ("pets", "cats")

@@ -185,8 +185,8 @@ def test_a_change_between_the_two_reads_is_answered_from_one_snapshot(personal_a
                 conn.execute(t.memberships.insert().values(segment_id=birds.id, user_id="8", created_at=now))
                 membership.bump_store_version(conn, t)
 
-        # A delivery that raised the version before this request: the kept names are old.
-        post_webhook(personal_app, {"audiences": [{"id": "vip", "add": ["9"]}]})
+        # A delivery that renamed a segment (raising the version) before this request: the kept names are old.
+        post_webhook(personal_app, {"audiences": [{"id": "vip", "name": "VIP members", "add": ["9"]}]})
         with state.engine.connect() as conn:
             statements = change_between_reads(conn, birds_become_fish)
             found = state.store._user_segments_read.read_on(conn, "7")

@@ -124,13 +124,15 @@ class Outcome:
                 f"statuses {dict(sorted(self.statuses.items()))} (0: connection error, retried)")
 
 
-def send_all(url: str, deliveries: list[Delivery], clients: int = 50, deadline_seconds: float = 240,
+def send_all(url: str | list[str], deliveries: list[Delivery], clients: int = 50, deadline_seconds: float = 240,
              on_progress: Callable[[int], None] | None = None, retry: bool = True) -> Outcome:
-    """POST every delivery from ``clients`` threads; 503s and broken connections are retried
-    with the same request id until acknowledged or the deadline passes."""
+    """POST every delivery from ``clients`` threads (to the URLs in turn, when given several);
+    503s and broken connections are retried with the same request id until acknowledged or
+    the deadline passes."""
     outcome = Outcome()
     lock = threading.Lock()
-    queue = list(reversed(deliveries))
+    urls = [url] if isinstance(url, str) else url
+    queue = [(urls[index % len(urls)], delivery) for index, delivery in enumerate(deliveries)][::-1]
     done = [0]
     deadline = time.monotonic() + deadline_seconds
 
@@ -141,8 +143,8 @@ def send_all(url: str, deliveries: list[Delivery], clients: int = 50, deadline_s
             with lock:
                 if not queue:
                     return
-                delivery = queue.pop()
-            _deliver(session, url, headers, delivery, outcome, lock, deadline, retry)
+                target, delivery = queue.pop()
+            _deliver(session, target, headers, delivery, outcome, lock, deadline, retry)
             with lock:
                 done[0] += 1
                 count = done[0]
@@ -229,14 +231,16 @@ class Stack:
         return "\n".join(path.read_text() for path in sorted(self.directory.glob("*.log")))
 
 
-def start_gunicorn(directory: Path, app_path: str, workers: int, threads: int) -> subprocess.Popen:
+def start_gunicorn(directory: Path, app_path: str, workers: int, threads: int, address: str = "127.0.0.1",
+                   **environment: str) -> subprocess.Popen:
     port = free_port()
-    env = process_env(directory, GUNICORN_APP=app_path, GUNICORN_BIND=f"127.0.0.1:{port}",
-                      GUNICORN_WORKERS=str(workers), GUNICORN_THREADS=str(threads), GUNICORN_ACCESSLOG="")
+    env = process_env(directory, GUNICORN_APP=app_path, GUNICORN_BIND=f"{address}:{port}",
+                      GUNICORN_WORKERS=str(workers), GUNICORN_THREADS=str(threads), GUNICORN_ACCESSLOG="", **environment)
     log = open(directory / f"gunicorn-{port}.log", "a")  # noqa: SIM115 - the process owns it
     process = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", str(REPO / "gunicorn.conf.py")], cwd=directory,
                                env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
     process.port = port  # type: ignore[attr-defined]
+    process.url = f"http://{address}:{port}"  # type: ignore[attr-defined]
     return process
 
 

@@ -127,3 +127,12 @@ def _flush(url: str) -> None:
     import redis
 
     redis.Redis.from_url(url).flushdb()
+
+
+def test_cdp_bridges_own_limiter_stays_off_the_hosts_requests(make_site, host: FakeTrackingHost) -> None:
+    """No Limiter of the host's: cdp_bridge's own is not registered on the app, adds no hook
+    to the site's requests, and takes none of the host's RATELIMIT_* settings as its own."""
+    app = make_site("hybrid", RATELIMIT_DEFAULT="1/minute", CDP_TRACK_ADDRESS_LIMIT_PER_MINUTE=2)
+    assert "limiter" not in app.extensions
+    assert [app.test_client().get("/product").status_code for _ in range(3)] == [200, 200, 200]
+    assert [post_event(consenting_client(app, rsa=VISITOR), VISIT).status_code for _ in range(3)] == [204, 204, 429]

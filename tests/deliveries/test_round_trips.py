@@ -1,0 +1,81 @@
+"""A small delivery costs few database round trips (issue: small deliveries under load),
+counted at the driver, so that none creeps back: every statement of the transaction,
+SQLAlchemy's and the bulk writer's raw cursor's alike."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from flask import Flask
+from sqlalchemy import event, select
+
+from tests.support.webhook import post_webhook
+
+
+@pytest.fixture
+def statements(webhook_app: Flask) -> Iterator[list[str]]:
+    """Every statement the app's connections send to PostgreSQL, whoever sends it: each
+    new connection's cursors count (SQLAlchemy's and the bulk writer's raw ones alike)."""
+    import psycopg
+
+    seen: list[str] = []
+    with webhook_app.app_context():
+        engine = webhook_app.extensions["cdp"].engine
+
+    class Counting(psycopg.Cursor):  # type: ignore[type-arg]
+        def execute(self, query, params=None, **kwargs):  # noqa: ANN001, ANN201
+            seen.append(str(query))
+            return super().execute(query, params, **kwargs)
+
+    def count_cursor(dbapi_connection, connection_record) -> None:  # noqa: ANN001
+        dbapi_connection.cursor_factory = Counting
+
+    event.listen(engine, "connect", count_cursor)
+    engine.dispose()  # new connections, each counting
+    yield seen
+    event.remove(engine, "connect", count_cursor)
+
+
+def store_version(app: Flask) -> int:
+    with app.app_context():
+        state = app.extensions["cdp"]
+        with state.engine.connect() as conn:
+            return int(conn.scalar(select(state.tables.store_version.c.version)))
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # SQLite is in-process: no round trips
+def test_a_small_delivery_to_a_known_audience_is_four_statements(webhook_app: Flask, statements: list[str]) -> None:
+    """The group, the segment (locked), the members in one statement, the delivery's record."""
+    assert post_webhook(webhook_app, {"request_id": "r1", "audiences": [{"id": "cats", "add": ["1", "2"]}]}).status_code == 200
+    version = store_version(webhook_app)
+    statements.clear()
+    body = {"request_id": "r2", "audiences": [{"id": "cats", "add": [str(n) for n in range(3, 9)]}]}
+    response = post_webhook(webhook_app, body)
+    assert response.status_code == 200 and response.get_json()["applied"] == 1
+    work = [statement for statement in statements if statement.strip() != ";"]  # psycopg's pool pre-ping
+    assert len(work) == 4, "\n---\n".join(work)
+    assert "cdp_segment_groups" in work[0] and "cdp_segments" in work[1] and "cdp_memberships" in work[2]
+    assert "cdp_deliveries" in work[3]
+    assert store_version(webhook_app) == version  # members only: the kept names stay valid
+
+
+def test_segments_that_change_raise_the_store_version(webhook_app: Flask) -> None:
+    """A new segment, a new name, a deletion raise it; the same name again does not."""
+    steps = [({"id": "cats", "name": "Cats", "add": ["1"]}, 1), ({"id": "cats", "name": "Cats", "add": ["2"]}, 0),
+             ({"id": "cats", "name": "Cat owners"}, 1), ({"id": "cats", "remove": ["1"]}, 0),
+             ({"id": "cats", "deleted": True}, 1)]
+    for audience, raised in steps:
+        before = store_version(webhook_app)
+        assert post_webhook(webhook_app, {"audiences": [audience]}).status_code == 200
+        assert store_version(webhook_app) - before == raised, audience
+
+
+def test_a_repeated_request_id_applies_nothing_a_second_time(webhook_app: Flask) -> None:
+    """The record is written after the changes: its unique key finds the repeat, and rolls back what it applied."""
+    first = post_webhook(webhook_app, {"request_id": "same", "audiences": [{"id": "cats", "members": ["1", "2"]}]})
+    post_webhook(webhook_app, {"audiences": [{"id": "cats", "members": ["3"]}]})  # changed in between
+    again = post_webhook(webhook_app, {"request_id": "same", "audiences": [{"id": "cats", "members": ["1", "2"]}]})
+    assert again.get_json() == {"status": "duplicate", "delivery_id": first.get_json()["delivery_id"]}
+    with webhook_app.app_context():
+        assert set(webhook_app.extensions["cdp"].store.members("shop", "cats")) == {"3"}
