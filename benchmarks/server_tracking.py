@@ -28,6 +28,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -42,6 +44,19 @@ from cdp_bridge.tracking.sender import EventSender
 from cdp_bridge.tracking.wire import Event, Visitor
 
 VISITOR, SESSION = "0b6f7c2e-5a3d-4e1f-9c8b-7a6d5e4f3a2b", "1c7a8d3f-6b4e-4f2a-8d9c-8b7e6f5a4b3c"
+
+
+@contextmanager
+def stand_in_host() -> Iterator[str]:
+    """The stand-in for Raptor's tracking host, in a process of its own; yields its URL."""
+    process = subprocess.Popen([sys.executable, str(Path(__file__).resolve().parent / "lean_http_host.py")],
+                               stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    try:
+        yield process.stdout.readline().strip()
+    finally:
+        process.terminate()
+        process.wait(30)
 
 
 def product_site(mode: str, host_url: str, folder: str) -> Flask:
@@ -102,11 +117,7 @@ def main() -> None:
     args = parser.parse_args()
     print(f"machine: {os.cpu_count()} cores; {args.rounds} alternating rounds of {args.requests} page requests;"
           f" {args.events} events per sender round")
-    host_process = subprocess.Popen([sys.executable, str(Path(__file__).resolve().parent / "lean_http_host.py")],
-                                    stdout=subprocess.PIPE, text=True)
-    assert host_process.stdout is not None
-    host_url = host_process.stdout.readline().strip()
-    try:
+    with stand_in_host() as host_url:
         with tempfile.TemporaryDirectory() as server_folder, tempfile.TemporaryDirectory() as client_folder:
             server_site = product_site("server", host_url, server_folder)
             pages = {"server": requester(server_site), "client": requester(product_site("client", host_url, client_folder))}
@@ -149,9 +160,6 @@ def main() -> None:
         print(f"sender: {statistics.median(rates['sender']):,.0f} events/s; raw requests.Session loop:"
               f" {statistics.median(rates['raw']):,.0f} events/s (medians)")
         print(f"ratio sender / raw loop throughput: {spread_text(ratio_spread(rates['sender'], rates['raw']))}")
-    finally:
-        host_process.terminate()
-        host_process.wait(30)
 
 
 if __name__ == "__main__":

@@ -15,8 +15,9 @@ threads, the shipped gunicorn.conf.py) to PostgreSQL on loopback:
   the clients alternating between them, as behind a load balancer (on this machine both
   hosts share its cores, so this shows the cost of a fleet, not its gain).
 
-Then one client sends deliveries one at a time (the latency of a delivery alone). Every
-side of every round starts on a new database; the order of the sides alternates round
+Then one client sends deliveries one at a time (the latency of a delivery alone). Each
+side is warmed up with 200 deliveries first (not counted). Every side of every round
+starts on a new database, dropped after it; the order of the sides alternates round
 by round. Prints each side's requests per second and p50 / p99 latency, and the min /
 median / max over the rounds of the ratios. Targets: one host at least 0.7x the plain
 endpoint's requests per second, a p99 at most 2x its p99, and one client's latency at
@@ -105,9 +106,14 @@ def workload(count: int, prefix: str = "small") -> list[Delivery]:
 Load = tuple[list[Delivery], list[Delivery]]
 
 
+#: Sent to each side before it is timed (not counted): every worker's imports, pool and caches warm.
+WARM_UP = 200
+
+
 def send_load(urls: list[str], load: Load) -> tuple[Outcome, Outcome]:
-    """The concurrent deliveries from 50 clients, then the single client's one by one."""
+    """After a warm-up, the concurrent deliveries from 50 clients, then the single client's one by one."""
     concurrent, single = load
+    send_all(urls, workload(WARM_UP, "warm-up"), clients=50, retry=False)
     return send_all(urls, concurrent, clients=50, retry=False), send_all(urls, single, clients=1, retry=False)
 
 
@@ -127,6 +133,7 @@ def webhook_side(pg: PostgresServer, folder: Path, load: Load, hosts: list[str])
         for server in servers:
             server.terminate()
             server.wait()
+        pg.drop_database(url)  # the next side starts on a server as empty as this one did
 
 
 def plain_side(pg: PostgresServer, folder: Path, load: Load) -> tuple[Outcome, Outcome]:
@@ -146,6 +153,7 @@ def plain_side(pg: PostgresServer, folder: Path, load: Load) -> tuple[Outcome, O
     finally:
         server.terminate()
         server.wait()
+        pg.drop_database(url)
 
 
 def main() -> None:

@@ -13,7 +13,7 @@ from cdp_bridge import CDP, SegmentStore
 from cdp_bridge.settings import ALL_KEYS
 from tests.support.browser import CHROMIUM_ARGS, chromium_path
 from tests.support.fake_stream_api import FakeStreamAPI
-from tests.support.logs import CAPTURED_LOG_LINES, UNDER_CI, find_leaks, secret_forms
+from tests.support.logs import CAPTURED_LOG_LINES, find_leaks, missing_tool, secret_forms
 from tests.support.postgres_server import PostgresServer, find_binary
 from tests.support.redis_server import RedisServer
 from tests.support.webhook import ACTIVATION
@@ -36,10 +36,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def postgres_server() -> Iterator[PostgresServer]:
     """One PostgreSQL server for the session; skipped (never under CI) without binaries."""
     if find_binary("initdb") is None:
-        message = "PostgreSQL server binaries not found: apt-get install postgresql"
-        if UNDER_CI:
-            pytest.fail(message + " (required under CI)")
-        pytest.skip(message)
+        missing_tool("PostgreSQL server binaries not found: apt-get install postgresql")
     server = PostgresServer.create()
     yield server
     server.destroy()
@@ -48,10 +45,7 @@ def postgres_server() -> Iterator[PostgresServer]:
 def _needs_redis() -> None:
     """Skip (never under CI, where .ci/run installs it) without Debian's redis-server."""
     if RedisServer.binary() is None:
-        message = "redis-server not found: apt-get install redis-server"
-        if UNDER_CI:
-            pytest.fail(message + " (required under CI)")
-        pytest.skip(message)
+        missing_tool("redis-server not found: apt-get install redis-server")
 
 
 @pytest.fixture(scope="session")
@@ -185,10 +179,7 @@ def browser() -> Iterator[Any]:
     saying why, without it (never under CI)."""
     path = chromium_path()
     if path is None:
-        message = "Chromium not found: apt-get install chromium"
-        if UNDER_CI:
-            pytest.fail(message + " (required under CI)")
-        pytest.skip(message)
+        missing_tool("Chromium not found: apt-get install chromium")
     sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
     with sync_api.sync_playwright() as playwright:
         instance = playwright.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)

@@ -4,10 +4,21 @@ from __future__ import annotations
 
 import base64
 import os
+from typing import NoReturn
 
 from tests.support.webhook import ACTIVATION
 
 UNDER_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def missing_tool(message: str) -> NoReturn:
+    """Skip a test whose tool or server is not installed; under CI, which installs them
+    all (.ci/run), fail instead: nothing an issue requires may be skipped there."""
+    import pytest
+
+    if UNDER_CI:
+        pytest.fail(message + " (required under CI)")
+    pytest.skip(message)
 
 #: Formatted log lines of this test session: in-process records at DEBUG, and the output
 #: of the servers and workers the tests started (added with ``remember_output``).

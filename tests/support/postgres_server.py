@@ -112,6 +112,14 @@ class PostgresServer:
         self.databases.append(name)
         return self.url(name)
 
+    def drop_database(self, url: str) -> None:
+        """Drop a database made by :meth:`create_database` (its connections must be closed)."""
+        name = sa.engine.make_url(url).database
+        engine = sa.create_engine(self.admin_url, isolation_level="AUTOCOMMIT", poolclass=sa.NullPool)
+        with engine.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        self.databases.remove(name)
+
     def destroy(self) -> None:
         try:
             self.stop("immediate")

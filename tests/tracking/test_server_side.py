@@ -21,7 +21,7 @@ from cdp_bridge.metrics import REGISTRY
 from cdp_bridge.tracking.sender import EventSender
 from cdp_bridge.tracking.wire import Event, Visitor, encode_uri_component, ruid
 from tests.support.fake_tracking_host import FakeTrackingHost
-from tests.support.logs import UNDER_CI
+from tests.support.logs import missing_tool
 from tests.support.loopback import bare_app
 from tests.support.polling import wait_until
 from tests.support.tracking_site import SESSION, VISIT, VISITOR, consenting_client, post_event
@@ -341,10 +341,7 @@ def loopback_certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[str,
     """A self-signed certificate for 127.0.0.1 and its key, made by openssl for this run."""
     openssl = shutil.which("openssl")
     if openssl is None:
-        message = "openssl not found: apt-get install openssl"
-        if UNDER_CI:
-            pytest.fail(message + " (required under CI)")
-        pytest.skip(message)
+        missing_tool("openssl not found: apt-get install openssl")
     folder = tmp_path_factory.mktemp("tls")
     cert, key = str(folder / "cert.pem"), str(folder / "key.pem")
     subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
