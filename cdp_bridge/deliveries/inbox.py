@@ -13,6 +13,7 @@ came to is an :class:`~cdp_bridge.model.Outcome`.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -23,7 +24,7 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, func, or_, select, update
+from sqlalchemy import Connection, Engine, Select, Table, and_, bindparam, func, or_, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from ..errors import CDPError, NotFoundError, first_line
@@ -210,9 +211,7 @@ class DeliveryInbox:
     def _record(self, conn: Connection, row: dict[str, Any]) -> int:
         """Insert the delivery's row; :class:`_AlreadyRecorded` when its request id is taken."""
         d = self.tables.deliveries
-        # The row as parameters of one statement, not values built into a new one each time.
-        statement = insert_skipping_conflicts(conn, d, ["client_id", "request_id"]).returning(d.c.id)
-        found = conn.execute(statement, row).scalar()
+        found = conn.execute(_record_statement(d, conn.dialect.name), row).scalar()
         if found is None:
             raise _AlreadyRecorded
         return int(found)
@@ -229,8 +228,7 @@ class DeliveryInbox:
             return self._find_request(conn, client_id, request_id)
 
     def _group_id(self, conn: Connection, identifier: str) -> int | None:
-        g = self.tables.segment_groups
-        found = conn.scalar(select(g.c.id).where(g.c.identifier == identifier))
+        found = conn.scalar(_group_id_query(self.tables.segment_groups), {"identifier": identifier})
         return int(found) if found is not None else None
 
     def _finish(self, conn: Connection, delivery_id: int, applied: int, stale: int, started: float) -> None:
@@ -449,3 +447,17 @@ def _summary_fields(row: Any) -> dict[str, Any]:
     found = {name: getattr(row, name) for name in SUMMARY_COLUMNS}
     found["status"] = DeliveryStatus(found["status"])
     return found
+
+
+# Statements of a delivery's hot path, made once per table (and dialect): building one
+# cost as much as running it. Values come as parameters.
+
+
+@functools.cache
+def _group_id_query(groups: Table) -> Select[Any]:
+    return select(groups.c.id).where(groups.c.identifier == bindparam("identifier"))
+
+
+@functools.cache
+def _record_statement(deliveries: Table, dialect: str) -> Any:
+    return insert_skipping_conflicts(dialect, deliveries, ["client_id", "request_id"]).returning(deliveries.c.id)

@@ -8,12 +8,13 @@ writer (:mod:`.bulk`), never one ORM round trip per row.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import Connection, Select, Table, bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ..model import SegmentMetadata
@@ -43,13 +44,19 @@ def find_segment(
     conn: Connection, tables: CDPTables, group_id: int, identifier: str, *, lock: bool = False
 ) -> SegmentRow | None:
     """The segment ``identifier`` of a group (row-locked with ``lock``), or ``None``."""
-    s = tables.segments
-    query = select(s.c.id, s.c.identifier, s.c.last_sequence, *(s.c[column] for column in METADATA_COLUMNS)).where(
-        s.c.group_id == group_id, s.c.identifier == identifier)
-    row = conn.execute(query.with_for_update() if lock else query).first()
+    row = conn.execute(_segment_query(tables.segments, lock), {"group_id": group_id, "identifier": identifier}).first()
     if row is None:
         return None
     return SegmentRow(row.id, row.identifier, row.last_sequence, {column: row._mapping[column] for column in METADATA_COLUMNS})
+
+
+@functools.cache
+def _segment_query(segments: Table, lock: bool) -> Select[Any]:
+    """Made once per table: building the statement cost as much as running it (a delivery's hot path)."""
+    s = segments
+    query = select(s.c.id, s.c.identifier, s.c.last_sequence, *(s.c[column] for column in METADATA_COLUMNS)).where(
+        s.c.group_id == bindparam("group_id"), s.c.identifier == bindparam("identifier"))
+    return query.with_for_update() if lock else query
 
 
 def ensure_segment(
@@ -75,7 +82,7 @@ def ensure_segment(
     now = utcnow()
     values = {"group_id": group_id, "identifier": identifier, "name": name or identifier, "created_at": now,
               "updated_at": now}
-    created = conn.execute(insert_skipping_conflicts(conn, s).values(**values).returning(s.c.id)).scalar()
+    created = conn.execute(insert_skipping_conflicts(conn.dialect.name, s).values(**values).returning(s.c.id)).scalar()
     if created is not None:  # a new row: this transaction holds it until it commits
         return SegmentRow(int(created), identifier, None, {column: values.get(column) for column in METADATA_COLUMNS}), True
     row = find_segment(conn, tables, group_id, identifier, lock=lock)
@@ -152,7 +159,7 @@ def bump_store_version(conn: Connection, tables: CDPTables) -> None:
 
 def ensure_store_version(conn: Connection, tables: CDPTables) -> None:
     """Create the store version's row if it is missing (``flask cdp init-db`` does)."""
-    conn.execute(insert_skipping_conflicts(conn, tables.store_version).values(id=STORE_VERSION_ROW, version=0))
+    conn.execute(insert_skipping_conflicts(conn.dialect.name, tables.store_version).values(id=STORE_VERSION_ROW, version=0))
 
 
 def tombstone(conn: Connection, tables: CDPTables, group_id: int, identifier: str) -> int | None:
@@ -172,7 +179,7 @@ def record_tombstone(conn: Connection, tables: CDPTables, group_id: int, identif
     """Remember that an audience was deleted at ``sequence`` (keeping the highest)."""
     t = tables.tombstones
     values = {"group_id": group_id, "identifier": identifier, "sequence": sequence, "deleted_at": utcnow()}
-    upsert = _conflict_insert(conn, t)
+    upsert = _conflict_insert(conn.dialect.name, t)
     if upsert is not None:
         upsert = upsert.values(**values)
         highest = func.greatest if conn.dialect.name == "postgresql" else func.max  # SQLite's two-argument max
@@ -191,17 +198,17 @@ def delete_segment(conn: Connection, tables: CDPTables, segment_id: int) -> None
     conn.execute(delete(tables.segments).where(tables.segments.c.id == segment_id))
 
 
-def _conflict_insert(conn: Connection, table: Any) -> Any:
-    """An INSERT with ``ON CONFLICT`` clauses where the dialect has them, else ``None``."""
-    dialect = {"postgresql": postgresql, "sqlite": sqlite}.get(conn.dialect.name)
-    return dialect.insert(table) if dialect is not None else None
+def _conflict_insert(dialect: str, table: Any) -> Any:
+    """An INSERT with ``ON CONFLICT`` clauses where the dialect (its name) has them, else ``None``."""
+    module = {"postgresql": postgresql, "sqlite": sqlite}.get(dialect)
+    return module.insert(table) if module is not None else None
 
 
-def insert_skipping_conflicts(conn: Connection, table: Any, index_elements: list[str] | None = None) -> Any:
+def insert_skipping_conflicts(dialect: str, table: Any, index_elements: list[str] | None = None) -> Any:
     """An INSERT that skips a row violating a unique constraint (``index_elements``: that
-    one only), in the dialect's own words; elsewhere a plain INSERT, whose violation raises
-    ``IntegrityError``."""
-    with_conflict = _conflict_insert(conn, table)
+    one only), in the words of the dialect named; elsewhere a plain INSERT, whose violation
+    raises ``IntegrityError``."""
+    with_conflict = _conflict_insert(dialect, table)
     if with_conflict is not None:
         return with_conflict.on_conflict_do_nothing(index_elements=index_elements)
-    return insert(table).prefix_with("IGNORE") if conn.dialect.name in {"mysql", "mariadb"} else insert(table)
+    return insert(table).prefix_with("IGNORE") if dialect in {"mysql", "mariadb"} else insert(table)
