@@ -9,6 +9,7 @@ request. The request and CLI layers reach everything through :func:`current_stat
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import uuid
@@ -21,6 +22,7 @@ from flask import current_app
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import Engine
 
+from .api_calls import CircuitBreaker
 from .constants import EXTENSION_KEY
 from .deliveries.inbox import DeliveryInbox
 from .deliveries.worker import InlineWorker
@@ -33,7 +35,7 @@ from .shared_cache import SharedCache
 from .store import CDPTables, SegmentStore, schema
 from .store.senders import record_sender_counts
 from .tracking.service import TrackingService
-from .visitors import CircuitBreaker, MembershipClient, SegmentsCache, VisitorSegmentsService
+from .visitors import MembershipClient, SegmentsCache, VisitorSegmentsService
 from .webhook.formats import PayloadFormat, default_formats
 
 
@@ -135,7 +137,9 @@ def _visitor_segments(settings: CDPSettings, hooks: Hooks) -> VisitorSegmentsSer
         return None
     client = MembershipClient(settings.membership_api_url, settings.membership_activation_id, settings.membership_api_key,
                               settings.membership_timeout, settings.membership_max_bytes)
-    breaker = CircuitBreaker(settings.membership_failures_before_pause, settings.membership_pause_seconds)
+    breaker = CircuitBreaker(settings.membership_failures_before_pause, settings.membership_pause_seconds,
+                             client="membership", what="visitor segments", api="the CDP API",
+                             without="visitors get no segments", log=logging.getLogger("cdp_bridge.membership"))
     shared = SharedCache(settings.cache_url, settings.visitor_segments_cache_ttl) if settings.cache_url else None
 
     def cache() -> SegmentsCache | None:

@@ -5,19 +5,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ..store import Segment, UserSegments, segments_of
-from .breaker import CircuitBreaker
 from .client import Membership, MembershipClient, MembershipFailure
-from .service import SegmentsCache, VisitorSegmentsService, default_cache
+from .service import SegmentsCache, VisitorSegmentsService
 
 __all__ = [
-    "CircuitBreaker",
     "Membership",
     "MembershipClient",
     "MembershipFailure",
     "SegmentsCache",
     "VisitorSegmentsService",
     "as_segments",
-    "default_cache",
 ]
 
 

@@ -13,6 +13,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from ..api_calls import ApiFailure
 from ..errors import ValidationError
 from ..identifiers import validate_segment_identifier, validate_text_identifier
 from ..log_text import one_line
@@ -34,13 +35,8 @@ class Membership:
     name: str
 
 
-class MembershipFailure(Exception):
+class MembershipFailure(ApiFailure):
     """The CDP API gave no usable answer; ``reason`` says which kind of failure."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
 
 
 class MembershipClient:

@@ -1,5 +1,5 @@
-"""A circuit breaker for the CDP API: after a few failed calls in a row, pause calls for
-a while, then let one call through to try again.
+"""A circuit breaker for one of Raptor's APIs: after a few failed calls in a row, pause
+calls for a while, then let one call through to try again.
 
 Written here rather than taken from a library (pybreaker): what cdp_bridge needs beside
 the counting is its logging, one WARNING when an episode of failures starts and one
@@ -14,14 +14,16 @@ import time
 
 from ..metrics import BREAKER_OPEN
 
-log = logging.getLogger("cdp_bridge.membership")
-
 
 class CircuitBreaker:
     """Counts failures in a row; while paused, :meth:`allows` says no."""
 
-    def __init__(self, failures_before_pause: int, pause_seconds: float, client: str = "membership") -> None:
+    def __init__(self, failures_before_pause: int, pause_seconds: float, *, client: str, what: str, api: str,
+                 without: str, log: logging.Logger) -> None:
+        """``client`` labels the gauge; the log lines say ``"{what}: {api} failed (…); {without}
+        until it answers again"`` on ``log``."""
         self.failures_before_pause = failures_before_pause
+        self._what, self._api, self._without, self._log = what, api, without, log
         #: ``cdp_breaker_open{client=…}``: 1 while this breaker pauses calls.
         self._open_gauge = BREAKER_OPEN.labels(client)
         self._open_gauge.set(0)
@@ -51,7 +53,7 @@ class CircuitBreaker:
             failures, self._failures, self._paused_until = self._failures, 0, 0.0
         self._open_gauge.set(0)
         if failures:
-            log.info("visitor segments: the CDP API answers again (after %s failed calls)", failures)
+            self._log.info("%s: %s answers again (after %s failed calls)", self._what, self._api, failures)
 
     def failed(self, reason: str) -> None:
         with self._lock:
@@ -63,10 +65,10 @@ class CircuitBreaker:
         if failures >= self.failures_before_pause:
             self._open_gauge.set(1)
         if failures == 1:
-            log.warning("visitor segments: the CDP API failed (%s); visitors get no segments until it answers"
-                        " again (one line per episode)", reason)
+            self._log.warning("%s: %s failed (%s); %s until it answers again (one line per episode)",
+                              self._what, self._api, reason, self._without)
         elif pausing:
-            log.info("visitor segments: %s failed calls in a row; calls pause for %g s, then one tries again",
-                     failures, self.pause_seconds)
+            self._log.info("%s: %s failed calls in a row; calls pause for %g s, then one tries again",
+                           self._what, failures, self.pause_seconds)
         else:
-            log.debug("visitor segments: the CDP API failed again (%s); %s in a row", reason, failures)
+            self._log.debug("%s: %s failed again (%s); %s in a row", self._what, self._api, reason, failures)
