@@ -6,6 +6,11 @@ from __future__ import annotations
 
 #: Visitors whose memberships the in-process cache keeps at most.
 VISITOR_SEGMENTS_CACHE_SIZE = 10_000
+#: Answers of the Recommendations API kept per process (per module and parameters).
+RECOMMENDATIONS_CACHE_SIZE = 10_000
+#: Calls in a row that fail before calls to the Recommendations API pause, and for how long.
+RECOMMENDATIONS_FAILURES_BEFORE_PAUSE = 3
+RECOMMENDATIONS_PAUSE_SECONDS = 30
 #: Raptor's first-party visitor cookie (a UUID), the id the CDP API is asked with.
 VISITOR_COOKIE = "rsa"
 #: Raptor's session cookie (a UUID), 20 minutes, sliding.

@@ -42,6 +42,11 @@ class TrackingArgumentError(CDPError, ValueError):
     """A tracking helper was given a bad argument; the message names it."""
 
 
+class RecommendationArgumentError(CDPError, ValueError):
+    """``cdp_recommendations`` / ``cdp.recommendations`` was given a bad argument, or is not
+    set up (no such module, no loader for its kind); the message names it."""
+
+
 class SignatureError(CDPError):
     """The webhook's signature headers are missing, malformed, too old or do not match."""
 

@@ -32,6 +32,7 @@ from .metrics_endpoint import register_metrics_endpoint
 from .model import Clock
 from .page import current_page
 from .rate_limits import RateLimits, limiter_for
+from .recommendations.helpers import cdp_recommendations, recommendations
 from .settings import CDPSettings, load_settings
 from .state import CDPState, Hooks, current_state
 from .store import Segment, SegmentStore, define_tables
@@ -114,6 +115,7 @@ class CDP:
                 app.before_request(state.inline_worker.ensure_started)
         app.cli.add_command(cdp_cli)  # also an entry point: flask finds it before loading the app
         register_tracking_globals(app)
+        app.jinja_env.globals["cdp_recommendations"] = cdp_recommendations
         app.after_request(set_visitor_cookies)
         place_blueprint = self._register_blueprint if register_blueprint is None else register_blueprint
         if place_blueprint:
@@ -194,6 +196,20 @@ class CDP:
 
         return register
 
+    def recommendation_loader(self, kind: str) -> Callable[[Callable[[list[str]], Any]], Callable[[list[str]], Any]]:
+        """Register the function that turns recommended ids of one kind (``product``,
+        ``content``… as ``CDP_RECOMMENDATION_MODULES`` names it) into the site's records:
+        given the list of ids, it returns a dict id → record, or a list of records with an
+        ``id``. Called once per page and module; ids it does not return are skipped."""
+        if not isinstance(kind, str) or not kind:
+            raise RegistrationError('recommendation_loader needs the kind of record: @cdp.recommendation_loader("product")')
+
+        def register(function: Callable[[list[str]], Any]) -> Callable[[list[str]], Any]:
+            self.hooks.recommendation_loaders[kind] = function
+            return function
+
+        return register
+
     def nonce_provider(self, function: Callable[[], str | None]) -> Callable[[], str | None]:
         """Register a function returning the request's CSP nonce for the tracking scripts.
 
@@ -256,6 +272,15 @@ class CDP:
     def segments_for(self, user_id: object) -> list[Segment]:
         """The segments the user belongs to (read once per request, see :meth:`is_in_segment`)."""
         return list(current_page().segments_of(user_id).segments)
+
+    def recommendations(self, name: str, count: int | None = None, *, visitor_id: str | None = None,
+                        user_id: str | None = None, **parameters: Any) -> list[Any]:
+        """A recommendation module's records, as ``cdp_recommendations`` gives them to a
+        template (for a JSON endpoint or an email). In a request the visitor (with
+        consent) and the user are the request's; ``visitor_id`` / ``user_id`` replace
+        them, and outside a request they are the only ones. Raises
+        :class:`~cdp_bridge.errors.RecommendationArgumentError` on a bad argument."""
+        return recommendations(name, count, visitor_id=visitor_id, user_id=user_id, **parameters)
 
     def visitor_segments(self, visitor_id: str) -> list[Segment]:
         """A visitor's segments from Raptor's CDP API (cached; none when it cannot answer):

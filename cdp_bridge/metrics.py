@@ -37,6 +37,8 @@ TRACKING_EVENTS = Counter("cdp_tracking_events", "Server-side tracking events by
                           ["outcome"], registry=REGISTRY)
 MEMBERSHIP_API_CALLS = Counter("cdp_membership_api_calls", "Calls to the CDP API for visitor segments, by outcome",
                                ["outcome"], registry=REGISTRY)
+RECOMMENDATIONS_API_CALLS = Counter("cdp_recommendations_api_calls", "Calls to the Recommendations API, by outcome",
+                                    ["outcome"], registry=REGISTRY)
 RATE_LIMITED = Counter("cdp_rate_limited", "Requests answered 429 by a rate limit", ["endpoint"], registry=REGISTRY)
 WEBHOOK_SECONDS = Histogram("cdp_webhook_duration_seconds", "Time to answer POST /cdp/webhook", registry=REGISTRY)
 DELIVERY_APPLY_SECONDS = Histogram("cdp_delivery_apply_seconds", "Time to apply one delivery", registry=REGISTRY)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -233,3 +233,26 @@ class Segment:
     source_updated_at: datetime | None
     last_sequence: int | None
     member_count: int | None = None
+
+
+#: Where a recommendation module's query parameter takes its value (SPEC section 11).
+RECOMMENDATION_SOURCES = ("visitor", "user", "product_id", "content_id", "category")
+
+
+@dataclass(frozen=True)
+class RecommendationModule:
+    """One web module of Raptor's control panel, as ``CDP_RECOMMENDATION_MODULES`` names it."""
+
+    name: str
+    #: The API method, e.g. ``GetUserRecommendations``.
+    method: str
+    #: The kind of record its ids are (``product``, ``content``…): which loader turns them into the site's records.
+    kind: str
+    count: int
+    #: Query parameter name → one of :data:`RECOMMENDATION_SOURCES`.
+    parameters: Mapping[str, str]
+
+    @property
+    def needs(self) -> frozenset[str]:
+        """The sources its parameters read."""
+        return frozenset(self.parameters.values())

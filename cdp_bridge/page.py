@@ -42,6 +42,8 @@ class Page:
         #: Server mode: the events a helper is building, queued once it succeeds.
         self.pending_events: list[BuiltEvent] = []
         self._user_segments: dict[str, UserSegments] = {}
+        #: Each recommendation block's records, by module, count and parameters: one loader call a page.
+        self.recommended: dict[tuple[Any, ...], tuple[Any, ...]] = {}
 
     @cached_property
     def user_id(self) -> str | None:

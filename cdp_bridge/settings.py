@@ -19,14 +19,14 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from marshmallow import EXCLUDE, Schema, fields, post_load, validate, validates_schema
+from marshmallow import EXCLUDE, RAISE, Schema, fields, post_load, validate, validates_schema
 from marshmallow import ValidationError as SchemaError
 
 from .constants import DEFAULT_TRACKING_PARAMETERS
 from .errors import ConfigurationError
 from .export.kinds import EXPORT_KINDS
 from .identifiers import GROUP_IDENTIFIER_PATTERN
-from .model import ActivationCredentials, ScheduledExport, TrackingMode
+from .model import RECOMMENDATION_SOURCES, ActivationCredentials, RecommendationModule, ScheduledExport, TrackingMode
 from .secret import Secret
 
 _CRON_FIELD = re.compile(r"[0-9A-Za-z*/,\-?LW#]+")
@@ -77,6 +77,11 @@ class CDPSettings:
     webhook_auth_failures_per_minute: int
     rate_limit_storage_uri: str = field(repr=False)
     metrics_token: Secret | None = field(repr=False)
+    recommendations_api_url: str
+    recommendations_api_key: Secret | None = field(repr=False)
+    recommendations_timeout: float
+    recommendations_cache_ttl: int
+    recommendation_modules: Mapping[str, RecommendationModule]
 
     @property
     def visitor_segments_enabled(self) -> bool:
@@ -219,6 +224,31 @@ class _ActivationSchema(Schema):
         validate=[validate.Length(max=255), _group_identifier_rule()],
         error_messages={"required": "required", "invalid": "expected a string"},
     )
+
+
+_MODULE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_METHOD = re.compile(r"[A-Za-z][A-Za-z0-9]{0,99}")
+_KIND = re.compile(r"[a-z][a-z0-9_]{0,49}")
+_QUERY_PARAMETER = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
+
+
+class _ModuleSchema(Schema):
+    """One recommendation module: ``{"method", "kind", "count"?, "parameters"?}``."""
+
+    class Meta:
+        unknown = RAISE
+
+    method = fields.String(required=True, validate=_whole_match(_METHOD, "expected a Raptor method name such as"
+                                                                          " GetUserRecommendations"))
+    kind = fields.String(required=True, validate=_whole_match(_KIND, "expected a kind of record such as product or"
+                                                                      " content"))
+    count = fields.Integer(strict=True, load_default=4, validate=validate.Range(
+        min=1, max=100, error="expected a whole number from 1 to 100"))
+    parameters = fields.Dict(
+        keys=fields.String(validate=_whole_match(_QUERY_PARAMETER, "expected a query parameter name")),
+        values=fields.String(validate=validate.OneOf(RECOMMENDATION_SOURCES, error="expected one of "
+                                                     + ", ".join(RECOMMENDATION_SOURCES))),
+        load_default=lambda: {"UserIdentifier": "visitor"})
 
 
 class _ScheduleEntrySchema(Schema):
@@ -451,6 +481,25 @@ class SettingsSchema(Schema):
     metrics_token = _setting(_Token(), "CDP_METRICS_TOKEN",
                              "bearer token for `GET /cdp/metrics` (Prometheus); at least 16 characters. Unset, only"
                              " whom the admin guard admits may read it; with neither, there is no such page")
+    recommendations_api_url = _setting(_HttpURL(base=True), "CDP_RECOMMENDATIONS_API_URL", "Raptor's Recommendations API",
+                                       "https://api.raptorsmartadvisor.com")
+    recommendations_api_key = _setting(_SecretString(), "CDP_RECOMMENDATIONS_API_KEY",
+                                       "the Recommendations API's key (a secret; it goes in the URL's path, never logged)")
+    recommendations_timeout = _setting(fields.Float(
+        validate=validate.Range(min=0.05, max=60, error="expected seconds between 0.05 and 60"),
+        error_messages={"invalid": "expected seconds between 0.05 and 60", "special": "expected seconds between 0.05 and 60"},
+        allow_nan=False), "CDP_RECOMMENDATIONS_TIMEOUT", "seconds a call to the Recommendations API may take in all", 1.0)
+    recommendations_cache_ttl = _setting(_positive_int(0, "a whole number of seconds (0 turns the cache off)"),
+                                         "CDP_RECOMMENDATIONS_CACHE_TTL",
+                                         "seconds an answer is cached per module and parameters; `0` turns the cache off", 300)
+    recommendation_modules = _setting(_JSONEncoded(fields.Dict(
+        keys=fields.String(validate=_whole_match(_MODULE_NAME, "expected module names of 1-64 letters, digits, _ or -")),
+        values=fields.Nested(_ModuleSchema),
+        error_messages={"invalid": 'expected a mapping such as {{"personal": {{"method": "GetUserRecommendations",'
+                                   ' "kind": "product"}}}}'},
+    )), "CDP_RECOMMENDATION_MODULES", "per module name, `{method, kind, count, parameters}`: the Raptor web module's"
+        " method, the kind of record, a default count (4) and its query parameters, each from `visitor`, `user`,"
+        " `product_id`, `content_id` or `category` (see [Recommendations](recommendations.md))", {})
 
     @validates_schema
     def _tracking_parameters(self, data: dict[str, Any], **kwargs: Any) -> None:
@@ -470,6 +519,7 @@ class SettingsSchema(Schema):
             given, missing = (("CDP_MEMBERSHIP_ACTIVATION_ID", "CDP_MEMBERSHIP_API_KEY") if data["membership_activation_id"]
                               else ("CDP_MEMBERSHIP_API_KEY", "CDP_MEMBERSHIP_ACTIVATION_ID"))
             raise ConfigurationError(f"{missing}: required together with {given} (the CDP API activation for visitor segments)")
+        data["recommendation_modules"] = _recommendation_modules(data)
         data["activations"] = _activations(data.pop("activation_client_id"), data.pop("activation_client_secret"),
                                            data.pop("segment_group_identifier"), data["activations"])
         data["type_stream_ids"] = {"product": data.pop("product_stream_ids"), "content": data.pop("content_stream_ids")}
@@ -519,6 +569,17 @@ def load_settings(config: Mapping[str, Any], environ: Mapping[str, str] | None =
     except SchemaError as exc:
         raise ConfigurationError("invalid cdp_bridge setting: " + _describe(exc.messages)) from None
     return settings
+
+
+def _recommendation_modules(data: dict[str, Any]) -> dict[str, RecommendationModule]:
+    modules = {name: RecommendationModule(name=name, **entry) for name, entry in data["recommendation_modules"].items()}
+    if modules:
+        for key, needed in (("CDP_RECOMMENDATIONS_API_KEY", data["recommendations_api_key"]),
+                            ("CDP_ACCOUNT_NUMBER", data["account_number"])):
+            if needed is None:
+                raise ConfigurationError(f"{key}: required with CDP_RECOMMENDATION_MODULES (the Recommendations API's"
+                                         " URL holds it)")
+    return modules
 
 
 def _activations(client_id: str | None, client_secret: Secret | None, group: str | None,

@@ -30,6 +30,7 @@ from .errors import RegistrationError
 from .export.sources import ExportRegistry
 from .model import Clock
 from .rate_limits import RateLimits
+from .recommendations import RecommendationsClient, RecommendationsService
 from .settings import CDPSettings
 from .shared_cache import SharedCache
 from .store import CDPTables, SegmentStore, schema
@@ -55,6 +56,8 @@ class Hooks:
     visitor_segments_cache: SegmentsCache | None = None
     #: Webhook body formats, tried in order (``cdp.register_payload_format``).
     payload_formats: list[PayloadFormat] = field(default_factory=default_formats)
+    #: ``@cdp.recommendation_loader(kind)``: ids → the site's records (a dict by id, or records with an ``id``).
+    recommendation_loaders: dict[str, Callable[[list[str]], Any]] = field(default_factory=dict)
     #: Export sources and item processors.
     exports: ExportRegistry = field(default_factory=ExportRegistry)
     #: How cdp_bridge waits (``CDP(clock=…)``): the export's backoff between retries.
@@ -77,13 +80,19 @@ class CDPState:
     #: One store per engine (an app may be served by several, e.g. in tests).
     _stores: WeakKeyDictionary[Engine, SegmentStore] = field(default_factory=WeakKeyDictionary, repr=False)
     visitor_segments: VisitorSegmentsService | None = field(init=False, repr=False)
+    recommendations: RecommendationsService | None = field(init=False, repr=False)
+    #: CDP_CACHE_URL's Redis cache, shared by the visitor segments and the recommendations.
+    shared_cache: SharedCache | None = field(init=False, repr=False)
     tracking: TrackingService = field(init=False, repr=False)
     #: Whether the tables are at the schema revision this code writes (asked until they are).
     schema_gate: schema.SchemaGate = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         """Made in an app context (``init_app``): the services are made once, here."""
-        self.visitor_segments = _visitor_segments(self.settings, self.hooks)
+        settings = self.settings
+        self.shared_cache = SharedCache(settings.cache_url, settings.visitor_segments_cache_ttl) if settings.cache_url else None
+        self.visitor_segments = _visitor_segments(self.settings, self.hooks, self.shared_cache)
+        self.recommendations = _recommendations(self.settings, self.hooks, self.shared_cache)
         self.schema_gate = schema.SchemaGate(self.engine)
         engine, senders, token = self.engine, self.tables.tracking_senders, uuid.uuid4().hex[:8]
         # The sender reports from its own thread, with no app context: it keeps the engine.
@@ -130,7 +139,7 @@ class CDPState:
             self.inline_worker.wake()
 
 
-def _visitor_segments(settings: CDPSettings, hooks: Hooks) -> VisitorSegmentsService | None:
+def _visitor_segments(settings: CDPSettings, hooks: Hooks, shared: SharedCache | None) -> VisitorSegmentsService | None:
     """The CDP API for visitors' segments, when configured. The host's cache is looked up
     at each use, so a cache registered after ``init_app`` is the one used."""
     if settings.membership_activation_id is None or settings.membership_api_key is None:
@@ -140,13 +149,25 @@ def _visitor_segments(settings: CDPSettings, hooks: Hooks) -> VisitorSegmentsSer
     breaker = CircuitBreaker(settings.membership_failures_before_pause, settings.membership_pause_seconds,
                              client="membership", what="visitor segments", api="the CDP API",
                              without="visitors get no segments", log=logging.getLogger("cdp_bridge.membership"))
-    shared = SharedCache(settings.cache_url, settings.visitor_segments_cache_ttl) if settings.cache_url else None
 
     def cache() -> SegmentsCache | None:
         """The host's own cache (``@cdp.visitor_segments_cache``) wins over CDP_CACHE_URL's."""
         return shared if hooks.visitor_segments_cache is None else hooks.visitor_segments_cache
 
     return VisitorSegmentsService(client, breaker, settings.visitor_segments_cache_ttl, shared_cache=cache)
+
+
+def _recommendations(settings: CDPSettings, hooks: Hooks, shared: SharedCache | None) -> RecommendationsService | None:
+    """The Recommendations API, when modules are configured; cached as the visitor
+    segments are (the host's cache, else CDP_CACHE_URL's, else the process's own)."""
+    if not settings.recommendation_modules:
+        return None
+    assert settings.recommendations_api_key is not None and settings.account_number is not None  # the settings check
+    client = RecommendationsClient(settings.recommendations_api_url, settings.account_number,
+                                   settings.recommendations_api_key, settings.recommendations_timeout)
+    return RecommendationsService(client, settings.recommendations_cache_ttl,
+                                  shared_cache=lambda: shared if hooks.visitor_segments_cache is None
+                                  else hooks.visitor_segments_cache)
 
 
 def current_state() -> CDPState:

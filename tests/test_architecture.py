@@ -86,6 +86,7 @@ LAYERS: list[tuple[str, set[str]]] = [
                 "store.audiences", "store.senders", "deliveries", "deliveries.inbox", "deliveries.worker",
                 "visitors", "visitors.client", "visitors.service", "shared_cache",
                 "api_calls", "api_calls.breaker", "api_calls.cached",
+                "recommendations", "recommendations.answer", "recommendations.client", "recommendations.service",
                 "tracking", "tracking.fields", "tracking.events", "tracking.wire", "tracking.sender",
                 "rate_limits", "tracking.service",
                 "export", "export.sources", "export.runner", "export.streaming",
@@ -93,6 +94,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("state", {"state"}),
     ("request and command line", {"page", "tracking.helpers", "tracking.endpoint", "tracking.cookies",
                                   "tracking.server_events", "webhook.view", "admin", "admin.views", "metrics_endpoint",
+                                  "recommendations.helpers",
                                   "cli", "cli.group", "cli.commands", "cli.export", "cli.health"}),
     ("extension", {"extension", ""}),
 ]

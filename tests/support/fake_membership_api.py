@@ -53,26 +53,7 @@ class FakeMembershipAPI:
                 visitor = parse_qs(parts.query).get("identifierValue", [None])[0]
                 fake.asked.append(Asked(parts.path, visitor, {k.lower(): v for k, v in self.headers.items()}))
                 reply = fake.replies.get(visitor or "", fake.default)
-                if reply.delay:
-                    time.sleep(reply.delay)
-                try:
-                    self.send_response(reply.status)
-                    self.send_header("Content-Type", "application/json")
-                    if reply.content_length:
-                        self.send_header("Content-Length", str(len(reply.body)))
-                    for name, value in reply.headers.items():
-                        self.send_header(name, value)
-                    self.end_headers()
-                    if reply.drip:
-                        for index in range(len(reply.body)):
-                            self.wfile.write(reply.body[index:index + 1])
-                            self.wfile.flush()
-                            time.sleep(reply.drip)
-                    else:
-                        for start in range(0, len(reply.body), 1 << 16):
-                            self.wfile.write(reply.body[start:start + (1 << 16)])
-                except OSError:  # the client gave up reading (a timeout or size test)
-                    pass
+                send_reply(self, reply)
 
             def log_message(self, *args: Any) -> None:
                 pass
@@ -85,3 +66,27 @@ class FakeMembershipAPI:
 
     def close(self) -> None:
         self.loopback.close()
+
+
+def send_reply(handler: BaseHTTPRequestHandler, reply: Reply) -> None:
+    """Answer a request as ``reply`` says: late, drip-fed, without Content-Length…"""
+    if reply.delay:
+        time.sleep(reply.delay)
+    try:
+        handler.send_response(reply.status)
+        handler.send_header("Content-Type", "application/json")
+        if reply.content_length:
+            handler.send_header("Content-Length", str(len(reply.body)))
+        for name, value in reply.headers.items():
+            handler.send_header(name, value)
+        handler.end_headers()
+        if reply.drip:
+            for index in range(len(reply.body)):
+                handler.wfile.write(reply.body[index:index + 1])
+                handler.wfile.flush()
+                time.sleep(reply.drip)
+        else:
+            for start in range(0, len(reply.body), 1 << 16):
+                handler.wfile.write(reply.body[start:start + (1 << 16)])
+    except OSError:  # the client gave up reading (a timeout or size test)
+        pass

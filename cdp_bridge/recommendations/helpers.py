@@ -1,0 +1,146 @@
+"""``cdp_recommendations(name, count=None, **parameters)`` in templates and
+``cdp.recommendations(…)`` in Python: a module's recommendations as the site's own records.
+
+The module's query parameters are filled from the request (the visitor's ``rsa`` cookie,
+only with consent; the logged-in user) and from the call (``product_id``,
+``content_id``, ``category``). A module that needs a visitor or a user the request does
+not have is not called: the answer is no records. The ids go to the host's
+``@cdp.recommendation_loader(kind)`` once per page and module; ids it does not return
+are skipped, the others keep Raptor's order.
+
+In a template nothing breaks the page: an API that fails gives no records (one WARNING
+per episode); a bad argument or a missing loader gives no records and one ERROR (in
+debug, the error). From Python, a bad argument raises
+:class:`~cdp_bridge.errors.RecommendationArgumentError`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from flask import current_app
+
+from ..errors import RecommendationArgumentError, TrackingArgumentError
+from ..identifiers import text_problem
+from ..model import RecommendationModule
+from ..page import Page, current_page
+from ..state import CDPState
+
+log = logging.getLogger("cdp_bridge.recommendations")
+
+#: The keyword arguments a page may pass: the sources a module's parameters read besides the visitor and user.
+PASSED_SOURCES = ("product_id", "content_id", "category")
+MAX_COUNT = 100
+
+
+def recommendations(name: str, count: int | None = None, *, visitor_id: str | None = None, user_id: str | None = None,
+                    **parameters: Any) -> list[Any]:
+    """The module's recommendations as the site's records (see the module's docstring).
+
+    ``visitor_id`` / ``user_id`` stand in for the request's (outside a request, say in an
+    email job, they are the only ones)."""
+    page = current_page()
+    state = page.state
+    module = _module(state, name)
+    count = _count(module, count)
+    query = _query(module, page, visitor_id, user_id, _passed(parameters))
+    if query is None:
+        return []
+    key = (module.name, count, tuple(sorted(query.items())))
+    found = page.recommended.get(key)
+    if found is None:
+        assert state.recommendations is not None
+        found = page.recommended[key] = _records(state, module, state.recommendations.recommend(module, count, query))
+    return list(found)
+
+
+def cdp_recommendations(name: str, count: int | None = None, **parameters: Any) -> list[Any]:
+    """The Jinja global: as :func:`recommendations`, but a bad argument or a missing loader
+    gives no records and one ERROR instead of an error page (in debug, the error)."""
+    try:
+        return recommendations(name, count, **parameters)
+    except (RecommendationArgumentError, TrackingArgumentError) as exc:
+        if current_app.debug:
+            raise
+        log.error("cdp_recommendations(%r): no records: %s", str(name)[:64], exc)
+        return []
+
+
+def _module(state: CDPState, name: Any) -> RecommendationModule:
+    if state.recommendations is None:
+        raise RecommendationArgumentError("no recommendation modules are configured (CDP_RECOMMENDATION_MODULES)")
+    module = state.settings.recommendation_modules.get(name) if isinstance(name, str) else None
+    if module is None:
+        known = ", ".join(sorted(state.settings.recommendation_modules))
+        raise RecommendationArgumentError(f"no module named {str(name)[:64]!r} in CDP_RECOMMENDATION_MODULES ({known})")
+    return module
+
+
+def _count(module: RecommendationModule, count: Any) -> int:
+    if count is None:
+        return module.count
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_COUNT:
+        raise RecommendationArgumentError(f"count must be a whole number from 1 to {MAX_COUNT}, not {count!r:.40}")
+    return count
+
+
+def _passed(parameters: Mapping[str, Any]) -> dict[str, str]:
+    """The page's own parameters, checked: known names, text or whole numbers."""
+    passed: dict[str, str] = {}
+    for name, value in parameters.items():
+        if name not in PASSED_SOURCES:
+            raise RecommendationArgumentError(f"unknown argument {name[:40]!r}; expected " + ", ".join(PASSED_SOURCES))
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            raise RecommendationArgumentError(f"{name} must be text or a whole number")
+        text = str(value).strip()
+        problem = text_problem(text, max_length=255) if text else "must not be empty"
+        if problem is not None:
+            raise RecommendationArgumentError(f"{name} {problem}")
+        passed[name] = text
+    return passed
+
+
+def _query(module: RecommendationModule, page: Page, visitor_id: str | None, user_id: str | None,
+           passed: dict[str, str]) -> dict[str, str] | None:
+    """The module's query parameters; ``None`` when it needs a visitor or a user there is not."""
+    sources: dict[str, str | None] = dict(passed)
+    if "visitor" in module.needs:
+        sources["visitor"] = visitor_id if visitor_id is not None else (page.visitor_id if page.in_request else None)
+    if "user" in module.needs:
+        sources["user"] = user_id if user_id is not None else page.user_id
+    query: dict[str, str] = {}
+    for parameter, source in module.parameters.items():
+        value = sources.get(source)
+        if value is None:
+            if source in ("visitor", "user"):
+                return None  # nobody to recommend for (no consent, not logged in): no call
+            raise RecommendationArgumentError(f"module {module.name!r} reads {source}: pass {source}=…")
+        query[parameter] = value
+    return query
+
+
+def _records(state: CDPState, module: RecommendationModule, found: Any) -> tuple[Any, ...]:
+    """The loader's records for the recommended ids, in Raptor's order."""
+    ids = list(dict.fromkeys(recommendation.id for recommendation in found))  # a product's variants: one record
+    if not ids:
+        return ()
+    loader = state.hooks.recommendation_loaders.get(module.kind)
+    if loader is None:
+        raise RecommendationArgumentError(f"no @cdp.recommendation_loader({module.kind!r}) for module {module.name!r}")
+    loaded = loader(ids)
+    if isinstance(loaded, Mapping):
+        by_id = {str(key): record for key, record in loaded.items()}
+    else:
+        by_id = {_record_id(record): record for record in loaded}
+    return tuple(by_id[item_id] for item_id in ids if item_id in by_id)
+
+
+def _record_id(record: Any) -> str:
+    value = record.get("id") if isinstance(record, Mapping) else getattr(record, "id", None)
+    if value is None:
+        raise RecommendationArgumentError("a recommendation loader's list must hold records with an id")
+    return str(value)
