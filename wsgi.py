@@ -61,6 +61,15 @@ class DemoCatVisitor(db.Model):  # type: ignore[name-defined,misc]
     visitor_id: Mapped[str] = mapped_column(String(36), primary_key=True)
 
 
+class DemoView(db.Model):  # type: ignore[name-defined,misc]
+    """A product a visitor looked at, as the demo's Raptor stand-in saw it: its item history."""
+
+    __tablename__ = "demo_views"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    visitor_id: Mapped[str] = mapped_column(String(36), index=True)
+    product_id: Mapped[str] = mapped_column(String(64))
+
+
 DEMO_USERS = [
     {"id": 1, "login": "alice", "email": "alice@example.com", "name": "Alice Example", "is_admin": True},
     {"id": 2, "login": "bob", "email": "bob@example.com", "name": "Bob Example", "is_admin": False},
@@ -81,6 +90,15 @@ PRODUCTS: dict[str, dict[str, Any]] = {
     ]
 }
 CURRENCY = "EUR"
+#: The demo's recommendation blocks: "others also viewed" on a product page, picks for the
+#: visitor on the landing page, and the visitor's item history in the basket.
+DEMO_RECOMMENDATION_MODULES = {
+    "also_viewed": {"method": "GetSimilarItemsWeb", "kind": "product", "count": 3, "parameters": {"itemId": "product_id"}},
+    "for_you": {"method": "GetUserItemRecommendationsWeb", "kind": "product", "count": 3,
+                "parameters": {"UserIdentifier": "visitor"}},
+    "recently_viewed": {"method": "GetUserItemHistoryWeb", "kind": "product", "count": 4,
+                        "parameters": {"UserIdentifier": "visitor"}},
+}
 CONSENT_COOKIE = "cdp_consent"
 
 
@@ -113,7 +131,7 @@ def create_app(config: dict[str, Any] | None = None, instance_path: str | None =
                           SECRET_KEY=os.environ.get("SECRET_KEY") or _instance_secret(app, "session_key"), SHOP_DEMO=True)
         cdp_defaults = _demo_settings(app)
         stand_in = _start_raptor_stand_in(app)
-        for key in ("CDP_MEMBERSHIP_API_URL", "CDP_SERVER_TRACKING_URL"):
+        for key in ("CDP_MEMBERSHIP_API_URL", "CDP_SERVER_TRACKING_URL", "CDP_RECOMMENDATIONS_API_URL"):
             if not os.environ.get(key):
                 cdp_defaults[key] = stand_in
     for key, value in cdp_defaults.items():
@@ -149,6 +167,11 @@ def _demo_settings(app: Flask) -> dict[str, Any]:
         "CDP_MEMBERSHIP_API_KEY": _instance_secret(app, "membership_api_key"),
         "CDP_MEMBERSHIP_TIMEOUT": 1,
         "CDP_VISITOR_SEGMENTS_CACHE_TTL": 10,
+        # Recommendation blocks from the stand-in for Raptor's Recommendations API: three web
+        # modules as an operator creates them in Raptor's control panel (docs/recommendations.md).
+        "CDP_RECOMMENDATIONS_API_KEY": _instance_secret(app, "recommendations_api_key"),
+        "CDP_RECOMMENDATIONS_CACHE_TTL": 10,
+        "CDP_RECOMMENDATION_MODULES": DEMO_RECOMMENDATION_MODULES,
         "CDP_EXPORT_SCHEDULE": {
             "user": [{"interval": "0 3 * * *", "options": "--no-draft"}],
             "product": [{"interval": "30 3 * * 1", "options": "--no-draft --product-type pet_supplies"}],
@@ -265,6 +288,12 @@ def demo_articles() -> Any:
     """The shop's guides, for flask cdp stream-content-data."""
     for article in ARTICLES:
         yield {**article, "url": f"/guides/{article['id']}"}
+
+
+@cdp.recommendation_loader("product")
+def recommended_products(ids: list[str]) -> dict[str, dict[str, Any]]:
+    """The catalogue's products for recommended ids (ids the shop no longer sells are skipped)."""
+    return {product_id: PRODUCTS[product_id] for product_id in ids if product_id in PRODUCTS}
 
 
 @cdp.user_item_processor(priority=10)
@@ -396,6 +425,7 @@ def stand_in_events() -> Any:
         abort(400, "coid must be the rsa cookie's UUID")
     if any(_is_cat_visit(event) for event in body["events"]):
         _remember_cat_visitor(visitor_id)
+    _remember_views(visitor_id, body["events"])
     return "", 204
 
 
@@ -403,6 +433,36 @@ def _remember_cat_visitor(visitor_id: str) -> None:
     if db.session.get(DemoCatVisitor, visitor_id) is None:
         db.session.add(DemoCatVisitor(visitor_id=visitor_id))
         db.session.commit()
+
+
+def _remember_views(visitor_id: str, events: list[Any]) -> None:
+    """The products a visitor's visit events name, for the history module."""
+    for event in events:
+        params = event.get("params") if isinstance(event, dict) else None
+        if isinstance(params, dict) and params.get("p1") == "visit" and params.get("p2") in PRODUCTS:
+            db.session.add(DemoView(visitor_id=visitor_id, product_id=params["p2"]))
+    db.session.commit()
+
+
+def _stand_in_recommendations(method: str, args: Any) -> list[str] | None:
+    """What the stand-in recommends for a module's method; ``None`` for a method it has not."""
+    catalogue = list(PRODUCTS)
+    if method == "GetSimilarItemsWeb":
+        item = PRODUCTS.get(args.get("itemId", ""))
+        if item is None:
+            return catalogue
+        same = [p for p in catalogue if p != item["id"] and PRODUCTS[p]["category_path"] == item["category_path"]]
+        return same + [p for p in catalogue if p != item["id"] and p not in same]
+    visitor = args.get("UserIdentifier", "")
+    if method == "GetUserItemRecommendationsWeb":
+        cats = [p for p in catalogue if ("cats", "Cats") in PRODUCTS[p]["category_path"]]
+        liked = cats if db.session.get(DemoCatVisitor, visitor) is not None else []
+        return liked + [p for p in catalogue if p not in liked and PRODUCTS[p]["in_stock"]]
+    if method == "GetUserItemHistoryWeb":
+        views = db.session.scalars(select(DemoView.product_id).where(DemoView.visitor_id == visitor)
+                                   .order_by(DemoView.id.desc()))
+        return list(dict.fromkeys(views))
+    return None
 
 
 def _is_cat_visit(event: Any) -> bool:
@@ -426,10 +486,25 @@ def _start_raptor_stand_in(app: Flask) -> str:
             visitor_id = str(uuid.UUID(request.args.get("coid", "")))
         except ValueError:
             return "", 400
-        if _is_cat_visit({"params": request.args.to_dict()}):
-            with app.app_context():
+        event = {"params": request.args.to_dict()}
+        with app.app_context():
+            if _is_cat_visit(event):
                 _remember_cat_visitor(visitor_id)
+            _remember_views(visitor_id, [event])
         return "", 204
+
+    @api.get("/v1/<account>/<method>/<int:count>/<key>")
+    def recommendations(account: str, method: str, count: int, key: str) -> Any:
+        """Raptor's Recommendations API: the key in the path, ``json=True`` in the query."""
+        with app.app_context():
+            settings = cdp.settings
+            expected = settings.recommendations_api_key.reveal() if settings.recommendations_api_key else ""
+            if account != settings.account_number or not hmac.compare_digest(key.encode(), expected.encode()):
+                return {"error": "unauthorized"}, 401
+            ids = _stand_in_recommendations(method, request.args)
+        if ids is None:
+            return {"error": f"no web module with the method {method}"}, 404
+        return [{"RecommendedId": item_id, "Priority": count - rank} for rank, item_id in enumerate(ids[:count])]
 
     @api.get("/api/v3/memberships/coid")
     def memberships() -> Any:

@@ -14,6 +14,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from ..constants import WEBHOOK_PATH
 from ..errors import NotFoundError, first_line
 from ..model import TrackingMode
+from ..recommendations import RecommendationsFailure
 from ..state import CDPState
 from ..store import schema, utcnow
 from ..store.senders import recent_sender_totals
@@ -51,6 +52,7 @@ def run_checks(state: CDPState, app: Flask, site_url: str | None, worker_window:
     report.passed("settings valid")
     _check_settings(state, report)
     _check_visitor_segments(state, report)
+    _check_recommendations(state, report)
     if _check_database(state, report):
         _check_groups(state, report)
         _check_queue(state, report, worker_window)
@@ -97,6 +99,36 @@ def _check_visitor_segments(state: CDPState, report: CheckReport) -> None:
         return
     report.passed(f"visitor segments: the CDP API at {client.url} accepted the credentials"
                   f" ({counted(len(found), 'membership')} for a made-up visitor)")
+
+
+#: What ``check`` passes for each source a module reads: made-up values no visitor or item has.
+CHECK_SOURCES = {"visitor": CHECK_VISITOR_ID, "user": "cdp-bridge-check", "product_id": "cdp-bridge-check",
+                 "content_id": "cdp-bridge-check", "category": "cdp-bridge-check"}
+
+
+def _check_recommendations(state: CDPState, report: CheckReport) -> None:
+    """One call to each configured module with made-up parameters: are the key, the
+    account and the method accepted, and is the answer readable?"""
+    service = state.recommendations
+    if service is None:
+        report.noted("recommendations off (set CDP_RECOMMENDATION_MODULES and CDP_RECOMMENDATIONS_API_KEY to turn"
+                      " them on)")
+        return
+    client = service.client
+    hints = {"unauthorized": "check CDP_RECOMMENDATIONS_API_KEY and CDP_ACCOUNT_NUMBER",
+             "not_found": "check the module's method in Raptor's control panel, and CDP_ACCOUNT_NUMBER",
+             "bad_answer": "check CDP_RECOMMENDATIONS_API_URL"}
+    for module in state.settings.recommendation_modules.values():
+        shown = client.shown_url(module.method, 1)
+        parameters = {parameter: CHECK_SOURCES[source] for parameter, source in module.parameters.items()}
+        try:
+            found = client.recommend(module.method, 1, parameters, split_variants=module.kind == "product")
+        except RecommendationsFailure as failure:
+            hint = hints.get(failure.reason, "check CDP_RECOMMENDATIONS_API_URL and the network")
+            report.failed(f"recommendations {module.name!r}: {failure.detail} at {shown}; {hint}")
+            continue
+        report.passed(f"recommendations {module.name!r}: {module.method} answered at {shown}"
+                      f" ({counted(len(found), 'recommendation')} for made-up parameters)")
 
 
 def _check_database(state: CDPState, report: CheckReport) -> bool:

@@ -312,3 +312,26 @@ def test_the_answer_reader_splits_product_variants_only() -> None:
     assert [(r.id, r.variant, r.priority, r.created) for r in products] == [("sku_1", "red", 2.0, "2026-12-01"),
                                                                               ("_x", None, None, None)]
     assert [r.id for r in parse_recommendations(body, split_variants=False)] == ["sku_1_red", "_x"]
+
+
+def test_check_calls_each_module_once_and_reports_the_outcome(make_site, api: FakeRecommendationsAPI) -> None:
+    api.replies["GetUserItemHistoryWeb"] = Reply(status=401, body=b"{}")
+    api.replies["GetPopularContentWeb"] = Reply(body=b"<html>")
+    app = make_site()
+    result = app.test_cli_runner().invoke(args=["cdp", "check"])
+    lines = result.output.splitlines()
+    assert "ok    recommendations 'also': GetSimilarItemsWeb answered at" in result.output
+    assert any(line.startswith("FAIL  recommendations 'history': the Recommendations API refused the key (401)")
+               and "check CDP_RECOMMENDATIONS_API_KEY" in line for line in lines)
+    assert any(line.startswith("FAIL  recommendations 'popular': not JSON") for line in lines)
+    assert "/v1/123456/GetSimilarItemsWeb/1/[key]" in result.output and API_KEY not in result.output
+    assert sorted(asked.method for asked in api.asked) == sorted(module["method"] for module in MODULES.values())
+    assert {asked.count for asked in api.asked} == {"1"}
+    assert result.exit_code == 1
+
+
+def test_check_reports_an_unreachable_api(make_site, api: FakeRecommendationsAPI) -> None:
+    app = make_site(CDP_RECOMMENDATIONS_API_URL="http://127.0.0.1:9")
+    result = app.test_cli_runner().invoke(args=["cdp", "check"])
+    assert "FAIL  recommendations 'also': could not connect" in result.output
+    assert "check CDP_RECOMMENDATIONS_API_URL and the network" in result.output

@@ -1,0 +1,59 @@
+"""The demo's recommendation blocks in a real headless Chromium, against the demo as it
+ships: its stand-in for Raptor's script sends the visitor's events, and its stand-in for
+the Recommendations API (on a loopback port of its own) answers the blocks."""
+
+from __future__ import annotations
+
+import pytest
+
+import wsgi
+from tests.support.browser import ServedApp, artifact
+
+pytestmark = pytest.mark.browser
+
+
+def block_items(page, block: str) -> list[str]:  # noqa: ANN001 - a Playwright page
+    return [text.strip() for text in page.locator(f"#{block} li").all_inner_texts()]
+
+
+def test_accepting_consent_fills_the_blocks_for_this_visitor(browser, tmp_path) -> None:
+    served = ServedApp(wsgi.create_app({}, instance_path=str(tmp_path / "instance")))
+    try:
+        page = browser.new_page()
+        page.goto(served.url + "/products/aquarium")
+        # "Others also viewed" needs no visitor: it shows before any consent.
+        assert block_items(page, "also-viewed") == ["Cat tree \"Skyscraper\"", "Salmon cat food, 2 kg",
+                                                    "Reflective dog leash"]
+        with page.expect_response(lambda response: response.url.endswith("/demo-raptor/events")) as sent:
+            page.click("#accept-tracking")
+        assert sent.value.status == 204
+        page.goto(served.url + "/products/cat-tree")  # the visit is sent at once now: consent is known
+        page.wait_for_timeout(300)
+        page.goto(served.url + "/basket")
+        viewed = block_items(page, "recently-viewed")
+        assert viewed[:2] == ["Cat tree \"Skyscraper\"", "Aquarium starter kit"]  # newest first
+        page.goto(served.url + "/")
+        picks = block_items(page, "for-you")
+        assert picks[:2] == ["Cat tree \"Skyscraper\"", "Salmon cat food, 2 kg"]  # a cat visitor's picks
+        page.screenshot(path=str(artifact("demo-recommendations-consent.png")), full_page=True)
+        page.close()
+    finally:
+        served.close()
+
+
+def test_declining_consent_shows_the_sites_own_fallback(browser, tmp_path) -> None:
+    served = ServedApp(wsgi.create_app({}, instance_path=str(tmp_path / "instance")))
+    try:
+        page = browser.new_page()
+        page.goto(served.url + "/products/cat-tree")
+        page.click("#decline-tracking")
+        page.goto(served.url + "/")
+        assert page.locator("#for-you li.fallback").is_visible()
+        page.goto(served.url + "/basket")
+        assert page.locator("#recently-viewed").count() == 0
+        page.goto(served.url + "/products/cat-tree")
+        assert block_items(page, "also-viewed")[0] == "Salmon cat food, 2 kg"  # needs no visitor
+        page.screenshot(path=str(artifact("demo-recommendations-declined.png")), full_page=True)
+        page.close()
+    finally:
+        served.close()
