@@ -4,17 +4,21 @@ Raptor's host is not on the site's machine, but a benchmark's fake is, and on tw
 its CPU is taken from the pages being measured: the tests' fake (``http.server``, which
 records every request) costs about 270 µs of CPU a request, three quarters of a core at
 the rate the sender sends. This one answers every request on a kept-alive connection
-with an empty ``200`` and reads nothing but the end of each request's head (about a
+with an empty ``200`` (or, given one, the same JSON body: a stand-in for the
+Recommendations API) and reads nothing but the end of each request's head (about a
 tenth of that). Prints its URL, then serves until killed.
 
-    .venv/bin/python benchmarks/lean_http_host.py
+    .venv/bin/python benchmarks/lean_http_host.py ['<JSON body>']
 """
 
 from __future__ import annotations
 
 import asyncio
+import sys
 
-ANSWER = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+BODY = sys.argv[1].encode() if len(sys.argv) > 1 else b""
+ANSWER = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: " + str(len(BODY)).encode()
+          + b"\r\n\r\n" + BODY)
 END_OF_HEAD = b"\r\n\r\n"
 
 

@@ -27,6 +27,8 @@ BENCHMARKS = [
     ("Webhook: small deliveries against a plain endpoint doing the same writes, one host and two",
      "small_deliveries.py", [], ["--deliveries", "400", "--single", "50", "--rounds", "5"]),
     ("A fleet's metrics and rate limits on a tracked page", "fleet_overhead.py", [], ["--rounds", "5", "--requests", "100"]),
+    ("Recommendations: a cached block through gunicorn, and a cache miss", "recommendations.py", [],
+     ["--rounds", "5", "--requests", "100"]),
     ("Tracking helpers: render cost", "tracking_render.py", [], ["--calls", "300", "--rounds", "5", "--requests", "5"]),
     ("Visitor segments: a page's checks for a visitor who has not logged in", "visitor_segments.py", [],
      ["--rounds", "5", "--requests", "100"]),

@@ -47,10 +47,11 @@ VISITOR, SESSION = "0b6f7c2e-5a3d-4e1f-9c8b-7a6d5e4f3a2b", "1c7a8d3f-6b4e-4f2a-8
 
 
 @contextmanager
-def stand_in_host() -> Iterator[str]:
-    """The stand-in for Raptor's tracking host, in a process of its own; yields its URL."""
-    process = subprocess.Popen([sys.executable, str(Path(__file__).resolve().parent / "lean_http_host.py")],
-                               stdout=subprocess.PIPE, text=True)
+def stand_in_host(body: str | None = None) -> Iterator[str]:
+    """The stand-in for Raptor's tracking host (or, with a JSON ``body``, its
+    Recommendations API), in a process of its own; yields its URL."""
+    process = subprocess.Popen([sys.executable, str(Path(__file__).resolve().parent / "lean_http_host.py"),
+                                *([body] if body is not None else [])], stdout=subprocess.PIPE, text=True)
     assert process.stdout is not None
     try:
         yield process.stdout.readline().strip()

@@ -4,10 +4,9 @@ error for the page (none, so it renders the site's fallback)."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from collections.abc import Callable, Mapping
+from urllib.parse import urlencode
 
 from ..api_calls import Cache, CachedCalls, CircuitBreaker
 from ..constants import RECOMMENDATIONS_CACHE_SIZE, RECOMMENDATIONS_FAILURES_BEFORE_PAUSE, RECOMMENDATIONS_PAUSE_SECONDS
@@ -42,6 +41,6 @@ class RecommendationsService:
 
 
 def cache_key(module: RecommendationModule, count: int, parameters: Mapping[str, str]) -> str:
-    """One key per module, count and parameters, of a bounded length whatever they hold."""
-    what = json.dumps([module.name, module.method, count, sorted(parameters.items())], ensure_ascii=False)
-    return "cdp_bridge:recommendations:" + hashlib.blake2b(what.encode(), digest_size=16).hexdigest()
+    """One key per module, method, count and parameters (each value at most 255
+    characters, percent-encoded: a key any cache takes)."""
+    return f"cdp_bridge:recommendations:{module.name}:{module.method}:{count}:{urlencode(sorted(parameters.items()))}"
