@@ -71,7 +71,8 @@ class RecommendationsClient:
         if not isinstance(answer, Answer):
             log.debug("GET %s failed: %s", shown, answer)
             raise RecommendationsFailure(answer.reason, answer.detail)
-        log.debug("GET %s answered %s: %s", shown, answer.status, self._redacted(one_line(answer.text()[:2000])))
+        if log.isEnabledFor(logging.DEBUG):  # the excerpt is made only for a log that shows it
+            log.debug("GET %s answered %s: %s", shown, answer.status, self._redacted(one_line(answer.text()[:2000])))
         status = answer.status
         if status in (401, 403):
             raise RecommendationsFailure("unauthorized", f"the Recommendations API refused the key ({status})")

@@ -64,9 +64,10 @@ class MembershipClient:
             log.debug("GET %s?identifierValue=%s (X-ACTIVATION-ID %s, X-API-KEY [redacted]) failed: %s",
                       self.url, visitor_id, self.activation_id, answer)
             raise MembershipFailure(answer.reason, answer.detail)
-        log.debug("GET %s?identifierValue=%s (X-ACTIVATION-ID %s, X-API-KEY [redacted]) answered %s: %s",
-                  self.url, visitor_id, self.activation_id, answer.status,
-                  one_line(answer.text().replace(self._api_key.reveal(), "[redacted]")))
+        if log.isEnabledFor(logging.DEBUG):  # the excerpt is made only for a log that shows it
+            log.debug("GET %s?identifierValue=%s (X-ACTIVATION-ID %s, X-API-KEY [redacted]) answered %s: %s",
+                      self.url, visitor_id, self.activation_id, answer.status,
+                      one_line(answer.text().replace(self._api_key.reveal(), "[redacted]")))
         status = answer.status
         if status == 404:
             raise MembershipFailure("not_found", "the CDP API answered 404 (a visitor it does not know)")
