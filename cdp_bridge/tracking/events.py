@@ -15,7 +15,7 @@ from typing import Any
 
 from ..constants import DEFAULT_TRACKING_PARAMETERS
 from ..errors import TrackingArgumentError
-from .fields import add_subtotal, event_parameters
+from .fields import event_parameters, parameter_positions, subtotal_of
 
 
 @dataclass(frozen=True)
@@ -28,11 +28,16 @@ class EventType:
     #: ``subtotal`` is price × quantity unless given (SPEC section 5).
     derives_subtotal: bool = False
 
-    def parameters(self, fields: dict[str, Any], overrides: Mapping[str, Mapping[str, str]]) -> dict[str, str]:
-        """The event's ``pN`` parameters from its fields (``fields`` may be completed in place)."""
-        if self.derives_subtotal:
-            add_subtotal(fields)
-        return event_parameters(self.name, fields, overrides)
+    def parameters(self, fields: Mapping[str, Any], overrides: Mapping[str, Mapping[str, str]]) -> dict[str, str]:
+        """The event's ``pN`` parameters from its fields; a buy's subtotal from the price and
+        quantity already checked and formatted, unless it is given."""
+        params = event_parameters(self.name, fields, overrides)
+        if self.derives_subtotal and fields.get("subtotal") is None:
+            positions = parameter_positions(self.name, overrides)
+            price, quantity = params.get(positions["price"]), params.get(positions["quantity"])
+            if price is not None and quantity is not None:
+                params[positions["subtotal"]] = subtotal_of(price, quantity)
+        return params
 
     def kept_empty(self, overrides: Mapping[str, Mapping[str, str]]) -> frozenset[str]:
         """The p-numbers of :attr:`keep_empty`, where this account puts them."""

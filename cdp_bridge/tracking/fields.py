@@ -37,8 +37,7 @@ def event_parameters(
 ) -> dict[str, str]:
     """The ``pN`` parameters of one event (a type :mod:`.events` knows), every value a
     string, absent fields left out."""
-    moved = overrides.get(event_type)
-    positions = {**DEFAULT_TRACKING_PARAMETERS, **moved} if moved else DEFAULT_TRACKING_PARAMETERS
+    positions = parameter_positions(event_type, overrides)
     given = fields.get("currency")
     currency = format_currency(given) if given is not None else None  # checked once for every amount
     params = {positions["event_type"]: event_type}
@@ -57,6 +56,12 @@ def event_parameters(
                 + " or a raw parameter such as p9"
             )
     return params
+
+
+def parameter_positions(event_type: str, overrides: Mapping[str, Mapping[str, str]]) -> Mapping[str, str]:
+    """Field → ``pN`` for one event type: the defaults, moved by ``CDP_TRACKING_PARAMETERS``."""
+    moved = overrides.get(event_type)
+    return {**DEFAULT_TRACKING_PARAMETERS, **moved} if moved else DEFAULT_TRACKING_PARAMETERS
 
 
 def format_in_stock(value: Any) -> str:
@@ -178,18 +183,13 @@ def format_basket_content(value: Any) -> str:
     return ",".join(text_value(item, f"basket_content[{i}]").replace(",", "") for i, item in enumerate(value))
 
 
-def add_subtotal(fields: dict[str, Any]) -> dict[str, Any]:
-    """A buy's fields with ``subtotal`` = price × quantity, unless it is given (or the
-    price or the quantity is missing): what ``cdp_track_buy`` and ``cdp.track`` send."""
-    if fields.get("subtotal") is None and fields.get("price") is not None and fields.get("quantity") is not None:
-        fields["subtotal"] = line_subtotal(fields["price"], fields["quantity"], fields.get("currency"))
-    return fields
-
-
-def line_subtotal(price: Any, quantity: Any, currency: Any) -> str:
-    """``price × quantity`` of an order line, formatted like a price."""
-    amount = decimal_amount(price, "price") * whole_number(quantity, "quantity")
-    return format_price(amount, format_currency(currency) if currency is not None else None, "subtotal")
+def subtotal_of(price: str, quantity: str) -> str:
+    """``price × quantity`` from an event's formatted price and quantity: a price already
+    has its currency's decimals, and a whole quantity keeps them."""
+    subtotal = Decimal(price) * int(quantity)
+    if subtotal >= MAX_AMOUNT:
+        raise TrackingArgumentError(f"subtotal must be below 10^{MAX_DIGITS}, not {_short(subtotal)}")
+    return str(subtotal)
 
 
 def _text_formatter(keyword: str) -> Callable[[Any, Any], str]:
