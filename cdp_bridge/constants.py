@@ -45,6 +45,8 @@ DEFAULT_TRACKING_PARAMETERS: dict[str, str] = {
     "in_stock": "p15",
     "master_id": "p18",
     "order_id": "p21",
+    # An itemclick's recommendation module (Raptor's "am"): what credits a module with its clicks.
+    "module": "am",
 }
 
 #: The webhook's path inside the ``cdp`` blueprint.

@@ -40,7 +40,7 @@ from .tracking.cookies import set_visitor_cookies
 from .tracking.endpoint import VIEW_LOCATION as TRACK_VIEW
 from .tracking.endpoint import register_track_endpoint
 from .tracking.helpers import register_tracking_globals
-from .tracking.server_events import track
+from .tracking.server_events import track, track_offline_buy
 from .visitors import as_segments
 from .webhook.formats import PayloadFormat
 from .webhook.view import VIEW_LOCATION as WEBHOOK_VIEW
@@ -309,6 +309,15 @@ class CDP:
         """
         return track(self.state, event_type, visitor_id=visitor_id, session_id=session_id, user_id=user_id, url=url,
                      fields=fields)
+
+    def track_offline_buy(self, order_id: Any, lines: Any, email: str, currency: Any = None) -> int:
+        """Send an order that no browser page saw (a till sale, a payment provider's webhook)
+        to Raptor's ``.stream`` endpoint, one ``buy`` per line (``id``, ``price``,
+        ``quantity``), attributed by the customer's email (SPEC section 13), through the
+        same bounded sender as every server-side event. Every line is checked before any is
+        sent: a bad email, order id or line raises :class:`TrackingArgumentError` and
+        nothing is sent. Returns the number of events queued."""
+        return track_offline_buy(self.state, order_id, lines, email, currency)
 
     def is_in_segment(self, user_id: object, segment: str) -> bool:
         """Whether the user is in ``segment`` (identifier, name, or ``group/segment``).

@@ -47,7 +47,7 @@ class EventType:
 
 #: Every type of Raptor's "Tracking Events & Parameters Reference" (Visit, Basket, Buy,
 #: Favorite, ContentVisit, Search, SearchClick, SearchResult, ItemClick, and the automatic
-#: PageView), plus wishlist and campaign.
+#: PageView), plus wishlist, campaign and setuser.
 EVENT_TYPES: dict[str, EventType] = {row.name: row for row in (
     EventType("visit"),
     EventType("buy", derives_subtotal=True),
@@ -61,6 +61,8 @@ EVENT_TYPES: dict[str, EventType] = {row.name: row for row in (
     EventType("itemclick"),
     EventType("wishlist"),
     EventType("campaign"),
+    # Raptor's "set email marketing id": the visitor's email goes as ruid (the user id).
+    EventType("setuser"),
 )}
 
 

@@ -1,19 +1,24 @@
 """``cdp.track()``: one event sent from the server, inside or outside a request (SPEC
-section 10), for example a buy from a payment provider's webhook."""
+section 10), for example a buy from a payment provider's webhook; and
+``cdp.track_offline_buy()``: an order no browser page saw (a till sale, a payment
+provider's webhook), sent to Raptor's ``.stream`` endpoint with ``source=webhook``
+(SPEC section 13)."""
 
 from __future__ import annotations
 
 import dataclasses
+import re
+from collections.abc import Iterable
 from typing import Any
 
 from flask import has_request_context
 
 from ..errors import ConfigurationError, TrackingArgumentError
-from ..identifiers import visitor_id_or_none
+from ..identifiers import text_problem, visitor_id_or_none
 from ..page import current_page
 from ..state import CDPState
 from .events import event_type
-from .fields import tracking_user_id
+from .fields import event_parameters, line_fields, tracking_user_id
 from .wire import Visitor
 
 
@@ -40,3 +45,41 @@ def track(state: CDPState, type_name: str, *, visitor_id: str | None, session_id
     row = event_type(type_name, settings.tracking_parameters)
     state.tracking.queue([(row, row.parameters(fields, settings.tracking_parameters))], visitor)
     return True
+
+
+#: An email address as far as a tracking call needs one: something@domain.tld, no spaces.
+EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+MAX_EMAIL_LENGTH = 254
+
+
+def track_offline_buy(state: CDPState, order_id: Any, lines: Iterable[Any], email: Any, currency: Any = None) -> int:
+    """Queue one ``buy`` per order line, sent as ``{CDP_SERVER_TRACKING_URL}/{account}.stream?
+    p1=buy&p2=…&p12=…&p13=…&p21=…&ruid=…&source=webhook`` (``ruid``: the email, base64 as
+    every ``ruid``). All lines are checked before any is queued; the number queued."""
+    settings = state.settings
+    if not settings.account_number:
+        raise ConfigurationError("CDP_ACCOUNT_NUMBER is not set: nothing can be tracked")
+    if not isinstance(email, str) or len(email) > MAX_EMAIL_LENGTH or not EMAIL.fullmatch(email) \
+            or text_problem(email, max_length=MAX_EMAIL_LENGTH) is not None:
+        raise TrackingArgumentError("email must be an email address such as name@example.com")
+    if order_id is None or (isinstance(order_id, str) and not order_id.strip()):
+        raise TrackingArgumentError("order_id is required")
+    if isinstance(lines, (str, bytes)) or not isinstance(lines, Iterable):
+        raise TrackingArgumentError("lines must be a list of order lines")
+    row = event_type("buy", settings.tracking_parameters)
+    built = []
+    for index, line in enumerate(lines):
+        fields = {key: value for key, value in line_fields(line, index).items() if key in OFFLINE_BUY_FIELDS}
+        fields.update(order_id=order_id, currency=currency)
+        try:
+            built.append((row, event_parameters("buy", fields, settings.tracking_parameters)))
+        except TrackingArgumentError as exc:
+            raise TrackingArgumentError(f"lines[{index}]: {exc}") from None
+    if not built:
+        raise TrackingArgumentError("lines must hold at least one order line")
+    state.tracking.queue(built, Visitor(user_id=email), endpoint="stream", extra=(("source", "webhook"),))
+    return len(built)
+
+
+#: What an offline buy sends of each line (SPEC section 13): no page, so no page's fields.
+OFFLINE_BUY_FIELDS = frozenset({"id", "price", "quantity"})

@@ -30,17 +30,19 @@ class TrackingService:
         self.sender = EventSender(on_report=on_report)
         self._warned_unconfigured = False
 
-    def queue(self, events: list[BuiltEvent], visitor: Visitor) -> None:
+    def queue(self, events: list[BuiltEvent], visitor: Visitor, *, endpoint: str = "rsa",
+              extra: tuple[tuple[str, str], ...] = ()) -> None:
         """Queue events, all or none: each is checked before any is queued (a value no URL
         can carry is refused while the page can still hear it); their URLs are built and
-        sent off the request path."""
+        sent off the request path. ``endpoint`` and ``extra``: see :func:`.wire.event_url`."""
         settings = self.settings
         assert settings.account_number is not None
         for _, params in events:
             check_encodable(params, visitor)
         for event_type, params in events:
             self.sender.enqueue(Event(settings.server_tracking_url, settings.account_number, params, visitor,
-                                      keep_empty=event_type.kept_empty(settings.tracking_parameters)))
+                                      keep_empty=event_type.kept_empty(settings.tracking_parameters),
+                                      endpoint=endpoint, extra=extra))
         TRACKING_EVENTS.labels("queued").inc(len(events))
 
     def warn_unconfigured_once(self) -> None:

@@ -54,12 +54,22 @@ def ruid(user_id: str) -> str:
 
 
 def event_url(base_url: str, account_number: str, params: Mapping[str, str], visitor: Visitor,
-              keep_empty: frozenset[str] = frozenset()) -> str:
-    """The whole request URL of one event; ``keep_empty`` names parameters sent even when empty."""
-    pairs = sorted(params.items(), key=lambda item: int(item[0][1:]))
+              keep_empty: frozenset[str] = frozenset(), endpoint: str = "rsa",
+              extra: tuple[tuple[str, str], ...] = ()) -> str:
+    """The whole request URL of one event; ``keep_empty`` names parameters sent even when
+    empty; ``endpoint`` is ``rsa`` (a visitor's event) or ``stream`` (a buy no page saw),
+    and ``extra`` pairs close the query (``source=webhook``)."""
+    pairs = sorted(params.items(), key=_parameter_order)
     query = "&".join([f"{name}={encode_uri_component(value)}" for name, value in pairs if value or name in keep_empty]
-                     + ([visitor.query] if visitor.query else []))
-    return f"{base_url}/{encode_uri_component(account_number)}.rsa?{query}"
+                     + ([visitor.query] if visitor.query else [])
+                     + [f"{name}={encode_uri_component(value)}" for name, value in extra])
+    return f"{base_url}/{encode_uri_component(account_number)}.{endpoint}?{query}"
+
+
+def _parameter_order(item: tuple[str, str]) -> tuple[int, int, str]:
+    """``p1`` … ``p999`` in their numbers' order, then named ones (``am``) by name."""
+    name = item[0]
+    return (0, int(name[1:]), "") if name[1:].isdigit() else (1, 0, name)
 
 
 @dataclass(frozen=True)
@@ -72,9 +82,12 @@ class Event:
     params: Mapping[str, str]
     visitor: Visitor
     keep_empty: frozenset[str] = frozenset()
+    endpoint: str = "rsa"
+    extra: tuple[tuple[str, str], ...] = ()
 
     def url(self) -> str:
-        return event_url(self.base_url, self.account_number, self.params, self.visitor, self.keep_empty)
+        return event_url(self.base_url, self.account_number, self.params, self.visitor, self.keep_empty,
+                         self.endpoint, self.extra)
 
 
 def check_encodable(params: Mapping[str, str], visitor: Visitor) -> None:
