@@ -16,6 +16,12 @@ VISITOR_COOKIE = "rsa"
 #: Raptor's session cookie (a UUID), 20 minutes, sliding.
 SESSION_COOKIE = "rsaSession"
 SESSION_COOKIE_MINUTES = 20
+#: Raptor's email links land with reaid and/or ruid; the server keeps them (SPEC section 13).
+REAID_COOKIE = "rsaReaid"
+RUID_COOKIE = "rsaRuid"
+CAMPAIGN_COOKIE_DAYS = 365
+#: The landing page's campaign parameters, sent with that page's events.
+UTM_PARAMETERS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
 #: Events waiting to be sent by a process's sender; beyond it the oldest are dropped.
 SERVER_TRACKING_QUEUE_SIZE = 10_000
 SERVER_TRACKING_TIMEOUT = 1.0

@@ -12,15 +12,16 @@ from __future__ import annotations
 import logging
 import re
 import uuid
+from collections.abc import Mapping
 from functools import cached_property
 from typing import Any
 
 from flask import current_app, g, has_request_context, request
 from markupsafe import escape
 
-from .constants import SESSION_COOKIE, VISITOR_COOKIE
+from .constants import REAID_COOKIE, RUID_COOKIE, SESSION_COOKIE, UTM_PARAMETERS, VISITOR_COOKIE
 from .errors import TrackingArgumentError, ValidationError
-from .identifiers import validate_user_id, visitor_id_or_none
+from .identifiers import text_problem, validate_user_id, visitor_id_or_none
 from .state import CDPState, current_state
 from .store import NO_SEGMENTS, UserSegments
 from .tracking.service import BuiltEvent
@@ -107,7 +108,20 @@ class Page:
         ids = self.tracking_ids
         if ids is None:
             return None
-        return Visitor(visitor_id=ids[0], session_id=ids[1], user_id=self.user_id, url=request.url)
+        reaid, campaign_ruid = self.campaign_ids
+        return Visitor(visitor_id=ids[0], session_id=ids[1], user_id=self.user_id, url=request.url, reaid=reaid,
+                       campaign_ruid=campaign_ruid, utm=utm_pairs(request.args))
+
+    @cached_property
+    def campaign_ids(self) -> tuple[str | None, str | None]:
+        """``reaid`` and ``ruid`` of Raptor's email links: from the landing page's URL, else
+        the cookies the server keeps them in; none without consent. A value of the wrong
+        form is ignored (it came from outside; the page goes on)."""
+        if not self.consented:
+            return None, None
+        args, cookies = request.args, request.cookies
+        return (_id_or_none(args.get("reaid"), REAID) or _id_or_none(cookies.get(REAID_COOKIE), REAID),
+                _id_or_none(args.get("ruid"), BASE64) or _id_or_none(cookies.get(RUID_COOKIE), BASE64))
 
     @cached_property
     def segments(self) -> UserSegments:
@@ -160,6 +174,25 @@ def current_page() -> Page:
     if page is None:
         page = g._cdp_page = Page(current_state(), in_request=True)
     return page
+
+
+#: Raptor's email id (an opaque token) and a ruid as the email link sends it (base64).
+REAID = re.compile(r"[A-Za-z0-9._~+/=-]{1,255}")
+BASE64 = re.compile(r"[A-Za-z0-9+/_-]{1,1020}={0,2}")
+
+
+def _id_or_none(value: str | None, form: re.Pattern[str]) -> str | None:
+    return value if value is not None and form.fullmatch(value) else None
+
+
+def utm_pairs(args: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """The ``utm_*`` parameters of a page's URL that are acceptable text, in their usual order."""
+    pairs = []
+    for name in UTM_PARAMETERS:
+        value = args.get(name)
+        if value and text_problem(value, max_length=255) is None:
+            pairs.append((name, value))
+    return tuple(pairs)
 
 
 def nonce_attribute(nonce: Any) -> str:

@@ -5,6 +5,8 @@ so a returning visitor looks new after a week. Set by the server, the same cooki
 ``CDP_VISITOR_COOKIE_DAYS``. ``rsa`` is set (and renewed, sliding) in every mode;
 ``rsaSession`` (20 minutes, sliding) in server and hybrid modes, where no script of
 Raptor's runs. An existing valid value is never replaced, only given a new expiry.
+In server and hybrid modes the ids of Raptor's email links (``reaid``, ``ruid`` in the
+landing page's URL) are kept too, in ``rsaReaid`` and ``rsaRuid`` (365 days, sliding).
 Nothing is set without consent.
 """
 
@@ -14,7 +16,15 @@ import logging
 
 from flask import Response, request
 
-from ..constants import SESSION_COOKIE, SESSION_COOKIE_MINUTES, TRACK_PATH, VISITOR_COOKIE
+from ..constants import (
+    CAMPAIGN_COOKIE_DAYS,
+    REAID_COOKIE,
+    RUID_COOKIE,
+    SESSION_COOKIE,
+    SESSION_COOKIE_MINUTES,
+    TRACK_PATH,
+    VISITOR_COOKIE,
+)
 from ..errors import TrackingArgumentError
 from ..model import TrackingMode
 from ..page import current_page
@@ -39,8 +49,11 @@ def set_visitor_cookies(response: Response) -> Response:
         return response
     mode = settings.tracking_mode
     cookies = [(VISITOR_COOKIE, ids[0], settings.visitor_cookie_days * 86400)]
-    if mode != TrackingMode.CLIENT:
+    if mode != TrackingMode.CLIENT:  # in client mode Raptor's script keeps these itself
         cookies.append((SESSION_COOKIE, ids[1], SESSION_COOKIE_MINUTES * 60))
+        reaid, campaign_ruid = current_page().campaign_ids
+        cookies += [(name, value, CAMPAIGN_COOKIE_DAYS * 86400)
+                    for name, value in ((REAID_COOKIE, reaid), (RUID_COOKIE, campaign_ruid)) if value]
     for name, value, seconds in cookies:
         response.set_cookie(name, value or "", max_age=seconds, path="/", samesite="Lax", secure=request.is_secure,
                             httponly=mode == TrackingMode.SERVER)

@@ -13,7 +13,9 @@ forwards the event server-side. It answers 204, or a 4xx naming what was wrong.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
@@ -22,11 +24,10 @@ from ..errors import TrackingArgumentError
 from ..identifiers import visitor_id_or_none
 from ..model import TrackingMode
 from ..outbound import BadAnswer, read_json
-from ..page import current_page
+from ..page import current_page, utm_pairs
 from ..state import current_state
 from .events import EventType, event_type
 from .fields import text_value
-from .wire import Visitor
 
 #: How Flask-WTF's ``CSRFProtect.exempt`` names this view.
 VIEW_LOCATION = f"{__name__}.receive_event"
@@ -71,7 +72,9 @@ def receive_event() -> Response:
     except TrackingArgumentError as exc:
         return refuse(400, "invalid_event", str(exc))
     try:
-        state.tracking.queue([(row, params)], Visitor(visitor.visitor_id, visitor.session_id, visitor.user_id, url))
+        # The page's own utm_* (the shim posts its URL), and the email link's ids the cookies keep.
+        page_visitor = dataclasses.replace(visitor, url=url, utm=utm_pairs(_query_of(url)))
+        state.tracking.queue([(row, params)], page_visitor)
     except TrackingArgumentError as exc:  # a value no URL can carry
         return refuse(400, "invalid_event", str(exc))
     return current_app.response_class(status=204)
@@ -112,3 +115,13 @@ def _event(body: bytes, overrides: Any) -> tuple[EventType, dict[str, str], str 
     url = document.get("url")
     page_url = url if isinstance(url, str) and url.startswith(request.host_url) and len(url) <= 2048 else None
     return row, checked, page_url
+
+
+def _query_of(url: str | None) -> dict[str, str]:
+    """The query parameters of the page's URL (the first of each name)."""
+    if not url:
+        return {}
+    found: dict[str, str] = {}
+    for name, value in parse_qsl(urlsplit(url).query):
+        found.setdefault(name, value)
+    return found

@@ -31,12 +31,19 @@ class Visitor:
     session_id: str | None = None
     user_id: str | None = None
     url: str | None = None
+    #: From Raptor's email links (the ``rsaReaid`` / ``rsaRuid`` cookies): the email's id,
+    #: and its ruid as the link sent it (already base64), which a logged-in user's id overrides.
+    reaid: str | None = None
+    campaign_ruid: str | None = None
+    #: The landing page's ``utm_*`` parameters, for that page's events only.
+    utm: tuple[tuple[str, str], ...] = ()
 
     @cached_property
     def query(self) -> str:
-        """``coid=…&sid=…&ruid=…&url=…``, encoded once for all of a page's events."""
+        """``coid=…&sid=…&ruid=…&reaid=…&url=…&utm_…``, encoded once for all of a page's events."""
         pairs = [("coid", self.visitor_id), ("sid", self.session_id),
-                 ("ruid", ruid(self.user_id) if self.user_id else None), ("url", self.url)]
+                 ("ruid", ruid(self.user_id) if self.user_id else self.campaign_ruid), ("reaid", self.reaid),
+                 ("url", self.url), *self.utm]
         return "&".join(f"{name}={encode_uri_component(value)}" for name, value in pairs if value)
 
 

@@ -85,3 +85,75 @@ def test_client_mode_pushes_am_to_raptors_script(make_site) -> None:
     with app.test_request_context("/", headers={"Cookie": "consent=1"}):
         html = render_template_string("{{ cdp_track_event('itemclick', id='sku-1', module='also_viewed') }}")
     assert '"p1":"itemclick","p2":"sku-1","am":"also_viewed"' in html
+
+
+CAMPAIGN_RUID = base64.b64encode(b"reader@example.com").decode()
+LANDING = f"/product?reaid=R-77.x&ruid={quote(CAMPAIGN_RUID, safe='')}&utm_source=news letter&utm_campaign=spring&x=1"
+
+
+def set_cookies(response) -> dict[str, str]:
+    return {header.split("=", 1)[0]: header for header in response.headers.getlist("Set-Cookie")}
+
+
+def test_an_email_links_ids_are_kept_after_consent_and_go_with_every_later_event(make_site, host: FakeTrackingHost) -> None:
+    app = make_site("server")
+    client = consenting_client(app, rsa=VISITOR)
+    landing = client.get(LANDING)
+    cookies = set_cookies(landing)
+    assert "rsaReaid=R-77.x;" in cookies["rsaReaid"] and "Max-Age=31536000" in cookies["rsaReaid"]
+    assert f"rsaRuid={CAMPAIGN_RUID}" in cookies["rsaRuid"] and "HttpOnly" in cookies["rsaRuid"]
+    host.wait_for(lambda h: len(h.hits) == 2)
+    ruid = quote(CAMPAIGN_RUID, safe="")
+    for hit in host.hits:  # the landing page's pageview and visit
+        assert f"&ruid={ruid}&reaid=R-77.x&url=" in hit.query
+        assert hit.query.endswith("&utm_source=news%20letter&utm_campaign=spring"), hit.query
+    client.get("/product")  # a later page: the cookies carry the ids, the utm_* stay with the landing page
+    host.wait_for(lambda h: len(h.hits) == 4)
+    for hit in host.hits[2:]:
+        assert f"&ruid={ruid}&reaid=R-77.x&url=http%3A%2F%2Flocalhost%2Fproduct" in hit.query
+        assert "utm_" not in hit.query
+
+
+def test_a_logged_in_users_id_wins_over_the_emails(make_site, host: FakeTrackingHost) -> None:
+    app = make_site("server")
+    cdp_of(app).user_id_loader(lambda: "customer-9")
+    consenting_client(app, rsa=VISITOR).get(LANDING)
+    host.wait_for(lambda h: len(h.hits) == 2)
+    own = quote(base64.b64encode(b"customer-9").decode(), safe="")
+    assert all(f"&ruid={own}&reaid=R-77.x" in hit.query for hit in host.hits)
+
+
+def test_without_consent_no_campaign_cookie_and_no_event(make_site, host: FakeTrackingHost) -> None:
+    app = make_site("server")
+    response = app.test_client().get(LANDING)
+    assert response.headers.getlist("Set-Cookie") == []
+    app.extensions["cdp"].tracking.sender.stop(seconds=5)
+    assert host.hits == []
+
+
+def test_client_mode_leaves_the_campaign_cookies_to_raptors_script(make_site, host: FakeTrackingHost) -> None:
+    cookies = set_cookies(consenting_client(make_site("client"), rsa=VISITOR).get(LANDING))
+    assert "rsa" in cookies and "rsaReaid" not in cookies and "rsaRuid" not in cookies
+
+
+@pytest.mark.parametrize("query", ["reaid=has space&ruid=not*base64", "reaid=" + "x" * 300])
+def test_ids_of_the_wrong_form_are_ignored(make_site, host: FakeTrackingHost, query: str) -> None:
+    app = make_site("server")
+    response = consenting_client(app, rsa=VISITOR).get(f"/product?{query}")
+    assert response.status_code == 200 and "rsaReaid" not in set_cookies(response)
+    host.wait_for(lambda h: len(h.hits) == 2)
+    assert all("reaid=" not in hit.query and "ruid=" not in hit.query for hit in host.hits)
+
+
+def test_hybrid_sends_the_landing_pages_utm_and_the_kept_ids(make_site, host: FakeTrackingHost) -> None:
+    app = make_site("hybrid")
+    client = consenting_client(app, rsa=VISITOR)
+    client.get(LANDING)  # the page sets the cookies; its events come through the shim
+    body = {"params": {"p1": "visit", "p2": "cat-tree"}, "url": f"http://localhost{LANDING}"}
+    assert post_event(client, body).status_code == 204
+    later = {"params": {"p1": "visit", "p2": "cat-food"}, "url": "http://localhost/product"}
+    assert post_event(client, later).status_code == 204
+    host.wait_for(lambda h: len(h.hits) == 2)
+    first, second = host.hits
+    assert "&reaid=R-77.x" in first.query and first.query.endswith("&utm_source=news%20letter&utm_campaign=spring")
+    assert "&reaid=R-77.x" in second.query and "utm_" not in second.query
