@@ -23,6 +23,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
+import click
 from dotenv import find_dotenv, load_dotenv
 from flask import Blueprint, Flask, Response, abort, current_app, flash, g, redirect, render_template, request, session, url_for
 from flask_sqlalchemy import SQLAlchemy
@@ -30,7 +31,7 @@ from sqlalchemy import String, select
 from sqlalchemy.orm import Mapped, mapped_column
 from werkzeug.serving import WSGIRequestHandler, make_server
 
-from cdp_bridge import CDP, ConflictError
+from cdp_bridge import CDP, ConflictError, TrackingArgumentError
 
 DEMO_CLIENT_ID = "demo-shop"
 DEMO_MEMBERSHIP_ACTIVATION_ID = "demo-cdp-api"
@@ -367,6 +368,25 @@ def checkout() -> Any:
     session["last_order"] = order
     session["basket"] = {}
     return redirect(url_for(".order_confirmation"))
+
+
+@shop.cli.command("till-sale")
+@click.option("--order", "order_id", required=True, help="The till's receipt number.")
+@click.option("--email", required=True, help="The customer's email, as the loyalty card gives it.")
+@click.option("--product", "products", multiple=True, required=True, help="A product id; repeat for more lines.")
+def till_sale(order_id: str, email: str, products: tuple[str, ...]) -> None:
+    """Send a sale made at the shop's till (no page saw it) to Raptor as offline buys."""
+    unknown = [product for product in products if product not in PRODUCTS]
+    if unknown:
+        raise click.UsageError(f"unknown product(s): {', '.join(unknown)}; the shop sells {', '.join(PRODUCTS)}")
+    lines = [{"id": product, "price": PRODUCTS[product]["price"], "quantity": products.count(product)}
+             for product in dict.fromkeys(products)]
+    try:
+        sent = cdp.track_offline_buy(order_id, lines, email, currency=CURRENCY)
+    except TrackingArgumentError as exc:
+        raise click.UsageError(str(exc)) from None
+    cdp.state.tracking.sender.stop(seconds=10)  # a command ends here: send what it queued first
+    click.echo(f"Sent {sent} offline buy event(s) for receipt {order_id}.")
 
 
 @shop.get("/order")
