@@ -27,6 +27,8 @@ SERVER_TRACKING_QUEUE_SIZE = 10_000
 SERVER_TRACKING_TIMEOUT = 1.0
 #: The hybrid mode's endpoint inside the ``cdp`` blueprint, its largest body and its rate per visitor.
 TRACK_PATH = "/track"
+#: Server mode: a recommendation link goes through here, which sends its itemclick.
+CLICK_PATH = "/click"
 METRICS_PATH = "/metrics"
 TRACK_MAX_BYTES = 8 * 1024
 TRACK_EVENTS_PER_MINUTE = 120

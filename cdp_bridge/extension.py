@@ -32,6 +32,7 @@ from .metrics_endpoint import register_metrics_endpoint
 from .model import Clock
 from .page import current_page
 from .rate_limits import RateLimits, limiter_for
+from .recommendations.click import register_click_endpoint
 from .recommendations.helpers import cdp_recommendations, recommendations
 from .settings import CDPSettings, load_settings
 from .state import CDPState, Hooks, current_state
@@ -84,6 +85,7 @@ class CDP:
         register_webhook(self.blueprint)
         register_track_endpoint(self.blueprint)
         register_metrics_endpoint(self.blueprint)
+        register_click_endpoint(self.blueprint)
         self.blueprint.url_value_preprocessor(_exempt_from_host_csrf)
         # Nested: its own before_request guards every back-office view, whatever name
         # and prefix the host registers ``cdp.blueprint`` under.

@@ -44,7 +44,7 @@ class Page:
         self.pending_events: list[BuiltEvent] = []
         self._user_segments: dict[str, UserSegments] = {}
         #: Each recommendation block's records, by module, count and parameters: one loader call a page.
-        self.recommended: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+        self.recommended: dict[tuple[Any, ...], tuple[tuple[str, Any], ...]] = {}
 
     @cached_property
     def user_id(self) -> str | None:

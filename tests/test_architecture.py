@@ -94,7 +94,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("state", {"state"}),
     ("request and command line", {"page", "tracking.helpers", "tracking.endpoint", "tracking.cookies",
                                   "tracking.server_events", "webhook.view", "admin", "admin.views", "metrics_endpoint",
-                                  "recommendations.helpers",
+                                  "recommendations.helpers", "recommendations.click",
                                   "cli", "cli.group", "cli.commands", "cli.export", "cli.health"}),
     ("extension", {"extension", ""}),
 ]

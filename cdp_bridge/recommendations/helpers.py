@@ -19,12 +19,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlencode
 
 from flask import current_app
+from markupsafe import Markup
 
+from ..constants import CLICK_PATH
 from ..errors import RecommendationArgumentError, TrackingArgumentError
 from ..identifiers import text_problem
-from ..model import RecommendationModule
+from ..model import RecommendationModule, TrackingMode
 from ..page import Page, current_page
 from ..state import CDPState
 
@@ -41,31 +44,82 @@ def recommendations(name: str, count: int | None = None, *, visitor_id: str | No
 
     ``visitor_id`` / ``user_id`` stand in for the request's (outside a request, say in an
     email job, they are the only ones)."""
+    return [record for _, record in _recommended(name, count, visitor_id, user_id, parameters)]
+
+
+def _recommended(name: str, count: int | None, visitor_id: str | None, user_id: str | None,
+                 parameters: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
+    """(recommended id, the site's record) pairs, kept for the page."""
     page = current_page()
     state = page.state
     module = _module(state, name)
     count = _count(module, count)
     query = _query(module, page, visitor_id, user_id, _passed(parameters))
     if query is None:
-        return []
+        return ()
     key = (module.name, count, tuple(sorted(query.items())))
     found = page.recommended.get(key)
     if found is None:
         assert state.recommendations is not None
         found = page.recommended[key] = _records(state, module, state.recommendations.recommend(module, count, query))
-    return list(found)
+    return found
+
+
+class Recommended:
+    """A host's record as a recommendation block gives it to a template: everything of the
+    record (``item.name``, ``item["name"]``), and what its link needs to send an
+    ``itemclick`` with the module's name (SPEC section 13):
+    ``<a href="{{ item.cdp_href(url) }}"{{ item.cdp_click }}>``. With a browser script
+    (client and hybrid modes) the link keeps its URL and carries ``data-cdp-module`` /
+    ``data-cdp-item``, which the head script's click listener sends; in server mode the
+    link goes through ``/cdp/click``, which sends the click and redirects to the URL."""
+
+    __slots__ = ("record", "module", "item_id", "_click_path")
+
+    def __init__(self, record: Any, module: str, item_id: str, click_path: str | None) -> None:
+        self.record, self.module, self.item_id, self._click_path = record, module, item_id, click_path
+
+    def __getattr__(self, name: str) -> Any:
+        record = self.record
+        if isinstance(record, Mapping) and name in record:
+            return record[name]
+        return getattr(record, name)
+
+    def __getitem__(self, key: Any) -> Any:
+        return self.record[key]
+
+    def __repr__(self) -> str:
+        return f"Recommended({self.record!r}, module={self.module!r})"
+
+    @property
+    def cdp_click(self) -> Markup:
+        """`` data-cdp-module="…" data-cdp-item="…"`` for the head script; nothing in server mode."""
+        if self._click_path is not None:
+            return Markup("")
+        return Markup(' data-cdp-module="{}" data-cdp-item="{}"').format(self.module, self.item_id)
+
+    def cdp_href(self, url: str) -> str:
+        """The link's URL: ``url``, or in server mode ``/cdp/click?…&to=url`` (``url`` a path on the site)."""
+        if self._click_path is None:
+            return url
+        return f"{self._click_path}?{urlencode({'m': self.module, 'i': self.item_id, 'to': url})}"
 
 
 def cdp_recommendations(name: str, count: int | None = None, **parameters: Any) -> list[Any]:
-    """The Jinja global: as :func:`recommendations`, but a bad argument or a missing loader
-    gives no records and one ERROR instead of an error page (in debug, the error)."""
+    """The Jinja global: as :func:`recommendations`, each record a :class:`Recommended`
+    carrying its click data; a bad argument or a missing loader gives no records and one
+    ERROR instead of an error page (in debug, the error)."""
     try:
-        return recommendations(name, count, **parameters)
+        found = _recommended(name, count, None, None, parameters)
     except (RecommendationArgumentError, TrackingArgumentError) as exc:
         if current_app.debug:
             raise
         log.error("cdp_recommendations(%r): no records: %s", str(name)[:64], exc)
         return []
+    state = current_page().state
+    click_path = (f"{state.url_prefix or ''}{CLICK_PATH}" if state.settings.tracking_mode == TrackingMode.SERVER
+                  else None)
+    return [Recommended(record, name, item_id, click_path) for item_id, record in found]
 
 
 def _module(state: CDPState, name: Any) -> RecommendationModule:
@@ -123,8 +177,8 @@ def _query(module: RecommendationModule, page: Page, visitor_id: str | None, use
     return query
 
 
-def _records(state: CDPState, module: RecommendationModule, found: Any) -> tuple[Any, ...]:
-    """The loader's records for the recommended ids, in Raptor's order."""
+def _records(state: CDPState, module: RecommendationModule, found: Any) -> tuple[tuple[str, Any], ...]:
+    """(id, the loader's record) for the recommended ids, in Raptor's order."""
     ids = list(dict.fromkeys(recommendation.id for recommendation in found))  # a product's variants: one record
     if not ids:
         return ()
@@ -136,7 +190,7 @@ def _records(state: CDPState, module: RecommendationModule, found: Any) -> tuple
         by_id = {str(key): record for key, record in loaded.items()}
     else:
         by_id = {_record_id(record): record for record in loaded}
-    return tuple(by_id[item_id] for item_id in ids if item_id in by_id)
+    return tuple((item_id, by_id[item_id]) for item_id in ids if item_id in by_id)
 
 
 def _record_id(record: Any) -> str:

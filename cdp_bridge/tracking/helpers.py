@@ -32,7 +32,7 @@ from ..model import TrackingMode
 from ..page import Page, current_page, nonce_attribute
 from ..store import Segment
 from .events import EVENT_TYPES, event_type
-from .fields import line_fields, text_value, tracking_user_id
+from .fields import line_fields, parameter_positions, text_value, tracking_user_id
 
 log = logging.getLogger("cdp_bridge.tracking")
 
@@ -47,6 +47,15 @@ MAIN_SNIPPET = (
     'var g=d.createElement("script");g.async=true;g.src=u;if(n)g.nonce=n;'
     "(d.head||d.documentElement).appendChild(g);}"
     'if(c){load();}else{d.addEventListener("enableTracking",load);}})(document,%s,%s);'
+)
+#: With recommendation modules: a click on a link of a block (``data-cdp-module``, which
+#: every record of ``cdp_recommendations`` renders with ``cdp_click``) pushes an
+#: ``itemclick`` with its module as ``am``, to Raptor's script or hybrid's endpoint.
+CLICK_SNIPPET = (
+    '(function(d,r,k,i,m){d.addEventListener("click",function(e){'
+    'var a=e.target&&e.target.closest&&e.target.closest("[data-cdp-module]");if(!a)return;'
+    'var p={};p[k]="itemclick";p[i]=a.getAttribute("data-cdp-item");p[m]=a.getAttribute("data-cdp-module");'
+    'r.push("trackEvent",p);},true);})(document,window.raptor,%s,%s,%s);'
 )
 #: Hybrid mode: in place of Raptor's script, each trackEvent goes to the site's own
 #: endpoint (same origin, so no blocker sees a tracker), once consent is given. Like
@@ -147,6 +156,10 @@ def cdp_head_script(customer_id: Any = None, *, nonce: str | None = None) -> Mar
         if settings.tracking_mode == TrackingMode.HYBRID:
             track_url = f"{page.state.url_prefix or ''}{TRACK_PATH}"
             stub += HYBRID_SHIM % (script_json(track_url), "true" if page.consented else "false")
+        if settings.recommendation_modules:
+            positions = parameter_positions("itemclick", settings.tracking_parameters)
+            stub += CLICK_SNIPPET % (script_json(positions["event_type"]), script_json(positions["id"]),
+                                     script_json(positions["module"]))
         return stub
 
     return _script("cdp_head_script", nonce, build)

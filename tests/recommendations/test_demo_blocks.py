@@ -4,6 +4,8 @@ the Recommendations API (on a loopback port of its own) answers the blocks."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 import wsgi
@@ -54,6 +56,46 @@ def test_declining_consent_shows_the_sites_own_fallback(browser, tmp_path) -> No
         page.goto(served.url + "/products/cat-tree")
         assert block_items(page, "also-viewed")[0] == "Salmon cat food, 2 kg"  # needs no visitor
         page.screenshot(path=str(artifact("demo-recommendations-declined.png")), full_page=True)
+        page.close()
+    finally:
+        served.close()
+
+
+def test_a_click_in_a_block_sends_an_itemclick_with_its_module(browser, tmp_path) -> None:
+    """Client mode, the demo as it ships: the head script's listener pushes the click to
+    (the stand-in for) Raptor's script, which posts it before the next page loads."""
+    served = ServedApp(wsgi.create_app({}, instance_path=str(tmp_path / "instance")))
+    try:
+        page = browser.new_page()
+        page.goto(served.url + "/products/aquarium")
+        with page.expect_response(lambda response: response.url.endswith("/demo-raptor/events")):
+            page.click("#accept-tracking")
+        link = page.locator("#also-viewed li a").first
+        assert link.get_attribute("data-cdp-module") == "also_viewed"
+        with page.expect_request(lambda request: request.url.endswith("/demo-raptor/events")
+                                 and "itemclick" in (request.post_data or "")) as sent:
+            link.click()
+        events = json.loads(sent.value.post_data)["events"]
+        assert events == [{"event": "trackEvent", "params": {"p1": "itemclick", "p2": "cat-tree", "am": "also_viewed"}}]
+        page.wait_for_url(served.url + "/products/cat-tree")
+        page.close()
+    finally:
+        served.close()
+
+
+def test_in_hybrid_mode_the_click_goes_through_the_sites_own_endpoint(browser, tmp_path) -> None:
+    served = ServedApp(wsgi.create_app({"CDP_TRACKING_MODE": "hybrid"}, instance_path=str(tmp_path / "instance")))
+    try:
+        page = browser.new_page()
+        page.goto(served.url + "/products/aquarium")
+        page.click("#accept-tracking")
+        link = page.locator("#also-viewed li a").first
+        with page.expect_response(lambda response: response.url.endswith("/cdp/track")
+                                  and "itemclick" in (response.request.post_data or "")) as sent:
+            link.click()
+        assert sent.value.status == 204
+        assert json.loads(sent.value.request.post_data)["params"] == {"p1": "itemclick", "p2": "cat-tree",
+                                                                      "am": "also_viewed"}
         page.close()
     finally:
         served.close()

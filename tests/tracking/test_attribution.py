@@ -5,6 +5,7 @@ recommendation module (``am``) of an ``itemclick``."""
 from __future__ import annotations
 
 import base64
+import re
 from urllib.parse import quote
 
 import pytest
@@ -157,3 +158,73 @@ def test_hybrid_sends_the_landing_pages_utm_and_the_kept_ids(make_site, host: Fa
     first, second = host.hits
     assert "&reaid=R-77.x" in first.query and first.query.endswith("&utm_source=news%20letter&utm_campaign=spring")
     assert "&reaid=R-77.x" in second.query and "utm_" not in second.query
+
+
+RECOMMENDING = {"CDP_RECOMMENDATIONS_API_KEY": "attribution-recs-key-0001",
+                "CDP_RECOMMENDATION_MODULES": {"also_viewed": {"method": "GetSimilarItemsWeb", "kind": "product",
+                                                                "parameters": {"itemId": "product_id"}}}}
+BLOCK = ("{% for p in cdp_recommendations('also_viewed', product_id='x') %}"
+         "<a href=\"{{ p.cdp_href('/products/' ~ p.id) }}\"{{ p.cdp_click }}>{{ p.name }}</a>{% endfor %}")
+
+
+@pytest.fixture
+def recommending_site(make_site):
+    from tests.support.fake_recommendations_api import FakeRecommendationsAPI, recommended
+
+    api = FakeRecommendationsAPI(default=recommended("sku-1", "sku 2"))
+
+    def make(mode: str):
+        app = make_site(mode, CDP_RECOMMENDATIONS_API_URL=api.url, **RECOMMENDING)
+
+        @cdp_of(app).recommendation_loader("product")
+        def products(ids):
+            return [{"id": item_id, "name": f"Product {item_id}"} for item_id in ids]
+
+        @app.get("/block")
+        def block() -> str:
+            return render_template_string("{{ cdp_head_script() }}" + BLOCK)
+
+        return app
+
+    yield make
+    api.close()
+
+
+@pytest.mark.parametrize("mode", ["client", "hybrid"])
+def test_a_blocks_records_carry_their_click_data_for_the_head_scripts_listener(recommending_site, mode: str) -> None:
+    page = consenting_client(recommending_site(mode), rsa=VISITOR).get("/block").get_data(as_text=True)
+    assert '<a href="/products/sku-1" data-cdp-module="also_viewed" data-cdp-item="sku-1">Product sku-1</a>' in page
+    assert 'data-cdp-item="sku 2"' in page
+    assert 'closest("[data-cdp-module]")' in page and '(document,window.raptor,"p1","p2","am")' in page
+
+
+def test_in_server_mode_a_click_goes_through_the_site_which_sends_it(recommending_site, host: FakeTrackingHost) -> None:
+    app = recommending_site("server")
+    client = consenting_client(app, rsa=VISITOR)
+    page = client.get("/block").get_data(as_text=True)
+    href = page.split('<a href="', 1)[1].split('"', 1)[0].replace("&amp;", "&")
+    assert href == "/cdp/click?m=also_viewed&i=sku-1&to=%2Fproducts%2Fsku-1" and "data-cdp-module" not in page
+    response = client.get(href, headers={"Referer": "http://localhost/block"})
+    assert response.status_code == 303 and response.headers["Location"] == "/products/sku-1"
+    host.wait_for(lambda h: any(hit.params.get("p1") == "itemclick" for hit in h.hits))
+    (click,) = [hit for hit in host.hits if hit.params.get("p1") == "itemclick"]
+    assert re.fullmatch(f"p1=itemclick&p2=sku-1&am=also_viewed&coid={VISITOR}&sid=[0-9a-f-]{{36}}"
+                        "&url=http%3A%2F%2Flocalhost%2Fblock", click.query), click.query
+
+
+@pytest.mark.parametrize(("query", "status"), [
+    ("m=also_viewed&i=sku-1&to=https://evil.example/", 400), ("m=also_viewed&i=sku-1&to=//evil.example/", 400),
+    ("m=also_viewed&i=sku-1&to=/\\evil", 400), ("m=nope&i=sku-1&to=/", 400), ("m=also_viewed&i=&to=/", 400),
+    ("m=also_viewed&i=a%00b&to=/", 400),
+], ids=["absolute", "scheme-relative", "backslash", "unknown module", "no item", "control character"])
+def test_the_click_route_redirects_only_to_the_site_and_refuses_bad_clicks(recommending_site, host: FakeTrackingHost,
+                                                                           query: str, status: int) -> None:
+    app = recommending_site("server")
+    response = consenting_client(app, rsa=VISITOR).get(f"/cdp/click?{query}")
+    assert response.status_code == status and "Location" not in response.headers
+    app.extensions["cdp"].tracking.sender.stop(seconds=5)
+    assert not any(hit.params.get("p1") == "itemclick" for hit in host.hits)
+
+
+def test_the_click_route_is_not_there_outside_server_mode(recommending_site) -> None:
+    assert recommending_site("client").test_client().get("/cdp/click?m=also_viewed&i=a&to=/").status_code == 404

@@ -1,0 +1,48 @@
+"""``GET /cdp/click``: a recommendation link in server mode (SPEC section 13).
+
+Without a browser script, a click on a recommendation block's link is sent by the server:
+the link (``item.cdp_href(url)``) comes here with the module, the item and the page to
+go to; an ``itemclick`` carrying the module as ``am`` is queued (with consent, as every
+server-sent event) and the browser is sent on with 303. The target must be a path on
+this site, so the route redirects nowhere else.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, redirect, request
+from werkzeug.wrappers import Response
+
+from ..constants import CLICK_PATH
+from ..errors import TrackingArgumentError
+from ..identifiers import text_problem
+from ..model import TrackingMode
+from ..state import current_state
+from ..tracking.endpoint import refuse
+from ..tracking.server_events import track
+
+
+def register_click_endpoint(blueprint: Blueprint) -> None:
+    blueprint.add_url_rule(CLICK_PATH, "click", click_through, methods=["GET"])
+
+
+def click_through() -> Response:
+    state = current_state()
+    settings = state.settings
+    if settings.tracking_mode != TrackingMode.SERVER or not settings.recommendation_modules:
+        return refuse(404, "bad_click", "GET /cdp/click serves recommendation links in CDP_TRACKING_MODE=server")
+    module, item, target = request.args.get("m", ""), request.args.get("i", ""), request.args.get("to", "")
+    if (not target.startswith("/") or target.startswith("//") or "\\" in target
+            or text_problem(target, max_length=2048) is not None):
+        return refuse(400, "bad_click", "to must be a path on this site, such as /products/cat-tree")
+    if module not in settings.recommendation_modules:
+        return refuse(400, "bad_click", "m must name a module of CDP_RECOMMENDATION_MODULES")
+    if not item or text_problem(item, max_length=255) is not None:
+        return refuse(400, "bad_click", "i must be the recommended item's id")
+    referrer = request.referrer
+    page_url = referrer if referrer and referrer.startswith(request.host_url) and len(referrer) <= 2048 else None
+    try:
+        track(state, "itemclick", visitor_id=None, session_id=None, user_id=None, url=page_url,
+              fields={"id": item, "module": module})
+    except TrackingArgumentError as exc:
+        return refuse(400, "bad_click", str(exc))
+    return redirect(target, code=303)
