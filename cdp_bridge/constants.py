@@ -6,6 +6,9 @@ from __future__ import annotations
 
 #: Visitors whose memberships the in-process cache keeps at most.
 VISITOR_SEGMENTS_CACHE_SIZE = 10_000
+#: Seconds a call to Redis (the shared cache, the rate limits) may wait: a cache slower than
+#: the API it saves, or a limit slower than the request it guards, is worse than none.
+REDIS_TIMEOUT = 0.25
 #: Answers of the Recommendations API kept per process (per module and parameters).
 RECOMMENDATIONS_CACHE_SIZE = 10_000
 #: Calls in a row that fail before calls to the Recommendations API pause, and for how long.

@@ -26,7 +26,7 @@ from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from limits import RateLimitItem, parse
 
-from .constants import TRACK_EVENTS_PER_MINUTE
+from .constants import REDIS_TIMEOUT, TRACK_EVENTS_PER_MINUTE
 from .errors import ConfigurationError
 from .metrics import RATE_LIMITED
 from .outage import Outage
@@ -34,8 +34,6 @@ from .settings import CDPSettings
 
 log = logging.getLogger("cdp_bridge.rate_limits")
 
-#: Seconds a limit may wait for Redis: a limit slower than the request it guards is no limit.
-REDIS_TIMEOUT = 0.25
 _REDIS_SCHEMES = ("redis", "rediss", "redis+unix", "redis+sentinel", "redis+cluster", "valkey", "valkeys")
 
 

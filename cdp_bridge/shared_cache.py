@@ -14,13 +14,12 @@ from typing import Any
 
 from cachelib import RedisCache
 
+from .constants import REDIS_TIMEOUT
 from .errors import ConfigurationError
 from .outage import Outage
 
 log = logging.getLogger("cdp_bridge.cache")
 
-#: Seconds a cache call may wait for Redis: a cache that is slower than the API it saves is no cache.
-REDIS_TIMEOUT = 0.25
 
 
 class SharedCache:

@@ -91,8 +91,9 @@ class CDPState:
         """Made in an app context (``init_app``): the services are made once, here."""
         settings = self.settings
         self.shared_cache = SharedCache(settings.cache_url, settings.visitor_segments_cache_ttl) if settings.cache_url else None
-        self.visitor_segments = _visitor_segments(self.settings, self.hooks, self.shared_cache)
-        self.recommendations = _recommendations(self.settings, self.hooks, self.shared_cache)
+        cache = _host_or_shared_cache(self.hooks, self.shared_cache)
+        self.visitor_segments = _visitor_segments(settings, cache)
+        self.recommendations = _recommendations(settings, cache)
         self.schema_gate = schema.SchemaGate(self.engine)
         engine, senders, token = self.engine, self.tables.tracking_senders, uuid.uuid4().hex[:8]
         # The sender reports from its own thread, with no app context: it keeps the engine.
@@ -139,9 +140,16 @@ class CDPState:
             self.inline_worker.wake()
 
 
-def _visitor_segments(settings: CDPSettings, hooks: Hooks, shared: SharedCache | None) -> VisitorSegmentsService | None:
-    """The CDP API for visitors' segments, when configured. The host's cache is looked up
-    at each use, so a cache registered after ``init_app`` is the one used."""
+def _host_or_shared_cache(hooks: Hooks, shared: SharedCache | None) -> Callable[[], SegmentsCache | None]:
+    """The cache of the API clients' answers, looked up at each use (so a cache the host
+    registers after ``init_app`` is the one used): the host's own
+    (``@cdp.visitor_segments_cache``) wins over CDP_CACHE_URL's; ``None`` for each
+    process's own."""
+    return lambda: shared if hooks.visitor_segments_cache is None else hooks.visitor_segments_cache
+
+
+def _visitor_segments(settings: CDPSettings, cache: Callable[[], SegmentsCache | None]) -> VisitorSegmentsService | None:
+    """The CDP API for visitors' segments, when configured."""
     if settings.membership_activation_id is None or settings.membership_api_key is None:
         return None
     client = MembershipClient(settings.membership_api_url, settings.membership_activation_id, settings.membership_api_key,
@@ -149,15 +157,10 @@ def _visitor_segments(settings: CDPSettings, hooks: Hooks, shared: SharedCache |
     breaker = CircuitBreaker(settings.membership_failures_before_pause, settings.membership_pause_seconds,
                              client="membership", what="visitor segments", api="the CDP API",
                              without="visitors get no segments", log=logging.getLogger("cdp_bridge.membership"))
-
-    def cache() -> SegmentsCache | None:
-        """The host's own cache (``@cdp.visitor_segments_cache``) wins over CDP_CACHE_URL's."""
-        return shared if hooks.visitor_segments_cache is None else hooks.visitor_segments_cache
-
     return VisitorSegmentsService(client, breaker, settings.visitor_segments_cache_ttl, shared_cache=cache)
 
 
-def _recommendations(settings: CDPSettings, hooks: Hooks, shared: SharedCache | None) -> RecommendationsService | None:
+def _recommendations(settings: CDPSettings, cache: Callable[[], SegmentsCache | None]) -> RecommendationsService | None:
     """The Recommendations API, when modules are configured; cached as the visitor
     segments are (the host's cache, else CDP_CACHE_URL's, else the process's own)."""
     if not settings.recommendation_modules:
@@ -165,9 +168,7 @@ def _recommendations(settings: CDPSettings, hooks: Hooks, shared: SharedCache | 
     assert settings.recommendations_api_key is not None and settings.account_number is not None  # the settings check
     client = RecommendationsClient(settings.recommendations_api_url, settings.account_number,
                                    settings.recommendations_api_key, settings.recommendations_timeout)
-    return RecommendationsService(client, settings.recommendations_cache_ttl,
-                                  shared_cache=lambda: shared if hooks.visitor_segments_cache is None
-                                  else hooks.visitor_segments_cache)
+    return RecommendationsService(client, settings.recommendations_cache_ttl, shared_cache=cache)
 
 
 def current_state() -> CDPState:
