@@ -44,6 +44,9 @@ def event_parameters(
     for keyword, value in fields.items():
         if value is None:
             continue
+        if keyword in TEXT_FIELDS:  # most fields: text as given, checked
+            params[positions[keyword]] = text_value(value, keyword)
+            continue
         format_value = FIELD_FORMATTERS.get(keyword)
         if format_value is not None:
             params[positions[keyword]] = format_value(value, currency)
@@ -52,7 +55,7 @@ def event_parameters(
         else:
             raise TrackingArgumentError(
                 f"{keyword} is not a tracking field; expected one of "
-                + ", ".join(sorted(FIELD_FORMATTERS))
+                + ", ".join(sorted(TEXT_FIELDS | FIELD_FORMATTERS.keys()))
                 + " or a raw parameter such as p9"
             )
     return params
@@ -74,6 +77,8 @@ def text_value(value: Any, name: str) -> str:
     """A string or number as text: valid Unicode of bounded length, no control characters
     other than tab and line breaks. Format characters (emoji sequences), U+2028, quotes and
     markup are legitimate text, escaped on output."""
+    if type(value) is str and len(value) <= MAX_VALUE_LENGTH and value.isprintable():
+        return value  # the usual value: nothing more to check
     if isinstance(value, bool) or not isinstance(value, (str, int, float, Decimal)):
         raise TrackingArgumentError(f"{name} must be text or a number, not {type(value).__name__}")
     if isinstance(value, float) and not math.isfinite(value):
@@ -156,15 +161,15 @@ def format_category_path(value: Any) -> str:
         return text_value(value, "category_path")
     if not isinstance(value, Iterable):
         raise TrackingArgumentError("category_path must be a list of (id, name) pairs or of names")
-    return ";".join(_category_entry(item, index) for index, item in enumerate(value))
-
-
-def _category_entry(item: Any, index: int) -> str:
-    if type(item) is str:
-        return _category_part(item, f"category_path[{index}]")
-    if type(item) in (tuple, list) and len(item) == 2:
-        return _category_part(item[0], "category_path id") + "#" + _category_part(item[1], "category_path name")
-    raise TrackingArgumentError(f"category_path[{index}] must be an (id, name) pair or a name")
+    entries = []
+    for index, item in enumerate(value):
+        if type(item) in (tuple, list) and len(item) == 2:
+            entries.append(f"{_category_part(item[0], 'category_path id')}#{_category_part(item[1], 'category_path name')}")
+        elif type(item) is str:
+            entries.append(_category_part(item, f"category_path[{index}]"))
+        else:
+            raise TrackingArgumentError(f"category_path[{index}] must be an (id, name) pair or a name")
+    return ";".join(entries)
 
 
 def _category_part(value: Any, name: str) -> str:
@@ -192,10 +197,6 @@ def subtotal_of(price: str, quantity: str) -> str:
     return str(subtotal)
 
 
-def _text_formatter(keyword: str) -> Callable[[Any, Any], str]:
-    return lambda value, currency: text_value(value, keyword)
-
-
 def _amount_formatter(keyword: str) -> Callable[[Any, Any], str]:
     return lambda value, currency: format_price(value, currency, keyword)
 
@@ -203,9 +204,8 @@ def _amount_formatter(keyword: str) -> Callable[[Any, Any], str]:
 FIELD_KEYS = tuple(k for k in DEFAULT_TRACKING_PARAMETERS if k != "event_type")
 FIELD_KEY_SET = frozenset(FIELD_KEYS)
 QUANTUM = {0: Decimal(1), 2: Decimal("0.01"), 3: Decimal("0.001")}
-#: keyword -> ``format(value, currency)``.
+#: keyword -> ``format(value, currency)``, for the fields that are not plain text.
 FIELD_FORMATTERS: dict[str, Callable[[Any, Any], str]] = {
-    **{keyword: _text_formatter(keyword) for keyword in FIELD_KEYS},
     "price": _amount_formatter("price"),
     "subtotal": _amount_formatter("subtotal"),
     "currency": lambda value, currency: currency,  # event_parameters checked it
@@ -214,6 +214,8 @@ FIELD_FORMATTERS: dict[str, Callable[[Any, Any], str]] = {
     "category_path": lambda value, currency: format_category_path(value),
     "basket_content": lambda value, currency: format_basket_content(value),
 }
+#: The fields sent as the text they are given, once checked.
+TEXT_FIELDS = FIELD_KEY_SET - FIELD_FORMATTERS.keys()
 
 
 def line_fields(line: Any, index: int) -> dict[str, Any]:
