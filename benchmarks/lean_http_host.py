@@ -6,17 +6,24 @@ records every request) costs about 270 µs of CPU a request, three quarters of a
 the rate the sender sends. This one answers every request on a kept-alive connection
 with an empty ``200`` (or, given one, the same JSON body: a stand-in for the
 Recommendations API) and reads nothing but the end of each request's head (about a
-tenth of that). Prints its URL, then serves until killed.
+tenth of that). With ``--delay-ms N`` each answer leaves N ms after its request came in:
+the round trip to a host on another continent, without the CPU of one. Prints its URL,
+then serves until killed.
 
-    .venv/bin/python benchmarks/lean_http_host.py ['<JSON body>']
+    .venv/bin/python benchmarks/lean_http_host.py [--delay-ms N] ['<JSON body>']
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
-import sys
 
-BODY = sys.argv[1].encode() if len(sys.argv) > 1 else b""
+_parser = argparse.ArgumentParser()
+_parser.add_argument("--delay-ms", type=float, default=0.0)
+_parser.add_argument("body", nargs="?", default="")
+_arguments = _parser.parse_args()
+BODY = _arguments.body.encode()
+DELAY = _arguments.delay_ms / 1000
 ANSWER = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: " + str(len(BODY)).encode()
           + b"\r\n\r\n" + BODY)
 END_OF_HEAD = b"\r\n\r\n"
@@ -35,6 +42,13 @@ class Answering(asyncio.Protocol):
         count = self.pending.count(END_OF_HEAD)
         if count:
             self.pending = self.pending[self.pending.rindex(END_OF_HEAD) + len(END_OF_HEAD):]
+            if DELAY:
+                asyncio.get_running_loop().call_later(DELAY, self.answer, count)
+            else:
+                self.answer(count)
+
+    def answer(self, count: int) -> None:
+        if not self.transport.is_closing():
             self.transport.write(ANSWER * count)
 
 

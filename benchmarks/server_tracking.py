@@ -14,8 +14,14 @@
    them: that figure is for information.
 3. The sender's throughput: N queued events drained to the fake host, against a raw
    ``requests.Session`` loop sending the same URLs to it, in alternating rounds.
+4. The sender against a host 20 ms away (the stand-in answers each request 20 ms after
+   it came in): events per second of one process's sender with ``concurrency`` 8 (the
+   default) and 16, each against the strongest plain equivalent, a
+   ``ThreadPoolExecutor`` of as many threads sending the same URLs through one urllib3
+   pool (target: at least 400 events/s per process); and, for the before, the sender
+   with one transfer at a time.
 
-    .venv/bin/python benchmarks/server_tracking.py [--rounds N] [--requests N] [--events N]
+    .venv/bin/python benchmarks/server_tracking.py [--rounds N] [--requests N] [--events N] [--far-events N]
 """
 
 from __future__ import annotations
@@ -29,12 +35,14 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import requests
+import urllib3
 from flask import Flask, render_template
 from timing import alternating_rounds, ratio_spread, spread_text, verdict
 from tracking_render import PRODUCT_PAGE, PRODUCTS, WITH_TRACKING
@@ -47,11 +55,13 @@ VISITOR, SESSION = "0b6f7c2e-5a3d-4e1f-9c8b-7a6d5e4f3a2b", "1c7a8d3f-6b4e-4f2a-8
 
 
 @contextmanager
-def stand_in_host(body: str | None = None) -> Iterator[str]:
+def stand_in_host(body: str | None = None, delay_ms: float = 0) -> Iterator[str]:
     """The stand-in for Raptor's tracking host (or, with a JSON ``body``, its
-    Recommendations API), in a process of its own; yields its URL."""
+    Recommendations API), in a process of its own, answering ``delay_ms`` after each
+    request; yields its URL."""
     process = subprocess.Popen([sys.executable, str(Path(__file__).resolve().parent / "lean_http_host.py"),
-                                *([body] if body is not None else [])], stdout=subprocess.PIPE, text=True)
+                                f"--delay-ms={delay_ms}", *([body] if body is not None else [])],
+                               stdout=subprocess.PIPE, text=True)
     assert process.stdout is not None
     try:
         yield process.stdout.readline().strip()
@@ -115,6 +125,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=11)
     parser.add_argument("--requests", type=int, default=500, help="requests per page per round")
     parser.add_argument("--events", type=int, default=2000, help="events per sender round")
+    parser.add_argument("--far-events", type=int, default=1000, help="events per round with the host 20 ms away")
     args = parser.parse_args()
     print(f"machine: {os.cpu_count()} cores; {args.rounds} alternating rounds of {args.requests} page requests;"
           f" {args.events} events per sender round")
@@ -161,6 +172,50 @@ def main() -> None:
         print(f"sender: {statistics.median(rates['sender']):,.0f} events/s; raw requests.Session loop:"
               f" {statistics.median(rates['raw']):,.0f} events/s (medians)")
         print(f"ratio sender / raw loop throughput: {spread_text(ratio_spread(rates['sender'], rates['raw']))}")
+
+    far_host(args.far_events, max(5, args.rounds // 2))
+
+
+def drain(events: list[Event], concurrency: int) -> None:
+    """One process's sender sends ``events`` (all queued at once), until the last is answered."""
+    sender = EventSender(queue_size=len(events), concurrency=concurrency)
+    for event in events:
+        sender.enqueue(event)
+    while sender.counts().sent + sender.counts().failed < len(events):
+        time.sleep(0.001)
+    sender.stop()
+    assert sender.counts().sent == len(events), sender.counts()
+
+
+def far_host(count: int, rounds: int, delay_ms: float = 20) -> None:
+    """Part 4: events per second with the host ``delay_ms`` away, sender against pool."""
+    with stand_in_host(delay_ms=delay_ms) as host_url:
+        events = [Event(host_url, "123456", {"p1": "visit", "p2": f"sku-{n:05d}"}, Visitor(VISITOR, SESSION))
+                  for n in range(count)]
+        urls = [event.url() for event in events]
+        sequential = events[: count // 5]
+        started = time.perf_counter()
+        drain(sequential, 1)
+        print(f"host {delay_ms:.0f} ms away: the sender one event at a time (before): "
+              f"{len(sequential) / (time.perf_counter() - started):,.0f} events/s")
+        for concurrency in (8, 16):
+            pool = urllib3.PoolManager(maxsize=concurrency, retries=False)
+
+            def plain(pool: urllib3.PoolManager = pool, concurrency: int = concurrency) -> None:
+                with ThreadPoolExecutor(concurrency) as executor:
+                    for answer in executor.map(lambda url: pool.request("GET", url, timeout=1.0), urls):
+                        assert answer.status == 200
+
+            times = alternating_rounds({"sender": lambda c=concurrency: drain(events, c), "plain": plain}, rounds)
+            rates = {side: [count / seconds for seconds in values] for side, values in times.items()}
+            rate = statistics.median(rates["sender"])
+            print(f"host {delay_ms:.0f} ms away, {concurrency} transfers: sender {rate:,.0f} events/s"
+                  f" (min {min(rates['sender']):,.0f}, max {max(rates['sender']):,.0f}; target >= 400:"
+                  f" {'meets' if rate >= 400 else 'MISSES'}); ThreadPoolExecutor over one urllib3 pool:"
+                  f" {statistics.median(rates['plain']):,.0f} events/s")
+            print(f"ratio sender / ThreadPoolExecutor, {concurrency} transfers, host {delay_ms:.0f} ms away:"
+                  f" {spread_text(ratio_spread(rates['sender'], rates['plain']))}")
+            pool.clear()
 
 
 if __name__ == "__main__":

@@ -134,6 +134,8 @@ def test_secrets_do_not_appear_in_repr() -> None:
         ({"CDP_EXPORT_SCHEDULE": {"user": [{"interval": "daily"}]}}, "CDP_EXPORT_SCHEDULE", "five fields"),
         ({"CDP_EXPORT_SCHEDULE": {"orders": []}}, "CDP_EXPORT_SCHEDULE", "user, product, content"),
         ({"CDP_USER_STREAM_ID": "   "}, "CDP_USER_STREAM_ID", "non-empty"),
+        ({"CDP_TRACKING_CONCURRENCY": "0"}, "CDP_TRACKING_CONCURRENCY", "from 1 to 64"),
+        ({"CDP_TRACKING_CONCURRENCY": "many"}, "CDP_TRACKING_CONCURRENCY", "from 1 to 64"),
     ],
 )
 def test_a_wrong_value_names_the_key_and_what_it_expects(config: dict, named_key: str, expected: str) -> None:

@@ -1,13 +1,19 @@
 """Sends server-side tracking events off the request path (SPEC section 10).
 
-A request only appends an event to a bounded in-process queue; a background thread of
-the same process builds its URL and sends it through the shared outbound client (a
+A request only appends an event to a bounded in-process queue; background threads of
+the same process build their URLs and send them through one outbound client (a
 kept-alive urllib3 pool, a total deadline per try) with the retry policy of
 :mod:`cdp_bridge.retries` (urllib3's ``Retry``): connection errors, timeouts, 429 and
-5xx are retried with backoff, honouring ``Retry-After``; other 4xx are not. When the queue is full the oldest events are dropped and
-counted, so a Raptor outage costs events, never page time or memory. The thread starts
-with the first event of each process, so under gunicorn each worker has its own,
-started after the fork; at exit the queue is drained for a bounded time.
+5xx are retried with backoff, honouring ``Retry-After``; other 4xx are not.
+
+Raptor takes one event a request, so what lets a process keep up with a slow host is
+sending several at once: ``CDP_TRACKING_CONCURRENCY`` threads (16 by default), each with
+one transfer in flight. Buys have a lane of their own, which the threads empty first:
+a burst of page views can fill the other lane, whose oldest events are then dropped and
+counted, but never costs a buy. So a Raptor outage costs events, never page time or
+memory. The threads start with the first event of each process, so under gunicorn each
+worker has its own, started after the fork; at exit the queue is drained for a bounded
+time.
 """
 
 from __future__ import annotations
@@ -36,6 +42,8 @@ REPORT_SECONDS = 60.0
 DRAIN_SECONDS = 2.0
 #: Raptor answers an event with an empty body.
 MAX_ANSWER_BYTES = 64 * 1024
+#: Transfers in flight per process unless ``CDP_TRACKING_CONCURRENCY`` says otherwise.
+DEFAULT_CONCURRENCY = 16
 
 
 @dataclass(frozen=True)
@@ -49,77 +57,96 @@ class SenderCounts:
 
 
 class EventSender:
-    """A bounded queue of events and the thread that sends them."""
+    """Two bounded queues of events (buys, and the rest) and the threads that send them."""
 
     def __init__(self, *, queue_size: int = SERVER_TRACKING_QUEUE_SIZE, timeout: float = SERVER_TRACKING_TIMEOUT,
-                 retries: int = 3, backoff: float = 0.2, report_seconds: float = REPORT_SECONDS,
-                 on_report: Callable[[SenderCounts], None] | None = None, ca_file: str | None = None) -> None:
-        """``ca_file``: the certificates HTTPS answers are checked against (default certifi's)."""
+                 retries: int = 3, backoff: float = 0.2, concurrency: int = DEFAULT_CONCURRENCY,
+                 report_seconds: float = REPORT_SECONDS, on_report: Callable[[SenderCounts], None] | None = None,
+                 ca_file: str | None = None) -> None:
+        """``queue_size``: events each lane keeps; ``concurrency``: transfers in flight;
+        ``ca_file``: the certificates HTTPS answers are checked against (default certifi's)."""
         self.timeout = timeout
         self.ca_file = ca_file
+        self.concurrency = concurrency
         self.report_seconds = report_seconds
         self.on_report = on_report
-        self._queue: deque[Event] = deque(maxlen=queue_size)
+        self._buys: deque[Event] = deque(maxlen=queue_size)
+        self._others: deque[Event] = deque(maxlen=queue_size)
         self._ready = threading.Condition()
         self._retry = retry_policy(retries + 1, backoff)
         self.sent = self.failed = self.dropped = 0
         self._pid: int | None = None
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
+        self._client: OutboundClient | None = None
         self._stopping = False
         self._failing = False
+        self._reported_at, self._reported = time.monotonic(), SenderCounts(0, 0, 0, 0)
 
     # -- the request side -------------------------------------------------------------
 
-    def enqueue(self, event: Event) -> None:
-        """Queue one event (never blocks); the oldest is dropped when the queue is full."""
+    def enqueue(self, event: Event, *, buy: bool = False) -> None:
+        """Queue one event (never blocks). A full lane drops its oldest event; a buy goes
+        to the buys' lane, which other events never fill."""
         self._ensure_started()
+        lane = self._buys if buy else self._others
         with self._ready:
-            if len(self._queue) == self._queue.maxlen:
+            if len(lane) == lane.maxlen:
                 self.dropped += 1
                 TRACKING_EVENTS.labels("dropped").inc()
                 if self.dropped == 1 or self.dropped % 1000 == 0:
-                    log.warning("server-side tracking: queue full (%s events); %s oldest dropped so far",
-                                self._queue.maxlen, self.dropped)
-            self._queue.append(event)
+                    log.warning("server-side tracking: the %s queue is full (%s events); %s oldest dropped so far",
+                                "buys'" if buy else "events'", lane.maxlen, self.dropped)
+            lane.append(event)
             self._ready.notify()
 
     def counts(self) -> SenderCounts:
         with self._ready:
-            return SenderCounts(self.sent, self.failed, self.dropped, len(self._queue))
+            return SenderCounts(self.sent, self.failed, self.dropped, len(self._buys) + len(self._others))
 
-    # -- the thread -----------------------------------------------------------------------
+    # -- the threads ----------------------------------------------------------------------
 
     def _ensure_started(self) -> None:
         pid = os.getpid()
         with self._ready:
-            if self._pid == pid and self._thread is not None and self._thread.is_alive():
+            if self._pid == pid and self._threads and all(thread.is_alive() for thread in self._threads):
                 return
-            if self._pid != pid:  # a new process (gunicorn's fork): its own queue and counts
-                self._queue.clear()
+            if self._pid != pid:  # a new process (gunicorn's fork): its own queues, counts and connections
+                self._buys.clear()
+                self._others.clear()
                 self.sent = self.failed = self.dropped = 0
+                self._client = None
+            if self._client is None:
+                self._client = OutboundClient(timeout=self.timeout, max_answer_bytes=MAX_ANSWER_BYTES,
+                                              pool_size=self.concurrency, ca_file=self.ca_file)
             self._pid, self._stopping = pid, False
-            self._thread = threading.Thread(target=self._run, name="cdp-tracking-sender", daemon=True)
-            self._thread.start()
+            self._threads = [thread for thread in self._threads if thread.is_alive()]
+            for number in range(len(self._threads), self.concurrency):
+                thread = threading.Thread(target=self._run, args=(self._client,), name=f"cdp-tracking-sender-{number}",
+                                          daemon=True)
+                thread.start()
+                self._threads.append(thread)
             atexit.register(self.stop)
 
-    def _run(self) -> None:
-        client = OutboundClient(timeout=self.timeout, max_answer_bytes=MAX_ANSWER_BYTES, pool_size=1, ca_file=self.ca_file)
-        reported_at, reported = time.monotonic(), SenderCounts(0, 0, 0, 0)
+    def _next_event(self) -> Event | None:
+        """The next event to send, buys first; ``None`` when there is none (lock held)."""
+        if self._buys:
+            return self._buys.popleft()
+        return self._others.popleft() if self._others else None
+
+    def _run(self, client: OutboundClient) -> None:
         while True:
             with self._ready:
-                while not self._queue and not self._stopping:
+                event = self._next_event()
+                if event is None and not self._stopping:
                     self._ready.wait(self.report_seconds)
-                    if time.monotonic() - reported_at >= self.report_seconds:
-                        break
-                event = self._queue.popleft() if self._queue else None
-                if event is None and self._stopping:
+                    event = self._next_event()
+                report = self._due_report()
+                if event is None and self._stopping:  # nothing is left
                     break
+            self._report(report)
             if event is not None:
                 self._send(client, event)
-            if time.monotonic() - reported_at >= self.report_seconds:
-                reported_at, reported = time.monotonic(), self._report(reported)
-        self._report(reported)
-        client.close()
+        self._report(report)
 
     def _send(self, client: OutboundClient, event: Event) -> None:
         try:
@@ -137,40 +164,60 @@ class EventSender:
                 self.sent += 1
             else:
                 self.failed += 1
+            recovered, started_failing = ok and self._failing, not ok and not self._failing
+            self._failing = not ok
         TRACKING_EVENTS.labels("sent" if ok else "failed").inc()
-        if ok and self._failing:
-            self._failing = False
+        if recovered:
             log.info("server-side tracking: Raptor accepts events again")
-        elif not ok and not self._failing:
-            self._failing = True
+        elif started_failing:
             log.warning("server-side tracking: an event was not accepted (%s); further failures are counted,"
                         " not logged one by one", problem)
 
-    def _report(self, last: SenderCounts) -> SenderCounts:
-        counts = self.counts()
-        if counts != last:
-            log.info("server-side tracking: sent=%s failed=%s dropped=%s queued=%s (this process, since it started)",
-                     counts.sent, counts.failed, counts.dropped, counts.queued)
-            if self.on_report is not None:
-                try:
-                    self.on_report(counts)
-                except Exception as exc:  # noqa: BLE001 - a report must never stop the sender
-                    log.warning("server-side tracking: could not record the counts (%s)", first_line(exc))
+    def _due_report(self, force: bool = False) -> SenderCounts | None:
+        """The counts to report, every ``report_seconds`` and when they changed (lock held;
+        the report itself is made outside the lock, so a page never waits on it)."""
+        if not force and time.monotonic() - self._reported_at < self.report_seconds:
+            return None
+        counts = SenderCounts(self.sent, self.failed, self.dropped, len(self._buys) + len(self._others))
+        self._reported_at = time.monotonic()
+        if counts == self._reported:
+            return None
+        self._reported = counts
         return counts
 
+    def _report(self, counts: SenderCounts | None) -> None:
+        """One INFO line, and ``on_report`` (which records the counts for ``flask cdp check``)."""
+        if counts is None:
+            return
+        log.info("server-side tracking: sent=%s failed=%s dropped=%s queued=%s (this process, since it started)",
+                 counts.sent, counts.failed, counts.dropped, counts.queued)
+        if self.on_report is not None:
+            try:
+                self.on_report(counts)
+            except Exception as exc:  # noqa: BLE001 - a report must never stop the sender
+                log.warning("server-side tracking: could not record the counts (%s)", first_line(exc))
+
     def stop(self, seconds: float = DRAIN_SECONDS) -> None:
-        """Send what is queued for at most ``seconds``, then stop the thread."""
-        thread = self._thread
-        if thread is None or not thread.is_alive() or self._pid != os.getpid():
+        """Send what is queued for at most ``seconds``, then stop the threads."""
+        threads = [thread for thread in self._threads if thread.is_alive()]
+        if not threads or self._pid != os.getpid():
             return
         with self._ready:
             self._stopping = True
             self._ready.notify_all()
-        thread.join(seconds)
+        deadline = time.monotonic() + seconds
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
         with self._ready:
-            left = len(self._queue)
+            left = len(self._buys) + len(self._others)
             if left:
                 self.dropped += left
                 TRACKING_EVENTS.labels("dropped").inc(left)
-                self._queue.clear()
+                self._buys.clear()
+                self._others.clear()
                 log.warning("server-side tracking: %s events not sent before exit", left)
+            report = self._due_report(force=True)
+            if not any(thread.is_alive() for thread in threads) and self._client is not None:
+                self._client.close()
+                self._client = None
+        self._report(report)

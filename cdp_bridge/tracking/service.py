@@ -27,7 +27,7 @@ class TrackingService:
 
     def __init__(self, settings: CDPSettings, on_report: Callable[[SenderCounts], None] | None = None) -> None:
         self.settings = settings
-        self.sender = EventSender(on_report=on_report)
+        self.sender = EventSender(concurrency=settings.tracking_concurrency, on_report=on_report)
         self._warned_unconfigured = False
 
     def queue(self, events: list[BuiltEvent], visitor: Visitor, *, endpoint: str = "rsa",
@@ -42,7 +42,7 @@ class TrackingService:
         for event_type, params in events:
             self.sender.enqueue(Event(settings.server_tracking_url, settings.account_number, params, visitor,
                                       keep_empty=event_type.kept_empty(settings.tracking_parameters),
-                                      endpoint=endpoint, extra=extra))
+                                      endpoint=endpoint, extra=extra), buy=event_type.name == "buy")
         TRACKING_EVENTS.labels("queued").inc(len(events))
 
     def warn_unconfigured_once(self) -> None:

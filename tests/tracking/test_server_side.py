@@ -18,7 +18,7 @@ from flask import Flask, render_template_string
 
 from cdp_bridge import CDP, ConfigurationError, TrackingArgumentError
 from cdp_bridge.metrics import REGISTRY
-from cdp_bridge.tracking.sender import EventSender
+from cdp_bridge.tracking.sender import EventSender, SenderCounts
 from cdp_bridge.tracking.wire import Event, Visitor, encode_uri_component, ruid
 from tests.support.fake_tracking_host import FakeTrackingHost
 from tests.support.logs import missing_tool
@@ -238,13 +238,14 @@ def test_a_hanging_or_stopped_host_never_holds_a_page(make_site, host: FakeTrack
     browser = threading.Thread(target=browse)
     browser.start()
     browser.join(20)
-    assert done == [200] * 20 and len(host.hits) == 1  # the sender is stuck on its first event; pages are not
+    assert done == [200] * 20  # every transfer is stuck (and retried after its timeout); pages are not
     host.release()
-    host.wait_for(lambda h: len(h.hits) == 40)
+    host.wait_for(lambda h: len(h.hits) >= 40)
 
     stopped = make_site("server", CDP_SERVER_TRACKING_URL="http://127.0.0.1:9")  # nothing listens there
     statuses = [consenting_client(stopped, rsa=VISITOR).get("/product").status_code for _ in range(20)]
     assert statuses == [200] * 20
+    stopped.extensions["cdp"].tracking.sender.stop(seconds=10)  # its failures are not the next test's
 
 
 def tracking_events(outcome: str) -> float:
@@ -254,7 +255,7 @@ def tracking_events(outcome: str) -> float:
 
 def test_the_queue_drops_the_oldest_and_counts_them(host: FakeTrackingHost) -> None:
     dropped_before, sent_before = tracking_events("dropped"), tracking_events("sent")
-    sender = EventSender(queue_size=5, retries=0)
+    sender = EventSender(queue_size=5, retries=0, concurrency=1)
     host.hold()
     sender.enqueue(sender_event(host.url, "1", p1="first"))
     host.wait_for(lambda h: len(h.hits) == 1)  # the sender waits on it
@@ -271,7 +272,7 @@ def test_the_queue_drops_the_oldest_and_counts_them(host: FakeTrackingHost) -> N
 
 def test_connection_errors_and_5xx_are_retried_other_4xx_are_not(host: FakeTrackingHost) -> None:
     failed_before = tracking_events("failed")
-    sender = EventSender(backoff=0.01)
+    sender = EventSender(backoff=0.01, concurrency=1)  # one transfer: the host's script of answers in order
     host.statuses = [503, 502, 200, 404]
     sender.enqueue(sender_event(host.url, "1", p1="retried"))
     sender.enqueue(sender_event(host.url, "1", p1="refused"))
@@ -379,6 +380,61 @@ def test_a_failure_is_logged_once_without_the_events_query(caplog) -> None:
     warnings = [record.getMessage() for record in caplog.records if "not accepted" in record.getMessage()]
     assert len(warnings) == 1 and "connection: could not connect" in warnings[0], warnings
     assert VISITOR not in caplog.text and "p1=visit" not in caplog.text
+
+
+def test_events_are_sent_several_at_once(host: FakeTrackingHost) -> None:
+    """Raptor takes one event a request: a sender keeps up with a slow host by having
+    ``concurrency`` transfers in flight, and no more."""
+    sender = EventSender(concurrency=4, timeout=20)  # no try times out while the host holds them
+    host.hold()
+    for number in range(10):
+        sender.enqueue(sender_event(host.url, "1", p1=f"e{number}"))
+    host.wait_for(lambda h: len(h.hits) == 4)
+    time.sleep(0.2)
+    assert len(host.hits) == 4 and sender.counts().queued == 6
+    host.release()
+    host.wait_for(lambda h: len(h.hits) == 10)
+    sender.stop()
+    assert sender.counts() == SenderCounts(sent=10, failed=0, dropped=0, queued=0)
+    assert sorted(hit.query for hit in host.hits) == sorted(f"p1=e{number}" for number in range(10))
+
+
+def test_buys_are_never_dropped_to_make_room_for_other_events(host: FakeTrackingHost) -> None:
+    """Buys have a lane of their own, sent first: a flood of other events drops the
+    oldest of those, never a buy."""
+    dropped_before = tracking_events("dropped")
+    sender = EventSender(queue_size=3, retries=0, concurrency=1)
+    host.hold()
+    sender.enqueue(sender_event(host.url, "1", p1="first"))
+    host.wait_for(lambda h: len(h.hits) == 1)  # the one transfer waits on it
+    sender.enqueue(sender_event(host.url, "1", p1="buy", p21="o1"), buy=True)
+    for number in range(10):
+        sender.enqueue(sender_event(host.url, "1", p1=f"view{number}"))
+    sender.enqueue(sender_event(host.url, "1", p1="buy", p21="o2"), buy=True)
+    assert sender.counts().dropped == 7 and sender.counts().queued == 5
+    host.release()
+    host.wait_for(lambda h: len(h.hits) == 6)
+    sender.stop()
+    assert [hit.query for hit in host.hits] == ["p1=first", "p1=buy&p21=o1", "p1=buy&p21=o2",
+                                                "p1=view7", "p1=view8", "p1=view9"]
+    assert tracking_events("dropped") - dropped_before == 7
+
+
+def test_a_pages_buy_goes_ahead_of_the_queued_views(make_site, host: FakeTrackingHost) -> None:
+    """Through the app: ``buy`` events take the buys' lane, whoever queues them."""
+    cdp = CDP()
+    app = make_site("server", cdp=cdp, CDP_TRACKING_CONCURRENCY="1")
+    host.hold()
+    with app.app_context():
+        cdp.track("visit", visitor_id=VISITOR, id="held")
+        host.wait_for(lambda h: len(h.hits) == 1)
+        for number in range(3):
+            cdp.track("visit", visitor_id=VISITOR, id=f"v{number}")
+        cdp.track("buy", visitor_id=VISITOR, id="cat-tree", price="10", quantity=1, currency="EUR", order_id="o1")
+    host.release()
+    host.wait_for(lambda h: len(h.hits) == 5)
+    assert [(hit.params["p1"], hit.params["p2"]) for hit in host.hits] == [
+        ("visit", "held"), ("buy", "cat-tree"), ("visit", "v0"), ("visit", "v1"), ("visit", "v2")]
 
 
 def test_stopping_drains_the_queue(host: FakeTrackingHost) -> None:
