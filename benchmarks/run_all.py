@@ -34,6 +34,7 @@ BENCHMARKS = [
      ["--rounds", "5", "--requests", "100"]),
     ("Server-side tracking: a page's events sent by the server", "server_tracking.py", [],
      ["--rounds", "5", "--requests", "50", "--events", "200"]),
+    ("Back office: a segment of 1,000,000 members on PostgreSQL", "back_office.py", [], []),
     ("Data export: 1,000,000 users", "export_stream.py", [], ["--users", "50000", "--small", "5000", "--rounds", "5"]),
 ]
 

@@ -5,9 +5,10 @@ through its real path (WSGI request, credentials, body read, JSON, per-id valida
 the delivery record) and either applies it in the request (inline) or queues it and a
 worker applies it (queued: the claim, the stored payload, the apply). The baseline is
 what a skeptic would write: a bare endpoint on the same app that does ``json.loads`` of
-the same body and writes the sorted ids with ``executemany`` (SQLite) or ``COPY``
-(PostgreSQL) into a table with the same keys and indexes. Both go through Flask's test
-client, so the transport is the same.
+the same body and writes the sorted ids with ``executemany`` (SQLite) or ``COPY`` from
+one escaped buffer (PostgreSQL) into a table with the same keys and indexes. Both go
+through Flask's test client, so the transport is the same, and both start each round
+from empty tables (TRUNCATE on PostgreSQL: no dead rows on either side).
 
 Rounds alternate product and baseline; each figure is the ratio of throughputs
 (baseline time / product time: 1.0x is as fast as the baseline), min / median / max.
@@ -35,6 +36,7 @@ from flask import Flask, request  # noqa: E402
 from timing import ratio_spread, spread_text, verdict  # noqa: E402
 
 from cdp_bridge import CDP  # noqa: E402
+from cdp_bridge.store.bulk import copy_text  # noqa: E402
 from tests.support.postgres_server import PostgresServer  # noqa: E402
 
 CLIENT, SECRET = "bench-client", "bench-client-secret-value"
@@ -80,8 +82,7 @@ def make_app(url: str, threshold: int) -> Flask:
                 cursor.executemany("INSERT OR IGNORE INTO bare_memberships VALUES (1, ?, ?)", [(i, now) for i in ids])
             else:
                 with cursor.copy("COPY bare_memberships (segment_id, user_id, created_at) FROM STDIN") as copy:
-                    for user_id in ids:
-                        copy.write_row((1, user_id, now))
+                    copy.write(copy_text(ids, before="1\t", after=f"\t{now}"))  # one escaped buffer
             raw.commit()
         finally:
             raw.close()
@@ -106,9 +107,15 @@ def product_run(app: Flask, body: bytes, queued: bool) -> Callable[[], None]:
 
 
 def reset(app: Flask) -> None:
+    """Both sides start from empty tables with no dead rows: TRUNCATE on PostgreSQL (a
+    DELETE left the baseline writing over dead rows while the product got a new segment)."""
+    tables = ("cdp_memberships", "cdp_segments", "cdp_deliveries", "bare_memberships")
     with app.app_context(), app.extensions["cdp"].engine.begin() as conn:
-        for table in ("cdp_memberships", "cdp_segments", "cdp_deliveries", "bare_memberships"):
-            conn.exec_driver_sql(f"DELETE FROM {table}")
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql(f"TRUNCATE {', '.join(tables)}")
+        else:
+            for table in tables:
+                conn.exec_driver_sql(f"DELETE FROM {table}")
 
 
 def measure(name: str, url: str, sizes: list[int], rounds: int) -> list[str]:

@@ -20,7 +20,7 @@ from flask_wtf.csrf import CSRFError, generate_csrf, validate_csrf
 from wtforms.validators import ValidationError as CSRFValidationError
 
 from ..errors import CDPError, ConflictError, NotFoundError, ProtectedGroupError, ValidationError
-from ..identifiers import validate_group_identifier, validate_name
+from ..identifiers import validate_group_identifier, validate_name, validate_user_id
 from ..model import DeliveryStatus
 from ..state import current_state as _state
 from ..store.schema import UPGRADE_COMMAND
@@ -193,22 +193,40 @@ def delete_group(identifier: str) -> Any:
     return redirect(url_for(".groups"))
 
 
+#: The members page's keys, in the order they are honoured when several are given.
+MEMBER_KEYS = ("at", "after", "before")
+
+
 def segment_members(identifier: str) -> Any:
-    """A segment's members. The segment id is a query argument: ids may hold ``/`` or
-    ``..``, which a path segment could not carry to the right page."""
+    """A segment's members, a page at a time by user id (``?after=``, ``?before=``, or
+    ``?at=`` to jump to a user id), so a page deep in a million members costs what the
+    first one does. The segment id is a query argument: ids may hold ``/`` or ``..``,
+    which a path segment could not carry to the right page."""
     store = _state().store
     segment = request.args.get("segment", "")
-    page = _page_number()
+    key = next((name for name in MEMBER_KEYS if request.args.get(name)), None)
     try:
-        members = store.members(identifier, segment, offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE + 1)
+        found = store.get_segment(identifier, segment)
     except (NotFoundError, ValidationError):
         abort(404)
+    start: dict[str, str] = {}
+    if key is not None:
+        try:
+            start[key] = validate_user_id(request.args[key])
+        except ValidationError as exc:
+            abort(400, description=f"{key}: {exc}")
+    page = store.members_page(identifier, segment, limit=PAGE_SIZE, **start)
+    arguments: dict[str, Any] = {"identifier": identifier, "segment": segment}
     return _show(
         "cdp/admin/segment.html",
         group=identifier,
-        segment=segment,
-        members=members[:PAGE_SIZE],
-        pager=Pager(page, len(members) > PAGE_SIZE, ".segment", {"identifier": identifier, "segment": segment}),
+        segment=found,
+        members=page.members,
+        # past the last member (a jump beyond it): back to the first page
+        previous_url=(url_for(".segment", **arguments, before=page.members[0]) if page.members
+                      else url_for(".segment", **arguments)) if page.has_previous else None,
+        next_url=url_for(".segment", **arguments, after=page.members[-1]) if page.has_next and page.members else None,
+        jumped_to=start.get("at"),
     )
 
 

@@ -120,17 +120,31 @@ def record_sequence(conn: Connection, tables: CDPTables, segment_id: int, sequen
 
 def add_members(conn: Connection, tables: CDPTables, segment_id: int, user_ids: Sequence[str]) -> int:
     """Add the users not yet in the segment; return how many were added."""
-    return member_writer(conn, tables).add(conn, segment_id, user_ids)
+    added = member_writer(conn, tables).add(conn, segment_id, user_ids)
+    _count_members(conn, tables, segment_id, added)
+    return added
 
 
 def remove_members(conn: Connection, tables: CDPTables, segment_id: int, user_ids: Sequence[str]) -> int:
     """Remove the given users from the segment; return how many were members."""
-    return member_writer(conn, tables).remove(conn, segment_id, user_ids)
+    removed = member_writer(conn, tables).remove(conn, segment_id, user_ids)
+    _count_members(conn, tables, segment_id, -removed)
+    return removed
 
 
 def replace_members(conn: Connection, tables: CDPTables, segment_id: int, user_ids: Sequence[str]) -> tuple[int, int]:
     """Make the segment's members exactly ``user_ids``; return (added, removed)."""
-    return member_writer(conn, tables).replace(conn, segment_id, user_ids)
+    added, removed = member_writer(conn, tables).replace(conn, segment_id, user_ids)
+    _count_members(conn, tables, segment_id, added - removed)
+    return added, removed
+
+
+def _count_members(conn: Connection, tables: CDPTables, segment_id: int, change: int) -> None:
+    """Keep the segment's member count with the change that made it, in its transaction
+    (the writers count what they changed): the back office reads it, never counts."""
+    if change:
+        s = tables.segments
+        conn.execute(update(s).where(s.c.id == segment_id).values(member_count=s.c.member_count + change))
 
 
 def lock_audience(conn: Connection, group_id: int, identifier: str) -> None:

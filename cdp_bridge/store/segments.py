@@ -9,6 +9,7 @@ deliveries (which use :mod:`.membership` directly) may change them.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, Engine, delete, func, select, update
@@ -188,12 +189,10 @@ class SegmentStore:
     # -- look-ups -------------------------------------------------------------------------
 
     def list_segments(self, group: str | None = None, *, offset: int = 0, limit: int | None = None) -> list[Segment]:
-        """Segments (of one group, or all) with member counts, by group then identifier."""
+        """Segments (of one group, or all) with member counts (kept with each change, not
+        counted here), by group then identifier."""
         t = self.tables
-        members = (
-            select(func.count()).where(t.memberships.c.segment_id == t.segments.c.id).scalar_subquery()
-        )
-        query = self._segment_query().add_columns(members.label("member_count"))
+        query = self._segment_query()
         with self.engine.connect() as conn:
             if group is not None:
                 query = query.where(t.segments.c.group_id == self.group_id(conn, group))
@@ -201,16 +200,61 @@ class SegmentStore:
             rows = conn.execute(query.offset(offset).limit(limit)).all()
         return [_segment(r) for r in rows]
 
-    def members(self, group: str, segment: str, *, offset: int = 0, limit: int | None = None) -> list[str]:
-        """A segment's member user ids, sorted."""
+    def get_segment(self, group: str, segment: str) -> Segment:
+        """One segment, with its metadata and member count."""
         segment = validate_segment_identifier(segment)
+        t = self.tables
+        with self.engine.connect() as conn:
+            row = conn.execute(self._segment_query().where(
+                t.segments.c.group_id == self.group_id(conn, group), t.segments.c.identifier == segment)).first()
+        if row is None:
+            raise NotFoundError(f"segment {segment!r} does not exist in group {group!r}")
+        return _segment(row)
+
+    def members(self, group: str, segment: str) -> list[str]:
+        """All of a segment's member user ids, sorted (for tests and small segments; the
+        back office pages with :meth:`members_page`)."""
         m = self.tables.memberships
         with self.engine.connect() as conn:
-            row = membership.find_segment(conn, self.tables, self.group_id(conn, group), segment)
-            if row is None:
-                raise NotFoundError(f"segment {segment!r} does not exist in group {group!r}")
-            query = select(m.c.user_id).where(m.c.segment_id == row.id).order_by(m.c.user_id)
-            return list(conn.scalars(query.offset(offset).limit(limit)))
+            segment_id = self._segment_id(conn, group, segment)
+            return list(conn.scalars(select(m.c.user_id).where(m.c.segment_id == segment_id).order_by(m.c.user_id)))
+
+    def members_page(self, group: str, segment: str, *, after: str | None = None, at: str | None = None,
+                     before: str | None = None, limit: int = 50) -> MembersPage:
+        """One page of a segment's members in user-id order, found by key rather than by
+        offset, so a page deep in a million members costs what the first does (an index
+        range): the ``limit`` ids after ``after``, from ``at`` on (a jump to a user id),
+        or the ``limit`` ids before ``before``; the first page without any."""
+        m = self.tables.memberships
+        with self.engine.connect() as conn:
+            segment_id = self._segment_id(conn, group, segment)
+            in_segment = m.c.segment_id == segment_id
+            if before is not None:
+                rows = list(conn.scalars(select(m.c.user_id).where(in_segment, m.c.user_id < before)
+                                         .order_by(m.c.user_id.desc()).limit(limit + 1)))
+                members = rows[:limit][::-1]
+                has_previous = len(rows) > limit
+                has_next = self._any_member(conn, in_segment, m.c.user_id >= before)
+            else:
+                bound = m.c.user_id > after if after is not None else m.c.user_id >= at if at is not None else None
+                query = select(m.c.user_id).where(in_segment, *([bound] if bound is not None else []))
+                rows = list(conn.scalars(query.order_by(m.c.user_id).limit(limit + 1)))
+                members, has_next = rows[:limit], len(rows) > limit
+                first = members[0] if members else after if after is not None else at
+                has_previous = first is not None and self._any_member(conn, in_segment, m.c.user_id < first)
+        return MembersPage(members, has_previous, has_next)
+
+    def _any_member(self, conn: Connection, *conditions: Any) -> bool:
+        """Whether a membership meets the conditions (one index probe)."""
+        m = self.tables.memberships
+        return conn.scalar(select(select(m.c.user_id).where(*conditions).exists())) is True
+
+    def _segment_id(self, conn: Connection, group: str, segment: str) -> int:
+        segment = validate_segment_identifier(segment)
+        row = membership.find_segment(conn, self.tables, self.group_id(conn, group), segment)
+        if row is None:
+            raise NotFoundError(f"segment {segment!r} does not exist in group {group!r}")
+        return row.id
 
     def segments_for(self, user_id: object) -> list[Segment]:
         """The segments a user belongs to, by group then identifier."""
@@ -230,6 +274,15 @@ class SegmentStore:
         return select(t.segments, t.segment_groups.c.identifier.label("group_identifier")).join(
             t.segment_groups, t.segment_groups.c.id == t.segments.c.group_id
         )
+
+
+@dataclass(frozen=True)
+class MembersPage:
+    """A page of a segment's members, and whether there are more on either side."""
+
+    members: list[str]
+    has_previous: bool
+    has_next: bool
 
 
 def _segment(row: Any) -> Segment:

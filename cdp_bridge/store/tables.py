@@ -102,6 +102,8 @@ def _segments(metadata: MetaData) -> Table:
         Column("profile_count", BigInteger(), nullable=True),
         Column("source_updated_at", DateTime(), nullable=True),
         Column("last_sequence", BigInteger(), nullable=True),
+        #: Kept with every change to the segment's members (in the same transaction).
+        Column("member_count", BigInteger(), nullable=False, default=0, server_default="0"),
         Column("created_at", DateTime(), nullable=False, default=utcnow),
         Column("updated_at", DateTime(), nullable=False, default=utcnow, onupdate=utcnow),
         PrimaryKeyConstraint("id", name="pk_cdp_segments"),

@@ -147,6 +147,32 @@ def test_segments_and_members_are_paged(client, admin_app: Flask) -> None:
     assert client.get("/cdp/admin/groups/shop/members?segment=ghost").status_code == 404
 
 
+def test_members_are_paged_by_user_id_with_a_jump_and_a_kept_count(client, admin_app: Flask) -> None:
+    """Next / previous by key (``after`` / ``before``), a jump to a user id (``at``), the
+    count kept with each change; bad keys answer 400 naming the argument."""
+    ids = [f"u{n:03d}" for n in range(120)]
+    post_webhook(admin_app, {"audiences": [{"id": "dogs", "members": ids}]})  # queued (>= 10 items)
+    assert admin_app.test_cli_runner().invoke(args=["cdp", "worker", "--once"]).exit_code == 0
+    path = "/cdp/admin/groups/shop/members?segment=dogs"
+    first = client.get(path).get_data(as_text=True)
+    assert "120 members" in first and "u000" in first and "u049" in first and "u050" not in first
+    assert 'href="/cdp/admin/groups/shop/members?segment=dogs&amp;after=u049" rel="next"' in first
+    assert 'rel="prev"' not in first
+    second = client.get(path + "&after=u049").get_data(as_text=True)
+    assert "u050" in second and "u099" in second and "u049" not in second and "u100" not in second
+    assert 'href="/cdp/admin/groups/shop/members?segment=dogs&amp;before=u050" rel="prev"' in second
+    back = client.get(path + "&before=u050").get_data(as_text=True)
+    assert "u000" in back and "u049" in back and "u050" not in back
+    jump = client.get(path + "&at=u110").get_data(as_text=True)
+    assert "u110" in jump and "u119" in jump and "u109" not in jump and 'rel="next"' not in jump
+    assert 'value="u110"' in jump and 'before=u110" rel="prev"' in jump
+    post_webhook(admin_app, {"audiences": [{"id": "dogs", "remove": ["u000", "u001"], "add": ["x1"]}]})
+    assert "119 members" in client.get(path).get_data(as_text=True)
+    for key in ("after", "before", "at"):
+        refused = client.get(path + f"&{key}=%07")
+        assert refused.status_code == 400 and key in refused.get_data(as_text=True)
+
+
 def test_a_users_segments(client) -> None:
     page = client.get("/cdp/admin/users?user_id=2").get_data(as_text=True)
     assert "<td>shop</td><td>cats</td><td>Cat owners</td>" in page

@@ -45,8 +45,9 @@ def store_version(app: Flask) -> int:
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # SQLite is in-process: no round trips
-def test_a_small_delivery_to_a_known_audience_is_four_statements(webhook_app: Flask, statements: list[str]) -> None:
-    """The group, the segment (locked), the members in one statement, the delivery's record."""
+def test_a_small_delivery_to_a_known_audience_is_five_statements(webhook_app: Flask, statements: list[str]) -> None:
+    """The group, the segment (locked), the members in one statement, the segment's member
+    count, the delivery's record."""
     assert post_webhook(webhook_app, {"request_id": "r1", "audiences": [{"id": "cats", "add": ["1", "2"]}]}).status_code == 200
     version = store_version(webhook_app)
     statements.clear()
@@ -54,9 +55,9 @@ def test_a_small_delivery_to_a_known_audience_is_four_statements(webhook_app: Fl
     response = post_webhook(webhook_app, body)
     assert response.status_code == 200 and response.get_json()["applied"] == 1
     work = [statement for statement in statements if statement.strip() != ";"]  # psycopg's pool pre-ping
-    assert len(work) == 4, "\n---\n".join(work)
+    assert len(work) == 5, "\n---\n".join(work)
     assert "cdp_segment_groups" in work[0] and "cdp_segments" in work[1] and "cdp_memberships" in work[2]
-    assert "cdp_deliveries" in work[3]
+    assert "UPDATE cdp_segments SET" in work[3] and "member_count" in work[3] and "cdp_deliveries" in work[4]
     assert store_version(webhook_app) == version  # members only: the kept names stay valid
 
 

@@ -256,3 +256,66 @@ def test_users_segments_are_one_index_lookup(store: SegmentStore) -> None:
     index_names = {index.name for index in store.tables.memberships.indexes}
     assert "ix_cdp_memberships_user_id_segment_id" in index_names
     assert list(store.tables.memberships.indexes)[0].columns.keys() == ["user_id", "segment_id"]
+
+
+def stored_count(store: SegmentStore, group: str, segment: str) -> int:
+    """The kept count, and a check that it is what counting the rows gives."""
+    kept = store.get_segment(group, segment).member_count
+    assert kept == len(store.members(group, segment)), (kept, len(store.members(group, segment)))
+    return kept
+
+
+def test_the_member_count_stays_right_across_add_remove_and_replace(store: SegmentStore) -> None:
+    """Kept with each change, in its transaction, by every writer: a few ids (one
+    statement), thousands (PostgreSQL stages them; COPY fills an empty segment), repeats."""
+    store.create_group("g")
+    store.add_members("g", "s", ["1", "2", "3"])
+    assert stored_count(store, "g", "s") == 3
+    store.add_members("g", "s", ["2", "3", "4"])  # two already there
+    assert stored_count(store, "g", "s") == 4
+    store.remove_members("g", "s", ["1", "9"])  # 9 is no member
+    assert stored_count(store, "g", "s") == 3
+    store.replace_members("g", "s", ["4", "5"])
+    assert stored_count(store, "g", "s") == 2
+    store.replace_members("g", "big", [str(n) for n in range(5000)])  # into an empty segment
+    assert stored_count(store, "g", "big") == 5000
+    store.replace_members("g", "big", [str(n) for n in range(2500, 7500)])  # staged: half kept
+    assert stored_count(store, "g", "big") == 5000
+    store.add_members("g", "big", [str(n) for n in range(7000, 9000)])
+    assert stored_count(store, "g", "big") == 6500
+    store.remove_members("g", "big", [str(n) for n in range(0, 3000)])
+    assert stored_count(store, "g", "big") == 6000
+    store.replace_members("g", "big", [])
+    assert stored_count(store, "g", "big") == 0
+    assert stored_count(store, "g", "s") == 2  # the other segment untouched
+
+
+def test_a_refused_change_leaves_the_count_as_it_was(store: SegmentStore) -> None:
+    store.create_group("g")
+    store.add_members("g", "s", ["1", "2"])
+    with pytest.raises(ValidationError):
+        store.add_members("g", "s", ["3", "bad\x00id"])
+    assert stored_count(store, "g", "s") == 2
+
+
+def test_members_are_paged_by_key_both_ways_and_from_a_user_id(store: SegmentStore) -> None:
+    store.create_group("g")
+    ids = [f"u{n:03d}" for n in range(25)]
+    store.add_members("g", "s", ids)
+    first = store.members_page("g", "s", limit=10)
+    assert (first.members, first.has_previous, first.has_next) == (ids[:10], False, True)
+    second = store.members_page("g", "s", after=first.members[-1], limit=10)
+    assert (second.members, second.has_previous, second.has_next) == (ids[10:20], True, True)
+    last = store.members_page("g", "s", after=second.members[-1], limit=10)
+    assert (last.members, last.has_previous, last.has_next) == (ids[20:], True, False)
+    back = store.members_page("g", "s", before=last.members[0], limit=10)
+    assert (back.members, back.has_previous, back.has_next) == (ids[10:20], True, True)
+    assert store.members_page("g", "s", before=second.members[0], limit=10).members == ids[:10]
+    jump = store.members_page("g", "s", at="u017", limit=10)
+    assert (jump.members, jump.has_previous, jump.has_next) == (ids[17:], True, False)
+    between = store.members_page("g", "s", at="u0055", limit=3)  # no such member: the next ones
+    assert between.members == ["u006", "u007", "u008"]
+    beyond = store.members_page("g", "s", at="z", limit=10)
+    assert (beyond.members, beyond.has_previous, beyond.has_next) == ([], True, False)
+    with pytest.raises(NotFoundError):
+        store.members_page("g", "nope")
