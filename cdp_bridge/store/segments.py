@@ -211,6 +211,15 @@ class SegmentStore:
             raise NotFoundError(f"segment {segment!r} does not exist in group {group!r}")
         return _segment(row)
 
+    def recount_members(self) -> int:
+        """Count every segment's members afresh, in one transaction; how many segments.
+        The counts are kept with each change; processes of a version before
+        ``0007_member_counts`` did not keep them, so a rolling upgrade ends with this."""
+        s, m = self.tables.segments, self.tables.memberships
+        members = select(func.count()).where(m.c.segment_id == s.c.id).scalar_subquery()
+        with self.engine.begin() as conn:
+            return int(conn.execute(update(s).values(member_count=members)).rowcount)
+
     def members(self, group: str, segment: str) -> list[str]:
         """All of a segment's member user ids, sorted (for tests and small segments; the
         back office pages with :meth:`members_page`)."""

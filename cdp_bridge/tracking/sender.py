@@ -8,7 +8,11 @@ kept-alive urllib3 pool, a total deadline per try) with the retry policy of
 
 Raptor takes one event a request, so what lets a process keep up with a slow host is
 sending several at once: ``CDP_TRACKING_CONCURRENCY`` threads (16 by default), each with
-one transfer in flight. Buys have a lane of their own, which the threads empty first:
+one transfer in flight. The first thread sends whenever an event waits; the others join
+in only while a backlog builds (more than :data:`HELP_BACKLOG` events), as it does when
+the host is far away, and leave once it is cleared: a process whose single transfer
+keeps up runs one sending thread, so its pages do not share the interpreter with idle
+transfers. Buys have a lane of their own, which the threads empty first:
 a burst of page views can fill the other lane, whose oldest events are then dropped and
 counted, but never costs a buy. So a Raptor outage costs events, never page time or
 memory. The threads start with the first event of each process, so under gunicorn each
@@ -44,6 +48,8 @@ DRAIN_SECONDS = 2.0
 MAX_ANSWER_BYTES = 64 * 1024
 #: Transfers in flight per process unless ``CDP_TRACKING_CONCURRENCY`` says otherwise.
 DEFAULT_CONCURRENCY = 16
+#: Events waiting beyond which the other threads join the first.
+HELP_BACKLOG = 16
 
 
 @dataclass(frozen=True)
@@ -72,11 +78,13 @@ class EventSender:
         self.on_report = on_report
         self._buys: deque[Event] = deque(maxlen=queue_size)
         self._others: deque[Event] = deque(maxlen=queue_size)
-        self._ready = threading.Condition()
+        lock = threading.Lock()
+        #: The first thread waits on ``_ready`` (any event), the others on ``_backlog``.
+        self._ready, self._backlog = threading.Condition(lock), threading.Condition(lock)
         self._retry = retry_policy(retries + 1, backoff)
         self.sent = self.failed = self.dropped = 0
         self._pid: int | None = None
-        self._threads: list[threading.Thread] = []
+        self._threads: dict[int, threading.Thread] = {}
         self._client: OutboundClient | None = None
         self._stopping = False
         self._failing = False
@@ -98,17 +106,24 @@ class EventSender:
                                 "buys'" if buy else "events'", lane.maxlen, self.dropped)
             lane.append(event)
             self._ready.notify()
+            if self._waiting() > HELP_BACKLOG:
+                self._backlog.notify()
 
     def counts(self) -> SenderCounts:
         with self._ready:
-            return SenderCounts(self.sent, self.failed, self.dropped, len(self._buys) + len(self._others))
+            return SenderCounts(self.sent, self.failed, self.dropped, self._waiting())
+
+    def _waiting(self) -> int:
+        """Events queued (lock held)."""
+        return len(self._buys) + len(self._others)
 
     # -- the threads ----------------------------------------------------------------------
 
     def _ensure_started(self) -> None:
         pid = os.getpid()
         with self._ready:
-            if self._pid == pid and self._threads and all(thread.is_alive() for thread in self._threads):
+            if self._pid == pid and len(self._threads) == self.concurrency and all(
+                    thread.is_alive() for thread in self._threads.values()):
                 return
             if self._pid != pid:  # a new process (gunicorn's fork): its own queues, counts and connections
                 self._buys.clear()
@@ -118,13 +133,15 @@ class EventSender:
             if self._client is None:
                 self._client = OutboundClient(timeout=self.timeout, max_answer_bytes=MAX_ANSWER_BYTES,
                                               pool_size=self.concurrency, ca_file=self.ca_file)
+            if self._pid != pid:
+                self._threads = {}
             self._pid, self._stopping = pid, False
-            self._threads = [thread for thread in self._threads if thread.is_alive()]
-            for number in range(len(self._threads), self.concurrency):
-                thread = threading.Thread(target=self._run, args=(self._client,), name=f"cdp-tracking-sender-{number}",
-                                          daemon=True)
-                thread.start()
-                self._threads.append(thread)
+            for number in range(self.concurrency):
+                if number not in self._threads or not self._threads[number].is_alive():
+                    thread = threading.Thread(target=self._run, args=(self._client, number == 0),
+                                              name=f"cdp-tracking-sender-{number}", daemon=True)
+                    thread.start()
+                    self._threads[number] = thread
             atexit.register(self.stop)
 
     def _next_event(self) -> Event | None:
@@ -133,14 +150,23 @@ class EventSender:
             return self._buys.popleft()
         return self._others.popleft() if self._others else None
 
-    def _run(self, client: OutboundClient) -> None:
+    def _run(self, client: OutboundClient, first: bool) -> None:
+        """The first thread takes any event; another waits for a backlog, then sends until
+        the queue is empty (and wakes one more while the backlog lasts)."""
+        helping = False
         while True:
             with self._ready:
-                event = self._next_event()
+                event = self._next_event() if first or helping else None
                 if event is None and not self._stopping:
-                    self._ready.wait(self.report_seconds)
-                    event = self._next_event()
-                report = self._due_report()
+                    if first:
+                        self._ready.wait(self.report_seconds)
+                    else:
+                        self._backlog.wait(self.report_seconds)
+                    event = self._next_event() if first or self._waiting() >= HELP_BACKLOG or self._stopping else None
+                helping = event is not None and not first
+                if helping and self._waiting() > HELP_BACKLOG:
+                    self._backlog.notify()  # the backlog lasts: one more joins
+                report = self._due_report() if first else None
                 if event is None and self._stopping:  # nothing is left
                     break
             self._report(report)
@@ -178,7 +204,7 @@ class EventSender:
         the report itself is made outside the lock, so a page never waits on it)."""
         if not force and time.monotonic() - self._reported_at < self.report_seconds:
             return None
-        counts = SenderCounts(self.sent, self.failed, self.dropped, len(self._buys) + len(self._others))
+        counts = SenderCounts(self.sent, self.failed, self.dropped, self._waiting())
         self._reported_at = time.monotonic()
         if counts == self._reported:
             return None
@@ -199,17 +225,18 @@ class EventSender:
 
     def stop(self, seconds: float = DRAIN_SECONDS) -> None:
         """Send what is queued for at most ``seconds``, then stop the threads."""
-        threads = [thread for thread in self._threads if thread.is_alive()]
+        threads = [thread for thread in self._threads.values() if thread.is_alive()]
         if not threads or self._pid != os.getpid():
             return
         with self._ready:
             self._stopping = True
             self._ready.notify_all()
+            self._backlog.notify_all()
         deadline = time.monotonic() + seconds
         for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
         with self._ready:
-            left = len(self._buys) + len(self._others)
+            left = self._waiting()
             if left:
                 self.dropped += left
                 TRACKING_EVENTS.labels("dropped").inc(left)

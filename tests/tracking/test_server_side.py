@@ -382,21 +382,39 @@ def test_a_failure_is_logged_once_without_the_events_query(caplog) -> None:
     assert VISITOR not in caplog.text and "p1=visit" not in caplog.text
 
 
-def test_events_are_sent_several_at_once(host: FakeTrackingHost) -> None:
-    """Raptor takes one event a request: a sender keeps up with a slow host by having
-    ``concurrency`` transfers in flight, and no more."""
+def test_events_are_sent_several_at_once_while_a_backlog_lasts(host: FakeTrackingHost) -> None:
+    """Raptor takes one event a request: a sender keeps up with a slow host by having up
+    to ``concurrency`` transfers in flight, and no more, once a backlog builds."""
     sender = EventSender(concurrency=4, timeout=20)  # no try times out while the host holds them
     host.hold()
-    for number in range(10):
+    for number in range(40):
         sender.enqueue(sender_event(host.url, "1", p1=f"e{number}"))
     host.wait_for(lambda h: len(h.hits) == 4)
     time.sleep(0.2)
-    assert len(host.hits) == 4 and sender.counts().queued == 6
+    assert len(host.hits) == 4 and sender.counts().queued == 36
     host.release()
-    host.wait_for(lambda h: len(h.hits) == 10)
+    host.wait_for(lambda h: len(h.hits) == 40)
     sender.stop()
-    assert sender.counts() == SenderCounts(sent=10, failed=0, dropped=0, queued=0)
-    assert sorted(hit.query for hit in host.hits) == sorted(f"p1=e{number}" for number in range(10))
+    assert sender.counts() == SenderCounts(sent=40, failed=0, dropped=0, queued=0)
+    assert sorted(hit.query for hit in host.hits) == sorted(f"p1=e{number}" for number in range(40))
+
+
+def test_without_a_backlog_one_transfer_sends(host: FakeTrackingHost) -> None:
+    """A few events wait for the first thread: the others join only for a backlog (more
+    than HELP_BACKLOG), so a process that keeps up runs one sending thread."""
+    from cdp_bridge.tracking.sender import HELP_BACKLOG
+
+    sender = EventSender(concurrency=4, timeout=20)
+    host.hold()
+    for number in range(HELP_BACKLOG):
+        sender.enqueue(sender_event(host.url, "1", p1=f"e{number}"))
+    host.wait_for(lambda h: len(h.hits) == 1)
+    time.sleep(0.3)
+    assert len(host.hits) == 1
+    host.release()
+    host.wait_for(lambda h: len(h.hits) == HELP_BACKLOG)
+    sender.stop()
+    assert [hit.query for hit in host.hits] == [f"p1=e{number}" for number in range(HELP_BACKLOG)]  # in order
 
 
 def test_buys_are_never_dropped_to_make_room_for_other_events(host: FakeTrackingHost) -> None:
@@ -656,7 +674,7 @@ def test_under_gunicorn_each_worker_sends_with_a_sender_of_its_own(host: FakeTra
     assert {f"late{n}" for n in range(10)} <= sent
     gunicorn_log = (tmp_path / "gunicorn.log").read_text()
     workers = set(re.findall(r"Booting worker with pid: (\d+)", gunicorn_log))
-    reports = re.findall(r"\[(\d+)\] \[INFO\] server-side tracking: sent=(\d+)", gunicorn_log)
+    reports = re.findall(r"\[(\d+)\] \[INFO\] cdp_bridge\.tracking: server-side tracking: sent=(\d+)", gunicorn_log)
     assert len(workers) == 2 and reports and {pid for pid, _ in reports} <= workers  # workers send, not the master
     last = {pid: int(count) for pid, count in reports}  # each worker's last line counts all it sent
     assert sum(last.values()) == 50

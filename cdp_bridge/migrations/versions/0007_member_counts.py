@@ -6,8 +6,8 @@ Revises: 0006_tracking_senders
 Expand: a column with a server default, counted once here from the memberships. From
 this revision on, every change to a segment's members updates its count in the same
 transaction, so the back office never counts a million rows on view. Processes of an
-earlier version do not keep the count: upgrade with them stopped (or upgrade again after
-the rollout, which counts afresh).
+earlier version keep working on it but do not keep the count: after a rolling deploy,
+``flask cdp segments --recount`` counts afresh.
 """
 
 import sqlalchemy as sa
