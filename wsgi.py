@@ -24,14 +24,17 @@ from decimal import Decimal
 from typing import Any
 
 import click
-from dotenv import find_dotenv, load_dotenv
+from dotenv import dotenv_values, find_dotenv
 from flask import Blueprint, Flask, Response, abort, current_app, flash, g, redirect, render_template, request, session, url_for
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import String, select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Mapped, mapped_column
+from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.serving import WSGIRequestHandler, make_server
 
-from cdp_bridge import CDP, ConflictError, TrackingArgumentError
+from cdp_bridge import CDP, ConfigurationError, ConflictError, TrackingArgumentError
+from cdp_bridge.settings import secret_problem
 
 DEMO_CLIENT_ID = "demo-shop"
 DEMO_MEMBERSHIP_ACTIVATION_ID = "demo-cdp-api"
@@ -103,6 +106,16 @@ DEMO_RECOMMENDATION_MODULES = {
 CONSENT_COOKIE = "cdp_consent"
 
 
+def site_environment() -> dict[str, str]:
+    """What configures the shop: the process environment, and the ``.env`` file of the
+    working directory for every key the environment does not set. Read afresh each time
+    the app is built, so a gunicorn reload (HUP: new workers build the app again) takes a
+    changed ``.env``; never written into ``os.environ``."""
+    path = find_dotenv(usecwd=True)
+    from_file = {key: value for key, value in dotenv_values(path).items() if value is not None} if path else {}
+    return {**from_file, **os.environ}
+
+
 def create_app(config: dict[str, Any] | None = None, instance_path: str | None = None) -> Flask:
     """Build the shop: the demo by default; a site configured by the environment (or a
     ``.env`` file) when that sets ``SQLALCHEMY_DATABASE_URI``. ``config`` overrides any
@@ -111,39 +124,39 @@ def create_app(config: dict[str, Any] | None = None, instance_path: str | None =
     The demo: embedded SQLite, demo users with passwordless logins, a made-up account
     number and a local stand-in for Raptor's script; every setting the environment gives
     wins over its default. The site: the environment's database and ``SECRET_KEY`` (it
-    refuses to start without one), its ``CDP_*`` settings and nothing of the demo's; the
-    back office admits HTTP Basic user ``admin`` with ``SHOP_ADMIN_PASSWORD``.
+    refuses to start without a real one), its ``CDP_*`` settings and nothing of the
+    demo's; the back office admits HTTP Basic user ``admin`` with ``SHOP_ADMIN_PASSWORD``.
+    The site's factory never touches its database (``flask --app wsgi shop init-db``
+    makes the shop's tables), so ``flask cdp check`` and the workers can report an
+    outage instead of failing to start.
     """
-    load_dotenv(find_dotenv(usecwd=True), override=False)
+    environment = site_environment()
     app = Flask(__name__, instance_path=instance_path)
     os.makedirs(app.instance_path, exist_ok=True)
-    site_database = os.environ.get("SQLALCHEMY_DATABASE_URI")
+    site_database = environment.get("SQLALCHEMY_DATABASE_URI")
     if site_database:
         # A site on its own database is no demo: configured by the environment alone, with
         # no passwordless demo logins and no demo data.
-        if not os.environ.get("SECRET_KEY"):
-            raise RuntimeError("SQLALCHEMY_DATABASE_URI is set but SECRET_KEY is not: set a long random SECRET_KEY"
-                               " in the environment or the .env file (sessions and CSRF tokens are signed with it)")
-        app.config.update(SQLALCHEMY_DATABASE_URI=site_database, SECRET_KEY=os.environ["SECRET_KEY"], SHOP_DEMO=False,
-                          SHOP_ADMIN_PASSWORD=os.environ.get("SHOP_ADMIN_PASSWORD") or None)
+        app.config.update(SQLALCHEMY_DATABASE_URI=site_database, SECRET_KEY=_site_secret(environment), SHOP_DEMO=False,
+                          SHOP_ADMIN_PASSWORD=_admin_password(environment))
+        _behind_proxies(app, environment)
         cdp_defaults: dict[str, Any] = {"CDP_CONSENT_COOKIE": CONSENT_COOKIE}  # the shop's banner sets it
     else:
         app.config.update(SQLALCHEMY_DATABASE_URI="sqlite:///" + os.path.join(app.instance_path, "demo.sqlite3"),
-                          SECRET_KEY=os.environ.get("SECRET_KEY") or _instance_secret(app, "session_key"), SHOP_DEMO=True)
-        cdp_defaults = _demo_settings(app)
+                          SECRET_KEY=environment.get("SECRET_KEY") or _instance_secret(app, "session_key"), SHOP_DEMO=True)
+        cdp_defaults = _demo_settings(app, environment)
         stand_in = _start_raptor_stand_in(app)
         for key in ("CDP_MEMBERSHIP_API_URL", "CDP_SERVER_TRACKING_URL", "CDP_RECOMMENDATIONS_API_URL"):
-            if not os.environ.get(key):
-                cdp_defaults[key] = stand_in
-    for key, value in cdp_defaults.items():
-        if not os.environ.get(key):  # cdp_bridge reads CDP_* from the environment itself
-            app.config[key] = value
+            cdp_defaults[key] = stand_in
+    app.config.update(cdp_defaults)
+    # cdp_bridge reads app.config first: the environment's (and .env's) CDP_* win over the defaults
+    app.config.update({key: value for key, value in environment.items() if key.startswith("CDP_") and value.strip()})
     app.config.update(config or {})
     db.init_app(app)
     cdp.init_app(app, db=db)
-    with app.app_context():
-        db.create_all()
-        if app.config["SHOP_DEMO"]:
+    if app.config["SHOP_DEMO"]:  # the demo's own SQLite file, made on first run
+        with app.app_context():
+            db.create_all()
             _seed_first_run()
     app.register_blueprint(shop)
     if app.config["SHOP_DEMO"]:
@@ -151,7 +164,52 @@ def create_app(config: dict[str, Any] | None = None, instance_path: str | None =
     return app
 
 
-def _demo_settings(app: Flask) -> dict[str, Any]:
+def _behind_proxies(app: Flask, environment: dict[str, str]) -> None:
+    """``PROXY_COUNT`` proxies (a TLS proxy: 1) in front: Werkzeug's ``ProxyFix`` trusts
+    that many ``X-Forwarded-For`` / ``-Proto`` / ``-Host`` hops, so the rate limits see the
+    visitor's address and every cookie, the session's included, is ``Secure`` on HTTPS.
+    ``SESSION_COOKIE_SECURE`` (default: true behind a proxy) may say otherwise."""
+    text = environment.get("PROXY_COUNT", "0").strip() or "0"
+    if not text.isdigit() or int(text) > 10:
+        raise ConfigurationError(f"PROXY_COUNT: expected the number of proxies in front of the site (0-10), not {text!r}")
+    count = int(text)
+    if count:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=count, x_proto=count, x_host=count)  # type: ignore[method-assign]
+    secure = environment.get("SESSION_COOKIE_SECURE", "").strip().lower()
+    if secure and secure not in ("true", "1", "yes", "false", "0", "no"):
+        raise ConfigurationError(f"SESSION_COOKIE_SECURE: expected true or false, not {secure!r}")
+    app.config["SESSION_COOKIE_SECURE"] = secure in ("true", "1", "yes") if secure else count > 0
+
+
+#: The shortest SECRET_KEY and SHOP_ADMIN_PASSWORD a site starts with.
+MIN_SECRET_KEY_LENGTH, MIN_ADMIN_PASSWORD_LENGTH = 32, 12
+
+
+def _site_secret(environment: dict[str, str]) -> str:
+    """The site's SECRET_KEY: required, long, and no placeholder left from the README."""
+    key = environment.get("SECRET_KEY", "").strip()
+    if not key:
+        raise ConfigurationError("SECRET_KEY: SQLALCHEMY_DATABASE_URI is set but SECRET_KEY is not: set a long random"
+                                 " SECRET_KEY in the environment or the .env file (sessions and CSRF tokens are signed"
+                                 " with it)")
+    problem = secret_problem(key, MIN_SECRET_KEY_LENGTH)
+    if problem:
+        raise ConfigurationError(f"SECRET_KEY: {problem}")
+    return key
+
+
+def _admin_password(environment: dict[str, str]) -> str | None:
+    """SHOP_ADMIN_PASSWORD, if set: long enough and no placeholder (unset: no back office)."""
+    password = environment.get("SHOP_ADMIN_PASSWORD", "").strip()
+    if not password:
+        return None
+    problem = secret_problem(password, MIN_ADMIN_PASSWORD_LENGTH)
+    if problem:
+        raise ConfigurationError(f"SHOP_ADMIN_PASSWORD: {problem}")
+    return password
+
+
+def _demo_settings(app: Flask, environment: dict[str, str]) -> dict[str, Any]:
     """The demo's cdp_bridge settings; an activation in the environment replaces its own."""
     settings: dict[str, Any] = {
         "CDP_ACTIVATION_CLIENT_ID": DEMO_CLIENT_ID,
@@ -179,7 +237,7 @@ def _demo_settings(app: Flask) -> dict[str, Any]:
         },
     }
     activation_keys = ("CDP_ACTIVATION_CLIENT_ID", "CDP_ACTIVATION_CLIENT_SECRET", "CDP_SEGMENT_GROUP_IDENTIFIER")
-    if any(os.environ.get(key) for key in (*activation_keys, "CDP_ACTIVATIONS")):
+    if any(environment.get(key) for key in (*activation_keys, "CDP_ACTIVATIONS")):
         for key in activation_keys:
             del settings[key]
     return settings
@@ -368,6 +426,16 @@ def checkout() -> Any:
     session["last_order"] = order
     session["basket"] = {}
     return redirect(url_for(".order_confirmation"))
+
+
+@shop.cli.command("init-db")
+def init_db() -> None:
+    """Create the shop's own tables (cdp_bridge's are ``flask cdp init-db``'s); safe to run again."""
+    try:
+        db.metadata.create_all(db.engine, tables=[t for t in db.metadata.sorted_tables if not t.name.startswith("cdp_")])
+    except SQLAlchemyError as exc:
+        raise click.ClickException(f"database error: {str(exc).splitlines()[0]}") from None
+    click.echo("The shop's tables are ready.")
 
 
 @shop.cli.command("till-sale")

@@ -9,6 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+
+#: What SQLAlchemy raises when the database does not answer (an outage, not a bug): the
+#: webhook and the back office answer 503 for these, the workers wait and retry.
+DATABASE_UNREACHABLE: tuple[type[Exception], ...] = (OperationalError, InterfaceError, PoolTimeoutError)
+
 
 class CDPError(Exception):
     """Base class of every error cdp_bridge raises on purpose."""

@@ -15,7 +15,6 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from dotenv import find_dotenv, load_dotenv
 from flask import Blueprint, Flask, current_app
 from flask.blueprints import BlueprintSetupState
 from flask_sqlalchemy import SQLAlchemy
@@ -101,7 +100,6 @@ class CDP:
                 "cdp_bridge is already registered on this app. Call init_app once per app;"
                 " its state is app.extensions['cdp']."
             )
-        _load_dotenv(app)
         settings = load_settings(app.config)
         database, owns_db = self._database_for(app, db)
         with app.app_context():
@@ -353,16 +351,6 @@ def _remember_url_prefix(setup: BlueprintSetupState) -> None:
     state = setup.app.extensions.get(EXTENSION_KEY)
     if state is not None:
         state.url_prefix = setup.url_prefix or ""
-
-
-def _load_dotenv(app: Flask) -> None:
-    """Load ``.env`` from the working directory without overriding the environment.
-
-    The ``flask`` command does this itself; gunicorn and plain imports do not.
-    """
-    path = find_dotenv(usecwd=True)
-    if path:
-        load_dotenv(path, override=False)
 
 
 def _tune_sqlite(engine: Engine) -> None:

@@ -16,3 +16,9 @@ def one_line(text: str) -> str:
     """``text`` with every control character written as its Python escape (``\\n``,
     ``\\x1b``, ``\\ud800``), so it stays on one line and shows what was sent."""
     return _UNSAFE.sub(lambda match: match.group().encode("unicode_escape").decode("ascii"), text)
+
+
+#: One format for every process of a site: gunicorn's own (time, pid, level) with the
+#: logger's name, so a delivery's line reads the same from the web process and a worker.
+LOG_FORMAT = "%(asctime)s [%(process)d] [%(levelname)s] %(name)s: %(message)s"
+LOG_DATE_FORMAT = "[%Y-%m-%d %H:%M:%S %z]"

@@ -117,13 +117,7 @@ class _JSONEncoded(fields.Field[Any]):
 
     def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> Any:
         if isinstance(value, (str, bytes)):
-            try:
-                value = json.loads(value)
-            except ValueError as exc:
-                # exc.msg and position only: never the text, which may hold a secret.
-                raise SchemaError(
-                    f"expected valid JSON ({exc.msg} at position {exc.pos})"  # type: ignore[attr-defined]
-                ) from None
+            value = _json_value(value)
         return self.inner.deserialize(value)
 
 
@@ -150,13 +144,38 @@ class _EnumValue(fields.String):
 
 
 class _SecretString(fields.String):
-    """A non-empty string, returned wrapped in :class:`Secret`."""
+    """A non-empty string that is no placeholder, returned wrapped in :class:`Secret`;
+    with ``min_length``, at least that long (a short secret is a guessable one)."""
+
+    def __init__(self, *, min_length: int = 1, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.min_length = min_length
 
     def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> Secret:  # type: ignore[override]
-        text = super()._deserialize(value, attr, data, **kwargs)
-        if not text.strip():
+        text = super()._deserialize(value, attr, data, **kwargs).strip()
+        if not text:
             raise SchemaError("expected a non-empty secret string")
-        return Secret(text.strip())
+        problem = secret_problem(text, self.min_length)
+        if problem:
+            raise SchemaError(problem)
+        return Secret(text)
+
+
+#: Values an operator leaves in a pasted example (``...``, ``<your secret>``, ``changeme``).
+PLACEHOLDER = re.compile(r"\.{2,}|…|<[^>]*>|x{3,}|change[-_ ]?me|your[-_ ].*|todo|placeholder|secret|password",
+                         re.IGNORECASE)
+
+
+def secret_problem(text: str, min_length: int = 1) -> str | None:
+    """Why ``text`` cannot be a secret (a placeholder, or shorter than ``min_length``), in
+    words that never repeat it; ``None`` when it can. Also for the demo site's own
+    SECRET_KEY and SHOP_ADMIN_PASSWORD."""
+    if PLACEHOLDER.fullmatch(text) or "..." in text or "…" in text:
+        return "expected a real secret, not a placeholder such as '...': make one with python3 -c" \
+               " 'import secrets; print(secrets.token_urlsafe(32))'"
+    if len(text) < min_length:
+        return f"expected a secret of at least {min_length} characters (this one has {len(text)})"
+    return None
 
 
 class _Flag(fields.Boolean):
@@ -177,7 +196,7 @@ class _SigningSecrets(fields.Field[tuple[Secret, ...]]):
     def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> tuple[Secret, ...]:
         if isinstance(value, str):
             text = value.strip()
-            value = json.loads(text) if text.startswith("[") else re.split(r"[\s,]+", text)
+            value = _json_value(text) if text.startswith("[") else re.split(r"[\s,]+", text)
         if not isinstance(value, (list, tuple)):
             raise SchemaError("expected a list of whsec_… secrets")
         secrets = tuple(_signing_secret(item, index) for index, item in enumerate(value) if item)
@@ -190,10 +209,29 @@ def _signing_secret(item: Any, index: int) -> Secret:
     if not isinstance(item, str) or not item.startswith("whsec_"):
         raise SchemaError(f"entry {index}: expected a string starting with 'whsec_'")
     try:
-        base64.b64decode(item[len("whsec_") :], validate=True)
+        key = base64.b64decode(item[len("whsec_") :], validate=True)
     except (binascii.Error, ValueError):
         raise SchemaError(f"entry {index}: expected base64 after 'whsec_'") from None
+    if not MIN_SIGNING_KEY_BYTES <= len(key) <= MAX_SIGNING_KEY_BYTES:
+        # an empty or short key signs nothing worth checking (Standard Webhooks: 24-64 bytes)
+        raise SchemaError(f"entry {index}: expected a key of {MIN_SIGNING_KEY_BYTES}-{MAX_SIGNING_KEY_BYTES} bytes"
+                          f" after 'whsec_' (base64), not {len(key)}; make one with {MAKE_SIGNING_SECRET}")
     return Secret(item)
+
+
+#: Standard Webhooks' bounds for a signing key, in bytes.
+MIN_SIGNING_KEY_BYTES, MAX_SIGNING_KEY_BYTES = 24, 64
+MAKE_SIGNING_SECRET = ("python3 -c \"import base64, secrets;"
+                       " print('whsec_' + base64.b64encode(secrets.token_bytes(32)).decode())\"")
+
+
+def _json_value(text: str | bytes) -> Any:
+    """``json.loads``, its error a :class:`SchemaError` naming where (never the text, which
+    may hold a secret)."""
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise SchemaError(f"expected valid JSON ({exc.msg} at position {exc.pos})") from None  # type: ignore[attr-defined]
 
 
 def _whole_match(pattern: re.Pattern[str], error: str) -> validate.Validator:
@@ -208,6 +246,10 @@ def _group_identifier_rule() -> validate.Validator:
     )
 
 
+#: The CDP authenticates with the client secret alone: a short one could be guessed.
+MIN_CLIENT_SECRET_LENGTH = 16
+
+
 class _ActivationSchema(Schema):
     class Meta:
         unknown = EXCLUDE
@@ -218,7 +260,8 @@ class _ActivationSchema(Schema):
         error_messages={"required": "required", "invalid": "expected a string"},
     )
     client_secret = _SecretString(
-        required=True, error_messages={"required": "required", "invalid": "expected a string"}
+        min_length=MIN_CLIENT_SECRET_LENGTH, required=True,
+        error_messages={"required": "required", "invalid": "expected a string"}
     )
     segment_group_identifier = fields.String(
         required=True,
@@ -385,7 +428,8 @@ class SettingsSchema(Schema):
         " customer id", shown_default="required for tracking and export")
     activation_client_id = _setting(fields.String(validate=validate.Length(min=1, max=255)), "CDP_ACTIVATION_CLIENT_ID",
                                     "one activation (Ibexa's names): its client id; all three together")
-    activation_client_secret = _setting(_SecretString(), "CDP_ACTIVATION_CLIENT_SECRET", "its client secret")
+    activation_client_secret = _setting(_SecretString(min_length=MIN_CLIENT_SECRET_LENGTH), "CDP_ACTIVATION_CLIENT_SECRET",
+                                        "its client secret (at least 16 characters)")
     segment_group_identifier = _setting(fields.String(validate=[validate.Length(max=255), _group_identifier_rule()]),
                                         "CDP_SEGMENT_GROUP_IDENTIFIER", "its segment group")
     activations = _setting(_JSONEncoded(fields.List(fields.Nested(_ActivationSchema),

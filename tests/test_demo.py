@@ -154,9 +154,11 @@ def test_dotenv_is_read_by_the_flask_command(tmp_path) -> None:
 
 def test_the_environment_wins_over_the_demos_defaults(tmp_path) -> None:
     database = tmp_path / "site.sqlite3"
-    (tmp_path / ".env").write_text(f"SQLALCHEMY_DATABASE_URI=sqlite:///{database}\nSECRET_KEY=a-long-random-key\n"
+    (tmp_path / ".env").write_text(f"SQLALCHEMY_DATABASE_URI=sqlite:///{database}\nSECRET_KEY=a-long-random-key-for-the-site-0123456789\n"
                                    "CDP_ACCOUNT_NUMBER=123456\nCDP_ACTIVATION_CLIENT_ID=site\n"
                                    "CDP_ACTIVATION_CLIENT_SECRET=site-secret-value\nCDP_SEGMENT_GROUP_IDENTIFIER=site_group\n")
+    assert not database.exists()  # a site's factory makes no table: init-db does
+    assert run_flask(tmp_path, "cdp", "init-db").returncode == 0
     result = run_flask(tmp_path, "cdp", "check")
     assert "account number 123456" in result.stdout, result.stdout + result.stderr
     assert "segment group 'site_group' (activation 'site')" in result.stdout  # the .env's activation, not the demo's
@@ -167,8 +169,48 @@ def test_the_environment_wins_over_the_demos_defaults(tmp_path) -> None:
 def test_a_site_database_without_a_secret_key_refuses_to_start(tmp_path) -> None:
     (tmp_path / ".env").write_text(f"SQLALCHEMY_DATABASE_URI=sqlite:///{tmp_path / 'site.sqlite3'}\n")
     result = run_flask(tmp_path, "cdp", "check")
-    assert result.returncode != 0
-    assert "SECRET_KEY is not" in result.stderr
+    assert result.returncode == 2
+    assert "SECRET_KEY is not" in result.stderr and "Traceback" not in result.stderr
+
+
+GOOD_SITE_ENV = {"SECRET_KEY": "a-long-random-key-for-the-site-0123456789", "SHOP_ADMIN_PASSWORD": "back-office-password",
+                 "CDP_ACTIVATION_CLIENT_ID": "site", "CDP_ACTIVATION_CLIENT_SECRET": "site-secret-value-0123",
+                 "CDP_SEGMENT_GROUP_IDENTIFIER": "site_group"}
+
+
+@pytest.mark.parametrize(("key", "value", "expected"), [
+    ("SECRET_KEY", "...", "SECRET_KEY: expected a real secret, not a placeholder"),
+    ("SECRET_KEY", "short-key", "SECRET_KEY: expected a secret of at least 32 characters"),
+    ("SHOP_ADMIN_PASSWORD", "...", "SHOP_ADMIN_PASSWORD: expected a real secret, not a placeholder"),
+    ("SHOP_ADMIN_PASSWORD", "admin", "SHOP_ADMIN_PASSWORD: expected a secret of at least 12 characters"),
+    ("CDP_ACTIVATION_CLIENT_SECRET", "...", "CDP_ACTIVATION_CLIENT_SECRET: expected a real secret, not a placeholder"),
+    ("CDP_WEBHOOK_SIGNING_SECRETS", "[whsec_abc", "CDP_WEBHOOK_SIGNING_SECRETS: expected valid JSON"),
+    ("CDP_WEBHOOK_SIGNING_SECRETS", "whsec_", "CDP_WEBHOOK_SIGNING_SECRETS: entry 0: expected a key of 24-64 bytes"),
+])
+def test_a_pasted_env_with_placeholders_or_a_malformed_value_stops_with_status_2(tmp_path, key, value, expected) -> None:
+    """The README's .env pasted with ``...`` left in, an empty signing key, a JSON typo:
+    each named, with status 2 and no traceback."""
+    settings = {"SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'site.sqlite3'}", **GOOD_SITE_ENV, key: value}
+    (tmp_path / ".env").write_text("".join(f"{name}={text}\n" for name, text in settings.items()))
+    result = run_flask(tmp_path, "cdp", "check")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert expected in result.stderr and "Traceback" not in result.stderr, result.stderr
+
+
+def test_check_and_send_test_activation_use_gunicorn_bind(tmp_path) -> None:
+    """A site served on GUNICORN_BIND: check's Base URL and send-test-activation's target
+    are there, not on the development server's port 5000."""
+    from tests.support.postgres_server import free_port
+
+    port = free_port()
+    settings = {"SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'site.sqlite3'}", **GOOD_SITE_ENV,
+                "GUNICORN_BIND": f"0.0.0.0:{port}"}
+    (tmp_path / ".env").write_text("".join(f"{name}={text}\n" for name, text in settings.items()))
+    assert run_flask(tmp_path, "cdp", "init-db").returncode == 0
+    check = run_flask(tmp_path, "cdp", "check")
+    assert f"Base URL for the CDP activation: http://127.0.0.1:{port}/cdp/webhook" in check.stdout, check.stdout
+    sent = run_flask(tmp_path, "cdp", "send-test-activation")  # nothing listens there
+    assert sent.returncode == 1 and f"could not reach http://127.0.0.1:{port}/cdp/webhook" in sent.stderr, sent.stderr
 
 
 @pytest.mark.slow
@@ -185,10 +227,12 @@ def test_every_export_command_of_the_readme_runs_in_the_demo(tmp_path) -> None:
 def site(tmp_path, monkeypatch) -> Iterator[Flask]:
     """The shop configured as a site by the environment alone: its own database."""
     monkeypatch.setenv("SQLALCHEMY_DATABASE_URI", f"sqlite:///{tmp_path / 'site.sqlite3'}")
-    monkeypatch.setenv("SECRET_KEY", "a-long-random-key")
+    monkeypatch.setenv("SECRET_KEY", "a-long-random-key-for-the-site-0123456789")
     monkeypatch.setenv("SHOP_ADMIN_PASSWORD", "back-office-password")
     monkeypatch.setenv("CDP_ACCOUNT_NUMBER", "123456")
     app = wsgi.create_app({"TESTING": True}, instance_path=str(tmp_path / "instance"))
+    for command in (["cdp", "init-db"], ["shop", "init-db"]):  # the factory of a site makes no table
+        assert app.test_cli_runner().invoke(args=command).exit_code == 0
     yield app
     stop_background_threads(app)
 
@@ -287,3 +331,30 @@ def test_the_demo_switches_to_server_side_tracking_by_one_setting(tmp_path) -> N
         wait_until(offer_shown, "the server-side visit never reached the stand-in", every=0.1)
     finally:
         stop_background_threads(app)
+
+
+def test_behind_a_tls_proxy_every_cookie_is_secure(tmp_path, monkeypatch) -> None:
+    """PROXY_COUNT=1: ProxyFix takes the proxy's X-Forwarded-Proto, so the shop's session
+    cookie is Secure like cdp_bridge's rsa cookies, and the limits see the visitor's address."""
+    for key, value in {"SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'site.sqlite3'}", **GOOD_SITE_ENV,
+                       "PROXY_COUNT": "1", "CDP_TRACKING_MODE": "server", "CDP_ACCOUNT_NUMBER": "123456",
+                       "CDP_SERVER_TRACKING_URL": "http://127.0.0.1:9"}.items():
+        monkeypatch.setenv(key, value)
+    app = wsgi.create_app({"TESTING": True}, instance_path=str(tmp_path / "instance"))
+    for command in (["cdp", "init-db"], ["shop", "init-db"]):
+        assert app.test_cli_runner().invoke(args=command).exit_code == 0
+    try:
+        client = app.test_client()
+        client.set_cookie("cdp_consent", "1")
+        proxied = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.9"}
+        page = client.get("/products/cat-tree", headers=proxied).headers.getlist("Set-Cookie")
+        tracking = [c for c in page if c.startswith(("rsa=", "rsaSession="))]
+        assert len(tracking) == 2 and all("Secure" in c for c in tracking), page
+        basket = client.post("/basket", data={"product_id": "cat-tree"}, headers=proxied).headers.getlist("Set-Cookie")
+        session_cookie = next(c for c in basket if c.startswith("session="))
+        assert "Secure" in session_cookie, basket
+    finally:
+        stop_background_threads(app)
+    monkeypatch.setenv("PROXY_COUNT", "many")
+    with pytest.raises(wsgi.ConfigurationError, match="PROXY_COUNT"):
+        wsgi.create_app({"TESTING": True}, instance_path=str(tmp_path / "instance2"))

@@ -14,30 +14,25 @@ from __future__ import annotations
 import os
 import random
 import re
-import shlex
-import shutil
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
 import pytest
 import requests
 from sqlalchemy import create_engine, text
 
-from tests.support.logs import KNOWN_SECRETS, remember_output
+from tests.support.logs import KNOWN_SECRETS
 from tests.support.polling import wait_until
 from tests.support.postgres_server import PostgresServer, free_port
-from tests.support.processes import REPO, wait_until_serving
+from tests.support.processes import BIN, REPO, SiteCopy, copy_of_a_clone, unit_command, wait_until_serving
 from tests.support.webhook import basic_auth
 
 #: gunicorn and worker processes end to end: the full run, not the quick one.
 pytestmark = pytest.mark.slow
 
-BIN = Path(sys.executable).parent
 CLIENT_ID = "shop-cdp"
 CLIENT_SECRET = "deployment-client-secret-4f9a1c7e2b"
 SECRET_KEY = "deployment-secret-key-0b8e5d3a91"
@@ -48,28 +43,9 @@ LARGE = 400_000  # ids: applying them takes long enough to kill the worker mid-a
 
 
 @dataclass
-class Deployment:
-    directory: Path
-    base_url: str
-    database_url: str
-    processes: dict[str, subprocess.Popen] = field(default_factory=dict)
-    logs: list[IO[str]] = field(default_factory=list)
-
-    def flask(self, *args: str) -> subprocess.CompletedProcess:
-        """``.venv/bin/flask --app wsgi ARGS``, as the README writes it."""
-        return subprocess.run([str(BIN / "flask"), "--app", "wsgi", *args], cwd=self.directory,
-                              capture_output=True, text=True, timeout=120)
-
-    def start(self, name: str, *command: str) -> subprocess.Popen:
-        """A long-running process whose output goes to ``NAME.log`` in the site's directory."""
-        log = open(self.directory / f"{name}.log", "w")  # noqa: SIM115 - closed at teardown
-        self.logs.append(log)
-        process = subprocess.Popen(list(command), cwd=self.directory, stdout=log, stderr=subprocess.STDOUT, text=True)
-        self.processes[name] = process
-        return process
-
-    def log(self, name: str) -> str:
-        return (self.directory / f"{name}.log").read_text()
+class Deployment(SiteCopy):
+    base_url: str = ""
+    database_url: str = ""
 
     def delivery(self, delivery_id: int) -> dict:
         engine = create_engine(self.database_url)
@@ -80,14 +56,6 @@ class Deployment:
                 return dict(row)
         finally:
             engine.dispose()
-
-
-def copy_of_a_clone(target: Path) -> None:
-    target.mkdir()
-    for name in ("wsgi.py", "gunicorn.conf.py"):
-        shutil.copy(REPO / name, target / name)
-    for name in ("templates", "static"):
-        shutil.copytree(REPO / name, target / name)
 
 
 @pytest.fixture
@@ -106,24 +74,11 @@ def deployment(postgres_server: PostgresServer, tmp_path: Path) -> Iterator[Depl
         f"CDP_WORKER_LEASE_SECONDS={LEASE_SECONDS}\n"
         f"GUNICORN_BIND=127.0.0.1:{port}\n"
     )
-    deployed = Deployment(site, f"http://127.0.0.1:{port}", database_url)
+    deployed = Deployment(site, base_url=f"http://127.0.0.1:{port}", database_url=database_url)
     try:
         yield deployed
     finally:
-        for process in deployed.processes.values():
-            if process.poll() is None:
-                process.terminate()
-                process.wait(timeout=30)
-        for log in deployed.logs:
-            log.close()
-        for log_file in site.glob("*.log"):
-            remember_output(log_file.read_text())
-
-
-def unit_command(unit: str) -> list[str]:
-    """The ``ExecStart`` of a unit in ``deploy/``, with ``/srv/shop/.venv/bin`` meaning this venv's."""
-    line = next(line for line in (REPO / "deploy" / unit).read_text().splitlines() if line.startswith("ExecStart="))
-    return [part.replace("/srv/shop/.venv/bin", str(BIN)) for part in shlex.split(line.removeprefix("ExecStart="))]
+        deployed.close()
 
 
 def test_each_unit_runs_in_the_directory_that_holds_the_env_file() -> None:
@@ -144,7 +99,7 @@ def test_the_readme_deployment_survives_a_worker_killed_mid_apply(deployment: De
     env_only = {key for key in os.environ if key.startswith(("CDP_", "GUNICORN_")) or key in ("SECRET_KEY", "SQLALCHEMY_DATABASE_URI")}
     assert not env_only, f"the test must be configured by .env alone, not {env_only}"
 
-    for step in (["cdp", "init-db"], ["cdp", "segment-group", "create", GROUP, "--name", "Shop audiences"]):
+    for step in (["cdp", "init-db"], ["shop", "init-db"], ["cdp", "segment-group", "create", GROUP, "--name", "Shop audiences"]):
         done = deployment.flask(*step)
         assert done.returncode == 0, done.stdout + done.stderr
     check = deployment.flask("cdp", "check", "--site-url", "https://shop.example")

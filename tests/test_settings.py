@@ -34,7 +34,7 @@ def test_environment_strings_are_converted() -> None:
         "CDP_INLINE_WORKER": "off",
         "CDP_ACCOUNT_NUMBER": "12345",
         "CDP_TRACKING_PARAMETERS": '{"buy": {"currency": "p9"}}',
-        "CDP_WEBHOOK_SIGNING_SECRETS": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw whsec_c2VjcmV0",
+        "CDP_WEBHOOK_SIGNING_SECRETS": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw whsec_c2Vjb25kLXNlY3JldC1mb3Itcm90YXRpb24=",
         "CDP_EXPORT_SCHEDULE": '{"user": [{"interval": "0 3 * * *", "options": "--no-draft"}]}',
     }
     settings = load_settings({}, environ)
@@ -68,8 +68,8 @@ def test_single_activation_from_ibexa_names() -> None:
 
 def test_several_activations_from_a_json_environment_value() -> None:
     activations = [
-        {"client_id": "a", "client_secret": "s1", "segment_group_identifier": "one"},
-        {"client_id": "b", "client_secret": "s2", "segment_group_identifier": "two"},
+        {"client_id": "a", "client_secret": "first-secret-0123456789", "segment_group_identifier": "one"},
+        {"client_id": "b", "client_secret": "second-secret-0123456789", "segment_group_identifier": "two"},
     ]
     settings = load_settings({}, {"CDP_ACTIVATIONS": json.dumps(activations)})
     assert [a.client_id for a in settings.activations] == ["a", "b"]
@@ -162,7 +162,7 @@ def test_single_activation_and_list_may_not_share_a_client_id() -> None:
         "CDP_ACTIVATION_CLIENT_ID": "same",
         "CDP_ACTIVATION_CLIENT_SECRET": SECRET,
         "CDP_SEGMENT_GROUP_IDENTIFIER": "one",
-        "CDP_ACTIVATIONS": [{"client_id": "same", "client_secret": "x", "segment_group_identifier": "two"}],
+        "CDP_ACTIVATIONS": [{"client_id": "same", "client_secret": "third-secret-0123456789", "segment_group_identifier": "two"}],
     }
     with pytest.raises(ConfigurationError, match="configured twice"):
         load_settings(config, {})
@@ -184,16 +184,41 @@ def test_environment_is_read_at_start_up(monkeypatch: pytest.MonkeyPatch, sqlite
     assert app.extensions["cdp"].settings.bulk_async_threshold == 42
 
 
-def test_dotenv_file_in_the_working_directory_is_loaded(
+def test_registering_never_writes_a_dotenv_file_into_the_environment(
     monkeypatch: pytest.MonkeyPatch, tmp_path, sqlite_url: str
 ) -> None:
-    (tmp_path / ".env").write_text("CDP_ACCOUNT_NUMBER=5678\n")
+    """An extension that changes the process environment surprises (Flask's own CLI loads
+    ``.env``; a site may fill ``app.config`` from it): ``CDP(app)`` reads app.config, then
+    the environment, and writes neither."""
+    import os
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("CDP_ACCOUNT_NUMBER=5678\nSOMETHING_ELSE=1\n")
     monkeypatch.delenv("CDP_ACCOUNT_NUMBER", raising=False)
+    before = dict(os.environ)
     app = Flask(__name__)
     app.config["SQLALCHEMY_DATABASE_URI"] = sqlite_url
     CDP(app)
-    monkeypatch.delenv("CDP_ACCOUNT_NUMBER", raising=False)  # undo what load_dotenv set
-    assert app.extensions["cdp"].settings.account_number == "5678"
+    assert dict(os.environ) == before
+    assert app.extensions["cdp"].settings.account_number is None
+
+
+def test_a_site_fills_app_config_from_its_dotenv_or_the_prefixed_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path, sqlite_url: str
+) -> None:
+    """The documented ways: ``app.config.from_prefixed_env()`` (``FLASK_CDP_…``), or the
+    ``.env`` values put into app.config by the site (as the demo's wsgi.py does)."""
+    from dotenv import dotenv_values
+
+    (tmp_path / ".env").write_text("CDP_ACCOUNT_NUMBER=5678\n")
+    monkeypatch.setenv("FLASK_CDP_BULK_ASYNC_THRESHOLD", "77")
+    app = Flask(__name__)
+    app.config["SQLALCHEMY_DATABASE_URI"] = sqlite_url
+    app.config.from_prefixed_env()
+    app.config.from_mapping(dotenv_values(tmp_path / ".env"))
+    CDP(app)
+    settings = app.extensions["cdp"].settings
+    assert (settings.account_number, settings.bulk_async_threshold) == ("5678", 77)
 
 
 @pytest.mark.parametrize(
@@ -221,3 +246,92 @@ def test_the_docs_settings_table_is_the_schemas() -> None:
     readme = (Path(__file__).resolve().parent.parent / "docs" / "settings.md").read_text()
     assert settings_table() in readme
     assert len(ALL_KEYS) == len(set(ALL_KEYS)) == settings_table().count("\n| `CDP_")
+
+
+#: A malformed value for every setting: each must be refused with the key named, as a
+#: ConfigurationError (status 2 from ``flask``), never a traceback.
+MALFORMED = {
+    "CDP_ACCOUNT_NUMBER": "12ab",
+    "CDP_ACTIVATION_CLIENT_ID": "x" * 256,
+    "CDP_ACTIVATION_CLIENT_SECRET": "...",
+    "CDP_SEGMENT_GROUP_IDENTIFIER": "Not A Group",
+    "CDP_ACTIVATIONS": '[{"client_id": "a"',
+    "CDP_USER_STREAM_ID": "...",
+    "CDP_PRODUCT_STREAM_ID": "<your stream id>",
+    "CDP_CONTENT_STREAM_ID": "changeme",
+    "CDP_PRODUCT_STREAM_IDS": '{"food": ',
+    "CDP_CONTENT_STREAM_IDS": "[1, 2]",
+    "CDP_STREAM_API_URL": "ftp://example.org",
+    "CDP_BULK_ASYNC_THRESHOLD": "ten",
+    "CDP_WEBHOOK_MAX_BYTES": "1e6",
+    "CDP_WEBHOOK_SIGNING_SECRETS": "[whsec_abc",
+    "CDP_TRACKING_SCRIPT_URL": "javascript:alert(1)",
+    "CDP_TRACKING_PARAMETERS": "{buy: p9}",
+    "CDP_CONSENT_COOKIE": "no;cookie",
+    "CDP_INLINE_WORKER": "sometimes",
+    "CDP_EXPORT_SCHEDULE": '{"user": [{"interval": "every day"}]}',
+    "CDP_WORKER_LEASE_SECONDS": "0",
+    "CDP_ADMIN_SITE_URL": "//evil.example",
+    "CDP_MEMBERSHIP_API_URL": "not a url",
+    "CDP_MEMBERSHIP_ACTIVATION_ID": "\x00",
+    "CDP_MEMBERSHIP_API_KEY": "...",
+    "CDP_MEMBERSHIP_TIMEOUT": "soon",
+    "CDP_MEMBERSHIP_MAX_BYTES": "12",
+    "CDP_MEMBERSHIP_FAILURES_BEFORE_PAUSE": "-1",
+    "CDP_MEMBERSHIP_PAUSE_SECONDS": "1.5",
+    "CDP_VISITOR_SEGMENTS_CACHE_TTL": "-5",
+    "CDP_CACHE_URL": "memcached://localhost",
+    "CDP_TRACKING_MODE": "sideways",
+    "CDP_SERVER_TRACKING_URL": "https://",
+    "CDP_TRACKING_CONCURRENCY": "1000",
+    "CDP_VISITOR_COOKIE_DAYS": "500",
+    "CDP_TRACK_ADDRESS_LIMIT_PER_MINUTE": "0",
+    "CDP_WEBHOOK_AUTH_FAILURES_PER_MINUTE": "none",
+    "CDP_RATE_LIMIT_STORAGE_URI": "nosuchstore://x",
+    "CDP_METRICS_TOKEN": "short",
+    "CDP_RECOMMENDATIONS_API_URL": "http://exa mple.org",
+    "CDP_RECOMMENDATIONS_API_KEY": "…",
+    "CDP_RECOMMENDATIONS_TIMEOUT": "-1",
+    "CDP_RECOMMENDATIONS_CACHE_TTL": "forever",
+    "CDP_RECOMMENDATION_MODULES": '{"also": ',
+}
+
+
+def test_every_setting_has_a_malformed_example() -> None:
+    from cdp_bridge.settings import ALL_KEYS
+
+    assert set(MALFORMED) == set(ALL_KEYS)
+
+
+@pytest.mark.parametrize(("key", "value"), sorted(MALFORMED.items()))
+def test_a_malformed_value_of_any_setting_is_refused_naming_it(key: str, value: str) -> None:
+    environ = {key: value}
+    if key == "CDP_MEMBERSHIP_API_KEY":
+        environ["CDP_MEMBERSHIP_ACTIVATION_ID"] = "activation"
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings({}, environ)
+    message = str(caught.value)
+    assert message.startswith("invalid cdp_bridge setting: ") and key in message, message
+    if value.strip() not in ("", "..."):
+        assert value not in message or len(value) < 4  # the value is not echoed (it may be a secret)
+
+
+@pytest.mark.parametrize("secret", ["whsec_", "whsec_c2VjcmV0", "whsec_" + "QUFB" * 30])
+def test_an_empty_or_short_or_long_signing_key_is_refused(secret: str) -> None:
+    with pytest.raises(ConfigurationError, match=r"CDP_WEBHOOK_SIGNING_SECRETS.*24-64 bytes"):
+        load_settings({}, {"CDP_WEBHOOK_SIGNING_SECRETS": secret})
+
+
+@pytest.mark.parametrize("key", ["CDP_ACTIVATION_CLIENT_SECRET", "CDP_MEMBERSHIP_API_KEY", "CDP_USER_STREAM_ID",
+                                 "CDP_RECOMMENDATIONS_API_KEY"])
+@pytest.mark.parametrize("placeholder", ["...", "…", "<secret>", "changeme", "your-secret-here", "xxxx"])
+def test_placeholders_left_in_a_pasted_env_are_refused(key: str, placeholder: str) -> None:
+    environ = {key: placeholder, "CDP_MEMBERSHIP_ACTIVATION_ID": "activation"}
+    with pytest.raises(ConfigurationError, match=f"{key}: expected a real secret, not a placeholder"):
+        load_settings({}, environ)
+
+
+def test_a_short_client_secret_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="CDP_ACTIVATION_CLIENT_SECRET: expected a secret of at least 16"):
+        load_settings({}, {"CDP_ACTIVATION_CLIENT_ID": "a", "CDP_ACTIVATION_CLIENT_SECRET": "short-one",
+                           "CDP_SEGMENT_GROUP_IDENTIFIER": "g"})

@@ -12,6 +12,7 @@ setting, secret or credential is shown: only identifiers, names, counts and the 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,11 +20,13 @@ from flask import Blueprint, Response, abort, redirect, render_template, request
 from flask_wtf.csrf import CSRFError, generate_csrf, validate_csrf
 from wtforms.validators import ValidationError as CSRFValidationError
 
-from ..errors import CDPError, ConflictError, NotFoundError, ProtectedGroupError, ValidationError
+from ..errors import DATABASE_UNREACHABLE, CDPError, ConflictError, NotFoundError, ProtectedGroupError, ValidationError
 from ..identifiers import validate_group_identifier, validate_name, validate_user_id
 from ..model import DeliveryStatus
 from ..state import current_state as _state
 from ..store.schema import UPGRADE_COMMAND
+
+log = logging.getLogger("cdp_bridge.admin")
 
 PAGE_SIZE = 50
 #: The last page a pager links to: beyond it an offset would only read nothing.
@@ -40,6 +43,8 @@ def admin_blueprint() -> Blueprint:
         "admin", __name__, template_folder="templates", static_folder="static", static_url_path="/static"
     )
     admin.before_request(_admit)
+    for unreachable in DATABASE_UNREACHABLE:
+        admin.register_error_handler(unreachable, _database_unreachable)
     admin.context_processor(lambda: {
         "cdp_csrf_token": generate_csrf,
         "cdp_site_url": _state().settings.admin_site_url,
@@ -59,6 +64,19 @@ def admin_blueprint() -> Blueprint:
     for rule, endpoint, view, methods in routes:
         admin.add_url_rule(rule, endpoint, view, methods=methods)
     return admin
+
+
+#: Seconds a browser (or a person) is asked to wait before trying again.
+RETRY_AFTER_SECONDS = 30
+
+
+def _database_unreachable(exc: Exception) -> Response:
+    """A database outage: a 503 page that says so and to try again, never a 500; one
+    ERROR line naming the failure's class (its text may carry the database's address)."""
+    log.error("back office: database unreachable, answered 503: %s", type(exc).__name__)
+    response = _show("cdp/admin/unavailable.html", 503, retry_after=RETRY_AFTER_SECONDS)
+    response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
 
 
 def _admit() -> None:

@@ -16,13 +16,14 @@ from flask import current_app
 from ..constants import PROTECTED_GROUP_MESSAGE
 from ..deliveries.worker import QueueWorker
 from ..errors import ConfigurationError, ValidationError, first_line
+from ..log_text import LOG_DATE_FORMAT, LOG_FORMAT
 from ..metrics_endpoint import serve_worker_metrics
 from ..model import ActivationCredentials, DeliveryStatus
 from ..state import current_state as _state
 from ..store import schema, validate_user_ids
 from ..webhook.sample import SendFailed, sample_body, send_activation
 from .group import CommandFailed, cdp_cli, counted, reports_errors
-from .health import run_checks
+from .health import local_site_url, run_checks
 
 
 @cdp_cli.command("init-db")
@@ -43,7 +44,8 @@ def upgrade_db() -> None:
 
 
 @cdp_cli.command("check")
-@click.option("--site-url", help="The site's public URL (default: SERVER_NAME, else http://localhost:5000).")
+@click.option("--site-url", help="The site's public URL (default: SERVER_NAME, else GUNICORN_BIND's address, else"
+                                  " http://localhost:5000).")
 @click.option("--worker-minutes", type=click.IntRange(min=1), default=10, show_default=True,
               help="Fail when deliveries have waited this long and no worker claimed one in that time.")
 @reports_errors
@@ -103,10 +105,15 @@ def segment_group_delete(identifier: str, yes: bool) -> None:
 
 @cdp_cli.command("segments")
 @click.option("--group", "group", help="Only this segment group.")
+@click.option("--recount", is_flag=True,
+              help="Count every segment's members afresh first (once, after a rolling upgrade to 0007_member_counts).")
 @reports_errors
-def segments(group: str | None) -> None:
+def segments(group: str | None, recount: bool) -> None:
     """List segments with their member counts."""
-    rows = _state().store.list_segments(group)
+    store = _state().store
+    if recount:
+        click.echo(f"Recounted the members of {counted(store.recount_members(), 'segment')}.")
+    rows = store.list_segments(group)
     if not rows:
         click.echo("No segments.")
     for segment in rows:
@@ -131,7 +138,7 @@ def worker(once: bool, poll_seconds: float, lease_seconds: int | None, log_level
            metrics_host: str) -> None:
     """Apply queued webhook deliveries (run any number, on any host)."""
     if not logging.getLogger().handlers:
-        logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.basicConfig(level=log_level, format=LOG_FORMAT, datefmt=LOG_DATE_FORMAT)
     state = _state()
     if metrics_port is not None:
         try:
@@ -186,7 +193,8 @@ def replay(delivery_id: int) -> None:
 
 
 @cdp_cli.command("send-test-activation")
-@click.option("--url", help="The webhook URL (default: this app's on http://127.0.0.1:5000).")
+@click.option("--url", help="The webhook URL (default: this app's on GUNICORN_BIND's address, else"
+                            " http://localhost:5000).")
 @click.option("--client-id", help="Which configured activation to send as (default: the first).")
 @click.option("--user-id", "user_ids", multiple=True, default=("1", "2", "3"), show_default=True,
               help="User ids to put in the sample audiences (repeat the option).")
@@ -195,7 +203,7 @@ def send_test_activation(url: str | None, client_id: str | None, user_ids: tuple
     """Send an authenticated sample activation to a running site."""
     state = _state()
     activation = _activation(state.settings.activations, client_id)
-    url = url or f"http://127.0.0.1:5000{(state.url_prefix or '/cdp').rstrip('/')}/webhook"
+    url = url or f"{local_site_url()}{(state.url_prefix or '/cdp').rstrip('/')}/webhook"
     secrets = state.settings.webhook_signing_secrets
     body = sample_body(activation.segment_group_identifier, validate_user_ids(user_ids))
     try:

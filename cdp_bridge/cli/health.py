@@ -4,6 +4,8 @@ to paste into the CDP's activation form. Secrets are reported as set or not, nev
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -45,6 +47,11 @@ class CheckReport:
     def noted(self, message: str) -> None:
         self.lines.append(f"note  {message}")
 
+    def warned(self, message: str) -> None:
+        """Something that will fail later (a scheduled export without its stream): said
+        loudly, without failing the check of a site that works today."""
+        self.lines.append(f"WARN  {message}")
+
 
 def run_checks(state: CDPState, app: Flask, site_url: str | None, worker_window: timedelta = DEFAULT_WORKER_WINDOW) -> CheckReport:
     """Run every check against one app's state."""
@@ -77,6 +84,15 @@ def _check_settings(state: CDPState, report: CheckReport) -> None:
         own = sorted(settings.type_stream_ids.get(kind, {}))
         types_text = f"; types with their own stream: {', '.join(own)}" if own else ""
         report.noted(f"{kind} stream id {state_text}{types_text}")
+        if settings.export_schedule.get(kind) and not settings.stream_id(kind) and not own:
+            report.warned(f"CDP_EXPORT_SCHEDULE exports {kind}s, but CDP_{kind.upper()}_STREAM_ID is not set: every"
+                          " scheduled export will fail until it is")
+    if settings.webhook_signing_secrets:
+        report.passed(f"webhook signatures required ({len(settings.webhook_signing_secrets)} signing secret(s));"
+                      " unsigned or wrongly signed deliveries are refused with 401")
+    else:
+        report.noted("webhook signatures not required (CDP_WEBHOOK_SIGNING_SECRETS not set): the client secret alone"
+                     " authenticates the CDP")
 
 
 def _check_visitor_segments(state: CDPState, report: CheckReport) -> None:
@@ -141,7 +157,7 @@ def _check_database(state: CDPState, report: CheckReport) -> bool:
         report.failed(str(exc))
         return False
     except SQLAlchemyError as exc:
-        report.failed(f"cannot reach the database: {first_line(exc)}")
+        report.failed(f"database unreachable: {first_line(exc)}")
         return False
     if found is None:
         report.failed("cdp_bridge's tables are missing: run flask cdp init-db")
@@ -229,8 +245,20 @@ def _report_base_url(state: CDPState, app: Flask, site_url: str | None, report: 
     if prefix is None:
         report.failed("the cdp blueprint is not registered: app.register_blueprint(cdp.blueprint)")
         return
-    site = (site_url or _configured_site_url(app) or DEFAULT_SITE_URL).rstrip("/")
+    site = (site_url or _configured_site_url(app) or local_site_url()).rstrip("/")
     report.lines.append(f"Base URL for the CDP activation: {site}{prefix.rstrip('/')}{WEBHOOK_PATH}")
+
+
+def local_site_url(environ: Mapping[str, str] | None = None) -> str:
+    """Where this machine serves the site: ``GUNICORN_BIND``'s first address when it has
+    one (``0.0.0.0`` / ``[::]`` reached on loopback), else the Flask development
+    server's ``http://localhost:5000``."""
+    bind = (os.environ if environ is None else environ).get("GUNICORN_BIND", "").split(",")[0].strip()
+    host, separator, port = bind.rpartition(":")
+    if not separator or not port.isdigit() or host.startswith("unix") or not host:
+        return DEFAULT_SITE_URL
+    host = {"0.0.0.0": "127.0.0.1", "[::]": "[::1]"}.get(host, host)  # noqa: S104 - reading a bind, not binding
+    return f"http://{host}:{port}"
 
 
 def _configured_site_url(app: Flask) -> str | None:

@@ -23,6 +23,10 @@ log = logging.getLogger("cdp_bridge.worker")
 DEFAULT_POLL_SECONDS = 2.0
 
 
+#: The longest wait between two tries while the database does not answer.
+MAX_BACKOFF_SECONDS = 60.0
+
+
 class QueueWorker:
     """Claims and applies due deliveries until told to stop. ``ready`` says whether the
     tables are at the schema this code writes; until they are, the worker waits (the
@@ -52,15 +56,26 @@ class QueueWorker:
         return processed
 
     def run_forever(self) -> None:
-        """Drain the queue, then wait for a wake-up or the poll interval, until stopped."""
+        """Drain the queue, then wait for a wake-up or the poll interval, until stopped.
+        While the database does not answer, wait longer after each failed try (doubling up
+        to :data:`MAX_BACKOFF_SECONDS`), with one WARNING when it starts and one INFO line
+        when it ends: an outage is a few lines, never a traceback or a busy loop."""
         log.info("queue worker started: poll every %s s, lease %s s, at most %s tries a delivery",
                  self.poll_seconds, self.inbox.lease_seconds, self.inbox.max_attempts)
+        wait = self.poll_seconds
         while not self.stop_event.is_set():
             try:
                 self.run_once()
             except SQLAlchemyError as exc:
-                log.warning("queue worker: database unavailable (%s); retrying", first_line(exc))
-            self.wake_event.wait(self.poll_seconds)
+                if wait == self.poll_seconds:
+                    log.warning("queue worker: database unreachable (%s); retrying, less often while it lasts",
+                                first_line(exc))
+                wait = min(max(wait, self.poll_seconds) * 2, MAX_BACKOFF_SECONDS)
+            else:
+                if wait != self.poll_seconds:
+                    log.info("queue worker: the database answers again")
+                wait = self.poll_seconds
+            self.wake_event.wait(wait)
             self.wake_event.clear()
         log.info("queue worker stopped")
 

@@ -15,13 +15,11 @@ import time
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
-from sqlalchemy.exc import InterfaceError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from ..constants import WEBHOOK_PATH
 from ..deliveries.inbox import IncomingDelivery, ReceiveResult, log_outcome
-from ..errors import CDPError, PayloadError, SignatureError, ValidationError
+from ..errors import DATABASE_UNREACHABLE, CDPError, PayloadError, SignatureError, ValidationError
 from ..identifiers import validate_text_identifier
 from ..log_text import one_line
 from ..metrics import DELIVERIES_RECEIVED, REJECTED_IDS, WEBHOOK_SECONDS
@@ -125,7 +123,7 @@ def _accept(state: Any, activation: Any, body: bytes, signed: bool) -> Response:
             return _unavailable()
         incoming = IncomingDelivery(activation, document, request_id, payload_format.name)
         result = state.inbox.receive(incoming)
-    except (OperationalError, InterfaceError, PoolTimeoutError) as exc:
+    except DATABASE_UNREACHABLE as exc:
         log.error("webhook: database unavailable, answered 503: %s", type(exc).__name__)
         return _unavailable()
     if result.status not in (Outcome.DUPLICATE, Outcome.SEGMENT_GROUP_MISMATCH):

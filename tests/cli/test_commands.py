@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from flask import Flask
 
+from cdp_bridge.model import ScheduledExport
+from cdp_bridge.secret import Secret
 from tests.support.webhook import ACTIVATION
 
 
@@ -172,3 +176,29 @@ def test_worker_metrics_port_serves_the_queue_and_refuses_a_taken_port(app: Flas
         result = run(app, "worker", "--once", "--metrics-port", str(busy))
     assert result.exit_code != 0 and f"--metrics-port {busy}: cannot listen on 127.0.0.1" in result.output
     assert run(app, "worker", "--metrics-port", "70000").exit_code == 2
+
+
+def test_local_site_url_reads_gunicorn_bind() -> None:
+    from cdp_bridge.cli.health import local_site_url
+
+    assert local_site_url({}) == "http://localhost:5000"
+    assert local_site_url({"GUNICORN_BIND": "127.0.0.1:8000"}) == "http://127.0.0.1:8000"
+    assert local_site_url({"GUNICORN_BIND": "0.0.0.0:8080"}) == "http://127.0.0.1:8080"
+    assert local_site_url({"GUNICORN_BIND": "[::]:9000"}) == "http://[::1]:9000"
+    assert local_site_url({"GUNICORN_BIND": "shop.internal:81,127.0.0.1:82"}) == "http://shop.internal:81"
+    assert local_site_url({"GUNICORN_BIND": "unix:/run/shop.sock"}) == "http://localhost:5000"
+
+
+def test_check_warns_when_a_scheduled_export_has_no_stream_and_says_whether_signatures_are_required(
+        app: Flask) -> None:
+    app.extensions["cdp"].settings = replace(
+        app.extensions["cdp"].settings,
+        export_schedule={"user": (ScheduledExport(interval="0 3 * * *", options="--no-draft"),)})
+    output = app.test_cli_runner().invoke(args=["cdp", "check"]).output
+    assert ("WARN  CDP_EXPORT_SCHEDULE exports users, but CDP_USER_STREAM_ID is not set: every scheduled export will"
+            " fail until it is") in output
+    assert "note  webhook signatures not required" in output
+    app.extensions["cdp"].settings = replace(
+        app.extensions["cdp"].settings, webhook_signing_secrets=(Secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),))
+    assert "ok    webhook signatures required (1 signing secret(s))" in app.test_cli_runner().invoke(
+        args=["cdp", "check"]).output

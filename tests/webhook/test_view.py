@@ -90,16 +90,16 @@ def test_idempotency_key_and_webhook_id_headers_deduplicate(webhook_app: Flask, 
 
 def test_request_ids_are_scoped_to_their_activation(make_app) -> None:
     activations = [
-        {"client_id": "a", "client_secret": "secret-a", "segment_group_identifier": "one"},
-        {"client_id": "b", "client_secret": "secret-b", "segment_group_identifier": "two"},
+        {"client_id": "a", "client_secret": "secret-a-0123456789", "segment_group_identifier": "one"},
+        {"client_id": "b", "client_secret": "secret-b-0123456789", "segment_group_identifier": "two"},
     ]
     app = make_app(CDP_ACTIVATIONS=activations, CDP_INLINE_WORKER=False)
     with app.app_context():
         app.extensions["cdp"].store.create_group("one")
         app.extensions["cdp"].store.create_group("two")
     body = {"request_id": "same", "audiences": [{"id": "s", "add": ["1"]}]}
-    assert post_webhook(app, body, auth=basic_auth("a", "secret-a")).get_json()["status"] == "applied"
-    assert post_webhook(app, body, auth=basic_auth("b", "secret-b")).get_json()["status"] == "applied"
+    assert post_webhook(app, body, auth=basic_auth("a", "secret-a-0123456789")).get_json()["status"] == "applied"
+    assert post_webhook(app, body, auth=basic_auth("b", "secret-b-0123456789")).get_json()["status"] == "applied"
     assert memberships(app, "one") == {"s": {"1"}} and memberships(app, "two") == {"s": {"1"}}
 
 
