@@ -145,7 +145,7 @@ def create_app(config: dict[str, Any] | None = None, instance_path: str | None =
         app.config.update(SQLALCHEMY_DATABASE_URI="sqlite:///" + os.path.join(app.instance_path, "demo.sqlite3"),
                           SECRET_KEY=environment.get("SECRET_KEY") or _instance_secret(app, "session_key"), SHOP_DEMO=True)
         cdp_defaults = _demo_settings(app, environment)
-        stand_in = _start_raptor_stand_in(app)
+        stand_in = _start_raptor_stand_in(app) if _calls_raptor() else NOWHERE
         for key in ("CDP_MEMBERSHIP_API_URL", "CDP_SERVER_TRACKING_URL", "CDP_RECOMMENDATIONS_API_URL"):
             cdp_defaults[key] = stand_in
     app.config.update(cdp_defaults)
@@ -162,6 +162,23 @@ def create_app(config: dict[str, Any] | None = None, instance_path: str | None =
     if app.config["SHOP_DEMO"]:
         app.register_blueprint(raptor_stand_in)
     return app
+
+
+#: The demo's commands that call Raptor's servers (its stand-in): ``check`` asks each API
+#: once, ``till-sale`` sends offline buys; ``run`` serves pages that call them.
+STAND_IN_COMMANDS = frozenset({"run", "check", "till-sale"})
+#: Where the other commands' Raptor settings point: the discard port, so nothing leaves
+#: the machine (and none of them calls it).
+NOWHERE = "http://127.0.0.1:9"
+
+
+def _calls_raptor() -> bool:
+    """Whether this process needs the stand-in for Raptor's servers: it serves the shop
+    (gunicorn, ``flask run``, a test's app: no ``flask`` command, or ``run``) or runs a
+    command that calls Raptor. ``flask cdp init-db``, ``worker``, ``segments`` and the rest
+    start no server thread."""
+    context = click.get_current_context(silent=True)
+    return context is None or context.info_name in STAND_IN_COMMANDS
 
 
 def _behind_proxies(app: Flask, environment: dict[str, str]) -> None:

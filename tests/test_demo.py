@@ -358,3 +358,24 @@ def test_behind_a_tls_proxy_every_cookie_is_secure(tmp_path, monkeypatch) -> Non
     monkeypatch.setenv("PROXY_COUNT", "many")
     with pytest.raises(wsgi.ConfigurationError, match="PROXY_COUNT"):
         wsgi.create_app({"TESTING": True}, instance_path=str(tmp_path / "instance2"))
+
+
+@pytest.mark.parametrize(("command", "started"), [(None, True), ("run", True), ("check", True), ("till-sale", True),
+                                                  ("init-db", False), ("worker", False), ("segments", False)])
+def test_the_stand_in_starts_only_when_serving_or_for_a_command_that_calls_raptor(tmp_path, command, started) -> None:
+    import click
+
+    def build() -> Flask:
+        return wsgi.create_app({"TESTING": True}, instance_path=str(tmp_path / "instance"))
+
+    if command is None:  # gunicorn, or a test: no flask command
+        app = build()
+    else:
+        with click.Context(click.Command(command), info_name=command):
+            app = build()
+    try:
+        assert ("demo_raptor_stand_in" in app.extensions) is started
+        if not started:
+            assert app.config["CDP_RECOMMENDATIONS_API_URL"] == "http://127.0.0.1:9"  # nothing leaves the machine
+    finally:
+        stop_background_threads(app)
