@@ -24,7 +24,6 @@ from decimal import Decimal
 from typing import Any
 
 import click
-from dotenv import dotenv_values, find_dotenv
 from flask import Blueprint, Flask, Response, abort, current_app, flash, g, redirect, render_template, request, session, url_for
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import String, select
@@ -34,7 +33,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 from cdp_bridge import CDP, ConfigurationError, ConflictError, TrackingArgumentError
-from cdp_bridge.settings import secret_problem
+from cdp_bridge.settings import process_environment, secret_problem
 
 DEMO_CLIENT_ID = "demo-shop"
 DEMO_MEMBERSHIP_ACTIVATION_ID = "demo-cdp-api"
@@ -106,16 +105,6 @@ DEMO_RECOMMENDATION_MODULES = {
 CONSENT_COOKIE = "cdp_consent"
 
 
-def site_environment() -> dict[str, str]:
-    """What configures the shop: the process environment, and the ``.env`` file of the
-    working directory for every key the environment does not set. Read afresh each time
-    the app is built, so a gunicorn reload (HUP: new workers build the app again) takes a
-    changed ``.env``; never written into ``os.environ``."""
-    path = find_dotenv(usecwd=True)
-    from_file = {key: value for key, value in dotenv_values(path).items() if value is not None} if path else {}
-    return {**from_file, **os.environ}
-
-
 def create_app(config: dict[str, Any] | None = None, instance_path: str | None = None) -> Flask:
     """Build the shop: the demo by default; a site configured by the environment (or a
     ``.env`` file) when that sets ``SQLALCHEMY_DATABASE_URI``. ``config`` overrides any
@@ -130,7 +119,8 @@ def create_app(config: dict[str, Any] | None = None, instance_path: str | None =
     makes the shop's tables), so ``flask cdp check`` and the workers can report an
     outage instead of failing to start.
     """
-    environment = site_environment()
+    # the environment, and .env for what it does not set: read afresh each time (a reload's new workers)
+    environment = process_environment()
     app = Flask(__name__, instance_path=instance_path)
     os.makedirs(app.instance_path, exist_ok=True)
     site_database = environment.get("SQLALCHEMY_DATABASE_URI")

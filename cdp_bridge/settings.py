@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from dotenv import dotenv_values, find_dotenv
 from marshmallow import EXCLUDE, RAISE, Schema, fields, post_load, validate, validates_schema
 from marshmallow import ValidationError as SchemaError
 
@@ -509,7 +510,7 @@ class SettingsSchema(Schema):
         strict=False, validate=validate.Range(min=1, max=64, error="expected a whole number of transfers from 1 to 64"),
         error_messages={"invalid": "expected a whole number of transfers from 1 to 64"}), "CDP_TRACKING_CONCURRENCY",
         "server and hybrid modes: events each process sends at once (Raptor takes one event a request, so this is what"
-        " keeps a sender up with a slow host: 16 send about 680 events a second to a host 20 ms away)", 16)
+        " keeps a sender up with a slow host: 16 send about 700 events a second to a host 20 ms away)", 16)
     visitor_cookie_days = _setting(fields.Integer(
         strict=False, validate=validate.Range(
             min=1, max=400, error="expected a whole number of days from 1 to 400 (browsers keep a cookie 400 days at most)"),
@@ -611,9 +612,20 @@ def read_raw_settings(config: Mapping[str, Any], environ: Mapping[str, str]) -> 
     return raw
 
 
+def process_environment() -> dict[str, str]:
+    """The environment settings are read from: ``os.environ``, and for keys it does not set
+    the ``.env`` file of the working directory (python-dotenv; also under gunicorn, which
+    does not load one). The file is read, never written into ``os.environ``, and read
+    afresh each time an app registers cdp_bridge, so a reload's new workers see its changes."""
+    path = find_dotenv(usecwd=True)
+    from_file = {key: value for key, value in dotenv_values(path).items() if value is not None} if path else {}
+    return {**from_file, **os.environ}
+
+
 def load_settings(config: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> CDPSettings:
-    """Validate the settings of one app, or raise :class:`ConfigurationError`."""
-    raw = read_raw_settings(config, os.environ if environ is None else environ)
+    """Validate the settings of one app, or raise :class:`ConfigurationError`; ``environ``
+    defaults to :func:`process_environment`."""
+    raw = read_raw_settings(config, process_environment() if environ is None else environ)
     try:
         settings: CDPSettings = SettingsSchema().load(raw)
     except SchemaError as exc:

@@ -184,12 +184,12 @@ def test_environment_is_read_at_start_up(monkeypatch: pytest.MonkeyPatch, sqlite
     assert app.extensions["cdp"].settings.bulk_async_threshold == 42
 
 
-def test_registering_never_writes_a_dotenv_file_into_the_environment(
+def test_a_dotenv_file_is_read_but_never_written_into_the_environment(
     monkeypatch: pytest.MonkeyPatch, tmp_path, sqlite_url: str
 ) -> None:
-    """An extension that changes the process environment surprises (Flask's own CLI loads
-    ``.env``; a site may fill ``app.config`` from it): ``CDP(app)`` reads app.config, then
-    the environment, and writes neither."""
+    """An extension that changes the process environment surprises: ``CDP(app)`` reads
+    app.config, then the environment, then the working directory's ``.env`` for what the
+    environment does not set (gunicorn loads none), and writes none of them."""
     import os
 
     monkeypatch.chdir(tmp_path)
@@ -200,7 +200,12 @@ def test_registering_never_writes_a_dotenv_file_into_the_environment(
     app.config["SQLALCHEMY_DATABASE_URI"] = sqlite_url
     CDP(app)
     assert dict(os.environ) == before
-    assert app.extensions["cdp"].settings.account_number is None
+    assert app.extensions["cdp"].settings.account_number == "5678"
+    monkeypatch.setenv("CDP_ACCOUNT_NUMBER", "4321")  # the environment wins over the file
+    other = Flask(__name__)
+    other.config["SQLALCHEMY_DATABASE_URI"] = sqlite_url
+    CDP(other)
+    assert other.extensions["cdp"].settings.account_number == "4321"
 
 
 def test_a_site_fills_app_config_from_its_dotenv_or_the_prefixed_environment(
