@@ -527,7 +527,9 @@ def test_hybrid_accepts_a_same_origin_origin_header_without_fetch_metadata(make_
 
 
 def test_hybrid_refuses_bad_bodies_without_consent_and_beyond_the_rate(make_site, host: FakeTrackingHost) -> None:
-    app = make_site("hybrid")
+    # One transfer: with several, the in-process fake host (sharing this process's interpreter
+    # lock) may answer after the 1 s timeout on a loaded machine, and the retry sends twice.
+    app = make_site("hybrid", CDP_TRACKING_CONCURRENCY="1")
     client = consenting_client(app, rsa=VISITOR)
     assert client.post("/cdp/track", data="{", content_type="application/json",
                        headers={"Sec-Fetch-Site": "same-origin"}).status_code == 400
@@ -644,7 +646,7 @@ def test_under_gunicorn_each_worker_sends_with_a_sender_of_its_own(host: FakeTra
 
     config = {"SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path}/served.sqlite3", "CDP_ACCOUNT_NUMBER": "123456",
               "CDP_CONSENT_COOKIE": "consent", "CDP_TRACKING_MODE": "server", "CDP_SERVER_TRACKING_URL": host.url,
-              "CDP_INLINE_WORKER": False}
+              "CDP_INLINE_WORKER": False, "CDP_TRACKING_CONCURRENCY": 1}  # exact counts: no retried duplicate
     (tmp_path / "served_tracking.py").write_text(SERVED_SITE.format(config=config))
     port = free_port()
     env = process_env(tmp_path, GUNICORN_APP="served_tracking:app", GUNICORN_BIND=f"127.0.0.1:{port}",
