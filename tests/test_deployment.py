@@ -90,6 +90,19 @@ def test_each_unit_runs_in_the_directory_that_holds_the_env_file() -> None:
     assert "OnCalendar=*-*-* 03:00:00" in timer and "Persistent=true" in timer
 
 
+def test_the_deployment_guide_lists_every_setting_gunicorn_conf_reads() -> None:
+    """Each ``_setting("NAME", default)`` of gunicorn.conf.py has its row, with its default,
+    in docs/deployment.md's table, and the workers' --log-level is named there."""
+    read = re.findall(r'_setting\("([A-Z_]+)", "([^"]*)"\)', (REPO / "gunicorn.conf.py").read_text())
+    guide = (REPO / "docs" / "deployment.md").read_text()
+    assert len(read) == 9
+    for name, default in read:
+        row = next((line for line in guide.splitlines() if line.startswith(f"| `{name}` |")), None)
+        assert row is not None, name
+        assert not default or f"`{default}`" in row, (name, default, row)
+    assert "flask cdp worker --log-level DEBUG|INFO|WARNING|ERROR" in guide
+
+
 def claimed_by_pid(claimed_by: str) -> int:
     """A claim names host:pid:random (cdp_bridge.deliveries.inbox.worker_identity)."""
     return int(claimed_by.split(":")[1])

@@ -27,6 +27,8 @@ SECRET_KEY = "operator-secret-key-5e2c9a7b41d08f36"
 ADMIN_PASSWORD = "operator-admin-password-81"
 KNOWN_SECRETS.update({OLD_SECRET, NEW_SECRET, SECRET_KEY, ADMIN_PASSWORD})
 GROUP = "shop_audiences"
+#: A delivery's outcome line as every process writes it: [time] [pid] [LEVEL] logger: message.
+DELIVERY_LINE = r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d{4}\] \[\d+\] \[INFO\] cdp_bridge\.webhook: delivery \d+ applied: "
 
 
 @dataclass
@@ -92,6 +94,7 @@ def test_a_reload_takes_the_changed_env_file_secrets_included(site: Site) -> Non
     assert post_activation(site, NEW_SECRET, user="2").status_code == 200
     assert post_activation(site, OLD_SECRET, user="3").status_code == 401
     assert server.poll() is None  # the same master: a reload, not a restart
+    assert re.search(DELIVERY_LINE, site.log("gunicorn"), re.M), site.log("gunicorn")  # one format, also after HUP
 
 
 def test_a_database_outage_is_reported_without_a_traceback(site: Site, own_postgres: PostgresServer) -> None:
@@ -121,6 +124,7 @@ def test_a_database_outage_is_reported_without_a_traceback(site: Site, own_postg
     delivery = queued.json()["delivery_id"]
     wait_until(lambda: f"delivery {delivery} applied" in site.log("worker"), "the worker applied it", seconds=60)
     worker_log = site.log("worker")
+    assert re.search(DELIVERY_LINE, worker_log, re.M), worker_log  # the same format and logger as gunicorn's
     assert worker_log.count("database unreachable") == 1, worker_log  # one line for the outage, not one per try
     assert "the database answers again" in worker_log and "Traceback" not in worker_log
     assert worker.poll() is None

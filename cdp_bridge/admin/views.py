@@ -223,22 +223,21 @@ def segment_members(identifier: str) -> Any:
     store = _state().store
     segment = request.args.get("segment", "")
     key = next((name for name in MEMBER_KEYS if request.args.get(name)), None)
-    try:
-        found = store.get_segment(identifier, segment)
-    except (NotFoundError, ValidationError):
-        abort(404)
     start: dict[str, str] = {}
     if key is not None:
         try:
             start[key] = validate_user_id(request.args[key])
         except ValidationError as exc:
             abort(400, description=f"{key}: {exc}")
-    page = store.members_page(identifier, segment, limit=PAGE_SIZE, **start)
+    try:
+        page = store.members_page(identifier, segment, limit=PAGE_SIZE, **start)
+    except (NotFoundError, ValidationError):
+        abort(404)
     arguments: dict[str, Any] = {"identifier": identifier, "segment": segment}
     return _show(
         "cdp/admin/segment.html",
         group=identifier,
-        segment=found,
+        segment=page.segment,
         members=page.members,
         # past the last member (a jump beyond it): back to the first page
         previous_url=(url_for(".segment", **arguments, before=page.members[0]) if page.members

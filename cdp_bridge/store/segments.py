@@ -202,14 +202,19 @@ class SegmentStore:
 
     def get_segment(self, group: str, segment: str) -> Segment:
         """One segment, with its metadata and member count."""
-        segment = validate_segment_identifier(segment)
-        t = self.tables
         with self.engine.connect() as conn:
-            row = conn.execute(self._segment_query().where(
-                t.segments.c.group_id == self.group_id(conn, group), t.segments.c.identifier == segment)).first()
+            return _segment(self._segment_row(conn, group, segment))
+
+    def _segment_row(self, conn: Connection, group: str, segment: str) -> Any:
+        """A segment's row (its id, metadata, count and group) in one query, or
+        :class:`NotFoundError`; a malformed identifier is a :class:`ValidationError`."""
+        group, segment = validate_group_identifier(group), validate_segment_identifier(segment)
+        t = self.tables
+        row = conn.execute(self._segment_query().where(
+            t.segment_groups.c.identifier == group, t.segments.c.identifier == segment)).first()
         if row is None:
             raise NotFoundError(f"segment {segment!r} does not exist in group {group!r}")
-        return _segment(row)
+        return row
 
     def recount_members(self) -> int:
         """Count every segment's members afresh, in one transaction; how many segments.
@@ -225,7 +230,7 @@ class SegmentStore:
         back office pages with :meth:`members_page`)."""
         m = self.tables.memberships
         with self.engine.connect() as conn:
-            segment_id = self._segment_id(conn, group, segment)
+            segment_id = self._segment_row(conn, group, segment).id
             return list(conn.scalars(select(m.c.user_id).where(m.c.segment_id == segment_id).order_by(m.c.user_id)))
 
     def members_page(self, group: str, segment: str, *, after: str | None = None, at: str | None = None,
@@ -233,11 +238,12 @@ class SegmentStore:
         """One page of a segment's members in user-id order, found by key rather than by
         offset, so a page deep in a million members costs what the first does (an index
         range): the ``limit`` ids after ``after``, from ``at`` on (a jump to a user id),
-        or the ``limit`` ids before ``before``; the first page without any."""
+        or the ``limit`` ids before ``before``; the first page without any. The segment
+        itself (metadata, member count) comes with the page, from one query."""
         m = self.tables.memberships
         with self.engine.connect() as conn:
-            segment_id = self._segment_id(conn, group, segment)
-            in_segment = m.c.segment_id == segment_id
+            row = self._segment_row(conn, group, segment)
+            in_segment = m.c.segment_id == row.id
             if before is not None:
                 rows = list(conn.scalars(select(m.c.user_id).where(in_segment, m.c.user_id < before)
                                          .order_by(m.c.user_id.desc()).limit(limit + 1)))
@@ -251,19 +257,12 @@ class SegmentStore:
                 members, has_next = rows[:limit], len(rows) > limit
                 first = members[0] if members else after if after is not None else at
                 has_previous = first is not None and self._any_member(conn, in_segment, m.c.user_id < first)
-        return MembersPage(members, has_previous, has_next)
+        return MembersPage(_segment(row), members, has_previous, has_next)
 
     def _any_member(self, conn: Connection, *conditions: Any) -> bool:
         """Whether a membership meets the conditions (one index probe)."""
         m = self.tables.memberships
         return conn.scalar(select(select(m.c.user_id).where(*conditions).exists())) is True
-
-    def _segment_id(self, conn: Connection, group: str, segment: str) -> int:
-        segment = validate_segment_identifier(segment)
-        row = membership.find_segment(conn, self.tables, self.group_id(conn, group), segment)
-        if row is None:
-            raise NotFoundError(f"segment {segment!r} does not exist in group {group!r}")
-        return row.id
 
     def segments_for(self, user_id: object) -> list[Segment]:
         """The segments a user belongs to, by group then identifier."""
@@ -289,6 +288,7 @@ class SegmentStore:
 class MembersPage:
     """A page of a segment's members, and whether there are more on either side."""
 
+    segment: Segment
     members: list[str]
     has_previous: bool
     has_next: bool

@@ -85,6 +85,9 @@ class EventSender:
         self.sent = self.failed = self.dropped = 0
         self._pid: int | None = None
         self._threads: dict[int, threading.Thread] = {}
+        #: Threads of this process that are running: the request path checks this number,
+        #: not each thread (``_run`` lowers it as a thread ends).
+        self._running = 0
         self._client: OutboundClient | None = None
         self._stopping = False
         self._failing = False
@@ -122,19 +125,17 @@ class EventSender:
     def _ensure_started(self) -> None:
         pid = os.getpid()
         with self._ready:
-            if self._pid == pid and len(self._threads) == self.concurrency and all(
-                    thread.is_alive() for thread in self._threads.values()):
+            if self._pid == pid and self._running == self.concurrency:
                 return
-            if self._pid != pid:  # a new process (gunicorn's fork): its own queues, counts and connections
+            if self._pid != pid:  # a new process (gunicorn's fork): its own queues, counts, threads, connections
                 self._buys.clear()
                 self._others.clear()
                 self.sent = self.failed = self.dropped = 0
                 self._client = None
+                self._threads, self._running = {}, 0
             if self._client is None:
                 self._client = OutboundClient(timeout=self.timeout, max_answer_bytes=MAX_ANSWER_BYTES,
                                               pool_size=self.concurrency, ca_file=self.ca_file)
-            if self._pid != pid:
-                self._threads = {}
             self._pid, self._stopping = pid, False
             for number in range(self.concurrency):
                 if number not in self._threads or not self._threads[number].is_alive():
@@ -142,6 +143,7 @@ class EventSender:
                                               name=f"cdp-tracking-sender-{number}", daemon=True)
                     thread.start()
                     self._threads[number] = thread
+                    self._running += 1
             atexit.register(self.stop)
 
     def _next_event(self) -> Event | None:
@@ -153,6 +155,13 @@ class EventSender:
     def _run(self, client: OutboundClient, first: bool) -> None:
         """The first thread takes any event; another waits for a backlog, then sends until
         the queue is empty (and wakes one more while the backlog lasts)."""
+        try:
+            self._send_until_stopped(client, first)
+        finally:
+            with self._ready:
+                self._running -= 1
+
+    def _send_until_stopped(self, client: OutboundClient, first: bool) -> None:
         helping = False
         while True:
             with self._ready:

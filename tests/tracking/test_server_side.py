@@ -464,6 +464,19 @@ def test_stopping_drains_the_queue(host: FakeTrackingHost) -> None:
     assert sorted(hit.query for hit in host.hits) == sorted(f"p1=e{number}" for number in range(50))
 
 
+def test_a_stopped_sender_starts_again_with_the_next_event(host: FakeTrackingHost) -> None:
+    """Its threads are counted as they end, so the next event starts them all again."""
+    sender = EventSender(concurrency=2, timeout=10)
+    sender.enqueue(sender_event(host.url, "1", p1="before"))
+    sender.stop(seconds=10)
+    assert sender._running == 0
+    sender.enqueue(sender_event(host.url, "1", p1="after"))
+    host.wait_for(lambda h: len(h.hits) == 2)
+    assert sender._running == 2
+    sender.stop(seconds=10)
+    assert [hit.query for hit in host.hits] == ["p1=before", "p1=after"] and sender.counts().sent == 2
+
+
 def test_check_reports_what_the_senders_did(make_site, host: FakeTrackingHost) -> None:
     cdp = CDP()
     app = make_site("server", cdp=cdp)
