@@ -110,7 +110,8 @@ class CDP:
             if owns_db:
                 _tune_sqlite(state.engine)
             if state.uses_inline_worker():
-                state.inline_worker = InlineWorker(app, lambda: state.inbox, ready=state.schema_gate.is_current)
+                state.inline_worker = InlineWorker(app, lambda: state.inbox, ready=state.schema_gate.is_current,
+                                                   make_outbox=state.buy_outbox_or_none)
                 # Also drains what a previous process left queued, from the first request on.
                 app.before_request(state.inline_worker.ensure_started)
         app.cli.add_command(cdp_cli)  # also an entry point: flask finds it before loading the app

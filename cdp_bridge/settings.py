@@ -74,6 +74,7 @@ class CDPSettings:
     tracking_mode: TrackingMode
     server_tracking_url: str
     tracking_concurrency: int
+    tracking_buy_outbox: bool
     visitor_cookie_days: int
     track_address_limit_per_minute: int
     webhook_auth_failures_per_minute: int
@@ -511,6 +512,10 @@ class SettingsSchema(Schema):
         error_messages={"invalid": "expected a whole number of transfers from 1 to 64"}), "CDP_TRACKING_CONCURRENCY",
         "server and hybrid modes: events each process sends at once (Raptor takes one event a request, so this is what"
         " keeps a sender up with a slow host: 16 send about 700 events a second to a host 20 ms away)", 16)
+    tracking_buy_outbox = _setting(_Flag(error_messages={"invalid": "expected true or false"}), "CDP_TRACKING_BUY_OUTBOX",
+                                   "server and hybrid modes: write each server-sent buy to the database before the page"
+                                   " is answered, and send it from the queue workers (`flask cdp worker`, or the inline"
+                                   " worker), so a killed web process loses none", False, "off")
     visitor_cookie_days = _setting(fields.Integer(
         strict=False, validate=validate.Range(
             min=1, max=400, error="expected a whole number of days from 1 to 400 (browsers keep a cookie 400 days at most)"),

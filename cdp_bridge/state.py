@@ -23,8 +23,8 @@ from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import Engine
 
 from .api_calls import CircuitBreaker
-from .constants import EXTENSION_KEY
-from .deliveries.inbox import DeliveryInbox
+from .constants import EXTENSION_KEY, SERVER_TRACKING_TIMEOUT
+from .deliveries.inbox import MAX_ATTEMPTS, DeliveryInbox
 from .deliveries.worker import InlineWorker
 from .errors import RegistrationError
 from .export.sources import ExportRegistry
@@ -35,6 +35,7 @@ from .settings import CDPSettings
 from .shared_cache import SharedCache
 from .store import CDPTables, SegmentStore, schema
 from .store.senders import record_sender_counts
+from .tracking.outbox import BuyOutbox
 from .tracking.service import TrackingService
 from .visitors import MembershipClient, SegmentsCache, VisitorSegmentsService
 from .webhook.formats import PayloadFormat, default_formats
@@ -100,7 +101,8 @@ class CDPState:
         # Each process reports under a name with its pid, so workers forked after this
         # was made each keep a row of their own.
         self.tracking = TrackingService(self.settings, on_report=lambda counts: record_sender_counts(
-            engine, senders, f"{socket.gethostname()}:{os.getpid()}:{token}", counts))
+            engine, senders, f"{socket.gethostname()}:{os.getpid()}:{token}", counts),
+            buy_outbox=self.buy_outbox_or_none, wake=self.wake_inline_worker)
 
     @property
     def engine(self) -> Engine:
@@ -122,6 +124,15 @@ class CDPState:
         """The delivery inbox on this app's engine (needs an app context)."""
         return DeliveryInbox(self.engine, self.tables, bulk_async_threshold=self.settings.bulk_async_threshold,
                              lease_seconds=self.settings.worker_lease_seconds)
+
+    def buy_outbox_or_none(self) -> BuyOutbox | None:
+        """The buy outbox on this app's engine with CDP_TRACKING_BUY_OUTBOX on, else ``None``
+        (needs an app context). Its workers send with the server-side sender's timeout."""
+        if not self.settings.tracking_buy_outbox:
+            return None
+        return BuyOutbox(self.engine, self.tables.buy_outbox, self.settings.server_tracking_url,
+                         lease_seconds=self.settings.worker_lease_seconds, max_attempts=MAX_ATTEMPTS,
+                         timeout=SERVER_TRACKING_TIMEOUT)
 
     def create_tables(self, report: Callable[[str], None] = lambda line: None) -> list[str]:
         """Bring the ``cdp_*`` tables to the newest schema revision: a new database is made

@@ -87,7 +87,7 @@ LAYERS: list[tuple[str, set[str]]] = [
                 "visitors", "visitors.client", "visitors.service", "shared_cache",
                 "api_calls", "api_calls.breaker", "api_calls.cached",
                 "recommendations", "recommendations.answer", "recommendations.client", "recommendations.service",
-                "tracking", "tracking.fields", "tracking.events", "tracking.wire", "tracking.sender",
+                "tracking", "tracking.fields", "tracking.events", "tracking.wire", "tracking.sender", "tracking.outbox",
                 "rate_limits", "tracking.service",
                 "export", "export.sources", "export.runner", "export.streaming",
                 "webhook", "webhook.formats", "webhook.signatures", "webhook.credentials", "webhook.sample"}),

@@ -136,6 +136,7 @@ def test_secrets_do_not_appear_in_repr() -> None:
         ({"CDP_USER_STREAM_ID": "   "}, "CDP_USER_STREAM_ID", "non-empty"),
         ({"CDP_TRACKING_CONCURRENCY": "0"}, "CDP_TRACKING_CONCURRENCY", "from 1 to 64"),
         ({"CDP_TRACKING_CONCURRENCY": "many"}, "CDP_TRACKING_CONCURRENCY", "from 1 to 64"),
+        ({"CDP_TRACKING_BUY_OUTBOX": "sometimes"}, "CDP_TRACKING_BUY_OUTBOX", "true or false"),
     ],
 )
 def test_a_wrong_value_names_the_key_and_what_it_expects(config: dict, named_key: str, expected: str) -> None:
@@ -289,6 +290,7 @@ MALFORMED = {
     "CDP_TRACKING_MODE": "sideways",
     "CDP_SERVER_TRACKING_URL": "https://",
     "CDP_TRACKING_CONCURRENCY": "1000",
+    "CDP_TRACKING_BUY_OUTBOX": "durable",
     "CDP_VISITOR_COOKIE_DAYS": "500",
     "CDP_TRACK_ADDRESS_LIMIT_PER_MINUTE": "0",
     "CDP_WEBHOOK_AUTH_FAILURES_PER_MINUTE": "none",

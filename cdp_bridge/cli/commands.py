@@ -136,7 +136,7 @@ def segments(group: str | None, recount: bool) -> None:
 @reports_errors
 def worker(once: bool, poll_seconds: float, lease_seconds: int | None, log_level: str, metrics_port: int | None,
            metrics_host: str) -> None:
-    """Apply queued webhook deliveries (run any number, on any host)."""
+    """Apply queued webhook deliveries, and send the buy outbox's buys (run any number, on any host)."""
     if not logging.getLogger().handlers:
         logging.basicConfig(level=log_level, format=LOG_FORMAT, datefmt=LOG_DATE_FORMAT)
     state = _state()
@@ -150,12 +150,16 @@ def worker(once: bool, poll_seconds: float, lease_seconds: int | None, log_level
     inbox = state.inbox
     if lease_seconds is not None:
         inbox.lease_seconds = lease_seconds
-    queue_worker = QueueWorker(inbox, poll_seconds=poll_seconds, ready=state.schema_gate.is_current)
+    queue_worker = QueueWorker(inbox, poll_seconds=poll_seconds, ready=state.schema_gate.is_current,
+                               outbox=state.buy_outbox_or_none())
     if once:
         if not state.schema_gate.is_current():
             raise CommandFailed(f"cdp_bridge's tables are not at the schema this version writes: run {schema.UPGRADE_COMMAND}")
         processed = queue_worker.run_once()
         click.echo(f"Processed {counted(processed, 'delivery', 'deliveries')}.")
+        if queue_worker.outbox is not None:
+            buys = queue_worker.send_buys()
+            click.echo(f"Buy outbox: sent {buys.sent}, to be tried again {buys.retried}, dropped {buys.failed}.")
         return
     for signal_number in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signal_number, lambda *_: queue_worker.stop())

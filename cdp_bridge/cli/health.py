@@ -64,6 +64,7 @@ def run_checks(state: CDPState, app: Flask, site_url: str | None, worker_window:
         _check_groups(state, report)
         _check_queue(state, report, worker_window)
         _check_server_tracking(state, report)
+        _check_buy_outbox(state, report, worker_window)
     _report_base_url(state, app, site_url, report)
     return report
 
@@ -226,6 +227,19 @@ def _check_server_tracking(state: CDPState, report: CheckReport) -> None:
         report.failed(line + "; nothing reached Raptor: check CDP_SERVER_TRACKING_URL and the network")
     elif totals.dropped or totals.failed:
         report.noted(line)
+    else:
+        report.passed(line)
+
+
+def _check_buy_outbox(state: CDPState, report: CheckReport, window: timedelta) -> None:
+    """With CDP_TRACKING_BUY_OUTBOX: the buys waiting, and whether they wait too long."""
+    outbox = state.buy_outbox_or_none()
+    if outbox is None:
+        return
+    count, oldest = outbox.waiting()
+    line = f"buy outbox: {count} waiting" + (f" (oldest written {_age(timedelta(seconds=oldest))} ago)" if oldest else "")
+    if oldest is not None and oldest > window.total_seconds():
+        report.failed(line + ": is flask cdp worker running, and does Raptor accept them? (the workers' log says)")
     else:
         report.passed(line)
 

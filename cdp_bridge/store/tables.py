@@ -51,18 +51,19 @@ class CDPTables:
     tombstones: Table
     store_version: Table
     tracking_senders: Table
+    buy_outbox: Table
 
     def all(self) -> list[Table]:
         """In creation order (parents first)."""
         return [self.segment_groups, self.segments, self.memberships, self.deliveries, self.tombstones,
-                self.store_version, self.tracking_senders]
+                self.store_version, self.tracking_senders, self.buy_outbox]
 
 
 def define_tables(metadata: MetaData) -> CDPTables:
     """The cdp tables on ``metadata``, defined on first call and reused after."""
     if "cdp_segment_groups" in metadata.tables:
         names = ("cdp_segment_groups", "cdp_segments", "cdp_memberships", "cdp_deliveries", "cdp_tombstones",
-                 "cdp_store_version", "cdp_tracking_senders")
+                 "cdp_store_version", "cdp_tracking_senders", "cdp_buy_outbox")
         return CDPTables(*(metadata.tables[name] for name in names))
     return CDPTables(
         segment_groups=_segment_groups(metadata),
@@ -72,6 +73,7 @@ def define_tables(metadata: MetaData) -> CDPTables:
         tombstones=_tombstones(metadata),
         store_version=_store_version(metadata),
         tracking_senders=_tracking_senders(metadata),
+        buy_outbox=_buy_outbox(metadata),
     )
 
 
@@ -215,4 +217,24 @@ def _tracking_senders(metadata: MetaData) -> Table:
         Column("dropped", BigInteger(), nullable=False),
         PrimaryKeyConstraint("sender", name="pk_cdp_tracking_senders"),
         Index("ix_cdp_tracking_senders_reported_at", "reported_at"),
+    )
+
+
+def _buy_outbox(metadata: MetaData) -> Table:
+    """Server-sent buys not yet accepted by Raptor (``CDP_TRACKING_BUY_OUTBOX``): written
+    by the page, claimed and sent by the queue workers (see :mod:`..tracking.outbox`)."""
+    return Table(
+        "cdp_buy_outbox",
+        metadata,
+        Column("id", _ID, nullable=False, autoincrement=True),
+        # The event's URL after the tracking host's: {account}.{endpoint}?{query}.
+        Column("path", Text(), nullable=False),
+        Column("queued_at", DateTime(), nullable=False, default=utcnow),
+        Column("attempts", Integer(), nullable=False, default=0),
+        Column("available_at", DateTime(), nullable=False, default=utcnow),
+        Column("claimed_by", String(255), nullable=True),
+        Column("lease_expires_at", DateTime(), nullable=True),
+        Column("last_error", String(255), nullable=True),
+        PrimaryKeyConstraint("id", name="pk_cdp_buy_outbox"),
+        Index("ix_cdp_buy_outbox_available_at", "available_at"),
     )

@@ -10,9 +10,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from sqlalchemy.exc import SQLAlchemyError
+
+from ..errors import first_line
 from ..metrics import TRACKING_EVENTS
 from ..settings import CDPSettings
 from .events import EventType
+from .outbox import BuyOutbox
 from .sender import EventSender, SenderCounts
 from .wire import Event, Visitor, check_encodable
 
@@ -25,25 +29,49 @@ BuiltEvent = tuple[EventType, dict[str, str]]
 class TrackingService:
     """Queues an app's server-side events."""
 
-    def __init__(self, settings: CDPSettings, on_report: Callable[[SenderCounts], None] | None = None) -> None:
+    def __init__(self, settings: CDPSettings, on_report: Callable[[SenderCounts], None] | None = None, *,
+                 buy_outbox: Callable[[], BuyOutbox | None] = lambda: None, wake: Callable[[], None] = lambda: None
+                 ) -> None:
+        """``buy_outbox``: the outbox buys are written to (``None``: the sender's buys lane);
+        ``wake``: tells an inline worker that buys wait."""
         self.settings = settings
         self.sender = EventSender(concurrency=settings.tracking_concurrency, on_report=on_report)
+        self.buy_outbox = buy_outbox
+        self.wake = wake
         self._warned_unconfigured = False
 
     def queue(self, events: list[BuiltEvent], visitor: Visitor, *, endpoint: str = "rsa",
               extra: tuple[tuple[str, str], ...] = ()) -> None:
         """Queue events, all or none: each is checked before any is queued (a value no URL
         can carry is refused while the page can still hear it); their URLs are built and
-        sent off the request path. ``endpoint`` and ``extra``: see :func:`.wire.event_url`."""
+        sent off the request path. ``endpoint`` and ``extra``: see :func:`.wire.event_path`."""
         settings = self.settings
         assert settings.account_number is not None
         for _, params in events:
             check_encodable(params, visitor)
-        for event_type, params in events:
-            self.sender.enqueue(Event(settings.server_tracking_url, settings.account_number, params, visitor,
-                                      keep_empty=event_type.kept_empty(settings.tracking_parameters),
-                                      endpoint=endpoint, extra=extra), buy=event_type.name == "buy")
+        built = [(Event(settings.server_tracking_url, settings.account_number, params, visitor,
+                        keep_empty=event_type.kept_empty(settings.tracking_parameters), endpoint=endpoint, extra=extra),
+                  event_type.name == "buy") for event_type, params in events]
+        kept = self._keep_buys([event for event, buy in built if buy])
+        for event, buy in built:
+            if not (buy and kept):
+                self.sender.enqueue(event, buy=buy)
         TRACKING_EVENTS.labels("queued").inc(len(events))
+
+    def _keep_buys(self, buys: list[Event]) -> bool:
+        """Write buys to the outbox, when it is on; whether they were. If the database
+        fails, the buys go to the sender's buys lane instead: never lost, never a 500."""
+        outbox = self.buy_outbox() if buys else None
+        if outbox is None:
+            return False
+        try:
+            outbox.keep(buys)
+        except SQLAlchemyError as exc:
+            log.warning("buy outbox: could not write %s (%s); sent from this process's memory instead",
+                        "a buy" if len(buys) == 1 else f"{len(buys)} buys", first_line(exc))
+            return False
+        self.wake()
+        return True
 
     def warn_unconfigured_once(self) -> None:
         """One WARNING per app when a helper is used without ``CDP_ACCOUNT_NUMBER``."""

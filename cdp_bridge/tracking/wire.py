@@ -60,17 +60,19 @@ def ruid(user_id: str) -> str:
     return base64.b64encode(user_id.encode("utf-8")).decode("ascii")
 
 
-def event_url(base_url: str, account_number: str, params: Mapping[str, str], visitor: Visitor,
-              keep_empty: frozenset[str] = frozenset(), endpoint: str = "rsa",
-              extra: tuple[tuple[str, str], ...] = ()) -> str:
-    """The whole request URL of one event; ``keep_empty`` names parameters sent even when
-    empty; ``endpoint`` is ``rsa`` (a visitor's event) or ``stream`` (a buy no page saw),
-    and ``extra`` pairs close the query (``source=webhook``)."""
+def event_path(account_number: str, params: Mapping[str, str], visitor: Visitor,
+               keep_empty: frozenset[str] = frozenset(), endpoint: str = "rsa",
+               extra: tuple[tuple[str, str], ...] = ()) -> str:
+    """An event's URL after the tracking host's: ``{account}.{endpoint}?{query}`` (what the
+    buy outbox keeps, so the host is the one configured when the buy is sent).
+    ``keep_empty`` names parameters sent even when empty; ``endpoint`` is ``rsa`` (a
+    visitor's event) or ``stream`` (a buy no page saw), and ``extra`` pairs close the
+    query (``source=webhook``)."""
     pairs = sorted(params.items(), key=_parameter_order)
     query = "&".join([f"{name}={encode_uri_component(value)}" for name, value in pairs if value or name in keep_empty]
                      + ([visitor.query] if visitor.query else [])
                      + [f"{name}={encode_uri_component(value)}" for name, value in extra])
-    return f"{base_url}/{encode_uri_component(account_number)}.{endpoint}?{query}"
+    return f"{encode_uri_component(account_number)}.{endpoint}?{query}"
 
 
 def _parameter_order(item: tuple[str, str]) -> tuple[int, int, str]:
@@ -93,8 +95,11 @@ class Event:
     extra: tuple[tuple[str, str], ...] = ()
 
     def url(self) -> str:
-        return event_url(self.base_url, self.account_number, self.params, self.visitor, self.keep_empty,
-                         self.endpoint, self.extra)
+        return f"{self.base_url}/{self.path()}"
+
+    def path(self) -> str:
+        """The URL after the host's (see :func:`event_path`)."""
+        return event_path(self.account_number, self.params, self.visitor, self.keep_empty, self.endpoint, self.extra)
 
 
 def check_encodable(params: Mapping[str, str], visitor: Visitor) -> None:

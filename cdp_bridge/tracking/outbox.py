@@ -1,0 +1,148 @@
+"""The buy outbox (``CDP_TRACKING_BUY_OUTBOX``): server-sent buys kept in the database
+until Raptor has them.
+
+The sender's queue lives in the web process's memory: its buys lane is never emptied
+for other events, but a process killed with events queued (SIGKILL, the OOM killer, a
+host that dies) loses them. With the outbox on, a buy is written to ``cdp_buy_outbox``
+before the page that tracks it is answered, and the queue workers send it: each claims
+a few rows with a lease (as deliveries are claimed, ``SKIP LOCKED`` on PostgreSQL, so
+any number of workers share the table), sends them with the sender's retry policy and
+deletes what Raptor accepted. A buy whose worker died is taken over when its lease
+ends; one Raptor did not accept is tried again later, up to ``max_attempts`` times; one
+Raptor refused (a 4xx other than 429) is dropped at once, with one ERROR. So a buy is
+sent at least once, never lost to a killed process.
+
+The row is written in a short transaction of its own, not the host's: the page that
+tracks a buy is usually an order confirmation that commits nothing, and a buy must not
+be lost with a transaction the host leaves open. The row keeps the URL after the
+tracking host's (:func:`.wire.event_path`), so a buy goes to the host configured when
+it is sent.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import Engine, Table, and_, delete, func, insert, or_, select, update
+
+from ..metrics import TRACKING_EVENTS
+from ..outbound import Answer, OutboundClient
+from ..retries import call_with_retries, retry_policy
+from ..store.tables import utcnow
+from .sender import MAX_ANSWER_BYTES
+from .wire import Event
+
+log = logging.getLogger("cdp_bridge.tracking")
+
+#: Rows a worker claims at a time: few enough that sending them (each with its retries)
+#: ends well within the lease.
+CLAIM_SIZE = 20
+#: Seconds before a buy Raptor did not accept is tried again, times its tries so far.
+RETRY_SECONDS = 30
+
+
+@dataclass(frozen=True)
+class OutboxCounts:
+    """What one pass over the outbox did."""
+
+    sent: int = 0
+    failed: int = 0
+    retried: int = 0
+
+    def __add__(self, other: OutboxCounts) -> OutboxCounts:
+        return OutboxCounts(self.sent + other.sent, self.failed + other.failed, self.retried + other.retried)
+
+
+class BuyOutbox:
+    """``cdp_buy_outbox`` on one engine: written by pages, emptied by the queue workers."""
+
+    def __init__(self, engine: Engine, table: Table, base_url: str, *, lease_seconds: int, max_attempts: int,
+                 timeout: float, retries: int = 3, backoff: float = 0.2) -> None:
+        self.engine = engine
+        self.table = table
+        self.base_url = base_url
+        self.lease_seconds = lease_seconds
+        self.max_attempts = max_attempts
+        self.timeout = timeout
+        self._retry = retry_policy(retries + 1, backoff)
+        self._client: OutboundClient | None = None
+
+    # -- the page's side ----------------------------------------------------------------
+
+    def keep(self, events: list[Event]) -> None:
+        """Write a page's buys, in one transaction (all or none)."""
+        now = utcnow()
+        with self.engine.begin() as conn:
+            conn.execute(insert(self.table), [{"path": event.path(), "queued_at": now, "available_at": now,
+                                               "attempts": 0} for event in events])
+
+    def waiting(self) -> tuple[int, float | None]:
+        """Buys not sent yet, and the age in seconds of the oldest (for ``flask cdp check``)."""
+        t = self.table
+        with self.engine.connect() as conn:
+            count, oldest = conn.execute(select(func.count(), func.min(t.c.queued_at))).one()
+        return int(count), (utcnow() - oldest).total_seconds() if oldest is not None else None
+
+    # -- the workers' side ----------------------------------------------------------------
+
+    def send_due(self, worker: str, *, stop: Callable[[], bool] = lambda: False) -> OutboxCounts:
+        """Send every buy that is due now (until ``stop`` says so); what was done."""
+        done = OutboxCounts()
+        while not stop():
+            claimed = self._claim(worker)
+            if not claimed:
+                break
+            for row_id, path, attempts in claimed:
+                done += self._send(row_id, path, attempts)
+        return done
+
+    def _claim(self, worker: str) -> list[tuple[int, str, int]]:
+        """Lease up to :data:`CLAIM_SIZE` due rows (new, retried, or whose lease ended)."""
+        t, now = self.table, utcnow()
+        due = and_(t.c.available_at <= now, or_(t.c.lease_expires_at.is_(None), t.c.lease_expires_at < now))
+        with self.engine.begin() as conn:
+            candidates = select(t.c.id).where(due).order_by(t.c.id).limit(CLAIM_SIZE)
+            if conn.dialect.name == "postgresql":
+                candidates = candidates.with_for_update(skip_locked=True)
+            rows = conn.execute(update(t).where(t.c.id.in_(candidates.scalar_subquery()), due)
+                                .values(claimed_by=worker, lease_expires_at=now + timedelta(seconds=self.lease_seconds),
+                                        attempts=t.c.attempts + 1)
+                                .returning(t.c.id, t.c.path, t.c.attempts)).all()
+        return sorted((int(row_id), path, int(attempts)) for row_id, path, attempts in rows)
+
+    def _send(self, row_id: int, path: str, attempts: int) -> OutboxCounts:
+        if self._client is None:
+            self._client = OutboundClient(timeout=self.timeout, max_answer_bytes=MAX_ANSWER_BYTES, pool_size=1)
+        result = call_with_retries(self._client, self._retry, "GET", f"{self.base_url}/{path}", sleep=time.sleep).result
+        t = self.table
+        if isinstance(result, Answer) and result.status < 400:
+            with self.engine.begin() as conn:
+                conn.execute(delete(t).where(t.c.id == row_id))
+            TRACKING_EVENTS.labels("sent").inc()
+            return OutboxCounts(sent=1)
+        # never the URL: its query holds the visitor's ids
+        problem = f"Raptor answered {result.status}" if isinstance(result, Answer) else str(result)
+        refused = isinstance(result, Answer) and result.status < 500 and result.status != 429
+        if refused or attempts >= self.max_attempts:
+            with self.engine.begin() as conn:
+                conn.execute(delete(t).where(t.c.id == row_id))
+            TRACKING_EVENTS.labels("failed").inc()
+            log.error("buy outbox: buy %s dropped after %s %s (%s)", row_id, attempts,
+                      "try" if attempts == 1 else "tries", problem)
+            return OutboxCounts(failed=1)
+        with self.engine.begin() as conn:
+            conn.execute(update(t).where(t.c.id == row_id).values(
+                claimed_by=None, lease_expires_at=None, last_error=problem[:255],
+                available_at=utcnow() + timedelta(seconds=RETRY_SECONDS * attempts)))
+        log.warning("buy outbox: buy %s not accepted (%s); tried again in %s s", row_id, problem,
+                    RETRY_SECONDS * attempts)
+        return OutboxCounts(retried=1)
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
