@@ -38,9 +38,11 @@ from .wire import Event
 
 log = logging.getLogger("cdp_bridge.tracking")
 
-#: Rows a worker claims at a time: few enough that sending them (each with its retries)
-#: ends well within the lease.
+#: Rows a worker claims at a time, at most: few enough that sending them ends within the
+#: lease (see :attr:`BuyOutbox.claim_size`).
 CLAIM_SIZE = 20
+#: The longest one buy's sending can take: four tries of at most 1 s, and their backoff.
+SECONDS_PER_BUY = 6
 #: Seconds before a buy Raptor did not accept is tried again, times its tries so far.
 RETRY_SECONDS = 30
 
@@ -70,6 +72,9 @@ class BuyOutbox:
         self.timeout = timeout
         self._retry = retry_policy(retries + 1, backoff)
         self._client: OutboundClient | None = None
+        #: A short lease (``CDP_WORKER_LEASE_SECONDS``) claims fewer at a time, so another
+        #: worker never takes over a buy that is still being sent.
+        self.claim_size = max(1, min(CLAIM_SIZE, lease_seconds // SECONDS_PER_BUY))
 
     # -- the page's side ----------------------------------------------------------------
 
@@ -101,11 +106,11 @@ class BuyOutbox:
         return done
 
     def _claim(self, worker: str) -> list[tuple[int, str, int]]:
-        """Lease up to :data:`CLAIM_SIZE` due rows (new, retried, or whose lease ended)."""
+        """Lease up to :attr:`claim_size` due rows (new, retried, or whose lease ended)."""
         t, now = self.table, utcnow()
         due = and_(t.c.available_at <= now, or_(t.c.lease_expires_at.is_(None), t.c.lease_expires_at < now))
         with self.engine.begin() as conn:
-            candidates = select(t.c.id).where(due).order_by(t.c.id).limit(CLAIM_SIZE)
+            candidates = select(t.c.id).where(due).order_by(t.c.id).limit(self.claim_size)
             if conn.dialect.name == "postgresql":
                 candidates = candidates.with_for_update(skip_locked=True)
             rows = conn.execute(update(t).where(t.c.id.in_(candidates.scalar_subquery()), due)

@@ -279,3 +279,15 @@ class socket_that_never_answers:  # noqa: N801 - used as a context manager, like
 
     def __exit__(self, *exc: object) -> None:
         self.server.close()
+
+
+def test_a_short_lease_claims_fewer_buys_at_a_time(make_site, host: FakeTrackingHost) -> None:
+    """Sending one buy may take some 6 s (four tries): a 30 s lease claims 5, so no other
+    worker takes over a buy still being sent."""
+    app = make_site("client", CDP_TRACKING_BUY_OUTBOX="true", CDP_WORKER_LEASE_SECONDS=30)
+    with app.app_context():
+        for order in range(7):
+            cdp_of(app).track_offline_buy(f"o-{order}", [{"id": "a", "price": 1, "quantity": 1}], "zoe@example.com")
+        outbox = app.extensions["cdp"].buy_outbox_or_none()
+        assert outbox is not None
+        assert [row[0] for row in outbox._claim("worker-1")] == [1, 2, 3, 4, 5]
