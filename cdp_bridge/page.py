@@ -109,8 +109,9 @@ class Page:
         if ids is None:
             return None
         reaid, campaign_ruid = self.campaign_ids
-        return Visitor(visitor_id=ids[0], session_id=ids[1], user_id=self.user_id, url=request.url, reaid=reaid,
-                       campaign_ruid=campaign_ruid, utm=utm_pairs(request.args))
+        return Visitor(visitor_id=ids[0], session_id=ids[1], user_id=self.user_id, reaid=reaid,
+                       campaign_ruid=campaign_ruid, utm=utm_pairs(request.args),
+                       url_parts=(request.scheme, request.host, request.root_path, request.path, request.query_string))
 
     @cached_property
     def campaign_ids(self) -> tuple[str | None, str | None]:
@@ -120,8 +121,8 @@ class Page:
         if not self.consented:
             return None, None
         args, cookies = request.args, request.cookies
-        return (_id_or_none(args.get("reaid"), REAID) or _id_or_none(cookies.get(REAID_COOKIE), REAID),
-                _id_or_none(args.get("ruid"), BASE64) or _id_or_none(cookies.get(RUID_COOKIE), BASE64))
+        return (_id_or_none(present(args, "reaid"), REAID) or _id_or_none(present(cookies, REAID_COOKIE), REAID),
+                _id_or_none(present(args, "ruid"), BASE64) or _id_or_none(present(cookies, RUID_COOKIE), BASE64))
 
     @cached_property
     def segments(self) -> UserSegments:
@@ -185,11 +186,18 @@ def _id_or_none(value: str | None, form: re.Pattern[str]) -> str | None:
     return value if value is not None and form.fullmatch(value) else None
 
 
+def present(values: Mapping[str, str], name: str) -> str | None:
+    """``values.get(name)`` for a query string's or the cookies' values, without Werkzeug's
+    ``MultiDict.get``, which raises and catches a ``BadRequestKeyError`` for each missing
+    name: a page looks for nine names it usually has not."""
+    return values[name] if name in values else None  # noqa: SIM401 - the docstring says why
+
+
 def utm_pairs(args: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
     """The ``utm_*`` parameters of a page's URL that are acceptable text, in their usual order."""
     pairs = []
     for name in UTM_PARAMETERS:
-        value = args.get(name)
+        value = present(args, name)
         if value and text_problem(value, max_length=255) is None:
             pairs.append((name, value))
     return tuple(pairs)

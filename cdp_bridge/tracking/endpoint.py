@@ -73,7 +73,8 @@ def receive_event() -> Response:
         return refuse(400, "invalid_event", str(exc))
     try:
         # The page's own utm_* (the shim posts its URL), and the email link's ids the cookies keep.
-        page_visitor = dataclasses.replace(visitor, url=url, utm=utm_pairs(_query_of(url)))
+        # The URL is the page's (the shim's), never this endpoint's.
+        page_visitor = dataclasses.replace(visitor, url=url, url_parts=None, utm=utm_pairs(_query_of(url)))
         state.tracking.queue([(row, params)], page_visitor)
     except TrackingArgumentError as exc:  # a value no URL can carry
         return refuse(400, "invalid_event", str(exc))

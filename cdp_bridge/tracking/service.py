@@ -22,6 +22,9 @@ from .wire import Event, Visitor, check_encodable
 
 log = logging.getLogger("cdp_bridge.tracking")
 
+#: Its child looked up once (``labels`` takes a lock and builds a key each call).
+EVENTS_QUEUED = TRACKING_EVENTS.labels("queued")
+
 #: An event as a helper builds it: its type's row and its ``pN`` parameters.
 BuiltEvent = tuple[EventType, dict[str, str]]
 
@@ -56,7 +59,7 @@ class TrackingService:
         for event, buy in built:
             if not (buy and kept):
                 self.sender.enqueue(event, buy=buy)
-        TRACKING_EVENTS.labels("queued").inc(len(events))
+        EVENTS_QUEUED.inc(len(events))
 
     def _keep_buys(self, buys: list[Event]) -> bool:
         """Write buys to the outbox, when it is on; whether they were. If the database

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from functools import cached_property
 from urllib.parse import quote
 
+from werkzeug.sansio.utils import get_current_url
+
 from ..errors import TrackingArgumentError
 from ..identifiers import has_lone_surrogates
 
@@ -37,13 +39,24 @@ class Visitor:
     campaign_ruid: str | None = None
     #: The landing page's ``utm_*`` parameters, for that page's events only.
     utm: tuple[tuple[str, str], ...] = ()
+    #: Without ``url``: the page's URL as its parts (scheme, host, root path, path, query
+    #: string), which the sender thread joins as Werkzeug's ``request.url`` does. Joining
+    #: them (IRI decoding) costs a page some 30 µs; the parts cost nothing.
+    url_parts: tuple[str, str, str, str, bytes] | None = None
+
+    @cached_property
+    def page_url(self) -> str | None:
+        """``url``, else the URL ``url_parts`` make."""
+        if self.url is not None or self.url_parts is None:
+            return self.url
+        return get_current_url(*self.url_parts)
 
     @cached_property
     def query(self) -> str:
         """``coid=…&sid=…&ruid=…&reaid=…&url=…&utm_…``, encoded once for all of a page's events."""
         pairs = [("coid", self.visitor_id), ("sid", self.session_id),
                  ("ruid", ruid(self.user_id) if self.user_id else self.campaign_ruid), ("reaid", self.reaid),
-                 ("url", self.url), *self.utm]
+                 ("url", self.page_url), *self.utm]
         return "&".join(f"{name}={encode_uri_component(value)}" for name, value in pairs if value)
 
 
@@ -104,6 +117,7 @@ class Event:
 
 def check_encodable(params: Mapping[str, str], visitor: Visitor) -> None:
     """Refuse, while the page is still there to hear it, a value no URL can carry (a lone
-    surrogate), so the sender never meets one."""
+    surrogate), so the sender never meets one. (``url_parts`` hold none: Werkzeug decodes
+    a request's path with replacement characters.)"""
     if has_lone_surrogates("".join(params.values()) + (visitor.url or "")):
         raise TrackingArgumentError(LONE_SURROGATE)

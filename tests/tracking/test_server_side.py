@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from flask import Flask, render_template_string
+from flask import Flask, render_template_string, request
 
 from cdp_bridge import CDP, ConfigurationError, TrackingArgumentError
 from cdp_bridge.metrics import REGISTRY
@@ -78,6 +78,20 @@ def test_a_server_mode_page_renders_no_script_and_the_server_sends_its_events(ma
     assert pageview.query == f"p1=pageview&coid={VISITOR}&sid={SESSION}&url=http%3A%2F%2Flocalhost%2Fproduct"
     assert visit.query == (f"p1=visit&p2=cat-tree&p3=Cat%20tree%20%22Sky%22%20%26%20co&p4=pets%23Pets%3Bcats%23Cats"
                            f"&p6=EUR&p12=89.90&coid={VISITOR}&sid={SESSION}&url=http%3A%2F%2Flocalhost%2Fproduct")
+
+
+@pytest.mark.parametrize("path", ["/product?colour=gr%C3%BCn&q=a+b%26c", "/product?x=%FF%FE", "/product?"])
+def test_the_url_sent_is_the_pages_as_werkzeug_reads_it(make_site, host: FakeTrackingHost, path: str) -> None:
+    """The sender joins the page's URL from its parts, off the request path: the same URL
+    ``request.url`` gives, under a script root too (a site mounted at ``/shop``)."""
+    app = make_site("server", CDP_TRACKING_CONCURRENCY=1)
+    seen: list[str] = []
+    app.before_request(lambda: seen.append(request.url) and None)
+    client = consenting_client(app, rsa=VISITOR, rsaSession=SESSION)
+    assert client.get(path, environ_overrides={"SCRIPT_NAME": "/shop"}).status_code == 200
+    host.wait_for(lambda h: len(h.hits) == 2)
+    assert seen[0].startswith("http://localhost/shop/product")
+    assert {hit.params["url"] for hit in host.hits} == {seen[0]}
 
 
 def test_empty_values_are_left_out_except_the_basket(make_site, host: FakeTrackingHost) -> None:
@@ -628,7 +642,7 @@ def test_bad_tracking_settings_are_refused(tmp_path: Path) -> None:
             CDP(app)
 
 
-SERVED_SITE = '''from flask import Flask, render_template_string
+SERVED_SITE = '''from flask import Flask, render_template_string, request
 from cdp_bridge import CDP
 app = Flask("served_tracking_site")
 app.config.update({config!r})
