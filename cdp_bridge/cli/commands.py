@@ -159,6 +159,7 @@ def worker(once: bool, poll_seconds: float, lease_seconds: int | None, log_level
         click.echo(f"Processed {counted(processed, 'delivery', 'deliveries')}.")
         if queue_worker.outbox is not None:
             buys = queue_worker.send_buys()
+            queue_worker.outbox.close()
             click.echo(f"Buy outbox: sent {buys.sent}, to be tried again {buys.retried}, dropped {buys.failed}.")
         return
     for signal_number in (signal.SIGTERM, signal.SIGINT):

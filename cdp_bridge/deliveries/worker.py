@@ -90,6 +90,8 @@ class QueueWorker:
                 wait = self.poll_seconds
             self.wake_event.wait(wait)
             self.wake_event.clear()
+        if self.outbox is not None:
+            self.outbox.close()
         log.info("queue worker stopped")
 
     def stop(self) -> None:

@@ -148,6 +148,7 @@ class BuyOutbox:
         return OutboxCounts(retried=1)
 
     def close(self) -> None:
+        """Close the connections to Raptor's host (a worker that stops)."""
         if self._client is not None:
             self._client.close()
             self._client = None
