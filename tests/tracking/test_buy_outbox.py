@@ -12,8 +12,10 @@ import sys
 import textwrap
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
+import requests
 from flask import Flask, render_template_string
 from sqlalchemy import select, update
 
@@ -21,7 +23,10 @@ from cdp_bridge.deliveries.worker import QueueWorker
 from cdp_bridge.store.tables import utcnow
 from cdp_bridge.tracking.outbox import BuyOutbox, OutboxCounts
 from tests.support.fake_tracking_host import FakeTrackingHost
-from tests.support.tracking_site import SESSION, VISITOR, consenting_client
+from tests.support.logs import remember_output
+from tests.support.postgres_server import free_port
+from tests.support.processes import REPO, process_env, wait_until_serving
+from tests.support.tracking_site import SESSION, VISITOR, consenting_client, post_event
 from tests.support.webhook import cdp_of
 
 BUY_PAGE = ("{{ cdp_track_visit('cat-tree') }}{{ cdp_track_buy([{'id': 'cat-tree', 'price': '89.9', 'quantity': 1},"
@@ -99,8 +104,6 @@ def test_an_offline_buy_goes_through_the_outbox_too(make_site, host: FakeTrackin
 
 
 def test_a_hybrid_buy_posted_to_the_sites_endpoint_is_kept(make_site, host: FakeTrackingHost) -> None:
-    from tests.support.tracking_site import post_event
-
     app = make_site("hybrid", CDP_TRACKING_BUY_OUTBOX="true")
     client = consenting_client(app, rsa=VISITOR, rsaSession=SESSION)
     body = {"params": {"p1": "buy", "p2": "cat-tree", "p12": "89.90", "p13": "1"}, "url": "http://localhost/thanks"}
@@ -291,3 +294,56 @@ def test_a_short_lease_claims_fewer_buys_at_a_time(make_site, host: FakeTracking
         outbox = app.extensions["cdp"].buy_outbox_or_none()
         assert outbox is not None
         assert [row[0] for row in outbox._claim("worker-1")] == [1, 2, 3, 4, 5]
+
+
+GUNICORN_SITE = textwrap.dedent("""
+    import os
+    from flask import Flask, render_template_string
+    from cdp_bridge import CDP
+
+    app = Flask("outbox_site")
+    app.config.update(SECRET_KEY="x", SQLALCHEMY_DATABASE_URI={database_url!r}, CDP_ACCOUNT_NUMBER="123456",
+                      CDP_CONSENT_COOKIE="consent", CDP_TRACKING_MODE="server", CDP_INLINE_WORKER=False,
+                      CDP_TRACKING_BUY_OUTBOX="true", CDP_SERVER_TRACKING_URL=os.environ["TRACKING_HOST"])
+    cdp = CDP(app)
+
+    @app.get("/thanks")
+    def thanks():
+        return render_template_string({page!r}), 200, {{"X-Worker-Pid": str(os.getpid())}}
+""")
+
+
+@pytest.mark.slow
+def test_a_gunicorn_worker_killed_after_the_page_loses_no_buy(database_url: str, host: FakeTrackingHost,
+                                                              tmp_path: Path) -> None:
+    """Real HTTP through gunicorn: the buy's page is answered, then its gunicorn worker is
+    SIGKILLed (its sender stuck on a host that never answers), then gunicorn is stopped;
+    ``flask cdp worker --once``, a process of its own, sends the buys from the database."""
+    (tmp_path / "outbox_site.py").write_text(GUNICORN_SITE.format(database_url=database_url, page=BUY_PAGE))
+    with socket_that_never_answers() as black_hole:
+        made = subprocess.run([sys.executable, "-m", "flask", "--app", "outbox_site", "cdp", "init-db"], cwd=tmp_path,
+                              env=process_env(tmp_path, TRACKING_HOST=black_hole), capture_output=True, text=True,
+                              timeout=120)
+        assert made.returncode == 0, made.stderr
+        port = free_port()
+        server = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", str(REPO / "gunicorn.conf.py")], cwd=tmp_path,
+                                  env=process_env(tmp_path, TRACKING_HOST=black_hole, GUNICORN_APP="outbox_site:app",
+                                                  GUNICORN_BIND=f"127.0.0.1:{port}", GUNICORN_WORKERS="1"),
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            wait_until_serving(f"http://127.0.0.1:{port}/thanks", server)
+            answer = requests.get(f"http://127.0.0.1:{port}/thanks", timeout=10,
+                                  headers={"Cookie": f"consent=1; rsa={VISITOR}; rsaSession={SESSION}"})
+            assert answer.status_code == 200
+            os.kill(int(answer.headers["X-Worker-Pid"]), signal.SIGKILL)
+        finally:
+            server.terminate()
+            remember_output(server.communicate(timeout=30)[0])
+    assert host.hits == []
+    sent = subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "outbox_site", "cdp", "worker", "--once"], cwd=tmp_path,
+        env=process_env(tmp_path, TRACKING_HOST=host.url), capture_output=True, text=True, timeout=120)
+    assert sent.returncode == 0, sent.stderr
+    assert "Buy outbox: sent 2, to be tried again 0, dropped 0." in sent.stdout
+    url = quote(f"http://127.0.0.1:{port}/thanks", safe="")
+    assert queries(host, "buy") == sorted(query.replace("http%3A%2F%2Flocalhost%2Fthanks", url) for query in BUY_QUERIES)
