@@ -54,10 +54,24 @@ def outbox_rows(app: Flask) -> list[tuple[str, int, str | None]]:
                                                    .order_by(table.c.id))]
 
 
+#: The seconds the tests' outbox waits for the fake host's answer. The fake host shares the
+#: test's interpreter: on a loaded machine it may answer after the 1 s a real send allows,
+#: and the retry would send a buy twice (at least once, as documented), which would blur
+#: the tests that count each buy once.
+PATIENT = 10.0
+
+
+def patient_outbox(app: Flask) -> BuyOutbox:
+    outbox = app.extensions["cdp"].buy_outbox_or_none()
+    assert outbox is not None
+    outbox.timeout = PATIENT
+    return outbox
+
+
 def worker_of(app: Flask) -> QueueWorker:
     state = app.extensions["cdp"]
     with app.app_context():
-        return QueueWorker(state.inbox, outbox=state.buy_outbox_or_none())
+        return QueueWorker(state.inbox, outbox=patient_outbox(app))
 
 
 def send_buys(app: Flask) -> OutboxCounts:
@@ -69,17 +83,22 @@ def queries(host: FakeTrackingHost, p1: str) -> list[str]:
     return sorted(hit.query for hit in host.hits if hit.params.get("p1") == p1)
 
 
+def distinct_queries(host: FakeTrackingHost, p1: str) -> list[str]:
+    """For events the sender sent from memory (1 s timeout: see :data:`PATIENT`)."""
+    return sorted(set(queries(host, p1)))
+
+
 def test_a_pages_buys_wait_in_the_outbox_until_a_worker_sends_them(make_site, host: FakeTrackingHost) -> None:
     app = with_buy_page(make_site("server", CDP_TRACKING_BUY_OUTBOX="true", CDP_TRACKING_CONCURRENCY=1))
     client = consenting_client(app, rsa=VISITOR, rsaSession=SESSION)
     assert client.get("/thanks").status_code == 200
     assert sorted(path for path, _, _ in outbox_rows(app)) == sorted(f"123456.rsa?{query}" for query in BUY_QUERIES)
-    host.wait_for(lambda h: len(h.hits) == 1)  # the visit, from memory as before
+    host.wait_for(lambda h: len(h.hits) >= 1)  # the visit, from memory as before
     app.extensions["cdp"].tracking.sender.stop(seconds=5)
-    assert [hit.params["p1"] for hit in host.hits] == ["visit"]  # no buy went from memory
+    assert {hit.params["p1"] for hit in host.hits} == {"visit"}  # no buy went from memory
     assert send_buys(app) == OutboxCounts(sent=2)
     assert queries(host, "buy") == BUY_QUERIES  # the very requests the sender sends
-    assert [hit.path for hit in host.hits if hit.params["p1"] == "buy"] == ["/123456.rsa"] * 2
+    assert [hit.path for hit in host.hits if hit.params["p1"] == "buy"] == ["/123456.rsa"] * 2  # each once
     assert outbox_rows(app) == []
     assert send_buys(app) == OutboxCounts()  # nothing twice
 
@@ -87,8 +106,8 @@ def test_a_pages_buys_wait_in_the_outbox_until_a_worker_sends_them(make_site, ho
 def test_without_the_setting_buys_go_from_memory_and_the_outbox_stays_empty(make_site, host: FakeTrackingHost) -> None:
     app = with_buy_page(make_site("server", CDP_TRACKING_CONCURRENCY=1))
     assert consenting_client(app, rsa=VISITOR, rsaSession=SESSION).get("/thanks").status_code == 200
-    host.wait_for(lambda h: len(h.hits) == 3)
-    assert queries(host, "buy") == BUY_QUERIES
+    host.wait_for(lambda h: len(distinct_queries(h, "buy")) == 2)
+    assert distinct_queries(host, "buy") == BUY_QUERIES
     assert outbox_rows(app) == []
     assert app.extensions["cdp"].buy_outbox_or_none() is None
 
@@ -153,8 +172,8 @@ def test_when_the_outbox_cannot_be_written_the_buy_goes_from_memory(make_site, h
         state.tables.buy_outbox.drop(state.engine)
     with caplog.at_level(logging.WARNING, logger="cdp_bridge.tracking"):
         assert consenting_client(app, rsa=VISITOR, rsaSession=SESSION).get("/thanks").status_code == 200
-    host.wait_for(lambda h: len(h.hits) == 3)
-    assert queries(host, "buy") == BUY_QUERIES
+    host.wait_for(lambda h: len(distinct_queries(h, "buy")) == 2)
+    assert distinct_queries(host, "buy") == BUY_QUERIES
     assert any(message.startswith("buy outbox: could not write 2 buys (") for message in caplog.messages)
 
 
@@ -167,8 +186,7 @@ def test_workers_share_the_outbox_each_buy_sent_once(make_app, host: FakeTrackin
     with app.app_context():
         for order in range(45):
             cdp_of(app).track_offline_buy(f"o-{order}", [{"id": "a", "price": 1, "quantity": 1}], "zoe@example.com")
-        first, second = state.buy_outbox_or_none(), state.buy_outbox_or_none()
-        assert isinstance(first, BuyOutbox) and isinstance(second, BuyOutbox)
+        first, second = patient_outbox(app), patient_outbox(app)
         claimed_first, claimed_second = first._claim("worker-1"), second._claim("worker-2")
         assert len(claimed_first) == len(claimed_second) == 20
         assert not {row[0] for row in claimed_first} & {row[0] for row in claimed_second}
@@ -194,7 +212,7 @@ def test_flask_cdp_worker_once_sends_the_outbox_and_check_reports_it(make_site, 
     result = runner.invoke(args=["cdp", "worker", "--once"])
     assert result.exit_code == 0, result.output
     assert "Buy outbox: sent 1, to be tried again 0, dropped 0." in result.output
-    assert [hit.params["p21"] for hit in host.hits] == ["T-4"]
+    assert {hit.params["p21"] for hit in host.hits} == {"T-4"}
     assert "ok    buy outbox: 0 waiting" in runner.invoke(args=["cdp", "check"]).output
 
 
@@ -214,8 +232,8 @@ def test_the_inline_worker_sends_kept_buys_at_once(make_site, host: FakeTracking
     app = with_buy_page(make_site("server", CDP_TRACKING_BUY_OUTBOX="true", CDP_INLINE_WORKER=True))
     try:
         assert consenting_client(app, rsa=VISITOR, rsaSession=SESSION).get("/thanks").status_code == 200
-        host.wait_for(lambda h: len(queries(h, "buy")) == 2)
-        assert queries(host, "buy") == BUY_QUERIES
+        host.wait_for(lambda h: len(distinct_queries(h, "buy")) == 2)
+        assert distinct_queries(host, "buy") == BUY_QUERIES
     finally:
         app.extensions["cdp"].inline_worker.stop()
     assert outbox_rows(app) == []

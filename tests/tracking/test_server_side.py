@@ -89,7 +89,7 @@ def test_the_url_sent_is_the_pages_as_werkzeug_reads_it(make_site, host: FakeTra
     app.before_request(lambda: seen.append(request.url) and None)
     client = consenting_client(app, rsa=VISITOR, rsaSession=SESSION)
     assert client.get(path, environ_overrides={"SCRIPT_NAME": "/shop"}).status_code == 200
-    host.wait_for(lambda h: len(h.hits) == 2)
+    host.wait_for(lambda h: len(h.hits) >= 2)
     assert seen[0].startswith("http://localhost/shop/product")
     assert {hit.params["url"] for hit in host.hits} == {seen[0]}
 
