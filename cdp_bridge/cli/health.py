@@ -237,7 +237,7 @@ def _check_buy_outbox(state: CDPState, report: CheckReport, window: timedelta) -
     if outbox is None:
         return
     count, oldest = outbox.waiting()
-    line = f"buy outbox: {count} waiting" + (f" (oldest written {_age(timedelta(seconds=oldest))} ago)" if oldest else "")
+    line = f"buy outbox: {count} waiting" + (f" (oldest written {_age(timedelta(seconds=oldest))} ago)" if oldest is not None else "")
     if oldest is not None and oldest > window.total_seconds():
         report.failed(line + ": is flask cdp worker running, and does Raptor accept them? (the workers' log says)")
     else:

@@ -22,7 +22,6 @@ it is sent.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -30,10 +29,10 @@ from datetime import timedelta
 from sqlalchemy import Engine, Table, and_, delete, func, insert, or_, select, update
 
 from ..metrics import TRACKING_EVENTS
-from ..outbound import Answer, OutboundClient
-from ..retries import call_with_retries, retry_policy
+from ..outbound import OutboundClient
+from ..retries import retry_policy
 from ..store.tables import utcnow
-from .sender import MAX_ANSWER_BYTES
+from .sender import MAX_ANSWER_BYTES, send_url
 from .wire import Event
 
 log = logging.getLogger("cdp_bridge.tracking")
@@ -122,30 +121,30 @@ class BuyOutbox:
     def _send(self, row_id: int, path: str, attempts: int) -> OutboxCounts:
         if self._client is None:
             self._client = OutboundClient(timeout=self.timeout, max_answer_bytes=MAX_ANSWER_BYTES, pool_size=1)
-        result = call_with_retries(self._client, self._retry, "GET", f"{self.base_url}/{path}", sleep=time.sleep).result
-        t = self.table
-        if isinstance(result, Answer) and result.status < 400:
-            with self.engine.begin() as conn:
-                conn.execute(delete(t).where(t.c.id == row_id))
+        outcome = send_url(self._client, self._retry, f"{self.base_url}/{path}")
+        if outcome.problem is None:
+            self._forget(row_id)
             TRACKING_EVENTS.labels("sent").inc()
             return OutboxCounts(sent=1)
-        # never the URL: its query holds the visitor's ids
-        problem = f"Raptor answered {result.status}" if isinstance(result, Answer) else str(result)
-        refused = isinstance(result, Answer) and result.status < 500 and result.status != 429
-        if refused or attempts >= self.max_attempts:
-            with self.engine.begin() as conn:
-                conn.execute(delete(t).where(t.c.id == row_id))
+        if outcome.refused or attempts >= self.max_attempts:
+            self._forget(row_id)
             TRACKING_EVENTS.labels("failed").inc()
             log.error("buy outbox: buy %s dropped after %s %s (%s)", row_id, attempts,
-                      "try" if attempts == 1 else "tries", problem)
+                      "try" if attempts == 1 else "tries", outcome.problem)
             return OutboxCounts(failed=1)
+        t = self.table
         with self.engine.begin() as conn:
             conn.execute(update(t).where(t.c.id == row_id).values(
-                claimed_by=None, lease_expires_at=None, last_error=problem[:255],
+                claimed_by=None, lease_expires_at=None, last_error=outcome.problem[:255],
                 available_at=utcnow() + timedelta(seconds=RETRY_SECONDS * attempts)))
-        log.warning("buy outbox: buy %s not accepted (%s); tried again in %s s", row_id, problem,
+        log.warning("buy outbox: buy %s not accepted (%s); tried again in %s s", row_id, outcome.problem,
                     RETRY_SECONDS * attempts)
         return OutboxCounts(retried=1)
+
+    def _forget(self, row_id: int) -> None:
+        """Delete a buy that was sent, or given up."""
+        with self.engine.begin() as conn:
+            conn.execute(delete(self.table).where(self.table.c.id == row_id))
 
     def close(self) -> None:
         """Close the connections to Raptor's host (a worker that stops)."""

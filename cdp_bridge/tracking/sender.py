@@ -35,7 +35,7 @@ from ..constants import SERVER_TRACKING_QUEUE_SIZE, SERVER_TRACKING_TIMEOUT
 from ..errors import TrackingArgumentError, first_line
 from ..metrics import TRACKING_EVENTS
 from ..outbound import Answer, OutboundClient
-from ..retries import call_with_retries, retry_policy
+from ..retries import RetryPolicy, call_with_retries, retry_policy
 from .wire import Event
 
 log = logging.getLogger("cdp_bridge.tracking")
@@ -60,6 +60,28 @@ class SenderCounts:
     failed: int
     dropped: int
     queued: int
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How one event's request ended, after its retries."""
+
+    #: ``None`` when Raptor accepted it; else what went wrong, never the URL (its query
+    #: holds the visitor's ids).
+    problem: str | None
+    #: Raptor answered a 4xx other than 429: sending it again changes nothing.
+    refused: bool = False
+
+
+def send_url(client: OutboundClient, retry: RetryPolicy, url: str) -> Outcome:
+    """Send one event's request with the retry policy: what the sender threads and the buy
+    outbox's workers both do."""
+    result = call_with_retries(client, retry, "GET", url, sleep=time.sleep).result
+    if not isinstance(result, Answer):
+        return Outcome(str(result))
+    if result.status < 400:
+        return Outcome(None)
+    return Outcome(f"Raptor answered {result.status}", refused=result.status < 500 and result.status != 429)
 
 
 class EventSender:
@@ -189,10 +211,7 @@ class EventSender:
         except TrackingArgumentError as exc:  # check_encodable refuses these first; never crash the thread
             problem: str | None = str(exc)
         else:
-            result = call_with_retries(client, self._retry, "GET", url, sleep=time.sleep).result
-            ok_answer = isinstance(result, Answer) and result.status < 400
-            # never the URL: its query holds the visitor's ids
-            problem = None if ok_answer else (f"Raptor answered {result.status}" if isinstance(result, Answer) else str(result))
+            problem = send_url(client, self._retry, url).problem
         ok = problem is None
         with self._ready:
             if ok:

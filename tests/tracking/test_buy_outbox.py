@@ -20,8 +20,11 @@ from flask import Flask, render_template_string
 from sqlalchemy import select, update
 
 from cdp_bridge.deliveries.worker import QueueWorker
+from cdp_bridge.outbound import OutboundClient
+from cdp_bridge.retries import retry_policy
 from cdp_bridge.store.tables import utcnow
 from cdp_bridge.tracking.outbox import BuyOutbox, OutboxCounts
+from cdp_bridge.tracking.sender import Outcome, send_url
 from tests.support.fake_tracking_host import FakeTrackingHost
 from tests.support.logs import remember_output
 from tests.support.postgres_server import free_port
@@ -365,3 +368,18 @@ def test_a_gunicorn_worker_killed_after_the_page_loses_no_buy(database_url: str,
     assert "Buy outbox: sent 2, to be tried again 0, dropped 0." in sent.stdout
     url = quote(f"http://127.0.0.1:{port}/thanks", safe="")
     assert queries(host, "buy") == sorted(query.replace("http%3A%2F%2Flocalhost%2Fthanks", url) for query in BUY_QUERIES)
+
+
+@pytest.mark.parametrize(("status", "problem", "refused"), [
+    (204, None, False), (404, "Raptor answered 404", True), (429, "Raptor answered 429", False),
+    (503, "Raptor answered 503", False)])
+def test_what_an_answer_means_for_a_buy(host: FakeTrackingHost, status: int, problem: str | None, refused: bool) -> None:
+    """The sender's and the outbox's one reading of an answer: a 4xx other than 429 is a
+    refusal (dropped at once), a 429 or a 5xx may pass later (tried again)."""
+    host.statuses = [status]
+    client = OutboundClient(timeout=PATIENT, max_answer_bytes=1024, pool_size=1)
+    try:
+        assert send_url(client, retry_policy(1, 0), f"{host.url}/123456.rsa?p1=buy") == Outcome(problem, refused)
+    finally:
+        client.close()
+    assert len(host.hits) == 1
