@@ -13,12 +13,15 @@ folder, never in the repository.
 
 from __future__ import annotations
 
+import fcntl
 import hmac
 import json
 import os
 import secrets
 import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -132,8 +135,10 @@ def create_app(config: dict[str, Any] | None = None, instance_path: str | None =
         _behind_proxies(app, environment)
         cdp_defaults: dict[str, Any] = {"CDP_CONSENT_COOKIE": CONSENT_COOKIE}  # the shop's banner sets it
     else:
+        with _first_run_lock(app):
+            secret_key = environment.get("SECRET_KEY") or _instance_secret(app, "session_key")
         app.config.update(SQLALCHEMY_DATABASE_URI="sqlite:///" + os.path.join(app.instance_path, "demo.sqlite3"),
-                          SECRET_KEY=environment.get("SECRET_KEY") or _instance_secret(app, "session_key"), SHOP_DEMO=True)
+                          SECRET_KEY=secret_key, SHOP_DEMO=True)
         cdp_defaults = _demo_settings(app, environment)
         stand_in = _start_raptor_stand_in(app) if _calls_raptor() else NOWHERE
         for key in ("CDP_MEMBERSHIP_API_URL", "CDP_SERVER_TRACKING_URL", "CDP_RECOMMENDATIONS_API_URL"):
@@ -145,7 +150,7 @@ def create_app(config: dict[str, Any] | None = None, instance_path: str | None =
     db.init_app(app)
     cdp.init_app(app, db=db)
     if app.config["SHOP_DEMO"]:  # the demo's own SQLite file, made on first run
-        with app.app_context():
+        with _first_run_lock(app), app.app_context():
             db.create_all()
             _seed_first_run()
     app.register_blueprint(shop)
@@ -248,6 +253,16 @@ def _demo_settings(app: Flask, environment: dict[str, str]) -> dict[str, Any]:
         for key in activation_keys:
             del settings[key]
     return settings
+
+
+@contextmanager
+def _first_run_lock(app: Flask) -> Iterator[None]:
+    """One process at a time makes the demo's first-run files: gunicorn's workers build
+    the app at once, and without it two would both create the tables (one failing on
+    "table already exists", which stops gunicorn) or each make a different secret."""
+    with open(os.path.join(app.instance_path, "first-run.lock"), "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file is closed, or the process dies
+        yield
 
 
 def _instance_secret(app: Flask, name: str) -> str:

@@ -33,6 +33,7 @@ from .page import current_page
 from .rate_limits import RateLimits, limiter_for
 from .recommendations.click import register_click_endpoint
 from .recommendations.helpers import cdp_recommendations, recommendations
+from .redis_guard import RedisGuard
 from .settings import CDPSettings, load_settings
 from .state import CDPState, Hooks, current_state
 from .store import Segment, SegmentStore, define_tables
@@ -103,9 +104,10 @@ class CDP:
         settings = load_settings(app.config)
         database, owns_db = self._database_for(app, db)
         with app.app_context():
-            limits = RateLimits(limiter_for(app, settings.rate_limit_storage_uri), settings)
+            redis_guard = RedisGuard(settings.redis_pause_seconds)  # one breaker for the app's shared Redis: its cache and its limits
+            limits = RateLimits(limiter_for(app, settings.rate_limit_storage_uri), settings, redis_guard)
             state = CDPState(hooks=self.hooks, settings=settings, db=database, tables=define_tables(database.metadata),
-                             rate_limits=limits)
+                             rate_limits=limits, redis_guard=redis_guard)
             app.extensions[EXTENSION_KEY] = state
             if owns_db:
                 _tune_sqlite(state.engine)

@@ -45,6 +45,15 @@ class Page:
         self._user_segments: dict[str, UserSegments] = {}
         #: Each recommendation block's records, by module, count and parameters: one loader call a page.
         self.recommended: dict[tuple[Any, ...], tuple[tuple[str, Any], ...]] = {}
+        #: Whether a helper read the visitor's cookies (consent, ``rsa``, the campaign ids):
+        #: the response then depends on them and says so (``Vary: Cookie``).
+        self.read_cookies = False
+
+    @property
+    def cookies(self) -> Mapping[str, str]:
+        """The request's cookies, noting that the page read them."""
+        self.read_cookies = True
+        return request.cookies
 
     @cached_property
     def user_id(self) -> str | None:
@@ -81,7 +90,7 @@ class Page:
                 raise TrackingArgumentError(f"@cdp.consent_loader must return true or false, not {answer!r}")
             return answer
         name = self.state.settings.consent_cookie
-        return name is not None and request.cookies.get(name, "").strip().lower() in CONSENTING_VALUES
+        return name is not None and self.cookies.get(name, "").strip().lower() in CONSENTING_VALUES
 
     @cached_property
     def visitor_id(self) -> str | None:
@@ -89,7 +98,7 @@ class Page:
         consented; else ``None`` (no cookie is read without consent)."""
         if not self.consented:
             return None
-        return visitor_id_or_none(request.cookies.get(VISITOR_COOKIE))
+        return visitor_id_or_none(self.cookies.get(VISITOR_COOKIE))
 
     @cached_property
     def tracking_ids(self) -> tuple[str, str] | None:
@@ -97,7 +106,7 @@ class Page:
         ones for a visitor without them (the response sets them). ``None`` without consent."""
         if not self.consented:
             return None
-        cookies = request.cookies
+        cookies = self.cookies
         return (visitor_id_or_none(cookies.get(VISITOR_COOKIE)) or str(uuid.uuid4()),
                 visitor_id_or_none(cookies.get(SESSION_COOKIE)) or str(uuid.uuid4()))
 
@@ -120,7 +129,7 @@ class Page:
         form is ignored (it came from outside; the page goes on)."""
         if not self.consented:
             return None, None
-        args, cookies = request.args, request.cookies
+        args, cookies = request.args, self.cookies
         return (_id_or_none(present(args, "reaid"), REAID) or _id_or_none(present(cookies, REAID_COOKIE), REAID),
                 _id_or_none(present(args, "ruid"), BASE64) or _id_or_none(present(cookies, RUID_COOKIE), BASE64))
 
@@ -174,6 +183,13 @@ def current_page() -> Page:
     page: Page | None = g.get("_cdp_page")
     if page is None:
         page = g._cdp_page = Page(current_state(), in_request=True)
+    return page
+
+
+def page_if_made() -> Page | None:
+    """This request's :class:`Page` if a helper made one (an ``after_request`` function's
+    question: it must not make one)."""
+    page: Page | None = g.get("_cdp_page")
     return page
 
 

@@ -10,7 +10,9 @@ one (made before ``cdp.init_app``).
 The views ask after their own checks (a cross-origin post, or good credentials, is never
 counted), through the limiter's strategy (``Limiter.limiter``, ``limits``' public
 ``hit``), so each answer is the endpoint's own JSON. A storage that cannot be reached
-never fails a request: the limits are skipped, with one WARNING per episode.
+never fails a request: the limits are skipped (they fail open), with one WARNING per
+episode; the app's :class:`~cdp_bridge.redis_guard.RedisGuard` skips a storage that
+failed for a while, so a hung Redis costs one timeout per pause, not one per request.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from limits import RateLimitItem, parse
 from .constants import REDIS_TIMEOUT, TRACK_EVENTS_PER_MINUTE
 from .errors import ConfigurationError
 from .metrics import RATE_LIMITED
-from .outage import Outage
+from .redis_guard import RedisGuard
 from .settings import CDPSettings
 
 log = logging.getLogger("cdp_bridge.rate_limits")
@@ -48,21 +50,23 @@ class Refusal:
 class RateLimits:
     """One app's limits, on its (or the host's) Flask-Limiter."""
 
-    def __init__(self, limiter: Limiter | None, settings: CDPSettings) -> None:
+    def __init__(self, limiter: Limiter | None, settings: CDPSettings, guard: RedisGuard) -> None:
         #: ``None`` when the host's Limiter is turned off (``RATELIMIT_ENABLED = False``).
         self.limiter = limiter
         self.track_visitor = parse(f"{TRACK_EVENTS_PER_MINUTE}/minute")
         self.track_address = parse(f"{settings.track_address_limit_per_minute}/minute")
         self.webhook_failures = parse(f"{settings.webhook_auth_failures_per_minute}/minute")
-        self._outage = Outage(log, "rate limits: the storage cannot be reached (%s); limits are skipped until it"
-                                   " answers again (one line per episode)", "rate limits: the storage answers again")
+        self._guard = guard
 
-    def track(self, address: str, visitor_id: str) -> Refusal | None:
-        """Count one event posted to ``/cdp/track``; a refusal when the address or the visitor is over its limit."""
-        return (self._hit(self.track_address, "cdp_track_address", address, "track",
+    def track(self, address: str, visitor_id: str | None, endpoint: str = "track") -> Refusal | None:
+        """Count one event posted to ``/cdp/track`` (or sent by ``/cdp/click``: ``endpoint``
+        labels the metric); a refusal when the address or the visitor is over its limit.
+        Both endpoints send events to Raptor, so they share the counts."""
+        return (self._hit(self.track_address, "cdp_track_address", address, endpoint,
                           f"at most {self.track_address.amount} events a minute per client address")
-                or self._hit(self.track_visitor, "cdp_track_visitor", visitor_id, "track",
-                             f"at most {self.track_visitor.amount} events a minute per visitor"))
+                or (self._hit(self.track_visitor, "cdp_track_visitor", visitor_id, endpoint,
+                              f"at most {self.track_visitor.amount} events a minute per visitor")
+                    if visitor_id else None))
 
     def failed_authentication(self, address: str) -> Refusal | None:
         """Count one failed webhook authentication; a refusal once the address made too many."""
@@ -72,14 +76,17 @@ class RateLimits:
     def _hit(self, item: RateLimitItem, scope: str, key: str, endpoint: str, message: str) -> Refusal | None:
         if self.limiter is None:
             return None
-        try:
-            strategy = self.limiter.limiter
+        strategy = self.limiter.limiter
+
+        def hit() -> float | None:
+            """``None`` when admitted, else when the window lets the key in again."""
             if strategy.hit(item, scope, key):
-                self._outage.answered()
                 return None
-            reset_at = strategy.get_window_stats(item, scope, key).reset_time
-        except Exception as exc:  # noqa: BLE001 - each storage has its own errors; none may fail a request
-            self._outage.failed(exc)
+            return float(strategy.get_window_stats(item, scope, key).reset_time)
+
+        # Each storage has its own errors; none may fail a request.
+        reset_at = self._guard.call(hit, (Exception,), None)
+        if reset_at is None:
             return None
         RATE_LIMITED.labels(endpoint).inc()
         return Refusal(message, max(1, math.ceil(reset_at - time.time())))

@@ -79,6 +79,7 @@ class CDPSettings:
     track_address_limit_per_minute: int
     webhook_auth_failures_per_minute: int
     rate_limit_storage_uri: str = field(repr=False)
+    redis_pause_seconds: int
     metrics_token: Secret | None = field(repr=False)
     recommendations_api_url: str
     recommendations_api_key: Secret | None = field(repr=False)
@@ -534,6 +535,11 @@ class SettingsSchema(Schema):
                                       " its own) or `redis://host:6379/0` (one count for a fleet; needs"
                                       " `pip install 'cdp_bridge[redis]'`). A host's own `Limiter` is used instead",
                                       "memory://")
+    redis_pause_seconds = _setting(_positive_int(1, "a whole number of seconds of at least 1"), "CDP_REDIS_PAUSE_SECONDS",
+                                   "after a call to the shared cache's or the limits' Redis fails (or times out), Redis"
+                                   " is skipped for this many seconds (caches miss, limits are skipped), then one call"
+                                   " tries again: a hung Redis costs one 0.25 s timeout per pause, not one per request",
+                                   10)
     metrics_token = _setting(_Token(), "CDP_METRICS_TOKEN",
                              "bearer token for `GET /cdp/metrics` (Prometheus); at least 16 characters. Unset, only"
                              " whom the admin guard admits may read it; with neither, there is no such page")

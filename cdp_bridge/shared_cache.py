@@ -1,55 +1,53 @@
 """The cache every process and host shares, from one setting: ``CDP_CACHE_URL=redis://…``.
 
-cachelib's ``RedisCache`` (the backend Flask-Caching uses), made never to fail a request:
-when Redis cannot be reached, a read is a miss and a write is skipped, so requests go to
-the API and pages still render, with one WARNING when the outage starts and one INFO line
-when Redis answers again. The ``redis`` client is an extra
+Plain ``GET`` and ``SET … EX`` of text on Redis, never pickle: what cdp_bridge caches is
+JSON made by :mod:`cdp_bridge.api_calls.cached`, and a value someone else put under one
+of its keys is only ever read as text (then refused there, as a miss). cachelib's
+``RedisCache`` unpickles what it reads, so a value planted in a shared Redis would run
+code in every web process.
+
+It never fails a request: behind the app's :class:`~cdp_bridge.redis_guard.RedisGuard`,
+a Redis that cannot be reached (or hangs) makes reads misses and skips writes, so
+requests go to the API and pages still render. The ``redis`` client is an extra
 (``pip install cdp_bridge[redis]``): a single host needs none of this.
 """
 
 from __future__ import annotations
 
-import logging
-from typing import Any
-
-from cachelib import RedisCache
-
 from .constants import REDIS_TIMEOUT
 from .errors import ConfigurationError
-from .outage import Outage
+from .redis_guard import RedisGuard
 
-log = logging.getLogger("cdp_bridge.cache")
-
+#: Every key cdp_bridge writes to the shared Redis starts with this.
+KEY_PREFIX = "cdp_bridge:"
 
 
 class SharedCache:
-    """``get``/``set`` on Redis, as ``@cdp.visitor_segments_cache`` expects, that never raise."""
+    """``get``/``set`` of text on Redis, as the API clients' cache expects, that never raise."""
 
-    def __init__(self, url: str, default_timeout: int, key_prefix: str = "cdp_bridge:") -> None:
+    def __init__(self, url: str, default_timeout: int, guard: RedisGuard, key_prefix: str = KEY_PREFIX) -> None:
         try:
             import redis
         except ImportError:
             raise ConfigurationError("CDP_CACHE_URL needs the redis client: pip install 'cdp_bridge[redis]'") from None
         self._errors: tuple[type[BaseException], ...] = (redis.exceptions.RedisError, OSError)
-        client = redis.Redis.from_url(url, socket_timeout=REDIS_TIMEOUT, socket_connect_timeout=REDIS_TIMEOUT)
-        self._cache = RedisCache(host=client, key_prefix=key_prefix, default_timeout=default_timeout)
-        self._outage = Outage(log, "shared cache: Redis cannot be reached (%s); requests go to the API until it answers"
-                                   " again (one line per episode)", "shared cache: Redis answers again")
+        self._client = redis.Redis.from_url(url, socket_timeout=REDIS_TIMEOUT, socket_connect_timeout=REDIS_TIMEOUT)
+        self._prefix = key_prefix
+        self._default_timeout = default_timeout
+        self._guard = guard
 
-    def get(self, key: str) -> Any:
-        try:
-            value = self._cache.get(key)
-        except self._errors as exc:
-            self._outage.failed(exc)
-            return None
-        self._outage.answered()
-        return value
+    def get(self, key: str) -> bytes | None:
+        """The value's bytes as Redis holds them (``None``: a miss, or Redis skipped)."""
+        def read() -> bytes | None:
+            found = self._client.get(self._prefix + key)
+            return found if isinstance(found, bytes) else None
 
-    def set(self, key: str, value: Any, timeout: int | None = None) -> bool:
-        try:
-            done = bool(self._cache.set(key, value, timeout=timeout))
-        except self._errors as exc:
-            self._outage.failed(exc)
-            return False
-        self._outage.answered()
-        return done
+        return self._guard.call(read, self._errors, None)
+
+    def set(self, key: str, value: str, timeout: int | None = None) -> bool:
+        """Keep ``value`` (text) for ``timeout`` seconds (the default TTL when not given)."""
+        seconds = timeout or self._default_timeout
+        def write() -> bool:
+            return bool(self._client.set(self._prefix + key, value.encode("utf-8"), ex=seconds))
+
+        return self._guard.call(write, self._errors, False)

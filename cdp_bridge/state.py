@@ -31,6 +31,7 @@ from .export.sources import ExportRegistry
 from .model import Clock
 from .rate_limits import RateLimits
 from .recommendations import RecommendationsClient, RecommendationsService
+from .redis_guard import RedisGuard
 from .settings import CDPSettings
 from .shared_cache import SharedCache
 from .store import CDPTables, SegmentStore, schema
@@ -75,6 +76,8 @@ class CDPState:
     tables: CDPTables
     #: Hybrid's /cdp/track limits and the webhook's failed-authentication limit, on Flask-Limiter.
     rate_limits: RateLimits
+    #: The breaker in front of the app's shared Redis (the cache's and the limits').
+    redis_guard: RedisGuard
     #: Where the app mounted the ``cdp`` blueprint (Flask tells it when the blueprint is registered).
     url_prefix: str | None = None
     inline_worker: InlineWorker | None = None
@@ -91,7 +94,8 @@ class CDPState:
     def __post_init__(self) -> None:
         """Made in an app context (``init_app``): the services are made once, here."""
         settings = self.settings
-        self.shared_cache = SharedCache(settings.cache_url, settings.visitor_segments_cache_ttl) if settings.cache_url else None
+        self.shared_cache = (SharedCache(settings.cache_url, settings.visitor_segments_cache_ttl, self.redis_guard)
+                             if settings.cache_url else None)
         cache = _host_or_shared_cache(self.hooks, self.shared_cache)
         self.visitor_segments = _visitor_segments(settings, cache)
         self.recommendations = _recommendations(settings, cache)

@@ -6,10 +6,17 @@ default a bounded in-process cachelib ``SimpleCache``. Only answers are cached, 
 failures, so an outage does not outlast itself; the circuit breaker spares the API
 meanwhile. While one request asks for a key, the others wanting it wait for its answer
 instead of asking too.
+
+What is cached is JSON text, ``{"v": CACHE_FORMAT, "value": …}``, and it is checked when
+read: a cache may be shared with other code, other versions and other people, so a value
+cdp_bridge did not write in this format (a foreign one, a truncated one, an older
+format) is a miss, one WARNING per episode, and is overwritten by the API's answer.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -19,9 +26,19 @@ from typing import Any, Generic, Protocol, TypeVar
 from cachelib import SimpleCache
 from prometheus_client import Counter, Histogram
 
+from ..outage import Outage
 from .breaker import CircuitBreaker
 
 T = TypeVar("T")
+
+log = logging.getLogger("cdp_bridge.cache")
+
+#: The format of the values cdp_bridge caches; a value of another format is a miss.
+CACHE_FORMAT = 1
+
+
+class UnreadableValue(ValueError):
+    """A cached value that is not one cdp_bridge wrote in this format."""
 
 
 class Cache(Protocol):
@@ -46,8 +63,9 @@ class CachedCalls(Generic[T]):
 
     ``call()`` returns an answer or raises :class:`ApiFailure`; a failure whose reason is in
     ``answered_by`` is an answer all the same (the fallback, cached): a visitor the CDP does
-    not know is in no audience. Values are cached as ``encode`` makes them (plain tuples,
-    which any cache can keep) and read back with ``decode``. Each call is counted in
+    not know is in no audience. Values are cached as JSON of what ``encode`` makes (lists,
+    strings and numbers) and read back with ``decode``, which raises :class:`ValueError`
+    (or :class:`TypeError`) for anything not of that shape. Each call is counted in
     ``calls`` by outcome (``ok`` or the failure's reason), and timed in ``seconds`` if given.
     """
 
@@ -65,6 +83,8 @@ class CachedCalls(Generic[T]):
         self._answered_by = answered_by
         self._lock = threading.Lock()
         self._in_flight: dict[str, Future[T]] = {}
+        self._foreign = Outage(log, "cache: a value under one of cdp_bridge's keys is not one it wrote (%s); read as a miss"
+                                    " and overwritten (one line per episode)", "cache: the values read are cdp_bridge's again")
 
     @property
     def cache(self) -> Cache | None:
@@ -81,7 +101,13 @@ class CachedCalls(Generic[T]):
         if cache is not None:
             cached = cache.get(key)
             if cached is not None:
-                return self._decode(cached)
+                try:
+                    found = self._read(cached)
+                except (UnreadableValue, ValueError, TypeError) as exc:
+                    self._foreign.failed(exc)
+                else:
+                    self._foreign.answered()
+                    return found
         with self._lock:
             pending = self._in_flight.get(key)
             asking = pending is None
@@ -119,8 +145,21 @@ class CachedCalls(Generic[T]):
             self._count("ok", started)
         self.breaker.succeeded()
         if cache is not None:
-            cache.set(key, self._encode(found), timeout=self.ttl)
+            cache.set(key, self._written(found), timeout=self.ttl)
         return found
+
+    def _written(self, found: T) -> str:
+        return json.dumps({"v": CACHE_FORMAT, "value": self._encode(found)}, separators=(",", ":"))
+
+    def _read(self, cached: Any) -> T:
+        """The answer a cached value holds; :class:`UnreadableValue` (or ``ValueError``,
+        ``TypeError``) for a value cdp_bridge did not write in this format."""
+        if not isinstance(cached, str | bytes):
+            raise UnreadableValue(f"not text but {type(cached).__name__}")
+        document = json.loads(cached)  # bytes that are not UTF-8 raise UnicodeDecodeError, a ValueError
+        if not isinstance(document, dict) or document.get("v") != CACHE_FORMAT or "value" not in document:
+            raise UnreadableValue(f"not format {CACHE_FORMAT}")
+        return self._decode(document["value"])
 
     def _count(self, outcome: str, started: float) -> None:
         self._calls.labels(outcome).inc()

@@ -61,7 +61,8 @@ def _recommended(name: str, count: int | None, visitor_id: str | None, user_id: 
     found = page.recommended.get(key)
     if found is None:
         assert state.recommendations is not None
-        found = page.recommended[key] = _records(state, module, state.recommendations.recommend(module, count, query))
+        found = page.recommended[key] = _records(state, module, state.recommendations.recommend(module, count, query),
+                                                 count)
     return found
 
 
@@ -177,9 +178,10 @@ def _query(module: RecommendationModule, page: Page, visitor_id: str | None, use
     return query
 
 
-def _records(state: CDPState, module: RecommendationModule, found: Any) -> tuple[tuple[str, Any], ...]:
-    """(id, the loader's record) for the recommended ids, in Raptor's order."""
-    ids = list(dict.fromkeys(recommendation.id for recommendation in found))  # a product's variants: one record
+def _records(state: CDPState, module: RecommendationModule, found: Any, count: int) -> tuple[tuple[str, Any], ...]:
+    """(id, the loader's record) for the first ``count`` recommended ids, in Raptor's order:
+    the loader is never asked for more than the block shows."""
+    ids = list(dict.fromkeys(recommendation.id for recommendation in found))[:count]  # a product's variants: one record
     if not ids:
         return ()
     loader = state.hooks.recommendation_loaders.get(module.kind)

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from urllib.parse import urlencode
+from typing import Any
+from urllib.parse import quote, urlencode
 
 from ..api_calls import Cache, CachedCalls, CircuitBreaker
 from ..constants import RECOMMENDATIONS_CACHE_SIZE, RECOMMENDATIONS_FAILURES_BEFORE_PAUSE, RECOMMENDATIONS_PAUSE_SECONDS
 from ..metrics import RECOMMENDATIONS_API_CALLS
 from ..model import RecommendationModule
-from .answer import Recommendation
+from .answer import Recommendation, first_items, recommendation_from_cache
 from .client import RecommendationsClient
 
 log = logging.getLogger("cdp_bridge.recommendations")
@@ -30,17 +31,25 @@ class RecommendationsService:
         self.calls: CachedCalls[tuple[Recommendation, ...]] = CachedCalls(
             breaker, ttl=ttl, wait_seconds=client.timeout + 1, size=RECOMMENDATIONS_CACHE_SIZE,
             calls=RECOMMENDATIONS_API_CALLS, shared_cache=shared_cache,
-            encode=lambda found: tuple((r.id, r.variant, r.priority, r.created) for r in found),
-            decode=lambda rows: tuple(Recommendation(*row) for row in rows))
+            encode=lambda found: [[r.id, r.variant, r.priority, r.created] for r in found], decode=_from_cache)
 
     def recommend(self, module: RecommendationModule, count: int, parameters: Mapping[str, str]) -> tuple[Recommendation, ...]:
-        """The module's recommendations for these query parameters; none when the API cannot answer."""
-        return self.calls.get(cache_key(module, count, parameters),
-                              lambda: self.client.recommend(module.method, count, parameters,
-                                                            split_variants=module.kind == "product"), ())
+        """The module's first ``count`` items for these query parameters (an answer of more
+        is cut: Raptor was asked for ``count``); none when the API cannot answer."""
+        return self.calls.get(cache_key(self.client, module, count, parameters),
+                              lambda: first_items(self.client.recommend(module.method, count, parameters,
+                                                                        split_variants=module.kind == "product"), count), ())
 
 
-def cache_key(module: RecommendationModule, count: int, parameters: Mapping[str, str]) -> str:
-    """One key per module, method, count and parameters (each value at most 255
-    characters, percent-encoded: a key any cache takes)."""
-    return f"cdp_bridge:recommendations:{module.name}:{module.method}:{count}:{urlencode(sorted(parameters.items()))}"
+def cache_key(client: RecommendationsClient, module: RecommendationModule, count: int, parameters: Mapping[str, str]) -> str:
+    """One key per everything the answer depends on: the API's URL and account (two sites
+    may share one cache), the module, its method, the count and the parameters (each
+    percent-encoded: a key any cache takes)."""
+    return (f"cdp_bridge:recommendations:{quote(client.base_url, safe='')}:{quote(client.account_number, safe='')}:"
+            f"{module.name}:{module.method}:{count}:{urlencode(sorted(parameters.items()))}")
+
+
+def _from_cache(rows: Any) -> tuple[Recommendation, ...]:
+    if not isinstance(rows, list):
+        raise TypeError("expected a list of recommendations")
+    return tuple(recommendation_from_cache(row) for row in rows)

@@ -28,6 +28,7 @@ from sqlalchemy.engine import Inspector
 from ..errors import CDPError
 from . import membership
 from .tables import CDPTables
+from .upgrade_lock import drop_batch_leftovers, upgrade_lock
 
 log = logging.getLogger("cdp_bridge.schema")
 
@@ -186,8 +187,15 @@ def recognise(connection: Connection, inspector: Inspector | None = None) -> str
 def upgrade(engine: Engine, tables: CDPTables, report: Callable[[str], None] = lambda line: None) -> list[str]:
     """Bring the database to the newest revision; the revisions applied, oldest first
     (none when it was current). A new database is made at the newest revision at once.
-    ``report`` hears one line per step."""
+    ``report`` hears one line per step. One upgrade at a time: another one running is
+    waited for (see :mod:`.upgrade_lock`), and a killed one's leftovers are dropped."""
+    with upgrade_lock(engine, report):
+        return _upgrade(engine, tables, report)
+
+
+def _upgrade(engine: Engine, tables: CDPTables, report: Callable[[str], None]) -> list[str]:
     with engine.begin() as connection:
+        drop_batch_leftovers(connection, {table.name for table in tables.all()}, report)
         found = status(connection)
         if found.current is None and found.recognised is None:
             tables.all()[0].metadata.create_all(connection, tables=tables.all())

@@ -27,15 +27,20 @@ from ..constants import (
 )
 from ..errors import TrackingArgumentError
 from ..model import TrackingMode
-from ..page import current_page
+from ..page import current_page, page_if_made
 from ..state import current_state
 
 log = logging.getLogger("cdp_bridge.tracking")
 
 
 def set_visitor_cookies(response: Response) -> Response:
-    """An ``after_request`` function: set or renew the cookies on a page (or an accepted
+    """An ``after_request`` function: ``Vary: Cookie`` on a response whose content read the
+    visitor's cookies (as Flask's session does), so no shared cache serves one visitor's
+    personalised page to another; then set or renew the cookies on a page (or an accepted
     hybrid event) of a visitor who consented."""
+    page = page_if_made()
+    if page is not None and page.read_cookies:
+        response.vary.add("Cookie")
     state = current_state()
     settings = state.settings
     if not settings.account_number or response.status_code >= 400 or not _is_a_page(response, state.url_prefix):

@@ -25,6 +25,7 @@ from ..identifiers import visitor_id_or_none
 from ..model import TrackingMode
 from ..outbound import BadAnswer, read_json
 from ..page import current_page, utm_pairs
+from ..rate_limits import Refusal
 from ..state import current_state
 from .events import EventType, event_type
 from .fields import text_value
@@ -40,6 +41,13 @@ def register_track_endpoint(blueprint: Blueprint) -> None:
 def refuse(status: int, error: str, message: str) -> Response:
     response = jsonify(error=error, message=message)
     response.status_code = status
+    return response
+
+
+def too_many(refusal: Refusal) -> Response:
+    """429 with ``Retry-After``: over one of the limits of the events sent to Raptor."""
+    response = refuse(429, "too_many_events", refusal.message)
+    response.headers["Retry-After"] = str(refusal.retry_after)
     return response
 
 
@@ -62,11 +70,9 @@ def receive_event() -> Response:
         return refuse(403, "no_consent", "the visitor has not consented to tracking")
     if visitor_id_or_none(request.cookies.get(VISITOR_COOKIE)) is None:
         return refuse(403, "no_visitor", f"no {VISITOR_COOKIE} cookie holding a visitor id (the page's script sets it)")
-    refusal = state.rate_limits.track(request.remote_addr or "", visitor.visitor_id or "")
+    refusal = state.rate_limits.track(request.remote_addr or "", visitor.visitor_id)
     if refusal is not None:
-        response = refuse(429, "too_many_events", refusal.message)
-        response.headers["Retry-After"] = str(refusal.retry_after)
-        return response
+        return too_many(refusal)
     try:
         row, params, url = _event(body, settings.tracking_parameters)
     except TrackingArgumentError as exc:

@@ -10,7 +10,9 @@ any number of workers share the table), sends them with the sender's retry polic
 deletes what Raptor accepted. A buy whose worker died is taken over when its lease
 ends; one Raptor did not accept is tried again later, up to ``max_attempts`` times; one
 Raptor refused (a 4xx other than 429) is dropped at once, with one ERROR. So a buy is
-sent at least once, never lost to a killed process.
+sent at least once, never lost to a killed process, and at most ``max_attempts`` times:
+each outbox try is one HTTP request (the outbox is the retry; a slow Raptor that answers
+after the timeout may still have taken each of them).
 
 The row is written in a short transaction of its own, not the host's: the page that
 tracks a buy is usually an order confirmation that commits nothing, and a buy must not
@@ -40,8 +42,8 @@ log = logging.getLogger("cdp_bridge.tracking")
 #: Rows a worker claims at a time, at most: few enough that sending them ends within the
 #: lease (see :attr:`BuyOutbox.claim_size`).
 CLAIM_SIZE = 20
-#: The longest one buy's sending can take: four tries of at most 1 s, and their backoff.
-SECONDS_PER_BUY = 6
+#: The longest one buy's sending can take: one request of at most 1 s, with room to spare.
+SECONDS_PER_BUY = 2
 #: Seconds before a buy Raptor did not accept is tried again, times its tries so far.
 RETRY_SECONDS = 30
 
@@ -62,14 +64,14 @@ class BuyOutbox:
     """``cdp_buy_outbox`` on one engine: written by pages, emptied by the queue workers."""
 
     def __init__(self, engine: Engine, table: Table, base_url: str, *, lease_seconds: int, max_attempts: int,
-                 timeout: float, retries: int = 3, backoff: float = 0.2) -> None:
+                 timeout: float) -> None:
         self.engine = engine
         self.table = table
         self.base_url = base_url
         self.lease_seconds = lease_seconds
         self.max_attempts = max_attempts
         self.timeout = timeout
-        self._retry = retry_policy(retries + 1, backoff)
+        self._retry = retry_policy(1, 0)  # one request per outbox try: the outbox's own tries are the retries
         self._client: OutboundClient | None = None
         #: A short lease (``CDP_WORKER_LEASE_SECONDS``) claims fewer at a time, so another
         #: worker never takes over a buy that is still being sent.

@@ -4,9 +4,11 @@ and never allowed to break a page (the shared :mod:`cdp_bridge.api_calls`)."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from ..api_calls import Cache, CachedCalls, CircuitBreaker
 from ..constants import VISITOR_SEGMENTS_CACHE_SIZE
+from ..identifiers import validate_segment_identifier, validate_text_identifier
 from ..metrics import MEMBERSHIP_API_CALLS, MEMBERSHIP_API_SECONDS
 from .client import Membership, MembershipClient
 
@@ -29,8 +31,8 @@ class VisitorSegmentsService:
         self.calls: CachedCalls[tuple[Membership, ...]] = CachedCalls(
             breaker, ttl=ttl, wait_seconds=client.timeout + 1, size=VISITOR_SEGMENTS_CACHE_SIZE,
             calls=MEMBERSHIP_API_CALLS, seconds=MEMBERSHIP_API_SECONDS, shared_cache=shared_cache,
-            encode=lambda found: tuple((m.id, m.name) for m in found),
-            decode=lambda pairs: tuple(Membership(*pair) for pair in pairs), answered_by=frozenset({"not_found"}))
+            encode=lambda found: [[m.id, m.name] for m in found], decode=memberships_from_cache,
+            answered_by=frozenset({"not_found"}))
 
     @property
     def cache(self) -> Cache | None:
@@ -39,5 +41,18 @@ class VisitorSegmentsService:
 
     def memberships(self, visitor_id: str) -> tuple[Membership, ...]:
         """The visitor's memberships; none when the API cannot answer now."""
-        key = f"cdp_bridge:visitor_segments:{self.client.activation_id}:{visitor_id}"
+        key = f"cdp_bridge:visitor_segments:{self.client.url}:{self.client.activation_id}:{visitor_id}"
         return self.calls.get(key, lambda: self.client.memberships(visitor_id), ())
+
+
+def memberships_from_cache(pairs: Any) -> tuple[Membership, ...]:
+    """Cached ``[[id, name], …]`` as memberships, checked as the API's answer is; a
+    ``ValueError`` or ``TypeError`` for anything else."""
+    if not isinstance(pairs, list):
+        raise TypeError("expected a list of [id, name] pairs")
+    found = []
+    for pair in pairs:
+        if not isinstance(pair, list) or len(pair) != 2:
+            raise TypeError("expected [id, name]")
+        found.append(Membership(validate_segment_identifier(pair[0]), validate_text_identifier(pair[1], "segment name")))
+    return tuple(found)

@@ -19,6 +19,7 @@ import requests
 from flask import Flask, render_template_string
 from sqlalchemy import select, update
 
+from cdp_bridge.deliveries.inbox import MAX_ATTEMPTS
 from cdp_bridge.deliveries.worker import QueueWorker
 from cdp_bridge.outbound import OutboundClient
 from cdp_bridge.retries import retry_policy
@@ -140,21 +141,47 @@ def test_a_buy_raptor_does_not_accept_is_tried_again_later_then_dropped(make_sit
     app = make_site("client", CDP_TRACKING_BUY_OUTBOX="true")
     with app.app_context():
         cdp_of(app).track_offline_buy("T-2", [{"id": "a", "price": 1, "quantity": 1}], "zoe@example.com")
-    host.statuses = [503] * 4  # the sender's four tries of one pass
+    host.statuses = [503]
     with caplog.at_level(logging.WARNING, logger="cdp_bridge.tracking"):
         assert send_buys(app) == OutboxCounts(retried=1)
+    assert len(host.hits) == 1  # one request a try: the outbox's tries are the retries
     assert [(tries, error) for _, tries, error in outbox_rows(app)] == [(1, "Raptor answered 503")]
     assert "buy outbox: buy 1 not accepted (Raptor answered 503); tried again in 30 s" in caplog.messages
     assert send_buys(app) == OutboxCounts()  # not due yet
     state = app.extensions["cdp"]
     with app.app_context(), state.engine.begin() as conn:  # its time comes, on its last try
         conn.execute(update(state.tables.buy_outbox).values(available_at=utcnow() - timedelta(seconds=1), attempts=4))
-    host.statuses = [502] * 4
+    host.statuses = [502]
     with caplog.at_level(logging.ERROR, logger="cdp_bridge.tracking"):
         assert send_buys(app) == OutboxCounts(failed=1)
-    assert outbox_rows(app) == []
+    assert outbox_rows(app) == [] and len(host.hits) == 2
     assert "buy outbox: buy 1 dropped after 5 tries (Raptor answered 502)" in caplog.messages
     assert not any("zoe" in message or "ruid" in message for message in caplog.messages)  # never the URL
+
+
+def test_a_slow_raptor_receives_a_buy_at_most_once_per_outbox_try(make_site, host: FakeTrackingHost, caplog) -> None:
+    """A host that answers after the timeout may have taken every request: each outbox try
+    is one request, so a buy reaches it at most MAX_ATTEMPTS (5) times, not 5 x 4."""
+    app = make_site("client", CDP_TRACKING_BUY_OUTBOX="true")
+    with app.app_context():
+        cdp_of(app).track_offline_buy("T-9", [{"id": "a", "price": 1, "quantity": 1}], "zoe@example.com")
+        outbox = app.extensions["cdp"].buy_outbox_or_none()
+    assert outbox is not None
+    outbox.timeout = 0.2  # the host answers later than this: each request times out
+    state = app.extensions["cdp"]
+    host.hold()
+    try:
+        outcomes = []
+        for _ in range(MAX_ATTEMPTS):
+            with app.app_context():
+                outcomes.append(outbox.send_due("worker-1"))
+                with state.engine.begin() as conn:  # the next try is due now
+                    conn.execute(update(state.tables.buy_outbox).values(available_at=utcnow() - timedelta(seconds=1)))
+    finally:
+        host.release()
+        outbox.close()
+    assert outcomes == [OutboxCounts(retried=1)] * (MAX_ATTEMPTS - 1) + [OutboxCounts(failed=1)]
+    assert len(host.hits) == MAX_ATTEMPTS and outbox_rows(app) == []
 
 
 def test_a_buy_raptor_refuses_is_dropped_at_once(make_site, host: FakeTrackingHost) -> None:
@@ -306,9 +333,9 @@ class socket_that_never_answers:  # noqa: N801 - used as a context manager, like
 
 
 def test_a_short_lease_claims_fewer_buys_at_a_time(make_site, host: FakeTrackingHost) -> None:
-    """Sending one buy may take some 6 s (four tries): a 30 s lease claims 5, so no other
-    worker takes over a buy still being sent."""
-    app = make_site("client", CDP_TRACKING_BUY_OUTBOX="true", CDP_WORKER_LEASE_SECONDS=30)
+    """Sending one buy takes at most some 2 s (one request of at most 1 s): a 10 s lease
+    claims 5, so no other worker takes over a buy still being sent."""
+    app = make_site("client", CDP_TRACKING_BUY_OUTBOX="true", CDP_WORKER_LEASE_SECONDS=10)
     with app.app_context():
         for order in range(7):
             cdp_of(app).track_offline_buy(f"o-{order}", [{"id": "a", "price": 1, "quantity": 1}], "zoe@example.com")

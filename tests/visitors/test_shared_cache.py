@@ -15,6 +15,7 @@ from flask import Flask, render_template_string
 from cdp_bridge import CDP, ConfigurationError
 from tests.support.fake_membership_api import FakeMembershipAPI, Reply
 from tests.support.logs import KNOWN_SECRETS
+from tests.support.polling import wait_until
 from tests.support.redis_server import RedisServer
 
 VISITOR = "0b6f7c2e-5a3d-4e1f-9c8b-7a6d5e4f3a2b"
@@ -70,23 +71,24 @@ def test_without_the_setting_each_process_asks_for_itself(tmp_path: Path, api: F
 
 def test_redis_down_fails_no_page_and_warns_once(tmp_path: Path, api: FakeMembershipAPI, redis_server: RedisServer,
                                                  caplog) -> None:
-    app = site(tmp_path, api, "outage", CDP_CACHE_URL=redis_server.url)
+    app = site(tmp_path, api, "outage", CDP_CACHE_URL=redis_server.url, CDP_REDIS_PAUSE_SECONDS=1)
     other = "1c7a8d3f-6b4e-4f2a-8d9c-8b7e6f5a4b3c"
     api.replies[other] = CATS
     assert visit(app) == "True"
     redis_server.stop()
     try:
-        with caplog.at_level(logging.INFO, logger="cdp_bridge.cache"):
+        with caplog.at_level(logging.INFO, logger="cdp_bridge.redis"):
             for _ in range(3):
                 assert visit(app, other) == "True"  # from the API: the cache misses, the page renders
             warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-            assert len(warnings) == 1 and "Redis cannot be reached" in warnings[0]
+            assert len(warnings) == 1 and "Redis: the shared cache or rate-limit storage failed (ConnectionError)" in warnings[0]
             assert api.calls_for(other) == 3
     finally:
         redis_server.start()
-    with caplog.at_level(logging.INFO, logger="cdp_bridge.cache"):
-        assert visit(app, other) == "True"
-    assert "shared cache: Redis answers again" in caplog.text
+    with caplog.at_level(logging.INFO, logger="cdp_bridge.redis"):
+        # Once the breaker's pause ends, one call tries Redis again, and it answers.
+        wait_until(lambda: visit(app, other) == "True" and "storage answers again" in caplog.text, "Redis used again")
+    assert "Redis: the shared cache or rate-limit storage answers again" in caplog.text
 
 
 def test_the_hosts_own_cache_wins(tmp_path: Path, api: FakeMembershipAPI, redis_server: RedisServer) -> None:
@@ -97,7 +99,7 @@ def test_the_hosts_own_cache_wins(tmp_path: Path, api: FakeMembershipAPI, redis_
     cdp.visitor_segments_cache(own)
     app = site(tmp_path, api, "own_cache", cdp=cdp, CDP_CACHE_URL=redis_server.url)
     assert visit(app) == "True"
-    assert own.get(f"cdp_bridge:visitor_segments:act-shared:{VISITOR}") is not None
+    assert own.get(f"cdp_bridge:visitor_segments:{api.url}/api/v3/memberships/coid:act-shared:{VISITOR}") is not None
 
 
 @pytest.mark.parametrize("value", ["http://localhost:6379", "redis://", "redis://localhost:99999/0", "localhost:6379", "redis://a b"])

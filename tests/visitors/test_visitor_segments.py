@@ -3,6 +3,8 @@ against a local fake of that API (a real HTTP server), never a patched function.
 
 from __future__ import annotations
 
+import json
+
 import logging
 import threading
 import time
@@ -249,8 +251,8 @@ def test_a_flask_caching_backend_is_shared_through_the_hook(make_site, api: Fake
     assert visit(sites[1]) == IN_CATS
     assert api.calls_for(VISITOR) == 1
     with sites[1].app_context():
-        assert cache.get(f"cdp_bridge:visitor_segments:{ACTIVATION_ID}:{VISITOR}") == (("5d822e81", "Cat owners"),
-                                                                                      ("77aa0001", "VIP"))
+        key = f"cdp_bridge:visitor_segments:{api.url}/api/v3/memberships/coid:{ACTIVATION_ID}:{VISITOR}"
+        assert json.loads(cache.get(key)) == {"v": 1, "value": [["5d822e81", "Cat owners"], ["77aa0001", "VIP"]]}
 
 
 def test_the_cache_hook_refuses_what_is_no_cache() -> None:
