@@ -379,3 +379,43 @@ def test_the_stand_in_starts_only_when_serving_or_for_a_command_that_calls_rapto
             assert app.config["CDP_RECOMMENDATIONS_API_URL"] == "http://127.0.0.1:9"  # nothing leaves the machine
     finally:
         stop_background_threads(app)
+
+
+@pytest.mark.slow
+def test_the_demos_first_start_under_gunicorn_with_several_workers(tmp_path) -> None:
+    """Every worker builds the demo at once on a fresh clone: one makes the database, the
+    users, the groups and the secrets; the others wait for it and use them (no "table
+    already exists", no worker that fails to boot, one session key)."""
+    import json
+    import subprocess
+    import sys
+
+    import requests
+
+    from tests.support.logs import remember_output
+    from tests.support.postgres_server import free_port
+    from tests.support.processes import copy_of_a_clone, process_env, wait_until_serving
+
+    site = tmp_path / "clone"
+    copy_of_a_clone(site)
+    port = free_port()
+    env = {**{key: value for key, value in process_env(site).items() if not key.startswith("GUNICORN_")},
+           "GUNICORN_BIND": f"127.0.0.1:{port}", "GUNICORN_WORKERS": "4"}
+    with open(tmp_path / "gunicorn.log", "w") as log:
+        server = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"], cwd=site, env=env,
+                                  stdout=log, stderr=subprocess.STDOUT, text=True)
+        try:
+            base = f"http://127.0.0.1:{port}"
+            wait_until_serving(base + "/", server)
+            wait_until(lambda: (tmp_path / "gunicorn.log").read_text().count("Booting worker with pid") >= 4
+                       or server.poll() is not None, "four workers booted", seconds=60)
+            statuses = {requests.get(base + "/", timeout=10).status_code for _ in range(20)}
+            assert server.poll() is None and statuses == {200}
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    output = (tmp_path / "gunicorn.log").read_text()
+    remember_output(output)
+    assert "Worker failed to boot" not in output and "already exists" not in output and "Traceback" not in output
+    assert output.count("Booting worker with pid") == 4
+    assert set(json.loads((site / "instance" / "demo-secrets.json").read_text())) >= {"session_key"}

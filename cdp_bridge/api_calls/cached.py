@@ -37,6 +37,11 @@ log = logging.getLogger("cdp_bridge.cache")
 CACHE_FORMAT = 1
 
 
+#: Foreign values, however many of the caches read them, make one WARNING per episode.
+FOREIGN_VALUES = Outage(log, "cache: a value under one of cdp_bridge's keys is not one it wrote (%s); read as a miss and"
+                             " overwritten (one line per episode)", "cache: the values read are cdp_bridge's again")
+
+
 class UnreadableValue(ValueError):
     """A cached value that is not one cdp_bridge wrote in this format."""
 
@@ -83,8 +88,6 @@ class CachedCalls(Generic[T]):
         self._answered_by = answered_by
         self._lock = threading.Lock()
         self._in_flight: dict[str, Future[T]] = {}
-        self._foreign = Outage(log, "cache: a value under one of cdp_bridge's keys is not one it wrote (%s); read as a miss"
-                                    " and overwritten (one line per episode)", "cache: the values read are cdp_bridge's again")
 
     @property
     def cache(self) -> Cache | None:
@@ -104,9 +107,9 @@ class CachedCalls(Generic[T]):
                 try:
                     found = self._read(cached)
                 except (UnreadableValue, ValueError, TypeError) as exc:
-                    self._foreign.failed(exc)
+                    FOREIGN_VALUES.failed(exc)
                 else:
-                    self._foreign.answered()
+                    FOREIGN_VALUES.answered()
                     return found
         with self._lock:
             pending = self._in_flight.get(key)

@@ -336,3 +336,26 @@ def test_check_reports_an_unreachable_api(make_site, api: FakeRecommendationsAPI
     result = app.test_cli_runner().invoke(args=["cdp", "check"])
     assert "FAIL  recommendations 'also': could not connect" in result.output
     assert "check CDP_RECOMMENDATIONS_API_URL and the network" in result.output
+
+
+def test_an_answer_longer_than_the_count_is_cut_before_the_loader(make_site, api: FakeRecommendationsAPI) -> None:
+    """Raptor asked for 3 answers 20,000: the block shows 3, and the loader is asked for 3."""
+    api.default = recommended("sku-1", "sku-2", "sku-3", "sku-4", *(f"z{n}" for n in range(20_000)))
+    app = make_site()
+    assert visit(app, "/block/personal") == "Product 1;Product 2;Product 3;"
+    assert app.loader_calls == [["sku-1", "sku-2", "sku-3"]]  # type: ignore[attr-defined]
+
+
+def test_a_product_variants_count_as_one_item_when_cutting(make_site, api: FakeRecommendationsAPI) -> None:
+    api.default = recommended("sku-1_red", "sku-1_blue", "sku-2", "sku-3_s", "sku-3_m", "sku-4", "sku-5")
+    app = make_site()
+    assert visit(app, "/block/personal") == "Product 1;Product 2;Product 3;"
+    assert app.loader_calls == [["sku-1", "sku-2", "sku-3"]]  # type: ignore[attr-defined]
+
+
+def test_a_personal_block_says_the_page_varies_by_cookie(make_site, api: FakeRecommendationsAPI) -> None:
+    app = make_site()
+    client = app.test_client()
+    client.set_cookie("consent", "1")
+    client.set_cookie("rsa", VISITOR)
+    assert client.get("/block/personal").headers["Vary"] == "Cookie"

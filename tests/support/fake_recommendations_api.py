@@ -37,9 +37,11 @@ def recommended(*ids: str, history: bool = False) -> Reply:
 
 @dataclass
 class FakeRecommendationsAPI:
-    """Answers ``GET /v1/{account}/{method}/{count}/{key}?…&json=True`` from ``replies`` (by method)."""
+    """Answers ``GET /v1/{account}/{method}/{count}/{key}?…&json=True`` from ``by_account``
+    (by account), else ``replies`` (by method), else ``default``."""
 
     replies: dict[str, Reply] = field(default_factory=dict)
+    by_account: dict[str, Reply] = field(default_factory=dict)
     default: Reply = field(default_factory=lambda: recommended("sku-1", "sku-2", "sku-3"))
     asked: list[Asked] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -55,7 +57,7 @@ class FakeRecommendationsAPI:
                 query = {name: values[0] for name, values in parse_qs(parts.query, keep_blank_values=True).items()}
                 with fake.lock:
                     fake.asked.append(Asked(parts.path, account, method, count, key, query))
-                send_reply(self, fake.replies.get(method, fake.default))
+                send_reply(self, fake.by_account.get(account) or fake.replies.get(method, fake.default))
 
             def log_message(self, *args: Any) -> None:
                 pass

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import base64
 import re
+import uuid
+from typing import Any
 from urllib.parse import quote
 
 import pytest
-from flask import render_template_string
+from flask import Flask, render_template_string
 
 from cdp_bridge import TrackingArgumentError
 from tests.support.fake_tracking_host import FakeTrackingHost
@@ -173,8 +175,8 @@ def recommending_site(make_site):
 
     api = FakeRecommendationsAPI(default=recommended("sku-1", "sku 2"))
 
-    def make(mode: str):
-        app = make_site(mode, CDP_RECOMMENDATIONS_API_URL=api.url, **RECOMMENDING)
+    def make(mode: str, **config: Any):
+        app = make_site(mode, CDP_RECOMMENDATIONS_API_URL=api.url, **{**RECOMMENDING, **config})
 
         @cdp_of(app).recommendation_loader("product")
         def products(ids):
@@ -224,6 +226,70 @@ def test_the_click_route_redirects_only_to_the_site_and_refuses_bad_clicks(recom
     assert response.status_code == status and "Location" not in response.headers
     app.extensions["cdp"].tracking.sender.stop(seconds=5)
     assert not any(hit.params.get("p1") == "itemclick" for hit in host.hits)
+
+
+@pytest.mark.parametrize("target", [
+    "/cdp/click?m=also_viewed&i=sku-2&to=/", "/shop/cdp/click?m=also_viewed&i=sku-2&to=/", "/cdp/%63lick?i=x",
+    "/cdp//click", "/cdp/click/", "/products/../cdp/click", "/cdp/./click?to=/cdp/click",
+], ids=["itself", "under a mount prefix", "percent-encoded", "doubled slash", "trailing slash", "dot-dot", "dot"])
+def test_a_click_whose_target_is_another_click_is_refused(recommending_site, host: FakeTrackingHost, target: str) -> None:
+    """A chain of /cdp/click links would send several events for one click of a person."""
+    app = recommending_site("server")
+    response = consenting_client(app, rsa=VISITOR).get("/cdp/click", query_string={"m": "also_viewed", "i": "sku-1",
+                                                                                  "to": target})
+    assert response.status_code == 400 and "Location" not in response.headers
+    assert response.get_json()["message"] == "to must not be a recommendation link itself: one click sends one event"
+    app.extensions["cdp"].tracking.sender.stop(seconds=5)
+    assert not any(hit.params.get("p1") == "itemclick" for hit in host.hits)
+
+
+def test_a_click_to_a_page_whose_name_ends_like_the_route_is_followed(recommending_site, host: FakeTrackingHost) -> None:
+    response = consenting_client(recommending_site("server"), rsa=VISITOR).get(
+        "/cdp/click", query_string={"m": "also_viewed", "i": "sku-1", "to": "/articles/how-to-click"})
+    assert response.status_code == 303 and response.headers["Location"] == "/articles/how-to-click"
+
+
+def clicks(app: Flask, count: int, visitor: str | None = None) -> list[int]:
+    """``count`` clicks from one address, each by a made-up visitor unless one is given."""
+    return [consenting_client(app, rsa=visitor or str(uuid.uuid4())).get(
+        "/cdp/click", query_string={"m": "also_viewed", "i": f"made-up-{n}", "to": "/"}).status_code for n in range(count)]
+
+
+def itemclicks(app: Flask, host: FakeTrackingHost) -> int:
+    """The itemclicks the host received, once the sender has sent all it queued."""
+    sender = app.extensions["cdp"].tracking.sender
+    sender.stop(seconds=60)
+    assert sender.dropped == 0
+    return sum(1 for hit in host.hits if hit.params.get("p1") == "itemclick")
+
+
+def test_clicks_from_one_address_meet_the_address_limit(recommending_site, host: FakeTrackingHost) -> None:
+    """1,000 clicks from one address, each with a made-up rsa: past the address's limit
+    they are refused 429, and Raptor gets exactly the admitted ones."""
+    app = recommending_site("server", CDP_TRACK_ADDRESS_LIMIT_PER_MINUTE=50, CDP_TRACKING_CONCURRENCY=1)
+    statuses = clicks(app, 1000)
+    assert statuses[:50] == [303] * 50 and statuses[50:] == [429] * 950
+    assert itemclicks(app, host) == 50
+
+
+def test_clicks_of_one_visitor_meet_the_visitor_limit(recommending_site, host: FakeTrackingHost) -> None:
+    app = recommending_site("server", CDP_TRACK_ADDRESS_LIMIT_PER_MINUTE=10_000, CDP_TRACKING_CONCURRENCY=1)
+    refused = consenting_client(app, rsa=VISITOR)
+    statuses = clicks(app, 130, visitor=VISITOR)
+    assert statuses == [303] * 120 + [429] * 10
+    response = refused.get("/cdp/click", query_string={"m": "also_viewed", "i": "x", "to": "/"})
+    assert response.get_json() == {"error": "too_many_events", "message": "at most 120 events a minute per visitor"}
+    assert 1 <= int(response.headers["Retry-After"]) <= 60
+    assert itemclicks(app, host) == 120
+
+
+def test_clicks_without_consent_send_nothing_and_are_not_counted(recommending_site, host: FakeTrackingHost) -> None:
+    app = recommending_site("server", CDP_TRACK_ADDRESS_LIMIT_PER_MINUTE=5, CDP_TRACKING_CONCURRENCY=1)
+    client = app.test_client()  # no consent cookie
+    statuses = [client.get("/cdp/click", query_string={"m": "also_viewed", "i": "a", "to": "/"}).status_code
+                for _ in range(20)]
+    assert statuses == [303] * 20
+    assert itemclicks(app, host) == 0
 
 
 def test_the_click_route_is_not_there_outside_server_mode(recommending_site) -> None:

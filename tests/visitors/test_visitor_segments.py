@@ -4,7 +4,6 @@ against a local fake of that API (a real HTTP server), never a patched function.
 from __future__ import annotations
 
 import json
-
 import logging
 import threading
 import time
@@ -468,3 +467,22 @@ def test_a_bad_user_id_from_the_loader_gives_no_segments_and_one_error(make_site
     errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
     assert errors == ["cdp_in_segment / cdp_user_segments: no segments for this page: the current user's id:"
                       " user id must not contain control characters"]
+
+
+def test_a_page_personalised_by_the_visitors_cookies_says_it_varies_by_them(make_site, api: FakeMembershipAPI) -> None:
+    """A shared cache (a CDN, a proxy) must not serve one visitor's segments to another:
+    as Flask's own session does, the page carries Vary: Cookie."""
+    app = make_site()
+
+    @app.get("/plain")
+    def plain() -> str:
+        return "the same for everybody"
+
+    client = app.test_client()
+    client.set_cookie("rsa", VISITOR)
+    client.set_cookie("consent", "1")
+    personal = client.get("/page")
+    assert personal.get_data(as_text=True) == IN_CATS and personal.headers["Vary"] == "Cookie"
+    assert "Vary" not in client.get("/plain").headers  # no helper read a cookie
+    anonymous = app.test_client().get("/page")  # no cookie at all: the consent cookie was still asked
+    assert anonymous.headers["Vary"] == "Cookie"
