@@ -50,6 +50,12 @@ class RunsACommand:
         return os.system, (f"touch {self.marker}",)
 
 
+@pytest.fixture(autouse=True)
+def empty_redis(redis_server: RedisServer) -> None:
+    """Each test starts from an empty Redis: what an earlier one planted is gone."""
+    redis.Redis.from_url(redis_server.url).flushdb()
+
+
 @pytest.fixture
 def membership_api() -> Iterator[FakeMembershipAPI]:
     fake = FakeMembershipAPI(replies={VISITOR: MembershipReply.memberships(("5d822e81", "Cat owners"))})
@@ -125,7 +131,6 @@ def test_a_value_cdp_bridge_did_not_write_is_a_miss_never_code_or_a_500(
         recommendations_api: FakeRecommendationsAPI, caplog: pytest.LogCaptureFixture) -> None:
     marker = tmp_path / "the-planted-command-ran"
     app = shop(tmp_path, f"planted_{abs(hash(kind))}", membership_api, recommendations_api, CDP_CACHE_URL=redis_server.url)
-    redis.Redis.from_url(redis_server.url).flushdb()
     assert get_page(app) == (200, "True|Product 1;Product 2;Product 3;")
     assert len(cdp_keys(redis_server)) == 2  # the visitor's segments and the block's recommendations
     plant(redis_server, planted_values(marker)[kind])
@@ -145,7 +150,6 @@ def test_no_pickle_is_ever_read_from_the_shared_cache(tmp_path: Path, redis_serv
                                                      recommendations_api: FakeRecommendationsAPI) -> None:
     """What cdp_bridge writes is JSON text, so nothing it reads is ever unpickled."""
     app = shop(tmp_path, "json_only", membership_api, recommendations_api, CDP_CACHE_URL=redis_server.url)
-    redis.Redis.from_url(redis_server.url).flushdb()
     assert get_page(app)[0] == 200
     client = redis.Redis.from_url(redis_server.url)
     values = {key: json.loads(client.get(key)) for key in cdp_keys(redis_server)}
