@@ -3,20 +3,98 @@
 Every value can be overridden from the environment. gthread workers suit the webhook:
 its requests wait on the database, not the CPU. With PostgreSQL, run queued webhook
 deliveries in ``flask cdp worker`` processes and keep CDP_INLINE_WORKER off here.
+
+The ``.env`` file is checked here, in the master, before any worker starts: at start a
+wrong setting is one line and exit status 2; on a reload (HUP, which re-reads this file)
+a wrong one is one ERROR line, and the new workers start on the last ``.env`` that
+passed (a copy of it the master keeps, which the workers read through CDP_ENV_FILE), so
+a typo never takes the site down.
 """
 
 import logging
 import os
+import sys
 import tempfile
 
 from dotenv import dotenv_values, find_dotenv
+from gunicorn.glogging import Logger
 
 # The same .env the app reads, read here as it is now: GUNICORN_* set there count as if
 # exported (the environment wins). Nothing of it goes into os.environ, so the workers
-# inherit none of it: each builds the app from .env afresh, and a reload (HUP, which also
-# re-reads this file) takes a changed .env, secrets included.
+# inherit none of it: each builds the app from the .env afresh (the checked copy).
 _path = find_dotenv(usecwd=True)
-_dotenv = {key: value for key, value in dotenv_values(_path).items() if value is not None} if _path else {}
+_raw_dotenv = {key: value for key, value in dotenv_values(_path).items() if value is not None} if _path else {}
+
+# GET /cdp/metrics sums the figures of every worker: each writes them to files in this
+# folder (prometheus_client's multiprocess mode), which must be set before the app (or
+# cdp_bridge, below) is imported and emptied at each start. Your own folder, or a new one.
+metrics_dir = (os.environ.get("PROMETHEUS_MULTIPROC_DIR") or _raw_dotenv.get("PROMETHEUS_MULTIPROC_DIR")
+               or tempfile.mkdtemp(prefix="cdp-metrics-"))
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+
+from cdp_bridge.log_text import LOG_DATE_FORMAT, LOG_FORMAT  # noqa: E402 - after the metrics folder is set
+from cdp_bridge.settings import ENV_FILE_KEY, check_env_file, env_file_values  # noqa: E402
+
+#: Marks the copies of a checked .env that this master made (so it only ever removes its own).
+_COPY_PREFIX = "cdp-checked-env-"
+#: Set in the master's environment once it has loaded this file: a later load is a reload.
+_MASTER_KEY = "_CDP_BRIDGE_GUNICORN_MASTER"
+
+
+def _previous_copy():  # noqa: ANN202
+    """The checked copy the workers read now, if this master made one (a reload)."""
+    current = os.environ.get(ENV_FILE_KEY, "")
+    return current if os.path.basename(current).startswith(_COPY_PREFIX) and os.path.isfile(current) else None
+
+
+def _int_problems(values):  # noqa: ANN001, ANN202
+    for name in ("GUNICORN_WORKERS", "GUNICORN_THREADS", "GUNICORN_TIMEOUT", "GUNICORN_KEEPALIVE"):
+        value = os.environ.get(name, values.get(name))
+        if value is not None and not value.strip().isdigit():
+            return f"{name}: expected a whole number, not {value.strip()[:20]!r}"
+    return None
+
+
+def _keep(text):  # noqa: ANN001, ANN202
+    """Make ``text`` the .env the workers read (a private copy), dropping the previous copy."""
+    previous = _previous_copy()
+    descriptor, copy = tempfile.mkstemp(prefix=_COPY_PREFIX, suffix=".env")  # mode 0600: it holds secrets
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(text)
+    os.environ[ENV_FILE_KEY] = copy
+    if previous is not None:
+        os.remove(previous)  # the workers read theirs when they started
+
+
+def _checked_dotenv():  # noqa: ANN202
+    """The .env's values to serve with: the file's when it passes the check, else (on a
+    reload) the last copy that passed; at start a bad one stops gunicorn with one line."""
+    reloading = os.environ.get(_MASTER_KEY) == str(os.getpid())
+    os.environ[_MASTER_KEY] = str(os.getpid())
+    if not _path:
+        return {}
+    problem, unknown = check_env_file(_path)
+    problem = problem or _int_problems(_raw_dotenv)
+    for line in unknown:
+        print(f"gunicorn.conf.py: {_path}: WARNING {line}", file=sys.stderr)
+    if problem is None:
+        with open(_path) as source:
+            _keep(source.read())
+        return _raw_dotenv
+    if not reloading:  # the first start: nothing to fall back on
+        print(f"Error: {_path}: {problem}", file=sys.stderr)
+        raise SystemExit(2)
+    logging.getLogger("gunicorn.error").error(
+        "%s was not reloaded: %s; the new workers keep the settings of the last .env that passed the check"
+        " (fix it, run flask cdp check --env-file %s, then HUP again)", _path, problem, _path)
+    previous = _previous_copy()
+    if previous is None:  # there was no .env at start: none now either
+        _keep("")
+        return {}
+    return env_file_values(previous)
+
+
+_dotenv = _checked_dotenv()
 
 
 def _setting(name: str, default: str) -> str:
@@ -41,33 +119,39 @@ errorlog = "-"
 # Webhook bodies may be up to CDP_WEBHOOK_MAX_BYTES; gunicorn itself limits only headers.
 limit_request_field_size = 16384
 loglevel = _setting("GUNICORN_LOGLEVEL", "info")
+# gunicorn 27's control socket (for gunicornc) is one path per user by default, so a second
+# gunicorn of the same user (another site, a test run) replaced the first one's. One per
+# bind address instead, in gunicorn's own folder for it; a path of your own, or "off".
+_control = _setting("GUNICORN_CONTROL_SOCKET", "")
+control_socket_disable = _control == "off"
+control_socket = _control if _control not in ("", "off") else os.path.join(
+    os.environ["XDG_RUNTIME_DIR"] if os.path.isdir(os.environ.get("XDG_RUNTIME_DIR", "")) else os.path.expanduser("~/.gunicorn"),
+    "gunicorn-" + "".join(c if c.isalnum() or c in ".-" else "_" for c in bind) + ".ctl")
 
-# GET /cdp/metrics sums the figures of every worker: each writes them to files in this
-# folder (prometheus_client's multiprocess mode), which must be set before the app is
-# imported and emptied at each start. Your own folder, or a new one under /tmp.
-metrics_dir = _setting("PROMETHEUS_MULTIPROC_DIR", "") or tempfile.mkdtemp(prefix="cdp-metrics-")
-os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+
+class SameFormatLogger(Logger):
+    """gunicorn's own lines, from the first (``Starting gunicorn``) on, in the one format of
+    cdp_bridge's and the queue workers' lines: ``[time] [pid] [LEVEL] logger: message``."""
+
+    error_fmt = LOG_FORMAT
+    datefmt = LOG_DATE_FORMAT
 
 
-def _same_format(handlers):  # noqa: ANN001, ANN202
-    """gunicorn's lines and cdp_bridge's (and the queue workers') in one format."""
-    from cdp_bridge.log_text import LOG_DATE_FORMAT, LOG_FORMAT
-
-    for handler in handlers:
-        handler.setFormatter(logging.Formatter(LOG_FORMAT, LOG_DATE_FORMAT))
+logger_class = SameFormatLogger
 
 
 def on_starting(server):  # noqa: ANN001, ANN201 - gunicorn's hook signature
     """A new server counts from zero: the files of the last run go."""
-    _same_format(server.log.error_log.handlers)
     for name in os.listdir(metrics_dir):
         if name.endswith(".db"):
             os.remove(os.path.join(metrics_dir, name))
 
 
-def on_reload(server):  # noqa: ANN001, ANN201 - gunicorn's hook signature
-    """A reload sets gunicorn's logging up again: the one format again."""
-    _same_format(server.log.error_log.handlers)
+def on_exit(server):  # noqa: ANN001, ANN201 - gunicorn's hook signature
+    """The checked copy of the .env goes with the master."""
+    copy = _previous_copy()
+    if copy is not None:
+        os.remove(copy)
 
 
 def child_exit(server, worker):  # noqa: ANN001, ANN201 - gunicorn's hook signature
@@ -82,7 +166,6 @@ def post_worker_init(worker):  # noqa: ANN001, ANN201 - gunicorn's hook signatur
     log, at gunicorn's level: the app itself configures no logging."""
     cdp_logger = logging.getLogger("cdp_bridge")
     cdp_logger.setLevel(loglevel.upper())
-    _same_format(worker.log.error_log.handlers)
     for handler in worker.log.error_log.handlers:
         cdp_logger.addHandler(handler)
     cdp_logger.propagate = False

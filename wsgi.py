@@ -35,7 +35,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.serving import WSGIRequestHandler, make_server
 
-from cdp_bridge import CDP, ConfigurationError, ConflictError, TrackingArgumentError
+from cdp_bridge import CDP, ConfigurationError, ConflictError, TrackingArgumentError, database_url
 from cdp_bridge.settings import process_environment, secret_problem
 
 DEMO_CLIENT_ID = "demo-shop"
@@ -130,7 +130,7 @@ def create_app(config: dict[str, Any] | None = None, instance_path: str | None =
     if site_database:
         # A site on its own database is no demo: configured by the environment alone, with
         # no passwordless demo logins and no demo data.
-        app.config.update(SQLALCHEMY_DATABASE_URI=site_database, SECRET_KEY=_site_secret(environment), SHOP_DEMO=False,
+        app.config.update(SQLALCHEMY_DATABASE_URI=database_url(site_database), SECRET_KEY=_site_secret(environment), SHOP_DEMO=False,
                           SHOP_ADMIN_PASSWORD=_admin_password(environment))
         _behind_proxies(app, environment)
         cdp_defaults: dict[str, Any] = {"CDP_CONSENT_COOKIE": CONSENT_COOKIE}  # the shop's banner sets it
@@ -243,10 +243,6 @@ def _demo_settings(app: Flask, environment: dict[str, str]) -> dict[str, Any]:
         "CDP_RECOMMENDATIONS_API_KEY": _instance_secret(app, "recommendations_api_key"),
         "CDP_RECOMMENDATIONS_CACHE_TTL": 10,
         "CDP_RECOMMENDATION_MODULES": DEMO_RECOMMENDATION_MODULES,
-        "CDP_EXPORT_SCHEDULE": {
-            "user": [{"interval": "0 3 * * *", "options": "--no-draft"}],
-            "product": [{"interval": "30 3 * * 1", "options": "--no-draft --product-type pet_supplies"}],
-        },
     }
     activation_keys = ("CDP_ACTIVATION_CLIENT_ID", "CDP_ACTIVATION_CLIENT_SECRET", "CDP_SEGMENT_GROUP_IDENTIFIER")
     if any(environment.get(key) for key in (*activation_keys, "CDP_ACTIVATIONS")):
@@ -392,6 +388,8 @@ def shop_context() -> dict[str, Any]:
         "currency": CURRENCY,
         "consent_cookie": CONSENT_COOKIE,
         "demo_logins": current_app.config["SHOP_DEMO"],
+        # The blocks whose module is configured: a site's .env may configure none.
+        "recommendation_blocks": current_app.extensions["cdp"].settings.recommendation_modules,
     }
 
 

@@ -4,6 +4,7 @@
     cdp = CDP(app, db=db)
 """
 
+from .database_url import database_url
 from .errors import (
     CDPError,
     ConfigurationError,
@@ -48,5 +49,6 @@ __all__ = [
     "SignatureError",
     "TrackingArgumentError",
     "ValidationError",
+    "database_url",
     "leave_cdp_tables_out",
 ]

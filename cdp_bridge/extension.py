@@ -11,6 +11,7 @@ several apps in one process; what its decorators register lives in its
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from typing import Any
@@ -23,6 +24,7 @@ from sqlalchemy import Engine, event
 from .admin.views import admin_blueprint
 from .cli import cdp_cli
 from .constants import EXTENSION_KEY
+from .database_url import database_url
 from .deliveries.worker import InlineWorker
 from .errors import ConfigurationError, RegistrationError, ValidationError
 from .export.sources import Processor, Source
@@ -34,7 +36,7 @@ from .rate_limits import RateLimits, limiter_for
 from .recommendations.click import register_click_endpoint
 from .recommendations.helpers import cdp_recommendations, recommendations
 from .redis_guard import RedisGuard
-from .settings import CDPSettings, load_settings
+from .settings import CDPSettings, load_settings, process_environment, unknown_keys
 from .state import CDPState, Hooks, current_state
 from .store import Segment, SegmentStore, define_tables
 from .tracking.cookies import set_visitor_cookies
@@ -50,6 +52,8 @@ from .webhook.view import register_webhook
 BLUEPRINT_NAME = "cdp"
 DEFAULT_URL_PREFIX = "/cdp"
 OWN_DATABASE_FILE = "cdp_bridge.sqlite3"
+
+log = logging.getLogger("cdp_bridge")
 
 
 class CDP:
@@ -101,7 +105,10 @@ class CDP:
                 "cdp_bridge is already registered on this app. Call init_app once per app;"
                 " its state is app.extensions['cdp']."
             )
-        settings = load_settings(app.config)
+        environ = process_environment()
+        settings = load_settings(app.config, environ)
+        for line in unknown_keys(environ, app.config):
+            log.warning("%s", line)
         database, owns_db = self._database_for(app, db)
         with app.app_context():
             redis_guard = RedisGuard(settings.redis_pause_seconds)  # one breaker for the app's shared Redis: its cache and its limits
@@ -135,7 +142,10 @@ class CDP:
             return chosen, False
         if self._own_db is None:
             self._own_db = SQLAlchemy()
-        if not app.config.get("SQLALCHEMY_DATABASE_URI") and not app.config.get("SQLALCHEMY_BINDS"):
+        configured = app.config.get("SQLALCHEMY_DATABASE_URI")
+        if isinstance(configured, str):  # postgres:// as hosts hand it out: the installed driver
+            app.config["SQLALCHEMY_DATABASE_URI"] = database_url(configured)
+        if not configured and not app.config.get("SQLALCHEMY_BINDS"):
             os.makedirs(app.instance_path, exist_ok=True)
             app.config["SQLALCHEMY_DATABASE_URI"] = "sqlite:///" + os.path.join(app.instance_path, OWN_DATABASE_FILE)
         # A connection broken by a database restart is replaced, not handed to a request.

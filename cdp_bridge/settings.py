@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import difflib
 import enum
 import json
 import os
@@ -623,14 +624,55 @@ def read_raw_settings(config: Mapping[str, Any], environ: Mapping[str, str]) -> 
     return raw
 
 
+#: Names a ``.env`` file to read instead of the working directory's. gunicorn.conf.py
+#: points its workers at the last ``.env`` that passed the check, so a reload with a
+#: mistyped one keeps serving on the last good settings.
+ENV_FILE_KEY = "CDP_ENV_FILE"
+#: Keys of the environment that start with ``CDP_`` and are no setting, yet are cdp_bridge's.
+OTHER_CDP_KEYS = frozenset({ENV_FILE_KEY})
+
+
+def env_file_values(path: str) -> dict[str, str]:
+    """The keys a ``.env`` file sets (python-dotenv; a key with no ``=`` is left out)."""
+    return {key: value for key, value in dotenv_values(path).items() if value is not None}
+
+
 def process_environment() -> dict[str, str]:
     """The environment settings are read from: ``os.environ``, and for keys it does not set
-    the ``.env`` file of the working directory (python-dotenv; also under gunicorn, which
-    does not load one). The file is read, never written into ``os.environ``, and read
-    afresh each time an app registers cdp_bridge, so a reload's new workers see its changes."""
-    path = find_dotenv(usecwd=True)
-    from_file = {key: value for key, value in dotenv_values(path).items() if value is not None} if path else {}
-    return {**from_file, **os.environ}
+    the ``.env`` file (``CDP_ENV_FILE``'s, else the working directory's, as python-dotenv
+    finds it; also under gunicorn, which loads none). The file is read, never written into
+    ``os.environ``, and read afresh each time an app registers cdp_bridge, so a reload's
+    new workers see its changes."""
+    path = os.environ.get(ENV_FILE_KEY) or find_dotenv(usecwd=True)
+    return {**(env_file_values(path) if path else {}), **os.environ}
+
+
+def unknown_keys(*sources: Mapping[str, Any]) -> list[str]:
+    """One line per ``CDP_*`` key of ``sources`` (the environment, a ``.env`` file,
+    ``app.config``) that is no setting, naming the closest known key: a misspelt setting
+    is otherwise silently ignored."""
+    known = set(ALL_KEYS) | OTHER_CDP_KEYS
+    found = sorted({key for source in sources for key in source if key.startswith("CDP_") and key not in known})
+    lines = []
+    for key in found:
+        close = difflib.get_close_matches(key, ALL_KEYS, n=1, cutoff=0.75)
+        lines.append(f"unknown setting {key}" + (f" (did you mean {close[0]}?)" if close else "") + "; it is ignored")
+    return lines
+
+
+def check_env_file(path: str, environ: Mapping[str, str] | None = None) -> tuple[str | None, list[str]]:
+    """What is wrong with the settings an app would read with ``path`` as its ``.env``:
+    the one error that stops it (``None`` if none), and the unknown keys (see
+    :func:`unknown_keys`). ``environ`` defaults to ``os.environ``, which wins over the file."""
+    if not os.path.isfile(path):
+        return f"{path}: no such file", []
+    from_file = env_file_values(path)
+    environ = os.environ if environ is None else environ
+    try:
+        load_settings({}, {**from_file, **environ})
+    except ConfigurationError as exc:
+        return str(exc), unknown_keys(from_file, environ)
+    return None, unknown_keys(from_file, environ)
 
 
 def load_settings(config: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> CDPSettings:

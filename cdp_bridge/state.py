@@ -41,6 +41,9 @@ from .tracking.service import TrackingService
 from .visitors import MembershipClient, SegmentsCache, VisitorSegmentsService
 from .webhook.formats import PayloadFormat, default_formats
 
+#: Problems :meth:`CDPState.first_time` remembers, at most.
+MAX_LOGGED_PROBLEMS = 1000
+
 
 @dataclass
 class Hooks:
@@ -90,6 +93,8 @@ class CDPState:
     tracking: TrackingService = field(init=False, repr=False)
     #: Whether the tables are at the schema revision this code writes (asked until they are).
     schema_gate: schema.SchemaGate = field(init=False, repr=False)
+    #: The problems already logged once in this process (a template's on every page).
+    _logged: set[str] = field(default_factory=set, repr=False)
 
     def __post_init__(self) -> None:
         """Made in an app context (``init_app``): the services are made once, here."""
@@ -107,6 +112,15 @@ class CDPState:
         self.tracking = TrackingService(self.settings, on_report=lambda counts: record_sender_counts(
             engine, senders, f"{socket.gethostname()}:{os.getpid()}:{token}", counts),
             buy_outbox=self.buy_outbox_or_none, wake=self.wake_inline_worker)
+
+    def first_time(self, problem: str) -> bool:
+        """Whether ``problem`` is logged for the first time in this process (then it is
+        noted): a template that calls a helper wrongly would log on every page."""
+        if problem in self._logged:
+            return False
+        if len(self._logged) < MAX_LOGGED_PROBLEMS:  # beyond it (problems that hold values), each is logged
+            self._logged.add(problem)
+        return True
 
     @property
     def engine(self) -> Engine:

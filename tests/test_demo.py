@@ -130,7 +130,8 @@ def test_flask_cdp_check_reports_a_healthy_demo(tmp_path) -> None:
     result = run_flask(tmp_path, "cdp", "check")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "segment group 'demo_shop' (activation 'demo-shop')" in result.stdout
-    assert "Base URL for the CDP activation: http://localhost:5000/cdp/webhook" in result.stdout
+    assert "Base URL for the CDP activation: https://<your site>/cdp/webhook" in result.stdout
+    assert "WARN" not in result.stdout and "5000" not in result.stdout  # no made-up port, no schedule without its stream
     secret = (tmp_path / "instance" / "demo-secrets.json").read_text()
     assert "activation_client_secret" in secret
     import json
@@ -419,3 +420,33 @@ def test_the_demos_first_start_under_gunicorn_with_several_workers(tmp_path) -> 
     assert "Worker failed to boot" not in output and "already exists" not in output and "Traceback" not in output
     assert output.count("Booting worker with pid") == 4
     assert set(json.loads((site / "instance" / "demo-secrets.json").read_text())) >= {"session_key"}
+
+
+def test_the_sites_pages_call_no_recommendation_module_its_env_lacks(tmp_path, monkeypatch, caplog) -> None:
+    """The .env of docs/deployment.md configures no recommendation modules: the shop's
+    pages render their fallbacks and log nothing (they logged an ERROR on every page)."""
+    import logging
+
+    for key, value in {"SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'site.sqlite3'}", **GOOD_SITE_ENV,
+                       "CDP_ACCOUNT_NUMBER": "123456"}.items():
+        monkeypatch.setenv(key, value)
+    app = wsgi.create_app(instance_path=str(tmp_path / "instance"))
+    with app.app_context():
+        app.extensions["cdp"].create_tables()
+    runner = app.test_cli_runner()
+    assert runner.invoke(args=["shop", "init-db"]).exit_code == 0
+    client = app.test_client()
+    client.set_cookie("cdp_consent", "yes")
+    with caplog.at_level(logging.ERROR):
+        pages = [client.get(path) for path in ("/", "/products/cat-tree", "/basket")]
+    assert [page.status_code for page in pages] == [200, 200, 200]
+    assert "Our best sellers" in pages[0].get_data(as_text=True)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+    stop_background_threads(app)
+
+
+def test_the_demo_page_gives_the_test_activation_command_with_its_own_address(demo: Flask) -> None:
+    client = demo.test_client()
+    client.post("/login", data={"login": "bob"}, base_url="http://127.0.0.1:5057")  # bob is in no segment yet
+    page = client.get("/", base_url="http://127.0.0.1:5057").get_data(as_text=True)
+    assert "cdp send-test-activation --url http://127.0.0.1:5057/cdp/webhook</code>" in page

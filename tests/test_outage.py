@@ -23,7 +23,7 @@ def test_database_down_gives_503_then_recovers(postgres_server) -> None:
         body = {"request_id": "during-outage", "audiences": [{"id": "a", "add": ["2"]}, {"id": "b", "add": ["3"]}]}
         response = post_webhook(app, body)
         assert response.status_code == 503
-        assert response.get_json() == {"error": "unavailable"}
+        assert response.get_json() == {"error": "unavailable", "message": "the database cannot be reached"}
         assert int(response.headers["Retry-After"]) > 0
     finally:
         postgres_server.start()

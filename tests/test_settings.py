@@ -343,3 +343,74 @@ def test_a_short_client_secret_is_refused() -> None:
     with pytest.raises(ConfigurationError, match="CDP_ACTIVATION_CLIENT_SECRET: expected a secret of at least 16"):
         load_settings({}, {"CDP_ACTIVATION_CLIENT_ID": "a", "CDP_ACTIVATION_CLIENT_SECRET": "short-one",
                            "CDP_SEGMENT_GROUP_IDENTIFIER": "g"})
+
+
+def test_an_unknown_setting_is_a_warning_at_start_naming_the_closest_key(tmp_path, monkeypatch, caplog) -> None:
+    """From the environment, the .env file and app.config alike: a misspelt key would
+    otherwise be silently ignored."""
+    monkeypatch.setenv("CDP_TRAKING_MODE", "server")
+    (tmp_path / ".env").write_text("CDP_ACOUNT_NUMBER=123456\n")
+    app = Flask("unknown_keys", instance_path=str(tmp_path / "instance"))
+    app.config.update(SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path}/x.sqlite3", CDP_INLINE_WORKER=False,
+                      CDP_VISITOR_COOKIE_DAY=30, CDP_SOMETHING_ELSE_ENTIRELY="1")
+    with caplog.at_level("WARNING", logger="cdp_bridge"):
+        CDP(app)
+    assert sorted(r.getMessage() for r in caplog.records if r.name == "cdp_bridge") == [
+        "unknown setting CDP_ACOUNT_NUMBER (did you mean CDP_ACCOUNT_NUMBER?); it is ignored",
+        "unknown setting CDP_SOMETHING_ELSE_ENTIRELY; it is ignored",
+        "unknown setting CDP_TRAKING_MODE (did you mean CDP_TRACKING_MODE?); it is ignored",
+        "unknown setting CDP_VISITOR_COOKIE_DAY (did you mean CDP_VISITOR_COOKIE_DAYS?); it is ignored",
+    ]
+
+
+def test_cdp_env_file_names_the_env_file_read(tmp_path, monkeypatch) -> None:
+    """gunicorn.conf.py points its workers at the last .env that passed its check."""
+    from cdp_bridge.settings import process_environment
+
+    (tmp_path / ".env").write_text("CDP_TRACKING_MODE=sever\n")
+    checked = tmp_path / "checked.env"
+    checked.write_text("CDP_TRACKING_MODE=server\n")
+    assert process_environment()["CDP_TRACKING_MODE"] == "sever"
+    monkeypatch.setenv("CDP_ENV_FILE", str(checked))
+    assert process_environment()["CDP_TRACKING_MODE"] == "server"
+    assert load_settings({}).tracking_mode == "server"
+
+
+def test_check_env_file_says_what_would_stop_an_app(tmp_path) -> None:
+    from cdp_bridge.settings import check_env_file
+
+    path = tmp_path / "site.env"
+    path.write_text("CDP_TRACKING_MODE=server\nCDP_WORKER_LEASE_SECOND=30\n")
+    assert check_env_file(str(path), {}) == (None, [
+        "unknown setting CDP_WORKER_LEASE_SECOND (did you mean CDP_WORKER_LEASE_SECONDS?); it is ignored"])
+    path.write_text("CDP_TRACKING_MODE=sever\n")
+    assert check_env_file(str(path), {}) == (
+        "invalid cdp_bridge setting: CDP_TRACKING_MODE: expected one of client, server, hybrid", [])
+    assert check_env_file(str(path), {"CDP_TRACKING_MODE": "client"}) == (None, [])  # the environment wins
+    assert check_env_file(str(tmp_path / "none.env"), {})[0] == f"{tmp_path / 'none.env'}: no such file"
+
+
+@pytest.mark.parametrize(("given", "expected"), [
+    ("postgres://shop:pw@db.example:5433/shop", "postgresql+psycopg://shop:pw@db.example:5433/shop"),
+    ("postgresql://shop@/shop", "postgresql+psycopg://shop@/shop"),
+    ("postgresql+psycopg2://shop@/shop", "postgresql+psycopg2://shop@/shop"),
+    ("postgresql+psycopg://shop@/shop", "postgresql+psycopg://shop@/shop"),
+    ("sqlite:///shop.sqlite3", "sqlite:///shop.sqlite3"),
+    ("mysql://x@y/z", "mysql://x@y/z"),
+])
+def test_postgres_urls_name_the_installed_driver(given: str, expected: str) -> None:
+    from cdp_bridge import database_url
+
+    assert database_url(given) == expected
+
+
+def test_a_postgres_url_as_hosts_hand_it_out_serves(tmp_path, postgres_server) -> None:
+    url = postgres_server.create_database()  # postgresql+psycopg://…
+    hosted = "postgres://" + url.split("://", 1)[1]
+    app = Flask("hosted", instance_path=str(tmp_path / "instance"))
+    app.config.update(SQLALCHEMY_DATABASE_URI=hosted, CDP_INLINE_WORKER=False)
+    cdp = CDP(app)
+    with app.app_context():
+        cdp.create_tables()
+        assert app.extensions["cdp"].engine.dialect.driver == "psycopg"
+        assert cdp.store.list_groups() == []

@@ -19,11 +19,12 @@ from ..errors import ConfigurationError, ValidationError, first_line
 from ..log_text import LOG_DATE_FORMAT, LOG_FORMAT
 from ..metrics_endpoint import serve_worker_metrics
 from ..model import ActivationCredentials, DeliveryStatus
+from ..settings import check_env_file
 from ..state import current_state as _state
 from ..store import schema, validate_user_ids
 from ..webhook.sample import SendFailed, sample_body, send_activation
-from .group import CommandFailed, cdp_cli, counted, reports_errors
-from .health import local_site_url, run_checks
+from .group import CommandFailed, UsageProblem, cdp_cli, counted, reports_errors
+from .health import run_checks, served_url
 
 
 @cdp_cli.command("init-db")
@@ -44,13 +45,17 @@ def upgrade_db() -> None:
 
 
 @cdp_cli.command("check")
-@click.option("--site-url", help="The site's public URL (default: SERVER_NAME, else GUNICORN_BIND's address, else"
-                                  " http://localhost:5000).")
+@click.option("--site-url", help="The site's public URL (default: SERVER_NAME, else GUNICORN_BIND's address).")
+@click.option("--env-file", type=click.Path(dir_okay=False), help="Check this .env's settings, as a reload of"
+              " gunicorn would read them (before kill -HUP), and nothing else.")
 @click.option("--worker-minutes", type=click.IntRange(min=1), default=10, show_default=True,
               help="Fail when deliveries have waited this long and no worker claimed one in that time.")
 @reports_errors
-def check(site_url: str | None, worker_minutes: int) -> None:
+def check(site_url: str | None, env_file: str | None, worker_minutes: int) -> None:
     """Check settings, database, segment groups and the delivery queue; print the Base URL for the CDP."""
+    if env_file is not None:
+        _check_env_file(env_file)
+        return
     report = run_checks(_state(), current_app, site_url, timedelta(minutes=worker_minutes))
     for line in report.lines:
         click.echo(line)
@@ -197,9 +202,20 @@ def replay(delivery_id: int) -> None:
     click.echo(f"Delivery {delivery.id} queued again; a worker will apply it.")
 
 
+def _check_env_file(path: str) -> None:
+    """The settings of ``path`` (with the environment, which wins), as gunicorn.conf.py
+    checks them on a reload: one line, and status 2 when they would be refused."""
+    problem, unknown = check_env_file(path)
+    for line in unknown:
+        click.echo(f"WARN  {path}: {line}")
+    if problem is not None:
+        raise UsageProblem(f"{path}: {problem}")
+    click.echo(f"ok    {path}: settings valid")
+
+
 @cdp_cli.command("send-test-activation")
-@click.option("--url", help="The webhook URL (default: this app's on GUNICORN_BIND's address, else"
-                            " http://localhost:5000).")
+@click.option("--url", help="The webhook URL (default: this app's on SERVER_NAME or GUNICORN_BIND's address; with"
+                            " neither, say it: the site's port is its own).")
 @click.option("--client-id", help="Which configured activation to send as (default: the first).")
 @click.option("--user-id", "user_ids", multiple=True, default=("1", "2", "3"), show_default=True,
               help="User ids to put in the sample audiences (repeat the option).")
@@ -208,7 +224,12 @@ def send_test_activation(url: str | None, client_id: str | None, user_ids: tuple
     """Send an authenticated sample activation to a running site."""
     state = _state()
     activation = _activation(state.settings.activations, client_id)
-    url = url or f"{local_site_url()}{(state.url_prefix or '/cdp').rstrip('/')}/webhook"
+    if url is None:
+        site = served_url(current_app)
+        if site is None:
+            raise UsageProblem("say where the site is served: --url http://HOST:PORT/cdp/webhook (or set SERVER_NAME or"
+                               " GUNICORN_BIND)")
+        url = f"{site.rstrip('/')}{(state.url_prefix or '/cdp').rstrip('/')}/webhook"
     secrets = state.settings.webhook_signing_secrets
     body = sample_body(activation.segment_group_identifier, validate_user_ids(user_ids))
     try:

@@ -4,7 +4,7 @@ to paste into the CDP's activation form. Secrets are reported as set or not, nev
 
 from __future__ import annotations
 
-import os
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -17,13 +17,15 @@ from ..constants import WEBHOOK_PATH
 from ..errors import NotFoundError, first_line
 from ..model import TrackingMode
 from ..recommendations import RecommendationsFailure
+from ..settings import process_environment, unknown_keys
 from ..state import CDPState
 from ..store import schema, utcnow
 from ..store.senders import recent_sender_totals
 from ..visitors import MembershipFailure
 from .group import counted
 
-DEFAULT_SITE_URL = "http://localhost:5000"
+#: What ``check`` prints for a site whose URL it cannot know.
+UNKNOWN_SITE_URL = "https://<your site>"
 #: The visitor id ``check`` asks the CDP API about: a valid UUID no visitor has.
 CHECK_VISITOR_ID = "00000000-0000-4000-8000-000000000000"
 #: A queue with work this old and no claim in this long has no worker running.
@@ -58,6 +60,10 @@ def run_checks(state: CDPState, app: Flask, site_url: str | None, worker_window:
     report = CheckReport()
     report.passed("settings valid")
     _check_settings(state, report)
+    for line in unknown_keys(process_environment(), app.config):
+        report.warned(line)
+    _check_shared_cache(state, report)
+    _check_limit_storage(state, report)
     _check_visitor_segments(state, report)
     _check_recommendations(state, report)
     if _check_database(state, report):
@@ -94,6 +100,42 @@ def _check_settings(state: CDPState, report: CheckReport) -> None:
     else:
         report.noted("webhook signatures not required (CDP_WEBHOOK_SIGNING_SECRETS not set): the client secret alone"
                      " authenticates the CDP")
+
+
+def _check_shared_cache(state: CDPState, report: CheckReport) -> None:
+    """CDP_CACHE_URL's Redis: answering, and how fast (it is asked on pages)."""
+    cache = state.shared_cache
+    if cache is None:
+        report.noted("shared cache off (CDP_CACHE_URL not set): each process caches the APIs' answers for itself")
+        return
+    try:
+        seconds = cache.ping()
+    except Exception as exc:  # noqa: BLE001 - the redis client's errors, whatever they are
+        # Its class only: the text may quote the URL, password and all.
+        report.failed(f"shared cache (CDP_CACHE_URL): Redis cannot be reached ({type(exc).__name__}); pages go to the"
+                      " APIs without it")
+        return
+    report.passed(f"shared cache (CDP_CACHE_URL): Redis answered in {seconds * 1000:.1f} ms")
+
+
+def _check_limit_storage(state: CDPState, report: CheckReport) -> None:
+    """The rate limits' storage (CDP_RATE_LIMIT_STORAGE_URI, or the host's Limiter's)."""
+    limiter = state.rate_limits.limiter
+    if limiter is None:
+        report.noted("rate limits off (the host's Flask-Limiter is turned off)")
+        return
+    storage = limiter.storage
+    if type(storage).__name__ == "MemoryStorage":
+        report.noted("rate limits: memory:// (each process counts for itself; redis://… shares the counts)")
+        return
+    started = time.monotonic()
+    answered = storage.check()  # limits' check: False for any failure, never raises
+    seconds = time.monotonic() - started
+    if not answered:
+        report.failed("rate-limit storage (CDP_RATE_LIMIT_STORAGE_URI): it cannot be reached; the limits are skipped"
+                      " until it answers")
+        return
+    report.passed(f"rate-limit storage (CDP_RATE_LIMIT_STORAGE_URI): answered in {seconds * 1000:.1f} ms")
 
 
 def _check_visitor_segments(state: CDPState, report: CheckReport) -> None:
@@ -259,18 +301,28 @@ def _report_base_url(state: CDPState, app: Flask, site_url: str | None, report: 
     if prefix is None:
         report.failed("the cdp blueprint is not registered: app.register_blueprint(cdp.blueprint)")
         return
-    site = (site_url or _configured_site_url(app) or local_site_url()).rstrip("/")
-    report.lines.append(f"Base URL for the CDP activation: {site}{prefix.rstrip('/')}{WEBHOOK_PATH}")
+    site = site_url or served_url(app)
+    path = f"{prefix.rstrip('/')}{WEBHOOK_PATH}"
+    if site is None:
+        report.lines.append(f"Base URL for the CDP activation: {UNKNOWN_SITE_URL}{path} (run check with --site-url"
+                            " https://… to print it whole)")
+        return
+    report.lines.append(f"Base URL for the CDP activation: {site.rstrip('/')}{path}")
 
 
-def local_site_url(environ: Mapping[str, str] | None = None) -> str:
-    """Where this machine serves the site: ``GUNICORN_BIND``'s first address when it has
-    one (``0.0.0.0`` / ``[::]`` reached on loopback), else the Flask development
-    server's ``http://localhost:5000``."""
-    bind = (os.environ if environ is None else environ).get("GUNICORN_BIND", "").split(",")[0].strip()
+def served_url(app: Flask) -> str | None:
+    """Where the site is known to be served: ``SERVER_NAME``, else ``GUNICORN_BIND``'s
+    address; ``None`` when neither says (a development server's port is its own)."""
+    return _configured_site_url(app) or local_site_url()
+
+
+def local_site_url(environ: Mapping[str, str] | None = None) -> str | None:
+    """Where this machine serves the site: ``GUNICORN_BIND``'s first address (from the
+    environment or ``.env``; ``0.0.0.0`` / ``[::]`` reached on loopback), else ``None``."""
+    bind = (process_environment() if environ is None else environ).get("GUNICORN_BIND", "").split(",")[0].strip()
     host, separator, port = bind.rpartition(":")
     if not separator or not port.isdigit() or host.startswith("unix") or not host:
-        return DEFAULT_SITE_URL
+        return None
     host = {"0.0.0.0": "127.0.0.1", "[::]": "[::1]"}.get(host, host)  # noqa: S104 - reading a bind, not binding
     return f"http://{host}:{port}"
 

@@ -9,8 +9,8 @@ not have is not called: the answer is no records. The ids go to the host's
 are skipped, the others keep Raptor's order.
 
 In a template nothing breaks the page: an API that fails gives no records (one WARNING
-per episode); a bad argument or a missing loader gives no records and one ERROR (in
-debug, the error). From Python, a bad argument raises
+per episode); a bad argument or a missing loader gives no records and one ERROR per
+process and module (in debug, the error). From Python, a bad argument raises
 :class:`~cdp_bridge.errors.RecommendationArgumentError`.
 """
 
@@ -115,7 +115,9 @@ def cdp_recommendations(name: str, count: int | None = None, **parameters: Any) 
     except (RecommendationArgumentError, TrackingArgumentError) as exc:
         if current_app.debug:
             raise
-        log.error("cdp_recommendations(%r): no records: %s", str(name)[:64], exc)
+        problem = f"cdp_recommendations({str(name)[:64]!r}): no records: {exc}"
+        if current_page().state.first_time(problem):
+            log.error("%s (logged once per process)", problem)
         return []
     state = current_page().state
     click_path = (f"{state.url_prefix or ''}{CLICK_PATH}" if state.settings.tracking_mode == TrackingMode.SERVER

@@ -26,6 +26,7 @@ from ..metrics import DELIVERIES_RECEIVED, REJECTED_IDS, WEBHOOK_SECONDS
 from ..model import ActivationDocument, Outcome
 from ..outbound import BadAnswer, read_json
 from ..state import current_state
+from ..store.schema import UPGRADE_COMMAND
 from .credentials import authenticate
 from .formats import choose_format
 from .signatures import verify
@@ -120,12 +121,12 @@ def _accept(state: Any, activation: Any, body: bytes, signed: bool) -> Response:
     started = time.monotonic()
     try:
         if not state.schema_gate.is_current():  # the CDP retries a 503: nothing is lost
-            return _unavailable()
+            return _unavailable(f"the database's cdp_* tables are behind this code: run {UPGRADE_COMMAND}")
         incoming = IncomingDelivery(activation, document, request_id, payload_format.name)
         result = state.inbox.receive(incoming)
     except DATABASE_UNREACHABLE as exc:
         log.error("webhook: database unavailable, answered 503: %s", type(exc).__name__)
-        return _unavailable()
+        return _unavailable("the database cannot be reached")
     if result.status not in (Outcome.DUPLICATE, Outcome.SEGMENT_GROUP_MISMATCH):
         DELIVERIES_RECEIVED.labels(activation.client_id).inc()
         REJECTED_IDS.labels(activation.client_id).inc(document.rejected.total)
@@ -236,8 +237,10 @@ def _request_id(document: ActivationDocument, signed: bool) -> str | None:
     return None
 
 
-def _unavailable() -> Response:
-    response = answer(503, error="unavailable")
+def _unavailable(message: str) -> Response:
+    """503: the CDP retries. The message says which (the body of SPEC's 503 plus a message,
+    as the other errors have), so whoever reads it knows what to fix."""
+    response = answer(503, error="unavailable", message=message)
     response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
     return response
 

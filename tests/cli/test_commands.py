@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 
 from flask import Flask
@@ -110,7 +111,10 @@ def test_check_reports_a_missing_group_then_a_healthy_setup(app: Flask) -> None:
     run(app, "segment-group", "create", "shop")
     result = run(app, "check")
     assert result.exit_code == 0, result.output
-    assert "Base URL for the CDP activation: http://localhost:5000/cdp/webhook" in result.output
+    # Where the site is served is not known here (no SERVER_NAME, no GUNICORN_BIND): no port is made up.
+    assert ("Base URL for the CDP activation: https://<your site>/cdp/webhook (run check with --site-url https://… to"
+            " print it whole)") in result.output
+    assert "5000" not in result.output
     assert ACTIVATION["CDP_ACTIVATION_CLIENT_SECRET"] not in result.output
 
 
@@ -181,12 +185,12 @@ def test_worker_metrics_port_serves_the_queue_and_refuses_a_taken_port(app: Flas
 def test_local_site_url_reads_gunicorn_bind() -> None:
     from cdp_bridge.cli.health import local_site_url
 
-    assert local_site_url({}) == "http://localhost:5000"
+    assert local_site_url({}) is None
     assert local_site_url({"GUNICORN_BIND": "127.0.0.1:8000"}) == "http://127.0.0.1:8000"
     assert local_site_url({"GUNICORN_BIND": "0.0.0.0:8080"}) == "http://127.0.0.1:8080"
     assert local_site_url({"GUNICORN_BIND": "[::]:9000"}) == "http://[::1]:9000"
     assert local_site_url({"GUNICORN_BIND": "shop.internal:81,127.0.0.1:82"}) == "http://shop.internal:81"
-    assert local_site_url({"GUNICORN_BIND": "unix:/run/shop.sock"}) == "http://localhost:5000"
+    assert local_site_url({"GUNICORN_BIND": "unix:/run/shop.sock"}) is None
 
 
 def test_check_warns_when_a_scheduled_export_has_no_stream_and_says_whether_signatures_are_required(
@@ -202,3 +206,55 @@ def test_check_warns_when_a_scheduled_export_has_no_stream_and_says_whether_sign
         app.extensions["cdp"].settings, webhook_signing_secrets=(Secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),))
     assert "ok    webhook signatures required (1 signing secret(s))" in app.test_cli_runner().invoke(
         args=["cdp", "check"]).output
+
+
+def test_check_env_file_passes_a_good_file_and_names_the_problem_of_a_bad_one(app: Flask, tmp_path) -> None:
+    good, bad = tmp_path / "good.env", tmp_path / "bad.env"
+    good.write_text("CDP_TRACKING_MODE=server\nCDP_ACCOUNT_NUMBER=123456\n")
+    bad.write_text("CDP_TRACKING_MODE=sever\nCDP_TRAKING_MODE=server\n")
+    passed = run(app, "check", "--env-file", str(good))
+    assert passed.exit_code == 0 and passed.output == f"ok    {good}: settings valid\n"
+    refused = run(app, "check", "--env-file", str(bad))
+    assert refused.exit_code == 2
+    assert (f"WARN  {bad}: unknown setting CDP_TRAKING_MODE (did you mean CDP_TRACKING_MODE?); it is ignored"
+            in refused.output)
+    assert (f"Error: {bad}: invalid cdp_bridge setting: CDP_TRACKING_MODE: expected one of client, server, hybrid"
+            in refused.output)
+    missing = run(app, "check", "--env-file", str(tmp_path / "nope.env"))
+    assert missing.exit_code == 2 and "no such file" in missing.output
+
+
+def test_check_names_an_unknown_setting_with_the_closest_known_one(make_app, monkeypatch) -> None:
+    monkeypatch.setenv("CDP_TRAKING_MODE", "server")
+    app = make_app(CDP_SEGMENT_GROUP_IDENTIFER="shop", **ACTIVATION)
+    output = run(app, "check").output
+    assert "WARN  unknown setting CDP_TRAKING_MODE (did you mean CDP_TRACKING_MODE?); it is ignored" in output
+    assert ("WARN  unknown setting CDP_SEGMENT_GROUP_IDENTIFER (did you mean CDP_SEGMENT_GROUP_IDENTIFIER?); it is"
+            " ignored") in output
+
+
+def test_check_reports_the_shared_cache_and_the_limit_storage(make_app, own_redis) -> None:
+    app = make_app(CDP_CACHE_URL=own_redis.url, CDP_RATE_LIMIT_STORAGE_URI=own_redis.url, **ACTIVATION)
+    run(app, "segment-group", "create", "shop")
+    healthy = run(app, "check")
+    assert healthy.exit_code == 0, healthy.output
+    assert re.search(r"ok    shared cache \(CDP_CACHE_URL\): Redis answered in \d+\.\d ms", healthy.output)
+    assert re.search(r"ok    rate-limit storage \(CDP_RATE_LIMIT_STORAGE_URI\): answered in \d+\.\d ms", healthy.output)
+    own_redis.stop()
+    down = run(app, "check")
+    assert down.exit_code == 1
+    assert "FAIL  shared cache (CDP_CACHE_URL): Redis cannot be reached (ConnectionError)" in down.output
+    assert "FAIL  rate-limit storage (CDP_RATE_LIMIT_STORAGE_URI): it cannot be reached" in down.output
+
+
+def test_check_says_when_the_cache_and_limits_are_each_processs_own(app: Flask) -> None:
+    output = run(app, "check").output
+    assert "note  shared cache off (CDP_CACHE_URL not set)" in output
+    assert "note  rate limits: memory:// (each process counts for itself" in output
+
+
+def test_send_test_activation_asks_where_the_site_is_rather_than_guess_a_port(app: Flask) -> None:
+    result = run(app, "send-test-activation")
+    assert result.exit_code == 2
+    assert ("say where the site is served: --url http://HOST:PORT/cdp/webhook (or set SERVER_NAME or GUNICORN_BIND)"
+            in result.output)

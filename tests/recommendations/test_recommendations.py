@@ -359,3 +359,16 @@ def test_a_personal_block_says_the_page_varies_by_cookie(make_site, api: FakeRec
     client.set_cookie("consent", "1")
     client.set_cookie("rsa", VISITOR)
     assert client.get("/block/personal").headers["Vary"] == "Cookie"
+
+
+def test_a_template_that_calls_a_missing_module_logs_one_error_per_process_and_module(make_site, api, caplog) -> None:
+    app = make_site()
+    with caplog.at_level(logging.ERROR, logger="cdp_bridge.recommendations"):
+        pages = [visit(app, f"/block/{name}") for name in ("nope", "nope", "nope", "other", "other")]
+    assert pages == ["our best sellers"] * 5
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert errors == [
+        "cdp_recommendations('nope'): no records: no module named 'nope' in CDP_RECOMMENDATION_MODULES (also, history,"
+        " personal, popular) (logged once per process)",
+        "cdp_recommendations('other'): no records: no module named 'other' in CDP_RECOMMENDATION_MODULES (also, history,"
+        " personal, popular) (logged once per process)"]

@@ -216,7 +216,8 @@ def test_until_the_upgrade_check_fails_naming_the_command_and_the_webhook_answer
         for _ in range(3):
             response = post_webhook(app, {"audiences": [{"id": "5d822e81", "add": ["new-user"]}]})
             assert response.status_code == 503 and response.headers["Retry-After"]
-            assert response.get_json() == {"error": "unavailable"}
+            assert response.get_json() == {"error": "unavailable", "message": "the database's cdp_* tables are behind"
+                                                                         " this code: run flask cdp upgrade-db"}
     errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
     assert errors == ["cdp_bridge's tables are at revision 0001_baseline, not 0008_buy_outbox: run flask cdp"
                       " upgrade-db; until then the webhook answers 503 and workers wait"]  # once, not per request
