@@ -13,6 +13,7 @@ a typo never takes the site down.
 
 import logging
 import os
+import subprocess
 import sys
 import tempfile
 
@@ -26,19 +27,37 @@ _path = find_dotenv(usecwd=True)
 _raw_dotenv = {key: value for key, value in dotenv_values(_path).items() if value is not None} if _path else {}
 
 # GET /cdp/metrics sums the figures of every worker: each writes them to files in this
-# folder (prometheus_client's multiprocess mode), which must be set before the app (or
-# cdp_bridge, below) is imported and emptied at each start. Your own folder, or a new one.
+# folder (prometheus_client's multiprocess mode), which must be set before the app is
+# imported and emptied at each start. Your own folder, or a new one under /tmp.
 metrics_dir = (os.environ.get("PROMETHEUS_MULTIPROC_DIR") or _raw_dotenv.get("PROMETHEUS_MULTIPROC_DIR")
                or tempfile.mkdtemp(prefix="cdp-metrics-"))
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
 
-from cdp_bridge.log_text import LOG_DATE_FORMAT, LOG_FORMAT  # noqa: E402 - after the metrics folder is set
-from cdp_bridge.settings import ENV_FILE_KEY, check_env_file, env_file_values  # noqa: E402
-
+# The master never imports cdp_bridge (nor the app): what it imports stays in memory for
+# every later reload, so after an upgrade a HUP's workers would run the old code. The .env
+# is checked by `python -m cdp_bridge.env_check` in a process of its own instead.
+#: Names the .env the workers read (cdp_bridge.settings.ENV_FILE_KEY).
+ENV_FILE_KEY = "CDP_ENV_FILE"
 #: Marks the copies of a checked .env that this master made (so it only ever removes its own).
 _COPY_PREFIX = "cdp-checked-env-"
 #: Set in the master's environment once it has loaded this file: a later load is a reload.
 _MASTER_KEY = "_CDP_BRIDGE_GUNICORN_MASTER"
+#: The one log format of a site's processes (cdp_bridge.log_text.LOG_FORMAT, LOG_DATE_FORMAT).
+LOG_FORMAT = "%(asctime)s [%(process)d] [%(levelname)s] %(name)s: %(message)s"
+LOG_DATE_FORMAT = "[%Y-%m-%d %H:%M:%S %z]"
+
+
+def _check_env_file(path):  # noqa: ANN001, ANN202
+    """(the problem that would stop the app, or None; the unknown keys' lines)."""
+    environ = {key: value for key, value in os.environ.items() if key not in ("PROMETHEUS_MULTIPROC_DIR", ENV_FILE_KEY)}
+    done = subprocess.run([sys.executable, "-m", "cdp_bridge.env_check", path], env=environ, capture_output=True,
+                          text=True, timeout=120)
+    lines = done.stdout.splitlines()
+    problems = [line.removeprefix("ERROR ") for line in lines if line.startswith("ERROR ")]
+    if done.returncode not in (0, 2) or (done.returncode == 2 and not problems):
+        problems = [f"the check could not run: {(done.stderr.strip().splitlines() or ['no output'])[-1]}"]
+    return (problems[0] if problems else None), [line.removeprefix("WARNING ") for line in lines
+                                                 if line.startswith("WARNING ")]
 
 
 def _previous_copy():  # noqa: ANN202
@@ -73,7 +92,7 @@ def _checked_dotenv():  # noqa: ANN202
     os.environ[_MASTER_KEY] = str(os.getpid())
     if not _path:
         return {}
-    problem, unknown = check_env_file(_path)
+    problem, unknown = _check_env_file(_path)
     problem = problem or _int_problems(_raw_dotenv)
     for line in unknown:
         print(f"gunicorn.conf.py: {_path}: WARNING {line}", file=sys.stderr)
@@ -91,7 +110,7 @@ def _checked_dotenv():  # noqa: ANN202
     if previous is None:  # there was no .env at start: none now either
         _keep("")
         return {}
-    return env_file_values(previous)
+    return {key: value for key, value in dotenv_values(previous).items() if value is not None}
 
 
 _dotenv = _checked_dotenv()

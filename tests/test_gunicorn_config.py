@@ -5,6 +5,7 @@ user keep a control socket each. Real gunicorn processes serving the demo's clon
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 import signal
@@ -147,3 +148,19 @@ def test_two_gunicorns_of_one_user_keep_a_control_socket_each(gunicorn: Gunicorn
         assert sockets[0].endswith(f"gunicorn-127.0.0.1_{gunicorn.port}.ctl")
     finally:
         second.stop()
+
+
+def test_the_master_imports_no_cdp_bridge_and_writes_its_format() -> None:
+    """What the master imports stays in memory across reloads: after an upgrade, a HUP's
+    workers (forked from it) would run the old cdp_bridge, and the new gunicorn.conf.py
+    could fail to import from the old one (it did: the master then exited)."""
+    from cdp_bridge.log_text import LOG_DATE_FORMAT, LOG_FORMAT
+    from cdp_bridge.settings import ENV_FILE_KEY
+    from tests.support.processes import REPO
+
+    source = (REPO / "gunicorn.conf.py").read_text()
+    assert not re.search(r"^\s*(from|import) cdp_bridge", source, re.MULTILINE)
+    constants = {node.targets[0].id: ast.literal_eval(node.value) for node in ast.parse(source).body
+                 if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)
+                 and node.targets[0].id in ("LOG_FORMAT", "LOG_DATE_FORMAT", "ENV_FILE_KEY")}
+    assert constants == {"LOG_FORMAT": LOG_FORMAT, "LOG_DATE_FORMAT": LOG_DATE_FORMAT, "ENV_FILE_KEY": ENV_FILE_KEY}
