@@ -18,7 +18,6 @@ import hmac
 import json
 import os
 import secrets
-import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,10 +32,10 @@ from sqlalchemy import String, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Mapped, mapped_column
 from werkzeug.middleware.proxy_fix import ProxyFix
-from werkzeug.serving import WSGIRequestHandler, make_server
 
 from cdp_bridge import CDP, ConfigurationError, ConflictError, TrackingArgumentError, database_url
 from cdp_bridge.settings import process_environment, secret_problem
+from cdp_bridge.testing import RaptorStandIn
 
 DEMO_CLIENT_ID = "demo-shop"
 DEMO_MEMBERSHIP_ACTIVATION_ID = "demo-cdp-api"
@@ -140,7 +139,9 @@ def create_app(config: dict[str, Any] | None = None, instance_path: str | None =
         app.config.update(SQLALCHEMY_DATABASE_URI="sqlite:///" + os.path.join(app.instance_path, "demo.sqlite3"),
                           SECRET_KEY=secret_key, SHOP_DEMO=True)
         cdp_defaults = _demo_settings(app, environment)
-        stand_in = _start_raptor_stand_in(app) if _calls_raptor() else NOWHERE
+        keys = {key: environment.get(key) or cdp_defaults[key] for key in
+                ("CDP_MEMBERSHIP_API_KEY", "CDP_MEMBERSHIP_ACTIVATION_ID", "CDP_RECOMMENDATIONS_API_KEY")}
+        stand_in = _start_raptor_stand_in(app, keys) if _calls_raptor() else NOWHERE
         for key in ("CDP_MEMBERSHIP_API_URL", "CDP_SERVER_TRACKING_URL", "CDP_RECOMMENDATIONS_API_URL"):
             cdp_defaults[key] = stand_in
     app.config.update(cdp_defaults)
@@ -386,7 +387,6 @@ def shop_context() -> dict[str, Any]:
         "user": signed_in_user(),
         "basket_count": sum(_basket().values()),
         "currency": CURRENCY,
-        "consent_cookie": CONSENT_COOKIE,
         "demo_logins": current_app.config["SHOP_DEMO"],
         # The blocks whose module is configured: a site's .env may configure none.
         "recommendation_blocks": current_app.extensions["cdp"].settings.recommendation_modules,
@@ -578,54 +578,36 @@ def _is_cat_visit(event: Any) -> bool:
     return isinstance(params, dict) and params.get("p1") == "visit" and "cats#" in str(params.get("p4", ""))
 
 
-class _QuietHandler(WSGIRequestHandler):
-    def log_request(self, *args: Any) -> None:
-        """The stand-in's requests are cdp_bridge's own: nothing to show the developer."""
+def _start_raptor_stand_in(app: Flask, settings: dict[str, Any]) -> str:
+    """Serve cdp_bridge's stand-in for Raptor's servers (cdp_bridge.testing) on a loopback
+    port of its own, answering from the demo's own data; return its URL."""
+    stand_in = RaptorStandIn(membership_api_key=settings["CDP_MEMBERSHIP_API_KEY"],
+                             activation_id=settings["CDP_MEMBERSHIP_ACTIVATION_ID"],
+                             recommendations_api_key=settings["CDP_RECOMMENDATIONS_API_KEY"])
 
+    def visitor_segments(visitor_id: str) -> list[tuple[str, str]]:
+        with app.app_context():
+            known = db.session.get(DemoCatVisitor, visitor_id) is not None
+        return [(CAT_OWNERS["id"], CAT_OWNERS["name"])] if known else []
 
-def _start_raptor_stand_in(app: Flask) -> str:
-    """Serve the stand-in for Raptor's servers on a loopback port of its own; return its URL."""
-    api = Flask("raptor_stand_in")
+    def recommendations(method: str, parameters: Any) -> list[str] | None:
+        with app.app_context():
+            return _stand_in_recommendations(method, parameters)
 
-    @api.get("/<account>.rsa")
-    def tracking_host(account: str) -> Any:
+    def tracking_event(params: dict[str, str]) -> None:
         """Raptor's server-side tracking request: one event in the query string."""
         try:
-            visitor_id = str(uuid.UUID(request.args.get("coid", "")))
+            visitor_id = str(uuid.UUID(params.get("coid", "")))
         except ValueError:
-            return "", 400
-        event = {"params": request.args.to_dict()}
+            return
+        event = {"params": params}
         with app.app_context():
             if _is_cat_visit(event):
                 _remember_cat_visitor(visitor_id)
             _remember_views(visitor_id, [event])
-        return "", 204
 
-    @api.get("/v1/<account>/<method>/<int:count>/<key>")
-    def recommendations(account: str, method: str, count: int, key: str) -> Any:
-        """Raptor's Recommendations API: the key in the path, ``json=True`` in the query."""
-        with app.app_context():
-            settings = cdp.settings
-            expected = settings.recommendations_api_key.reveal() if settings.recommendations_api_key else ""
-            if account != settings.account_number or not hmac.compare_digest(key.encode(), expected.encode()):
-                return {"error": "unauthorized"}, 401
-            ids = _stand_in_recommendations(method, request.args)
-        if ids is None:
-            return {"error": f"no web module with the method {method}"}, 404
-        return [{"RecommendedId": item_id, "Priority": count - rank} for rank, item_id in enumerate(ids[:count])]
-
-    @api.get("/api/v3/memberships/coid")
-    def memberships() -> Any:
-        with app.app_context():
-            settings = cdp.settings
-            key = settings.membership_api_key.reveal() if settings.membership_api_key else ""
-            if request.headers.get("X-ACTIVATION-ID") != settings.membership_activation_id or not hmac.compare_digest(
-                    request.headers.get("X-API-KEY", "").encode(), key.encode()):
-                return {"error": "unauthorized"}, 401
-            known = db.session.get(DemoCatVisitor, request.args.get("identifierValue", "")) is not None
-        return {"memberships": [CAT_OWNERS] if known else []}
-
-    server = make_server("127.0.0.1", 0, api, threaded=True, request_handler=_QuietHandler)
-    threading.Thread(target=server.serve_forever, args=(0.1,), name="raptor-stand-in", daemon=True).start()
-    app.extensions["demo_raptor_stand_in"] = server
-    return f"http://127.0.0.1:{server.server_port}"
+    stand_in.answer_visitor_segments = visitor_segments
+    stand_in.answer_recommendations = recommendations
+    stand_in.on_event = tracking_event
+    app.extensions["demo_raptor_stand_in"] = stand_in
+    return stand_in.url

@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import tempfile
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -39,10 +42,12 @@ from .redis_guard import RedisGuard
 from .settings import CDPSettings, load_settings, process_environment, unknown_keys
 from .state import CDPState, Hooks, current_state
 from .store import Segment, SegmentStore, define_tables
+from .tracking.consent_banner import cdp_consent_banner
 from .tracking.cookies import set_visitor_cookies
 from .tracking.endpoint import VIEW_LOCATION as TRACK_VIEW
 from .tracking.endpoint import register_track_endpoint
 from .tracking.helpers import register_tracking_globals
+from .tracking.sender import EventSender
 from .tracking.server_events import track, track_offline_buy
 from .visitors import as_segments
 from .webhook.formats import PayloadFormat
@@ -109,7 +114,7 @@ class CDP:
         settings = load_settings(app.config, environ)
         for line in unknown_keys(environ, app.config):
             log.warning("%s", line)
-        database, owns_db = self._database_for(app, db)
+        database, owns_db, private_folder = self._database_for(app, db)
         with app.app_context():
             redis_guard = RedisGuard(settings.redis_pause_seconds)  # one breaker for the app's shared Redis: its cache and its limits
             limits = RateLimits(limiter_for(app, settings.rate_limit_storage_uri), settings, redis_guard)
@@ -118,20 +123,25 @@ class CDP:
             app.extensions[EXTENSION_KEY] = state
             if owns_db:
                 _tune_sqlite(state.engine)
-            if state.uses_inline_worker():
+            if state.uses_inline_worker(testing=app.testing):
                 state.inline_worker = InlineWorker(app, lambda: state.inbox, ready=state.schema_gate.is_current,
                                                    make_outbox=state.buy_outbox_or_none)
                 # Also drains what a previous process left queued, from the first request on.
                 app.before_request(state.inline_worker.ensure_started)
+        # The sender's threads hold no reference to the app: when it goes, they go.
+        weakref.finalize(app, _stop_sender, state.tracking.sender, private_folder)
         app.cli.add_command(cdp_cli)  # also an entry point: flask finds it before loading the app
         register_tracking_globals(app)
         app.jinja_env.globals["cdp_recommendations"] = cdp_recommendations
+        app.jinja_env.globals["cdp_consent_banner"] = cdp_consent_banner
         app.after_request(set_visitor_cookies)
         place_blueprint = self._register_blueprint if register_blueprint is None else register_blueprint
         if place_blueprint:
             app.register_blueprint(self.blueprint, url_prefix=DEFAULT_URL_PREFIX)
 
-    def _database_for(self, app: Flask, db: SQLAlchemy | None) -> tuple[SQLAlchemy, bool]:
+    def _database_for(self, app: Flask, db: SQLAlchemy | None) -> tuple[SQLAlchemy, bool, str | None]:
+        """The Flask-SQLAlchemy instance, whether it is cdp_bridge's own, and the private
+        folder of a ``TESTING`` app's temporary database (removed with the app)."""
         chosen = db or self._db or app.extensions.get("sqlalchemy")
         if chosen is not None:
             if "sqlalchemy" not in app.extensions:
@@ -139,19 +149,37 @@ class CDP:
                     "the db given to CDP is not registered on this app: call db.init_app(app)"
                     " before cdp.init_app(app)"
                 )
-            return chosen, False
+            return chosen, False, None
         if self._own_db is None:
             self._own_db = SQLAlchemy()
         configured = app.config.get("SQLALCHEMY_DATABASE_URI")
         if isinstance(configured, str):  # postgres:// as hosts hand it out: the installed driver
             app.config["SQLALCHEMY_DATABASE_URI"] = database_url(configured)
+        private_folder = None
         if not configured and not app.config.get("SQLALCHEMY_BINDS"):
-            os.makedirs(app.instance_path, exist_ok=True)
-            app.config["SQLALCHEMY_DATABASE_URI"] = "sqlite:///" + os.path.join(app.instance_path, OWN_DATABASE_FILE)
+            if app.testing:  # a test never writes to the developer's database: a private one, gone with the app
+                private_folder = tempfile.mkdtemp(prefix="cdp-bridge-test-")
+                folder = private_folder
+            else:
+                folder = app.instance_path
+                os.makedirs(folder, exist_ok=True)
+            app.config["SQLALCHEMY_DATABASE_URI"] = "sqlite:///" + os.path.join(folder, OWN_DATABASE_FILE)
         # A connection broken by a database restart is replaced, not handed to a request.
         app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"pool_pre_ping": True})
         self._own_db.init_app(app)
-        return self._own_db, True
+        # cdp_bridge's own instance is private: the host may still register its own
+        # Flask-SQLAlchemy on the app (SQLAlchemy().init_app(app)) after this.
+        del app.extensions["sqlalchemy"]
+        return self._own_db, True, private_folder
+
+    def shutdown(self, app: Flask) -> None:
+        """Stop every thread cdp_bridge started for ``app`` (the inline worker, the
+        server-side sender, after it sent what was queued) and close its connections to
+        Raptor. A test's teardown, or a process that stops serving, calls it; the sender
+        also stops by itself when the app is garbage-collected."""
+        state: CDPState | None = app.extensions.get(EXTENSION_KEY)
+        if state is not None:
+            state.shutdown()
 
     # -- registration decorators ------------------------------------------------------
 
@@ -364,6 +392,13 @@ def _remember_url_prefix(setup: BlueprintSetupState) -> None:
     state = setup.app.extensions.get(EXTENSION_KEY)
     if state is not None:
         state.url_prefix = setup.url_prefix or ""
+
+
+def _stop_sender(sender: EventSender, private_folder: str | None) -> None:
+    """When an app goes: its sender's threads, and a test's private database."""
+    sender.stop(seconds=1)
+    if private_folder is not None:
+        shutil.rmtree(private_folder, ignore_errors=True)
 
 
 def _tune_sqlite(engine: Engine) -> None:

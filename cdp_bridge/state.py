@@ -157,11 +157,22 @@ class CDPState:
         at it, an older one upgraded (needs an app context). The revisions applied."""
         return schema.upgrade(self.engine, self.tables, report)
 
-    def uses_inline_worker(self) -> bool:
-        """CDP_INLINE_WORKER, or by default: on with SQLite, off otherwise."""
+    def uses_inline_worker(self, *, testing: bool = False) -> bool:
+        """CDP_INLINE_WORKER, or by default: on with SQLite, off otherwise, and off under
+        ``TESTING`` (a test app starts no thread it was not asked for)."""
         if self.settings.inline_worker is not None:
             return self.settings.inline_worker
-        return self.engine.dialect.name == "sqlite"
+        return self.engine.dialect.name == "sqlite" and not testing
+
+    def shutdown(self) -> None:
+        """Stop the threads started for this app (the inline worker; the sender, once it
+        sent what was queued) and close the API clients' connections. Safe to call twice."""
+        if self.inline_worker is not None:
+            self.inline_worker.stop()
+        self.tracking.sender.stop()
+        for service in (self.visitor_segments, self.recommendations):
+            if service is not None:
+                service.client.close()
 
     def wake_inline_worker(self) -> None:
         """Have the inline worker (if this app uses one) look at the queue now."""

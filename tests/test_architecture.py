@@ -93,9 +93,10 @@ LAYERS: list[tuple[str, set[str]]] = [
                 "webhook", "webhook.formats", "webhook.signatures", "webhook.credentials", "webhook.sample"}),
     ("state", {"state"}),
     ("request and command line", {"page", "tracking.helpers", "tracking.endpoint", "tracking.cookies",
-                                  "tracking.server_events", "webhook.view", "admin", "admin.views", "metrics_endpoint",
+                                  "tracking.server_events", "tracking.consent_banner", "webhook.view", "admin", "admin.views", "metrics_endpoint",
                                   "recommendations.helpers", "recommendations.click",
-                                  "cli", "cli.group", "cli.commands", "cli.export", "cli.health"}),
+                                  "cli", "cli.group", "cli.commands", "cli.export", "cli.health",
+                                  "testing", "testing.stand_in", "testing.activation", "testing.plugin"}),
     ("extension", {"extension", ""}),
 ]
 

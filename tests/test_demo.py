@@ -70,10 +70,10 @@ def test_basket_and_checkout(demo: Flask) -> None:
 def test_the_consent_banner_offers_accept_and_decline_and_a_decline_is_kept(demo: Flask) -> None:
     client = demo.test_client()
     page = client.get("/").data
-    assert b'id="accept-tracking"' in page and b'id="decline-tracking"' in page
+    assert b'id="cdp-consent-accept"' in page and b'id="cdp-consent-decline"' in page
     client.set_cookie("cdp_consent", "no")
     declined = client.get("/").data
-    assert b'id="consent-banner"' not in declined  # the choice is remembered
+    assert b'id="cdp-consent-banner"' not in declined  # the choice is remembered
     assert b"document,\"/static/raptor-demo.js\",false" in declined  # and nothing loads without consent
 
 

@@ -71,19 +71,21 @@ def send_activation(
 ) -> SentActivation:
     """POST ``body`` to ``url`` with the activation's Basic credentials (and a signature)."""
     raw = json.dumps(body).encode()
-    token = base64.b64encode(f"{activation.client_id}:{activation.client_secret.reveal()}".encode()).decode()
-    headers = {"Content-Type": "application/json", "Authorization": f"Basic {token}"}
-    if signing_secret is not None:
-        msg_id, timestamp = f"msg_{uuid.uuid4().hex}", int(time.time())
-        headers.update(
-            {
-                "webhook-id": msg_id,
-                "webhook-timestamp": str(timestamp),
-                "webhook-signature": sign(signing_secret, msg_id, timestamp, raw),
-            }
-        )
+    headers = activation_headers(activation, raw, signing_secret)
     answer = OutboundClient(timeout=timeout, max_answer_bytes=MAX_ANSWER_BYTES, pool_size=1).request(
         "POST", url, body=raw, headers=headers)
     if not isinstance(answer, Answer):
         raise SendFailed(str(answer))
     return SentActivation(answer.status, answer.text())
+
+
+def activation_headers(activation: ActivationCredentials, raw: bytes, signing_secret: Secret | None) -> dict[str, str]:
+    """The headers the CDP sends with ``raw``: JSON, the activation's Basic credentials,
+    and a Standard Webhooks signature when the site requires one."""
+    token = base64.b64encode(f"{activation.client_id}:{activation.client_secret.reveal()}".encode()).decode()
+    headers = {"Content-Type": "application/json", "Authorization": f"Basic {token}"}
+    if signing_secret is not None:
+        msg_id, timestamp = f"msg_{uuid.uuid4().hex}", int(time.time())
+        headers.update({"webhook-id": msg_id, "webhook-timestamp": str(timestamp),
+                        "webhook-signature": sign(signing_secret, msg_id, timestamp, raw)})
+    return headers

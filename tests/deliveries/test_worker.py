@@ -145,7 +145,7 @@ def test_deliveries_listing_and_bad_status(webhook_app: Flask) -> None:
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_inline_worker_applies_queued_deliveries_in_the_web_process(make_app) -> None:
-    app = make_app(CDP_BULK_ASYNC_THRESHOLD=10, **ACTIVATION)  # inline worker: SQLite's default
+    app = make_app(CDP_BULK_ASYNC_THRESHOLD=10, CDP_INLINE_WORKER=True, **ACTIVATION)  # a TESTING app asks for it
     state = app.extensions["cdp"]
     with app.app_context():
         state.store.create_group("shop")
@@ -157,10 +157,10 @@ def test_inline_worker_applies_queued_deliveries_in_the_web_process(make_app) ->
     assert memberships(app)["a"] == {"1", "2"}
 
 
-def test_inline_worker_is_off_by_default_on_postgresql(make_app, database_url: str) -> None:
-    app = make_app(**ACTIVATION)
-    expected = database_url.startswith("sqlite")
-    assert (app.extensions["cdp"].inline_worker is not None) is expected
+def test_inline_worker_is_off_by_default_on_postgresql_and_under_testing(make_app, database_url: str) -> None:
+    serving = make_app(TESTING=False, **ACTIVATION)
+    assert (serving.extensions["cdp"].inline_worker is not None) is database_url.startswith("sqlite")
+    assert make_app(**ACTIVATION).extensions["cdp"].inline_worker is None  # TESTING: only when asked
     assert make_app(CDP_INLINE_WORKER=True, **ACTIVATION).extensions["cdp"].inline_worker is not None
 
 

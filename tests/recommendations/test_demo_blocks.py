@@ -29,7 +29,7 @@ def test_accepting_consent_fills_the_blocks_for_this_visitor(browser, tmp_path) 
         assert block_items(page, "also-viewed") == ["Cat tree \"Skyscraper\"", "Salmon cat food, 2 kg",
                                                     "Reflective dog leash"]
         with page.expect_response(lambda response: response.url.endswith("/demo-raptor/events")) as sent:
-            page.click("#accept-tracking")
+            page.click("#cdp-consent-accept")
         assert sent.value.status == 204
         page.goto(served.url + "/products/cat-tree")  # the visit is sent at once now: consent is known
         page.wait_for_timeout(300)
@@ -50,7 +50,7 @@ def test_declining_consent_shows_the_sites_own_fallback(browser, tmp_path) -> No
     try:
         page = browser.new_page()
         page.goto(served.url + "/products/cat-tree")
-        page.click("#decline-tracking")
+        page.click("#cdp-consent-decline")
         page.goto(served.url + "/")
         assert page.locator("#for-you li.fallback").is_visible()
         page.goto(served.url + "/basket")
@@ -71,7 +71,7 @@ def test_a_click_in_a_block_sends_an_itemclick_with_its_module(browser, tmp_path
         page = browser.new_page()
         page.goto(served.url + "/products/aquarium")
         with page.expect_response(lambda response: response.url.endswith("/demo-raptor/events")):
-            page.click("#accept-tracking")
+            page.click("#cdp-consent-accept")
         link = page.locator("#also-viewed li a").first
         assert link.get_attribute("data-cdp-module") == "also_viewed"
         with page.expect_request(lambda request: request.url.endswith("/demo-raptor/events")
@@ -109,7 +109,7 @@ def test_in_hybrid_mode_the_click_goes_through_the_sites_own_endpoint(browser, t
     try:
         page = browser.new_page()
         page.goto(served.url + "/products/aquarium")
-        page.click("#accept-tracking")
+        page.click("#cdp-consent-accept")
         link = page.locator("#also-viewed li a").first
         with page.expect_request(lambda request: request.url.endswith("/cdp/track")
                                  and "itemclick" in (request.post_data or "")) as sent:

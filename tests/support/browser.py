@@ -67,7 +67,7 @@ def stop_background_threads(app: Any) -> None:
         state.tracking.sender.stop()
     stand_in = app.extensions.get("demo_raptor_stand_in")
     if stand_in is not None:
-        stand_in.shutdown()
+        stand_in.close()
 
 
 STUB_SCRIPT = """(function () {

@@ -47,7 +47,7 @@ def test_before_consent_nothing_loads_and_events_wait_in_the_queue(browser, demo
             "p1": "visit", "p2": "cat-tree", "p3": 'Cat tree "Skyscraper"', "p4": "pets#Pets;cats#Cats",
             "p6": "EUR", "p8": "Purrfect", "p12": "89.90", "p15": "true"}},
     ]
-    assert page.locator("#consent-banner").is_visible()
+    assert page.locator("#cdp-consent-banner").is_visible()
     page.screenshot(path=str(artifact("demo-consent-banner.png")), full_page=True)
     page.close()
 
@@ -57,14 +57,14 @@ def test_accepting_consent_loads_the_script_once_and_sends_every_queued_event(
 ) -> None:
     page = browser.new_page()
     page.goto(demo.url + "/products/dog-leash")
-    page.click("#accept-tracking")
+    page.click("#cdp-consent-accept")
     stub.wait_for(lambda s: len(s.events) >= 2)
     assert stub.script_requests == 1
     assert stub.events[0] == {"event": "trackevent", "params": {"p1": "pageview"}}
     assert stub.events[1]["params"] == {
         "p1": "visit", "p2": "dog-leash", "p3": "Reflective dog leash", "p4": "pets#Pets;dogs#Dogs",
         "p6": "EUR", "p8": "Woofer", "p12": "19.00", "p15": "true"}
-    assert not page.locator("#consent-banner").is_visible()
+    assert not page.locator("#cdp-consent-banner").is_visible()
     page.evaluate("document.dispatchEvent(new CustomEvent('enableTracking'))")
     page.evaluate("window.raptor.push('trackEvent', {p1: 'marker'})")
     stub.wait_for(lambda s: any(e["params"] == {"p1": "marker"} for e in s.events))
@@ -77,11 +77,11 @@ def test_accepting_consent_loads_the_script_once_and_sends_every_queued_event(
 def test_declining_consent_loads_nothing_and_is_remembered(browser, demo: ServedApp, stub: RaptorStub) -> None:
     page = browser.new_page()
     page.goto(demo.url + "/products/dog-leash")
-    page.click("#decline-tracking")
-    assert not page.locator("#consent-banner").is_visible()
+    page.click("#cdp-consent-decline")
+    assert not page.locator("#cdp-consent-banner").is_visible()
     assert "cdp_consent=no" in page.evaluate("document.cookie")
     page.reload()
-    assert page.locator("#consent-banner").count() == 0  # the choice is kept: no banner again
+    assert page.locator("#cdp-consent-banner").count() == 0  # the choice is kept: no banner again
     assert page.locator(f"script[src='{stub.script_url}']").count() == 0
     assert page.evaluate("window.raptor.q.length") >= 2  # events wait in the queue, unsent
     assert stub.script_requests == 0 and stub.events == []
@@ -97,7 +97,7 @@ def test_with_the_consent_cookie_the_script_loads_at_once(browser, demo: ServedA
     page.click("button:has-text('Log in')")
     page.wait_for_url(demo.url + "/")
     stub.wait_for(lambda s: "visit" in event_types(s))
-    assert page.locator("#consent-banner").count() == 0
+    assert page.locator("#cdp-consent-banner").count() == 0
     assert {"event": "setRuid", "params": "2"} in stub.events
     visit = next(e for e in stub.events if e["params"] != "2" and e["params"].get("p1") == "visit")
     assert visit["params"] == {"p1": "visit", "p2": "/", "p7": "2"}
@@ -187,7 +187,7 @@ def test_a_visitor_who_looked_at_cats_sees_the_offer_without_logging_in(browser,
         assert page.locator("#personal-offer").count() == 0
         page.goto(served.url + "/products/cat-tree")
         with page.expect_response(lambda response: response.url.endswith("/demo-raptor/events")) as sent:
-            page.click("#accept-tracking")
+            page.click("#cdp-consent-accept")
         assert sent.value.status == 204
         cookies = {cookie["name"]: cookie["value"] for cookie in page.context.cookies()}
         assert re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}", cookies["rsa"])
@@ -225,7 +225,7 @@ def test_hybrid_mode_sends_the_pages_events_through_the_site(browser, tmp_path) 
         page = browser.new_page()
         page.goto(served.url + "/products/cat-tree")
         assert page.locator("script[src*='raptor']").count() == 0
-        page.click("#accept-tracking")
+        page.click("#cdp-consent-accept")
         host.wait_for(lambda h: {hit.params.get("p1") for hit in h.hits} >= {"pageview", "visit"})
         cookies = {cookie["name"]: cookie for cookie in page.context.cookies()}
         visit = next(hit.params for hit in host.hits if hit.params.get("p1") == "visit")

@@ -1,0 +1,82 @@
+"""``{{ cdp_consent_banner() }}``: the consent banner a site needs before Raptor's tracking
+(SPEC section 16), so no site copies one from the demo.
+
+An accessible region (labelled, real buttons, keyboard-usable, polite to screen readers)
+with the text and the labels the site passes, shown until the visitor chose. Accept
+writes ``CDP_CONSENT_COOKIE=yes`` and fires ``enableTracking``, the event
+``cdp_main_script`` (and hybrid's shim) wait for, so tracking starts on this page; Decline
+writes ``no``. Either hides the banner for good (the cookie is kept a year). Its style and
+script are inline and carry the page's CSP nonce (Flask-Talisman's, or the host's
+``@cdp.nonce_provider``, as every helper's); it loads nothing from anywhere. A site with a
+consent tool of its own keeps it, and tells cdp_bridge through ``@cdp.consent_loader``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import current_app
+from markupsafe import Markup, escape
+
+from ..errors import TrackingArgumentError
+from ..page import current_page, nonce_attribute
+from .helpers import script_json
+
+log = logging.getLogger("cdp_bridge.tracking")
+
+#: The cookie's values a visitor's choice leaves (page.py reads 1/true/yes as consent).
+CHOSEN_VALUES = frozenset({"1", "true", "yes", "0", "false", "no"})
+DEFAULT_TEXT = "We would like to use Raptor to recommend what you may like. Nothing is sent until you accept."
+#: Seconds the choice is kept: a year.
+CHOICE_SECONDS = 365 * 86400
+
+STYLE = (
+    "#cdp-consent-banner{position:fixed;left:1rem;right:1rem;bottom:1rem;max-width:40rem;margin:auto;z-index:2147483000;"
+    "padding:1rem 1.25rem;background:#fff;color:#1a1a1a;border:1px solid #888;border-radius:.5rem;"
+    "box-shadow:0 .5rem 1.5rem rgba(0,0,0,.15);font:inherit}"
+    "#cdp-consent-banner[hidden]{display:none}"
+    "#cdp-consent-banner button{font:inherit;margin:.25rem .5rem 0 0;padding:.4rem .9rem;cursor:pointer}"
+    "#cdp-consent-banner button:focus-visible{outline:3px solid #1a5fb4;outline-offset:2px}"
+)
+SCRIPT = (
+    '(function(d,n,s){var b=d.getElementById("cdp-consent-banner");if(!b)return;'
+    "function choose(a){d.cookie=n+\"=\"+a+\"; path=/; max-age=\"+s+\"; samesite=lax\""
+    '+(location.protocol==="https:"?"; secure":"");b.hidden=true;'
+    'if(a==="yes")d.dispatchEvent(new CustomEvent("enableTracking"));}'
+    'd.getElementById("cdp-consent-accept").addEventListener("click",function(){choose("yes");});'
+    'd.getElementById("cdp-consent-decline").addEventListener("click",function(){choose("no");});'
+    "})(document,%s,%s);"
+)
+
+
+def cdp_consent_banner(text: str = DEFAULT_TEXT, accept: str = "Accept", decline: str = "Decline", *,
+                       label: str = "Tracking consent", nonce: str | None = None) -> Markup:
+    """The banner (see the module's docstring); nothing once the visitor chose, and
+    nothing (one ERROR per process) without ``CDP_CONSENT_COOKIE``, which it writes."""
+    page = current_page()
+    name = page.state.settings.consent_cookie
+    try:
+        for argument, value in (("text", text), ("accept", accept), ("decline", decline), ("label", label)):
+            if not isinstance(value, str) or not value.strip():
+                raise TrackingArgumentError(f"cdp_consent_banner: {argument} must be text, not {value!r:.40}")
+        if name is None:
+            raise TrackingArgumentError("cdp_consent_banner needs CDP_CONSENT_COOKIE: the cookie it writes")
+        attribute = page.nonce_attribute if nonce is None else nonce_attribute(nonce)
+    except TrackingArgumentError as exc:
+        if current_app.debug:
+            raise
+        if page.state.first_time(str(exc)):
+            log.error("%s (logged once per process)", exc)
+        return Markup("")
+    if page.in_request and page.cookies.get(name, "").strip().lower() in CHOSEN_VALUES:
+        return Markup("")
+    return Markup(
+        f'<style{attribute}>{STYLE}</style>'
+        f'<div id="cdp-consent-banner" role="region" aria-label="{escape(label)}" aria-live="polite">'
+        f'<p>{escape(text)}</p>'
+        f'<button type="button" id="cdp-consent-accept">{escape(accept)}</button>'
+        f'<button type="button" id="cdp-consent-decline">{escape(decline)}</button>'
+        "</div>"
+        f"<script{attribute}>{SCRIPT % (script_json(name), CHOICE_SECONDS)}</script>"
+    )
+
