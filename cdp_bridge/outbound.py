@@ -247,6 +247,10 @@ class _Deadline:
             _shut_down(sock)
 
 
+#: Seconds the deadline thread waits with no deadline before it ends.
+WATCHDOG_IDLE_SECONDS = 2.0
+
+
 class _Watchdog:
     """One thread per process that expires the calls' deadlines in order: a call costs a
     heap push, not a thread of its own. Started again in a forked process (gunicorn's
@@ -275,10 +279,16 @@ class _Watchdog:
         return deadline
 
     def _run(self) -> None:
+        """Expire deadlines as they come; with none left for :data:`WATCHDOG_IDLE_SECONDS`,
+        end (the next call starts the thread again), so no thread outlives the calls."""
         while True:
             with self._ready:
                 while not self._heap or self._heap[0][0] > _now():
-                    self._ready.wait(self._heap[0][0] - _now() if self._heap else None)
+                    if self._heap:
+                        self._ready.wait(self._heap[0][0] - _now())
+                    elif not self._ready.wait(WATCHDOG_IDLE_SECONDS) and not self._heap:
+                        self._running = False
+                        return
                 _, _, due = heapq.heappop(self._heap)
             due.expire()
 

@@ -95,7 +95,7 @@ def test_the_deployment_guide_lists_every_setting_gunicorn_conf_reads() -> None:
     in docs/deployment.md's table, and the workers' --log-level is named there."""
     read = re.findall(r'_setting\("([A-Z_]+)", "([^"]*)"\)', (REPO / "gunicorn.conf.py").read_text())
     guide = (REPO / "docs" / "deployment.md").read_text()
-    assert len(read) == 8
+    assert len(read) == 9
     assert any(line.startswith("| `PROMETHEUS_MULTIPROC_DIR` |") for line in guide.splitlines())
     for name, default in read:
         row = next((line for line in guide.splitlines() if line.startswith(f"| `{name}` |")), None)
