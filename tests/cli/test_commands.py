@@ -258,3 +258,30 @@ def test_send_test_activation_asks_where_the_site_is_rather_than_guess_a_port(ap
     assert result.exit_code == 2
     assert ("say where the site is served: --url http://HOST:PORT/cdp/webhook (or set SERVER_NAME or GUNICORN_BIND)"
             in result.output)
+
+
+def test_the_commands_page_names_every_command_and_option() -> None:
+    """docs/commands.md is complete: each command of the group, with each of its options."""
+    from pathlib import Path
+
+    import click
+
+    from cdp_bridge.cli import cdp_cli
+
+    page = (Path(__file__).resolve().parents[2] / "docs" / "commands.md").read_text()
+    missing = []
+
+    def walk(group: click.Group, prefix: str) -> None:
+        for name, command in group.commands.items():
+            if isinstance(command, click.Group):
+                walk(command, f"{prefix} {name}")
+                continue
+            rows = [line for line in page.splitlines() if line.startswith(f"| `{prefix} {name}")]
+            if not rows:
+                missing.append(f"{prefix} {name}")
+            for option in (p for p in command.params if isinstance(p, click.Option)):
+                if not any(flag in row for row in rows for flag in option.opts):
+                    missing.append(f"{prefix} {name} {option.opts[0]}")
+
+    walk(cdp_cli, "flask cdp")
+    assert missing == []
