@@ -187,7 +187,9 @@ class EventSender:
         helping = False
         while True:
             with self._ready:
-                event = self._next_event() if first or helping else None
+                # A helper looks for a backlog before it waits: one that built up while the
+                # thread was starting notified nobody, and waiting would miss it.
+                event = self._next_event() if first or helping or self._waiting() > HELP_BACKLOG else None
                 if event is None and not self._stopping:
                     if first:
                         self._ready.wait(self.report_seconds)
