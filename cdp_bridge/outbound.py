@@ -16,8 +16,8 @@ control. So a call here:
 - returns a value (:class:`Answer` or :class:`CallFailure`), never an exception, and no
   failure's text carries the URL (whose path or query may hold a key or a visitor id).
 
-:func:`read_json` parses an answer depth-safely: nesting too deep for the parser
-(``RecursionError``) or an answer too large for memory is a :class:`BadAnswer`, like
+:func:`~cdp_bridge.json_text.read_json` parses an answer depth-safely: nesting too deep for the parser
+(``RecursionError``) or an answer too large for memory is an :class:`~cdp_bridge.json_text.UnreadableJSON`, like
 malformed JSON.
 """
 
@@ -26,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import heapq
 import itertools
-import json
 import logging
 import os
 import re
@@ -84,30 +83,6 @@ class CallFailure:
 
     def __str__(self) -> str:
         return f"{self.reason}: {self.detail}"
-
-
-@dataclass(frozen=True)
-class BadAnswer:
-    """A body that could not be read as JSON; ``detail`` says why (``nested too deeply``,
-    ``not UTF-8 text``, or the parser's message such as ``Expecting value``)."""
-
-    detail: str
-
-
-def read_json(body: bytes) -> object:
-    """The JSON value of ``body``, or a :class:`BadAnswer` (malformed, not UTF-8, nested
-    too deeply for the parser, or too large for memory). Never raises: the one JSON
-    reader for what comes from outside, answers and request bodies alike."""
-    try:
-        return json.loads(body)
-    except RecursionError:
-        return BadAnswer("nested too deeply")
-    except MemoryError:
-        return BadAnswer("too large to parse")
-    except UnicodeDecodeError:
-        return BadAnswer("not UTF-8 text")
-    except ValueError as exc:  # JSONDecodeError: its message without the document
-        return BadAnswer(one_line(str(getattr(exc, "msg", None) or exc))[:120])
 
 
 class _RedactedRequestLines(logging.Filter):

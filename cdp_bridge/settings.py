@@ -121,7 +121,7 @@ class _JSONEncoded(fields.Field[Any]):
 
     def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> Any:
         if isinstance(value, (str, bytes)):
-            value = _json_value(value)
+            value = _setting_json(value)
         return self.inner.deserialize(value)
 
 
@@ -200,7 +200,7 @@ class _SigningSecrets(fields.Field[tuple[Secret, ...]]):
     def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> tuple[Secret, ...]:
         if isinstance(value, str):
             text = value.strip()
-            value = _json_value(text) if text.startswith("[") else re.split(r"[\s,]+", text)
+            value = _setting_json(text) if text.startswith("[") else re.split(r"[\s,]+", text)
         if not isinstance(value, (list, tuple)):
             raise SchemaError("expected a list of whsec_… secrets")
         secrets = tuple(_signing_secret(item, index) for index, item in enumerate(value) if item)
@@ -229,7 +229,7 @@ MAKE_SIGNING_SECRET = ("python3 -c \"import base64, secrets;"
                        " print('whsec_' + base64.b64encode(secrets.token_bytes(32)).decode())\"")
 
 
-def _json_value(text: str | bytes) -> Any:
+def _setting_json(text: str | bytes) -> Any:
     """``json.loads``, its error a :class:`SchemaError` naming where (never the text, which
     may hold a secret)."""
     try:

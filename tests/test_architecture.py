@@ -80,7 +80,7 @@ def test_the_domain_core_knows_nothing_of_flask_requests() -> None:
 #: view. Every module is in exactly one layer.
 LAYERS: list[tuple[str, set[str]]] = [
     ("foundation", {"constants", "errors", "secret", "log_text", "identifiers", "model", "outbound", "retries",
-                    "export.kinds", "version", "migrations", "outage", "metrics", "database_url"}),
+                    "export.kinds", "version", "migrations", "outage", "metrics", "database_url", "json_text"}),
     ("settings", {"settings", "env_check"}),
     ("domain", {"store", "store.tables", "store.schema", "store.segments", "store.user_segments", "store.membership", "store.bulk",
                 "store.audiences", "store.senders", "store.upgrade_lock", "deliveries", "deliveries.inbox", "deliveries.worker",

@@ -15,7 +15,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from cdp_bridge.outbound import Answer, BadAnswer, CallFailure, OutboundClient, read_json
+from cdp_bridge.json_text import UnreadableJSON, read_json
+from cdp_bridge.outbound import Answer, CallFailure, OutboundClient
 from tests.support.fake_membership_api import FakeMembershipAPI, Reply
 from tests.support.loopback import Listener
 
@@ -145,7 +146,7 @@ def test_no_failure_names_the_url_which_may_hold_a_key() -> None:
 ], ids=["deep", "deep-inside", "malformed", "not-utf8"])
 def test_read_json_turns_every_unreadable_body_into_a_bad_answer(body: bytes, detail: str) -> None:
     parsed = read_json(body)
-    assert isinstance(parsed, BadAnswer) and parsed.detail.startswith(detail)
+    assert isinstance(parsed, UnreadableJSON) and parsed.detail.startswith(detail)
 
 
 def test_read_json_reads_json() -> None:

@@ -22,7 +22,7 @@ from ..model import ActivationCredentials, DeliveryStatus
 from ..settings import check_env_file
 from ..state import current_state as _state
 from ..store import schema, validate_user_ids
-from ..webhook.sample import SendFailed, sample_body, send_activation
+from ..webhook.sample import ActivationNotSent, sample_body, send_activation
 from .group import CommandFailed, UsageProblem, cdp_cli, counted, reports_errors
 from .health import run_checks, served_url
 
@@ -234,7 +234,7 @@ def send_test_activation(url: str | None, client_id: str | None, user_ids: tuple
     body = sample_body(activation.segment_group_identifier, validate_user_ids(user_ids))
     try:
         sent = send_activation(url, activation, body, secrets[0] if secrets else None)
-    except SendFailed as exc:
+    except ActivationNotSent as exc:
         raise CommandFailed(f"could not reach {url}: {exc} (is the site running?)") from None
     click.echo(f"{url} answered {sent.status_code}: {sent.body.strip()}")
     if not 200 <= sent.status_code < 300:

@@ -383,7 +383,7 @@ class DeliveryInbox:
             row = conn.execute(select(d).where(d.c.id == delivery_id)).first()
         if row is None:
             raise NotFoundError(f"delivery {delivery_id} does not exist")
-        return Delivery(**_summary_fields(row), rejected=Rejections.from_record(_json_value(row.rejected)))
+        return Delivery(**_summary_fields(row), rejected=Rejections.from_record(_json_column(row.rejected)))
 
     def summaries(
         self, status: DeliveryStatus | None = None, *, offset: int = 0, limit: int | None = 100
@@ -434,7 +434,7 @@ def log_outcome(
     )
 
 
-def _json_value(value: Any) -> Any:
+def _json_column(value: Any) -> Any:
     """A JSON column's value (some drivers hand JSON back as text)."""
     return json.loads(value) if isinstance(value, str) else value
 

@@ -186,7 +186,7 @@ def checked_item(item: Any) -> dict[str, Any]:
     if _PLAIN.issuperset(map(type, item.values())) and all(type(key) is str for key in item):
         return item  # the common case: nothing to convert
     try:
-        return {_json_key(key): _json_value(value, str(key)) for key, value in item.items()}
+        return {_json_key(key): _exportable_value(value, str(key)) for key, value in item.items()}
     except RecursionError:
         raise UnsendableRecord("a value refers to itself or nests too deeply for JSON") from None
 
@@ -206,7 +206,7 @@ def _json_key(key: Any) -> str:
     return key
 
 
-def _json_value(value: Any, key: str) -> Any:
+def _exportable_value(value: Any, key: str) -> Any:
     if value is None or isinstance(value, (str, bool, int)):
         return value
     if isinstance(value, float):
@@ -220,7 +220,7 @@ def _json_value(value: Any, key: str) -> Any:
             raise UnsendableRecord(f"{key} is {value}, which JSON cannot hold")
         return value
     if isinstance(value, (list, tuple)):
-        return [_json_value(v, key) for v in value]
+        return [_exportable_value(v, key) for v in value]
     if isinstance(value, dict):
-        return {_json_key(k): _json_value(v, f"{key}.{k}") for k, v in value.items()}
+        return {_json_key(k): _exportable_value(v, f"{key}.{k}") for k, v in value.items()}
     raise UnsendableRecord(f"{key} is a {type(value).__name__}, which JSON cannot hold")

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..identifiers import text_problem
-from ..outbound import BadAnswer, read_json
+from ..json_text import UnreadableJSON, read_json
 
 log = logging.getLogger("cdp_bridge.recommendations")
 
@@ -40,7 +40,7 @@ def parse_recommendations(body: bytes, *, split_variants: bool) -> tuple[Recomme
     """The recommendations of an answer, in Raptor's order; ``split_variants`` for product
     modules, whose ids may end in ``_<variant>``. Raises :class:`UnreadableAnswer`."""
     document = read_json(body)
-    if isinstance(document, BadAnswer):
+    if isinstance(document, UnreadableJSON):
         raise UnreadableAnswer(f"not JSON ({document.detail})")
     if not isinstance(document, list):
         raise UnreadableAnswer(f"expected a JSON array, not {type(document).__name__}")

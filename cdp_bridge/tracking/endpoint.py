@@ -22,8 +22,8 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from ..constants import DEFAULT_TRACKING_PARAMETERS, TRACK_MAX_BYTES, TRACK_PATH, VISITOR_COOKIE
 from ..errors import TrackingArgumentError
 from ..identifiers import visitor_id_or_none
+from ..json_text import UnreadableJSON, read_json
 from ..model import TrackingMode
-from ..outbound import BadAnswer, read_json
 from ..page import current_page, utm_pairs
 from ..rate_limits import Refusal
 from ..state import current_state
@@ -99,7 +99,7 @@ def _same_origin() -> bool:
 def _event(body: bytes, overrides: Any) -> tuple[EventType, dict[str, str], str | None]:
     """The event type, its checked parameters, and the page's URL when it is the site's."""
     document = read_json(body)
-    if isinstance(document, BadAnswer):
+    if isinstance(document, UnreadableJSON):
         raise TrackingArgumentError(f"the body is not valid JSON: {document.detail}")
     if not isinstance(document, dict):
         raise TrackingArgumentError('expected {"params": {"p1": "<event type>", …}, "url": "<page URL>"}')

@@ -63,7 +63,7 @@ class SenderCounts:
 
 
 @dataclass(frozen=True)
-class Outcome:
+class SendOutcome:
     """How one event's request ended, after its retries."""
 
     #: ``None`` when Raptor accepted it; else what went wrong, never the URL (its query
@@ -73,15 +73,15 @@ class Outcome:
     refused: bool = False
 
 
-def send_url(client: OutboundClient, retry: RetryPolicy, url: str) -> Outcome:
+def send_url(client: OutboundClient, retry: RetryPolicy, url: str) -> SendOutcome:
     """Send one event's request with the retry policy: what the sender threads and the buy
     outbox's workers both do."""
     result = call_with_retries(client, retry, "GET", url, sleep=time.sleep).result
     if not isinstance(result, Answer):
-        return Outcome(str(result))
+        return SendOutcome(str(result))
     if result.status < 400:
-        return Outcome(None)
-    return Outcome(f"Raptor answered {result.status}", refused=result.status < 500 and result.status != 429)
+        return SendOutcome(None)
+    return SendOutcome(f"Raptor answered {result.status}", refused=result.status < 500 and result.status != 429)
 
 
 class EventSender:

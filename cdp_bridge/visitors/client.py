@@ -16,8 +16,9 @@ from typing import Any
 from ..api_calls import ApiFailure
 from ..errors import ValidationError
 from ..identifiers import validate_segment_identifier, validate_text_identifier
+from ..json_text import UnreadableJSON, read_json
 from ..log_text import one_line
-from ..outbound import Answer, BadAnswer, OutboundClient, read_json
+from ..outbound import Answer, OutboundClient
 from ..secret import Secret
 
 log = logging.getLogger("cdp_bridge.membership")
@@ -90,7 +91,7 @@ def parse_memberships(body: bytes | str) -> tuple[Membership, ...]:
     its entry, with one WARNING for the answer: what Raptor sends passes the same checks
     as what comes in through the webhook."""
     answer = read_json(body.encode("utf-8", "surrogatepass") if isinstance(body, str) else body)
-    if isinstance(answer, BadAnswer):
+    if isinstance(answer, UnreadableJSON):
         raise MembershipFailure("bad_answer", f"the answer is not valid JSON: {answer.detail}")
     if not isinstance(answer, dict):
         raise MembershipFailure("bad_answer", "the answer is not a JSON object")

@@ -24,7 +24,7 @@ from .signatures import sign
 MAX_ANSWER_BYTES = 64 * 1024
 
 
-class SendFailed(CDPError):
+class ActivationNotSent(CDPError):
     """The site could not be reached, or answered with a redirect (never followed: the
     request carries the activation's secret)."""
 
@@ -75,7 +75,7 @@ def send_activation(
     answer = OutboundClient(timeout=timeout, max_answer_bytes=MAX_ANSWER_BYTES, pool_size=1).request(
         "POST", url, body=raw, headers=headers)
     if not isinstance(answer, Answer):
-        raise SendFailed(str(answer))
+        raise ActivationNotSent(str(answer))
     return SentActivation(answer.status, answer.text())
 
 

@@ -21,11 +21,11 @@ from ..constants import WEBHOOK_PATH
 from ..deliveries.inbox import IncomingDelivery, ReceiveResult, log_outcome
 from ..errors import DATABASE_UNREACHABLE, CDPError, PayloadError, SignatureError, ValidationError
 from ..identifiers import validate_text_identifier
+from ..json_text import UnreadableJSON, read_json
 from ..log_text import one_line
 from ..metrics import DELIVERIES_RECEIVED, REJECTED_IDS, WEBHOOK_SECONDS
-from ..model import ActivationDocument, Outcome
-from ..outbound import BadAnswer, read_json
-from ..state import current_state
+from ..model import ActivationCredentials, ActivationDocument, Outcome
+from ..state import CDPState, current_state
 from ..store.schema import UPGRADE_COMMAND
 from .credentials import authenticate
 from .formats import choose_format
@@ -106,9 +106,9 @@ def _receive() -> Response:
     return _accept(state, activation, body, signed)
 
 
-def _accept(state: Any, activation: Any, body: bytes, signed: bool) -> Response:
+def _accept(state: CDPState, activation: ActivationCredentials, body: bytes, signed: bool) -> Response:
     raw = read_json(body)
-    if isinstance(raw, BadAnswer):
+    if isinstance(raw, UnreadableJSON):
         return answer(400, error="invalid_json", message=f"the body is not valid JSON: {raw.detail}")
     try:
         payload_format = choose_format(state.hooks.payload_formats, raw, request.headers)
@@ -137,6 +137,7 @@ def _accept(state: Any, activation: Any, body: bytes, signed: bool) -> Response:
             message=f"segment_group_identifier {document.segment_group_identifier!r}"
             " is not this activation's segment group",
         )
+    assert result.delivery_id is not None  # recorded: every outcome but a mismatch
     log_outcome(
         delivery_id=result.delivery_id,
         status=result.status,

@@ -25,7 +25,7 @@ from cdp_bridge.outbound import OutboundClient
 from cdp_bridge.retries import retry_policy
 from cdp_bridge.store.tables import utcnow
 from cdp_bridge.tracking.outbox import BuyOutbox, OutboxCounts
-from cdp_bridge.tracking.sender import Outcome, send_url
+from cdp_bridge.tracking.sender import SendOutcome, send_url
 from tests.support.fake_tracking_host import FakeTrackingHost
 from tests.support.logs import remember_output
 from tests.support.postgres_server import free_port
@@ -406,7 +406,7 @@ def test_what_an_answer_means_for_a_buy(host: FakeTrackingHost, status: int, pro
     host.statuses = [status]
     client = OutboundClient(timeout=PATIENT, max_answer_bytes=1024, pool_size=1)
     try:
-        assert send_url(client, retry_policy(1, 0), f"{host.url}/123456.rsa?p1=buy") == Outcome(problem, refused)
+        assert send_url(client, retry_policy(1, 0), f"{host.url}/123456.rsa?p1=buy") == SendOutcome(problem, refused)
     finally:
         client.close()
     assert len(host.hits) == 1
