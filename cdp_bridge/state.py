@@ -36,6 +36,7 @@ from .settings import CDPSettings
 from .shared_cache import SharedCache
 from .store import CDPTables, SegmentStore, schema
 from .store.senders import record_sender_counts
+from .tracking.modes import MODES, ModeRules
 from .tracking.outbox import BuyOutbox
 from .tracking.service import TrackingService
 from .visitors import MembershipClient, SegmentsCache, VisitorSegmentsService
@@ -93,12 +94,15 @@ class CDPState:
     tracking: TrackingService = field(init=False, repr=False)
     #: Whether the tables are at the schema revision this code writes (asked until they are).
     schema_gate: schema.SchemaGate = field(init=False, repr=False)
+    #: What the tracking mode renders, sets and sends (its row, chosen once).
+    mode: ModeRules = field(init=False, repr=False)
     #: The problems already logged once in this process (a template's on every page).
     _logged: set[str] = field(default_factory=set, repr=False)
 
     def __post_init__(self) -> None:
         """Made in an app context (``init_app``): the services are made once, here."""
         settings = self.settings
+        self.mode = MODES[settings.tracking_mode]
         self.shared_cache = (SharedCache(settings.cache_url, settings.visitor_segments_cache_ttl, self.redis_guard)
                              if settings.cache_url else None)
         cache = _host_or_shared_cache(self.hooks, self.shared_cache)

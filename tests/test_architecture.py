@@ -87,7 +87,7 @@ LAYERS: list[tuple[str, set[str]]] = [
                 "visitors", "visitors.client", "visitors.service", "shared_cache", "redis_guard",
                 "api_calls", "api_calls.breaker", "api_calls.cached",
                 "recommendations", "recommendations.answer", "recommendations.client", "recommendations.service",
-                "tracking", "tracking.fields", "tracking.events", "tracking.wire", "tracking.sender", "tracking.outbox",
+                "tracking", "tracking.fields", "tracking.events", "tracking.modes", "tracking.wire", "tracking.sender", "tracking.outbox",
                 "rate_limits", "tracking.service",
                 "export", "export.sources", "export.runner", "export.streaming",
                 "webhook", "webhook.formats", "webhook.signatures", "webhook.credentials", "webhook.sample"}),
@@ -131,3 +131,25 @@ def test_no_module_below_the_state_imports_it() -> None:
     layer (views, helpers, commands) and the extension reach for the current app's state."""
     importers = {name for name, targets in import_graph().items() if "cdp_bridge.state" in targets}
     assert all(layer_of(name) > layer_of("cdp_bridge.state") for name in importers), importers
+
+
+def test_the_tracking_mode_is_asked_only_of_its_table() -> None:
+    """One table of tracking modes (tracking/modes.py): no module compares the mode itself,
+    so a mode's behaviour is one row, not checks spread over the helpers."""
+    import re
+
+    comparisons = re.compile(r"(tracking_mode|\bmode)\s*[!=]=|[!=]=\s*TrackingMode\.")
+    found = [f"{path.relative_to(PACKAGE)}:{number}" for path in sorted(PACKAGE.rglob("*.py"))
+             if path.name != "modes.py"
+             for number, line in enumerate(path.read_text().splitlines(), 1) if comparisons.search(line)]
+    assert found == []
+
+
+def test_every_tracking_mode_has_its_row() -> None:
+    from cdp_bridge.model import TrackingMode
+    from cdp_bridge.tracking.modes import MODES
+
+    assert set(MODES) == set(TrackingMode) and all(row.mode == mode for mode, row in MODES.items())
+    # Exactly one way of sending the page's events in each mode.
+    assert all([row.raptor_script_in_page, row.page_events_from_server, row.events_through_site].count(True) == 1
+               for row in MODES.values())

@@ -15,7 +15,6 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from ..constants import WEBHOOK_PATH
 from ..errors import NotFoundError, first_line
-from ..model import TrackingMode
 from ..recommendations import RecommendationsFailure
 from ..settings import process_environment, unknown_keys
 from ..state import CDPState
@@ -256,7 +255,7 @@ def _check_server_tracking(state: CDPState, report: CheckReport) -> None:
     """What the web processes' senders reported in the last hour (they report each minute)."""
     mode = state.settings.tracking_mode
     totals = recent_sender_totals(state.engine, state.tables.tracking_senders, utcnow() - timedelta(hours=1))
-    if mode == TrackingMode.CLIENT and not totals.senders:
+    if not state.mode.server_sends_events and not totals.senders:
         report.noted("tracking mode client (events go from the browser to Raptor)")
         return
     if not totals.senders:

@@ -21,7 +21,6 @@ from werkzeug.wrappers import Response
 from ..constants import CLICK_PATH
 from ..errors import TrackingArgumentError
 from ..identifiers import text_problem
-from ..model import TrackingMode
 from ..page import current_page
 from ..state import current_state
 from ..tracking.endpoint import refuse, too_many
@@ -35,7 +34,7 @@ def register_click_endpoint(blueprint: Blueprint) -> None:
 def click_through() -> Response:
     state = current_state()
     settings = state.settings
-    if settings.tracking_mode != TrackingMode.SERVER or not settings.recommendation_modules:
+    if not state.mode.clicks_through_site or not settings.recommendation_modules:
         return refuse(404, "bad_click", "GET /cdp/click serves recommendation links in CDP_TRACKING_MODE=server")
     module, item, target = request.args.get("m", ""), request.args.get("i", ""), request.args.get("to", "")
     if (not target.startswith("/") or target.startswith("//") or "\\" in target

@@ -27,7 +27,7 @@ from markupsafe import Markup
 from ..constants import CLICK_PATH
 from ..errors import RecommendationArgumentError, TrackingArgumentError
 from ..identifiers import text_problem
-from ..model import RecommendationModule, TrackingMode
+from ..model import RecommendationModule
 from ..page import Page, current_page
 from ..state import CDPState
 
@@ -120,8 +120,7 @@ def cdp_recommendations(name: str, count: int | None = None, **parameters: Any) 
             log.error("%s (logged once per process)", problem)
         return []
     state = current_page().state
-    click_path = (f"{state.url_prefix or ''}{CLICK_PATH}" if state.settings.tracking_mode == TrackingMode.SERVER
-                  else None)
+    click_path = f"{state.url_prefix or ''}{CLICK_PATH}" if state.mode.clicks_through_site else None
     return [Recommended(record, name, item_id, click_path) for item_id, record in found]
 
 

@@ -26,7 +26,6 @@ from ..constants import (
     VISITOR_COOKIE,
 )
 from ..errors import TrackingArgumentError
-from ..model import TrackingMode
 from ..page import current_page, page_if_made
 from ..state import current_state
 
@@ -52,16 +51,16 @@ def set_visitor_cookies(response: Response) -> Response:
         return response
     if ids is None:
         return response
-    mode = settings.tracking_mode
+    mode = state.mode
     cookies = [(VISITOR_COOKIE, ids[0], settings.visitor_cookie_days * 86400)]
-    if mode != TrackingMode.CLIENT:  # in client mode Raptor's script keeps these itself
+    if mode.server_keeps_session:  # in client mode Raptor's script keeps these itself
         cookies.append((SESSION_COOKIE, ids[1], SESSION_COOKIE_MINUTES * 60))
         reaid, campaign_ruid = current_page().campaign_ids
         cookies += [(name, value, CAMPAIGN_COOKIE_DAYS * 86400)
                     for name, value in ((REAID_COOKIE, reaid), (RUID_COOKIE, campaign_ruid)) if value]
     for name, value, seconds in cookies:
         response.set_cookie(name, value or "", max_age=seconds, path="/", samesite="Lax", secure=request.is_secure,
-                            httponly=mode == TrackingMode.SERVER)
+                            httponly=mode.http_only_cookies)
     return response
 
 

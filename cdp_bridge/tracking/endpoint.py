@@ -23,7 +23,6 @@ from ..constants import DEFAULT_TRACKING_PARAMETERS, TRACK_MAX_BYTES, TRACK_PATH
 from ..errors import TrackingArgumentError
 from ..identifiers import visitor_id_or_none
 from ..json_text import UnreadableJSON, read_json
-from ..model import TrackingMode
 from ..page import current_page, utm_pairs
 from ..rate_limits import Refusal
 from ..state import current_state
@@ -54,7 +53,7 @@ def too_many(refusal: Refusal) -> Response:
 def receive_event() -> Response:
     state = current_state()
     settings = state.settings
-    if settings.tracking_mode != TrackingMode.HYBRID or not settings.account_number:
+    if not state.mode.events_through_site or not settings.account_number:
         return refuse(404, "not_found", "POST /cdp/track serves CDP_TRACKING_MODE=hybrid only")
     if not _same_origin():
         return refuse(403, "cross_origin", "only the site's own pages may send events here")

@@ -28,7 +28,6 @@ from markupsafe import Markup
 
 from ..constants import TRACK_PATH
 from ..errors import TrackingArgumentError
-from ..model import TrackingMode
 from ..page import Page, current_page, nonce_attribute
 from ..store import Segment
 from .events import EVENT_TYPES, event_type
@@ -131,7 +130,7 @@ def _push_event(page: Page, type_name: str, fields: dict[str, Any]) -> str:
     overrides = page.state.settings.tracking_parameters
     row = event_type(type_name, overrides)
     params = row.parameters(fields, overrides)
-    if page.state.settings.tracking_mode == TrackingMode.SERVER:
+    if page.state.mode.page_events_from_server:
         page.pending_events.append((row, params))  # sent by the server: no script
         return ""
     return f'window.raptor&&window.raptor.push("trackEvent",{script_json(params)});'
@@ -147,13 +146,13 @@ def cdp_head_script(customer_id: Any = None, *, nonce: str | None = None) -> Mar
 
     def build(page: Page) -> str:
         settings = page.state.settings
-        if settings.tracking_mode == TrackingMode.SERVER:
+        if page.state.mode.page_events_from_server:
             pageview = EVENT_TYPES["pageview"]
             page.pending_events.append((pageview, pageview.parameters({}, settings.tracking_parameters)))
             return ""
         customer = text_value(customer_id, "customer_id") if customer_id is not None else settings.account_number
         stub = HEAD_SNIPPET % script_json(customer)
-        if settings.tracking_mode == TrackingMode.HYBRID:
+        if page.state.mode.events_through_site:
             track_url = f"{page.state.url_prefix or ''}{TRACK_PATH}"
             stub += HYBRID_SHIM % (script_json(track_url), "true" if page.consented else "false")
         if settings.recommendation_modules:
@@ -170,7 +169,7 @@ def cdp_main_script(has_consented: bool | None = None, *, nonce: str | None = No
     Nothing in server and hybrid modes: no tracking script runs in the browser there."""
 
     def build(page: Page) -> str:
-        if page.state.settings.tracking_mode != TrackingMode.CLIENT:
+        if not page.state.mode.raptor_script_in_page:
             return ""
         consented = page.consented if has_consented is None else has_consented
         if not isinstance(consented, bool):
@@ -248,7 +247,7 @@ def cdp_set_user(user_id: Any = None, *, nonce: str | None = None) -> Markup:
     server and hybrid modes, where the server adds the user to every event)."""
 
     def build(page: Page) -> str:
-        if page.state.settings.tracking_mode != TrackingMode.CLIENT:
+        if not page.state.mode.raptor_script_in_page:
             return ""
         chosen = page.user_id if user_id is None else tracking_user_id(user_id)
         return "" if chosen is None else f'window.raptor&&window.raptor.push("setRuid",{script_json(chosen)});'
