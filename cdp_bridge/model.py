@@ -253,6 +253,11 @@ class RecommendationModule:
     parameters: Mapping[str, str]
 
     @property
+    def splits_variants(self) -> bool:
+        """Whether its ids may end in ``_<variant>``: a product's variants are one item."""
+        return self.kind == "product"
+
+    @property
     def needs(self) -> frozenset[str]:
         """The sources its parameters read."""
         return frozenset(self.parameters.values())

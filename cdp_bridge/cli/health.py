@@ -15,6 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from ..constants import WEBHOOK_PATH
 from ..errors import NotFoundError, first_line
+from ..export.kinds import EXPORT_KINDS
 from ..recommendations import RecommendationsFailure
 from ..settings import process_environment, unknown_keys
 from ..state import CDPState
@@ -85,13 +86,13 @@ def _check_settings(state: CDPState, report: CheckReport) -> None:
             "no activation configured: set CDP_ACTIVATION_CLIENT_ID, CDP_ACTIVATION_CLIENT_SECRET"
             " and CDP_SEGMENT_GROUP_IDENTIFIER (or CDP_ACTIVATIONS)"
         )
-    for kind in ("user", "product", "content"):
+    for kind, export_kind in EXPORT_KINDS.items():
         state_text = "set" if settings.stream_id(kind) else "not set"
         own = sorted(settings.type_stream_ids.get(kind, {}))
         types_text = f"; types with their own stream: {', '.join(own)}" if own else ""
         report.noted(f"{kind} stream id {state_text}{types_text}")
         if settings.export_schedule.get(kind) and not settings.stream_id(kind) and not own:
-            report.warned(f"CDP_EXPORT_SCHEDULE exports {kind}s, but CDP_{kind.upper()}_STREAM_ID is not set: every"
+            report.warned(f"CDP_EXPORT_SCHEDULE exports {kind}s, but {export_kind.stream_id_key} is not set: every"
                           " scheduled export will fail until it is")
     if settings.webhook_signing_secrets:
         report.passed(f"webhook signatures required ({len(settings.webhook_signing_secrets)} signing secret(s));"
@@ -180,7 +181,7 @@ def _check_recommendations(state: CDPState, report: CheckReport) -> None:
         shown = client.shown_url(module.method, 1)
         parameters = {parameter: CHECK_SOURCES[source] for parameter, source in module.parameters.items()}
         try:
-            found = client.recommend(module.method, 1, parameters, split_variants=module.kind == "product")
+            found = client.recommend(module.method, 1, parameters, split_variants=module.splits_variants)
         except RecommendationsFailure as failure:
             hint = hints.get(failure.reason, "check CDP_RECOMMENDATIONS_API_URL and the network")
             report.failed(f"recommendations {module.name!r}: {failure.detail} at {shown}; {hint}")

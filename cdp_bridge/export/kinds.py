@@ -25,11 +25,13 @@ class ExportKind:
     type_stream_ids_key: str | None
     #: The keys an item is read with, in this order (a key the record lacks is left out).
     base_keys: tuple[str, ...]
+    #: Whether its sources are registered per type (products and content); users have one.
+    typed: bool = True
 
 
 EXPORT_KINDS: dict[str, ExportKind] = {kind.name: kind for kind in (
     ExportKind("user", "stream-user-data", "--user-content-type", "@cdp.user_source", "CDP_USER_STREAM_ID", None,
-               ("id", "login", "email", "name")),
+               ("id", "login", "email", "name"), typed=False),
     ExportKind("product", "stream-product-data", "--product-type", '@cdp.product_source("TYPE")', "CDP_PRODUCT_STREAM_ID",
                "CDP_PRODUCT_STREAM_IDS",
                ("id", "type", "name", "price", "currency", "brand", "category_path", "in_stock", "url")),

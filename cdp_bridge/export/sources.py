@@ -74,7 +74,7 @@ class ExportRegistry:
         """
         processors = [ranked.function for ranked in self.processors[kind]]
         keys = EXPORT_KINDS[kind].base_keys
-        typed = kind != "user"
+        typed = EXPORT_KINDS[kind].typed
         record_type: type | None = None
         read: Callable[[Any, tuple[str, ...]], dict[str, Any]] = _read_dict
         for record in records:

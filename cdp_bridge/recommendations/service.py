@@ -38,7 +38,7 @@ class RecommendationsService:
         is cut: Raptor was asked for ``count``); none when the API cannot answer."""
         return self.calls.get(cache_key(self.client, module, count, parameters),
                               lambda: first_items(self.client.recommend(module.method, count, parameters,
-                                                                        split_variants=module.kind == "product"), count), ())
+                                                                        split_variants=module.splits_variants), count), ())
 
 
 def cache_key(client: RecommendationsClient, module: RecommendationModule, count: int, parameters: Mapping[str, str]) -> str:

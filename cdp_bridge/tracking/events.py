@@ -27,6 +27,8 @@ class EventType:
     keep_empty: frozenset[str] = frozenset()
     #: ``subtotal`` is price × quantity unless given (SPEC section 5).
     derives_subtotal: bool = False
+    #: Revenue: the sender's own lane, never dropped for other events, and the buy outbox.
+    is_revenue: bool = False
 
     def parameters(self, fields: Mapping[str, Any], overrides: Mapping[str, Mapping[str, str]]) -> dict[str, str]:
         """The event's ``pN`` parameters from its fields; a buy's subtotal from the price and
@@ -50,7 +52,7 @@ class EventType:
 #: PageView), plus wishlist, campaign and setuser.
 EVENT_TYPES: dict[str, EventType] = {row.name: row for row in (
     EventType("visit"),
-    EventType("buy", derives_subtotal=True),
+    EventType("buy", derives_subtotal=True, is_revenue=True),
     EventType("basket", keep_empty=frozenset({"basket_content"})),
     EventType("favorite"),
     EventType("contentvisit"),

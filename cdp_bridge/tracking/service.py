@@ -54,7 +54,7 @@ class TrackingService:
             check_encodable(params, visitor)
         built = [(Event(settings.server_tracking_url, settings.account_number, params, visitor,
                         keep_empty=event_type.kept_empty(settings.tracking_parameters), endpoint=endpoint, extra=extra),
-                  event_type.name == "buy") for event_type, params in events]
+                  event_type.is_revenue) for event_type, params in events]
         kept = self._keep_buys([event for event, buy in built if buy])
         for event, buy in built:
             if not (buy and kept):
