@@ -35,6 +35,7 @@ from timing import alternating_medians, alternating_rounds, no_reset, ratio_spre
 import wsgi
 from cdp_bridge import CDP
 from cdp_bridge.tracking.helpers import TRACKING_GLOBALS
+from demo.models import PRODUCTS as DEMO_PRODUCTS
 
 PRODUCTS = [{"id": f"sku-{i:05d}", "name": f"Product {i} \"deluxe\"", "price": Decimal(f"{i % 997}.{i % 100:02d}"),
              "brand": f"Brand {i % 40}", "category_path": [(f"c{i % 7}", f"Category {i % 7}"), (f"s{i % 31}", f"Sub {i % 31}")],
@@ -123,7 +124,7 @@ def bench_app(instance_path: str, with_helpers: bool) -> Flask:
 
     @app.get("/bench")
     def bench() -> str:
-        return render_template(page, product=wsgi.PRODUCTS["cat-tree"])
+        return render_template(page, product=DEMO_PRODUCTS["cat-tree"])
 
     if not with_helpers:
         nothing = lambda *a, **k: ""  # noqa: E731 - the stand-in for every helper

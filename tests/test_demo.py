@@ -6,9 +6,13 @@ from collections.abc import Iterator
 
 import pytest
 from flask import Flask
+from sqlalchemy import select
 
 import wsgi
+from cdp_bridge import ConfigurationError
 from cdp_bridge.store import membership
+from demo.extensions import db
+from demo.models import DemoUser
 from tests.support.browser import stop_background_threads
 from tests.support.polling import wait_until
 
@@ -245,7 +249,7 @@ def test_a_site_has_no_demo_logins_no_demo_data_and_no_demo_script(site: Flask) 
     landing = client.get("/").get_data(as_text=True)
     assert "Log in" not in landing
     with site.app_context():
-        assert wsgi.db.session.scalar(wsgi.select(wsgi.DemoUser).limit(1)) is None
+        assert db.session.scalar(select(DemoUser).limit(1)) is None
         assert site.extensions["cdp"].store.list_groups() == []
     client.set_cookie("cdp_consent", "1")
     page = client.get("/").get_data(as_text=True)
@@ -357,7 +361,7 @@ def test_behind_a_tls_proxy_every_cookie_is_secure(tmp_path, monkeypatch) -> Non
     finally:
         stop_background_threads(app)
     monkeypatch.setenv("PROXY_COUNT", "many")
-    with pytest.raises(wsgi.ConfigurationError, match="PROXY_COUNT"):
+    with pytest.raises(ConfigurationError, match="PROXY_COUNT"):
         wsgi.create_app({"TESTING": True}, instance_path=str(tmp_path / "instance2"))
 
 

@@ -20,11 +20,11 @@ FLASK = str(BIN / "flask")
 
 
 def copy_of_a_clone(target: Path) -> None:
-    """What a clone holds for a site: ``wsgi.py``, ``gunicorn.conf.py``, templates, static."""
+    """What a clone holds for a site: ``wsgi.py``, ``gunicorn.conf.py``, the demo, templates, static."""
     target.mkdir()
     for name in ("wsgi.py", "gunicorn.conf.py"):
         shutil.copy(REPO / name, target / name)
-    for name in ("templates", "static"):
+    for name in ("demo", "templates", "static"):
         shutil.copytree(REPO / name, target / name)
 
 

@@ -10,6 +10,7 @@ from decimal import Decimal
 import pytest
 
 import wsgi
+from demo.models import PRODUCTS
 from tests.support.browser import RaptorStub, ServedApp, artifact
 from tests.tracking.test_helpers import HOSTILE
 
@@ -119,7 +120,7 @@ def test_with_the_consent_cookie_the_script_loads_at_once(browser, demo: ServedA
 
 def test_hostile_product_data_executes_nothing(browser, tmp_path, stub: RaptorStub, monkeypatch) -> None:
     for index, hostile in enumerate(HOSTILE):
-        monkeypatch.setitem(wsgi.PRODUCTS, f"hostile-{index}", {
+        monkeypatch.setitem(PRODUCTS, f"hostile-{index}", {
             "id": f"hostile-{index}", "name": hostile, "brand": hostile, "price": Decimal("1"),
             "category_path": [(hostile, hostile)], "in_stock": True})
     app = wsgi.create_app({"CDP_TRACKING_SCRIPT_URL": stub.script_url}, instance_path=str(tmp_path / "instance"))
