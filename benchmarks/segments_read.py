@@ -47,8 +47,8 @@ from sqlalchemy import text  # noqa: E402
 from timing import alternating_rounds, ratio_spread, spread_text, verdict  # noqa: E402
 
 from cdp_bridge import CDP  # noqa: E402
-from cdp_bridge.page import current_page  # noqa: E402
-from cdp_bridge.tracking.helpers import cdp_in_segment  # noqa: E402
+from cdp_bridge.templating.page import current_page  # noqa: E402
+from cdp_bridge.templating.tracking import cdp_in_segment  # noqa: E402
 from tests.support.postgres_server import PostgresServer  # noqa: E402
 
 SEGMENTS, PER_SEGMENT, USERS = 100, 10_000, 100_000

@@ -34,7 +34,7 @@ from timing import alternating_medians, alternating_rounds, no_reset, ratio_spre
 
 import wsgi
 from cdp_bridge import CDP
-from cdp_bridge.tracking.helpers import TRACKING_GLOBALS
+from cdp_bridge.templating.tracking import TRACKING_GLOBALS
 from demo.models import PRODUCTS as DEMO_PRODUCTS
 
 PRODUCTS = [{"id": f"sku-{i:05d}", "name": f"Product {i} \"deluxe\"", "price": Decimal(f"{i % 997}.{i % 100:02d}"),

@@ -24,7 +24,6 @@ from flask.blueprints import BlueprintSetupState
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import Engine, event
 
-from .admin.views import admin_blueprint
 from .cli import cdp_cli
 from .constants import EXTENSION_KEY
 from .database_url import database_url
@@ -32,27 +31,28 @@ from .deliveries.worker import InlineWorker
 from .errors import ConfigurationError, RegistrationError, ValidationError
 from .export.sources import Processor, Source
 from .identifiers import visitor_id_or_none
-from .metrics_endpoint import register_metrics_endpoint
 from .model import Clock
-from .page import current_page
 from .rate_limits import RateLimits, limiter_for
-from .recommendations.click import register_click_endpoint
-from .recommendations.helpers import cdp_recommendations, recommendations
 from .redis_guard import RedisGuard
 from .settings import CDPSettings, load_settings, process_environment, unknown_keys
 from .state import CDPState, Hooks, current_state
 from .store import Segment, SegmentStore, define_tables
-from .tracking.consent_banner import cdp_consent_banner
-from .tracking.cookies import set_visitor_cookies
-from .tracking.endpoint import VIEW_LOCATION as TRACK_VIEW
-from .tracking.endpoint import register_track_endpoint
-from .tracking.helpers import register_tracking_globals
+from .templating.consent_banner import cdp_consent_banner
+from .templating.page import current_page
+from .templating.recommendations import cdp_recommendations, recommendations
+from .templating.server_events import track, track_offline_buy
+from .templating.tracking import register_tracking_globals
 from .tracking.sender import EventSender
-from .tracking.server_events import track, track_offline_buy
 from .visitors import as_segments
+from .web.admin.views import admin_blueprint
+from .web.click import register_click_endpoint
+from .web.cookies import set_visitor_cookies
+from .web.metrics import register_metrics_endpoint
+from .web.track import VIEW_LOCATION as TRACK_VIEW
+from .web.track import register_track_endpoint
+from .web.webhook import VIEW_LOCATION as WEBHOOK_VIEW
+from .web.webhook import register_webhook
 from .webhook.formats import PayloadFormat
-from .webhook.view import VIEW_LOCATION as WEBHOOK_VIEW
-from .webhook.view import register_webhook
 
 BLUEPRINT_NAME = "cdp"
 DEFAULT_URL_PREFIX = "/cdp"

@@ -26,7 +26,7 @@ from marshmallow import ValidationError as SchemaError
 
 from .constants import DEFAULT_TRACKING_PARAMETERS
 from .errors import ConfigurationError
-from .export.kinds import EXPORT_KINDS
+from .export_kinds import EXPORT_KINDS
 from .identifiers import GROUP_IDENTIFIER_PATTERN
 from .model import RECOMMENDATION_SOURCES, ActivationCredentials, RecommendationModule, ScheduledExport, TrackingMode
 from .secret import Secret

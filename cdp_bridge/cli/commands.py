@@ -17,11 +17,11 @@ from ..constants import PROTECTED_GROUP_MESSAGE
 from ..deliveries.worker import QueueWorker
 from ..errors import ConfigurationError, ValidationError, first_line
 from ..log_text import LOG_DATE_FORMAT, LOG_FORMAT
-from ..metrics_endpoint import serve_worker_metrics
 from ..model import ActivationCredentials, DeliveryStatus
 from ..settings import check_env_file
 from ..state import current_state as _state
 from ..store import schema, validate_user_ids
+from ..web.metrics import serve_worker_metrics
 from ..webhook.sample import ActivationNotSent, sample_body, send_activation
 from .group import CommandFailed, UsageProblem, cdp_cli, counted, reports_errors
 from .health import run_checks, served_url

@@ -19,7 +19,6 @@ import click
 from flask.cli import ScriptInfo
 
 from ..errors import ConfigurationError
-from ..export.kinds import EXPORT_KINDS, ExportKind
 from ..export.runner import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_MAX_BATCH_BYTES,
@@ -30,6 +29,7 @@ from ..export.runner import (
     run_export,
 )
 from ..export.streaming import StreamClient
+from ..export_kinds import EXPORT_KINDS, ExportKind
 from ..secret import Secret
 from ..settings import CDPSettings
 from ..state import CDPState, current_state

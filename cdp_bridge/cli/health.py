@@ -15,7 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from ..constants import WEBHOOK_PATH
 from ..errors import NotFoundError, first_line
-from ..export.kinds import EXPORT_KINDS
+from ..export_kinds import EXPORT_KINDS
 from ..recommendations import RecommendationsFailure
 from ..settings import process_environment, unknown_keys
 from ..state import CDPState

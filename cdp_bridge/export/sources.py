@@ -17,8 +17,8 @@ from decimal import Decimal
 from typing import Any
 
 from ..errors import CDPError, TrackingArgumentError, ValidationError
+from ..export_kinds import EXPORT_KINDS
 from ..tracking.fields import format_category_path
-from .kinds import EXPORT_KINDS
 
 Source = Callable[[], Iterable[Any]]
 Processor = Callable[[dict[str, Any], Any], dict[str, Any]]

@@ -1,7 +1,8 @@
-"""Raptor's tracking (SPEC sections 5 and 10).
-
-``helpers`` are the Jinja globals and ``fields`` turn their arguments into Raptor's
-p-numbered parameters. For ``CDP_TRACKING_MODE`` server and hybrid, ``wire`` builds
-Raptor's server-side request, ``sender`` sends it off the request path, ``cookies`` sets
-the visitor cookies, and ``endpoint`` is hybrid's ``POST /cdp/track``.
+"""Raptor's tracking (SPEC sections 5 and 10), the domain side: ``events`` (the table of
+event types) and ``fields`` turn a helper's arguments into Raptor's p-numbered
+parameters, ``modes`` is the table of tracking modes; for server and hybrid modes,
+``wire`` builds Raptor's server-side request, ``service`` queues a page's events,
+``sender`` sends them off the request path and ``outbox`` keeps buys in the database.
+The Jinja helpers are in :mod:`cdp_bridge.templating`, ``/cdp/track`` and the cookies in
+:mod:`cdp_bridge.web`.
 """

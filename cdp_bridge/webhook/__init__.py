@@ -1,3 +1,4 @@
-"""The activation webhook: the HTTP view, body formats, credentials and signatures. The
-deliveries it records live in :mod:`cdp_bridge.deliveries`. Import the modules themselves
-(``webhook.view``, ``webhook.formats`` …): this package imports nothing."""
+"""The activation webhook's domain side: body formats, credentials, signatures and the
+sample activation. The HTTP view is :mod:`cdp_bridge.web.webhook`; the deliveries it
+records live in :mod:`cdp_bridge.deliveries`. Import the modules themselves: this package
+imports nothing."""

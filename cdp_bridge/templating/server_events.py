@@ -15,11 +15,11 @@ from flask import has_request_context
 
 from ..errors import ConfigurationError, TrackingArgumentError
 from ..identifiers import text_problem, visitor_id_or_none
-from ..page import current_page
 from ..state import CDPState
-from .events import event_type
-from .fields import event_parameters, line_fields, tracking_user_id
-from .wire import Visitor
+from ..tracking.events import event_type
+from ..tracking.fields import event_parameters, line_fields, tracking_user_id
+from ..tracking.wire import Visitor
+from .page import current_page
 
 
 def track(state: CDPState, type_name: str, *, visitor_id: str | None, session_id: str | None, user_id: object,

@@ -19,8 +19,8 @@ from flask import current_app
 from markupsafe import Markup, escape
 
 from ..errors import TrackingArgumentError
-from ..page import current_page, nonce_attribute
-from .helpers import script_json
+from .page import current_page, nonce_attribute
+from .tracking import script_json
 
 log = logging.getLogger("cdp_bridge.tracking")
 

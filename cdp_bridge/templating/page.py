@@ -19,14 +19,14 @@ from typing import Any
 from flask import current_app, g, has_request_context, request
 from markupsafe import escape
 
-from .constants import REAID_COOKIE, RUID_COOKIE, SESSION_COOKIE, UTM_PARAMETERS, VISITOR_COOKIE
-from .errors import TrackingArgumentError, ValidationError
-from .identifiers import text_problem, validate_user_id, visitor_id_or_none
-from .state import CDPState, current_state
-from .store import NO_SEGMENTS, UserSegments
-from .tracking.service import BuiltEvent
-from .tracking.wire import Visitor
-from .visitors import as_segments
+from ..constants import REAID_COOKIE, RUID_COOKIE, SESSION_COOKIE, UTM_PARAMETERS, VISITOR_COOKIE
+from ..errors import TrackingArgumentError, ValidationError
+from ..identifiers import text_problem, validate_user_id, visitor_id_or_none
+from ..state import CDPState, current_state
+from ..store import NO_SEGMENTS, UserSegments
+from ..tracking.service import BuiltEvent
+from ..tracking.wire import Visitor
+from ..visitors import as_segments
 
 log = logging.getLogger("cdp_bridge.tracking")
 

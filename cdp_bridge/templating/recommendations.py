@@ -28,8 +28,8 @@ from ..constants import CLICK_PATH
 from ..errors import RecommendationArgumentError, TrackingArgumentError
 from ..identifiers import text_problem
 from ..model import RecommendationModule
-from ..page import Page, current_page
 from ..state import CDPState
+from .page import Page, current_page
 
 log = logging.getLogger("cdp_bridge.recommendations")
 

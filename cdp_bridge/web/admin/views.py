@@ -20,13 +20,13 @@ from flask import Blueprint, Response, abort, redirect, render_template, request
 from flask_wtf.csrf import CSRFError, generate_csrf, validate_csrf
 from wtforms.validators import ValidationError as CSRFValidationError
 
-from ..errors import DATABASE_UNREACHABLE, CDPError, ConflictError, NotFoundError, ProtectedGroupError, ValidationError
-from ..identifiers import validate_group_identifier, validate_name, validate_user_id
-from ..model import DeliveryStatus
-from ..state import current_state as _state
-from ..store.schema import UPGRADE_COMMAND
+from ...errors import DATABASE_UNREACHABLE, CDPError, ConflictError, NotFoundError, ProtectedGroupError, ValidationError
+from ...identifiers import validate_group_identifier, validate_name, validate_user_id
+from ...model import DeliveryStatus
+from ...state import current_state as _state
+from ...store.schema import UPGRADE_COMMAND
 
-log = logging.getLogger("cdp_bridge.admin")
+log = logging.getLogger("cdp_bridge.web.admin")
 
 PAGE_SIZE = 50
 #: The last page a pager links to: beyond it an offset would only read nothing.

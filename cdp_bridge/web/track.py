@@ -23,11 +23,11 @@ from ..constants import DEFAULT_TRACKING_PARAMETERS, TRACK_MAX_BYTES, TRACK_PATH
 from ..errors import TrackingArgumentError
 from ..identifiers import visitor_id_or_none
 from ..json_text import UnreadableJSON, read_json
-from ..page import current_page, utm_pairs
 from ..rate_limits import Refusal
 from ..state import current_state
-from .events import EventType, event_type
-from .fields import text_value
+from ..templating.page import current_page, utm_pairs
+from ..tracking.events import EventType, event_type
+from ..tracking.fields import text_value
 
 #: How Flask-WTF's ``CSRFProtect.exempt`` names this view.
 VIEW_LOCATION = f"{__name__}.receive_event"

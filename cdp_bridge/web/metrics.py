@@ -13,9 +13,9 @@ from datetime import datetime
 from flask import Blueprint, Flask, Response, abort, current_app, request
 from prometheus_client import CONTENT_TYPE_LATEST, start_http_server
 
-from .constants import METRICS_PATH
-from .metrics import QueueCollector, exposition, scrape_registry
-from .state import CDPState, current_state
+from ..constants import METRICS_PATH
+from ..metrics import QueueCollector, exposition, scrape_registry
+from ..state import CDPState, current_state
 
 
 def register_metrics_endpoint(blueprint: Blueprint) -> None:

@@ -28,10 +28,10 @@ from markupsafe import Markup
 
 from ..constants import TRACK_PATH
 from ..errors import TrackingArgumentError
-from ..page import Page, current_page, nonce_attribute
 from ..store import Segment
-from .events import EVENT_TYPES, event_type
-from .fields import line_fields, parameter_positions, text_value, tracking_user_id
+from ..tracking.events import EVENT_TYPES, event_type
+from ..tracking.fields import line_fields, parameter_positions, text_value, tracking_user_id
+from .page import Page, current_page, nonce_attribute
 
 log = logging.getLogger("cdp_bridge.tracking")
 

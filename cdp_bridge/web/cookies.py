@@ -26,8 +26,8 @@ from ..constants import (
     VISITOR_COOKIE,
 )
 from ..errors import TrackingArgumentError
-from ..page import current_page, page_if_made
 from ..state import current_state
+from ..templating.page import current_page, page_if_made
 
 log = logging.getLogger("cdp_bridge.tracking")
 

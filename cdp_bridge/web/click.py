@@ -21,10 +21,10 @@ from werkzeug.wrappers import Response
 from ..constants import CLICK_PATH
 from ..errors import TrackingArgumentError
 from ..identifiers import text_problem
-from ..page import current_page
 from ..state import current_state
-from ..tracking.endpoint import refuse, too_many
-from ..tracking.server_events import track
+from ..templating.page import current_page
+from ..templating.server_events import track
+from .track import refuse, too_many
 
 
 def register_click_endpoint(blueprint: Blueprint) -> None:

@@ -27,9 +27,9 @@ from ..metrics import DELIVERIES_RECEIVED, REJECTED_IDS, WEBHOOK_SECONDS
 from ..model import ActivationCredentials, ActivationDocument, Outcome
 from ..state import CDPState, current_state
 from ..store.schema import UPGRADE_COMMAND
-from .credentials import authenticate
-from .formats import choose_format
-from .signatures import verify
+from ..webhook.credentials import authenticate
+from ..webhook.formats import choose_format
+from ..webhook.signatures import verify
 
 log = logging.getLogger("cdp_bridge.webhook")
 
