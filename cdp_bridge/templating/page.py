@@ -24,7 +24,6 @@ from ..errors import TrackingArgumentError, ValidationError
 from ..identifiers import text_problem, validate_user_id, visitor_id_or_none
 from ..state import CDPState, current_state
 from ..store import NO_SEGMENTS, UserSegments
-from ..tracking.service import BuiltEvent
 from ..tracking.wire import Visitor
 from ..visitors import as_segments
 
@@ -40,8 +39,6 @@ class Page:
     def __init__(self, state: CDPState, in_request: bool) -> None:
         self.state = state
         self.in_request = in_request
-        #: Server mode: the events a helper is building, queued once it succeeds.
-        self.pending_events: list[BuiltEvent] = []
         self._user_segments: dict[str, UserSegments] = {}
         #: Each recommendation block's records, by module, count and parameters: one loader call a page.
         self.recommended: dict[tuple[Any, ...], tuple[tuple[str, Any], ...]] = {}

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from flask import Flask, current_app, has_request_context, request
@@ -31,6 +32,7 @@ from ..errors import TrackingArgumentError
 from ..store import Segment
 from ..tracking.events import EVENT_TYPES, event_type
 from ..tracking.fields import line_fields, parameter_positions, text_value, tracking_user_id
+from ..tracking.service import BuiltEvent
 from .page import Page, current_page, nonce_attribute
 
 log = logging.getLogger("cdp_bridge.tracking")
@@ -88,52 +90,63 @@ def script_json(value: Any) -> str:
         "&", "\\u0026").replace("'", "\\u0027")
 
 
-def _script(helper: str, nonce: str | None, build: Callable[[Page], str]) -> Markup:
-    """``<script>`` around what ``build`` returns; the error policy of every helper.
+@dataclass(frozen=True)
+class Rendered:
+    """What a helper makes: the code of its ``<script>``, and the events the server sends
+    (server mode, where the page gets no script). Returned, not left on the page: a
+    helper's events go out with its script, or not at all."""
+
+    code: str = ""
+    events: tuple[BuiltEvent, ...] = ()
+
+    def __add__(self, other: Rendered) -> Rendered:
+        return Rendered(self.code + other.code, self.events + other.events)
+
+
+def _script(helper: str, nonce: str | None, build: Callable[[Page], Rendered]) -> Markup:
+    """``<script>`` around the code ``build`` returns, its events queued for the server;
+    the error policy of every helper.
 
     Without CDP_ACCOUNT_NUMBER: nothing, and one warning. A bad argument: in debug the
-    :class:`TrackingArgumentError` is raised; in production nothing is rendered and one
-    error is logged, so a page never breaks for the sake of tracking.
+    :class:`TrackingArgumentError` is raised; in production nothing is rendered, nothing
+    is sent, and one error is logged, so a page never breaks for the sake of tracking.
     """
     page = current_page()
     if not page.state.settings.account_number:
         page.state.tracking.warn_unconfigured_once()
         return Markup("")
     try:
-        code = build(page)
-        _send_pending(page)
-        if not code:
+        rendered = build(page)
+        _send(page, rendered.events)
+        if not rendered.code:
             return Markup("")
         attribute = page.nonce_attribute if nonce is None else nonce_attribute(nonce)
-        return Markup(f"<script{attribute}>{code}</script>")
+        return Markup(f"<script{attribute}>{rendered.code}</script>")
     except TrackingArgumentError as exc:
-        page.pending_events.clear()  # a helper sends all its events or none
         if current_app.debug:
             raise
         log.error("%s rendered nothing: %s", helper, exc)
         return Markup("")
 
 
-def _send_pending(page: Page) -> None:
-    """Server mode: queue the events a helper built, if the visitor consented."""
-    if not page.pending_events:
+def _send(page: Page, events: tuple[BuiltEvent, ...]) -> None:
+    """Server mode: queue a helper's events, if the visitor consented."""
+    if not events:
         return
     visitor = page.tracking_visitor
     if visitor is not None:
-        page.state.tracking.queue(page.pending_events, visitor)
-    page.pending_events.clear()
+        page.state.tracking.queue(list(events), visitor)
 
 
-def _push_event(page: Page, type_name: str, fields: dict[str, Any]) -> str:
+def _push_event(page: Page, type_name: str, fields: dict[str, Any]) -> Rendered:
     if "user_id" not in fields:  # every caller passes a dict of its own making
         fields["user_id"] = page.user_id
     overrides = page.state.settings.tracking_parameters
     row = event_type(type_name, overrides)
     params = row.parameters(fields, overrides)
     if page.state.mode.page_events_from_server:
-        page.pending_events.append((row, params))  # sent by the server: no script
-        return ""
-    return f'window.raptor&&window.raptor.push("trackEvent",{script_json(params)});'
+        return Rendered(events=((row, params),))  # sent by the server: no script
+    return Rendered(f'window.raptor&&window.raptor.push("trackEvent",{script_json(params)});')
 
 
 # -- the globals ----------------------------------------------------------------------
@@ -144,12 +157,11 @@ def cdp_head_script(customer_id: Any = None, *, nonce: str | None = None) -> Mar
     mode it renders nothing and the server sends the pageview; in hybrid mode the stub's
     events go to the site's ``/cdp/track`` once consent is given."""
 
-    def build(page: Page) -> str:
+    def build(page: Page) -> Rendered:
         settings = page.state.settings
         if page.state.mode.page_events_from_server:
             pageview = EVENT_TYPES["pageview"]
-            page.pending_events.append((pageview, pageview.parameters({}, settings.tracking_parameters)))
-            return ""
+            return Rendered(events=((pageview, pageview.parameters({}, settings.tracking_parameters)),))
         customer = text_value(customer_id, "customer_id") if customer_id is not None else settings.account_number
         stub = HEAD_SNIPPET % script_json(customer)
         if page.state.mode.events_through_site:
@@ -159,7 +171,7 @@ def cdp_head_script(customer_id: Any = None, *, nonce: str | None = None) -> Mar
             positions = parameter_positions("itemclick", settings.tracking_parameters)
             stub += CLICK_SNIPPET % (script_json(positions["event_type"]), script_json(positions["id"]),
                                      script_json(positions["module"]))
-        return stub
+        return Rendered(stub)
 
     return _script("cdp_head_script", nonce, build)
 
@@ -168,13 +180,14 @@ def cdp_main_script(has_consented: bool | None = None, *, nonce: str | None = No
     """Load Raptor's script now if consent was given, else on ``enableTracking`` (once).
     Nothing in server and hybrid modes: no tracking script runs in the browser there."""
 
-    def build(page: Page) -> str:
+    def build(page: Page) -> Rendered:
         if not page.state.mode.raptor_script_in_page:
-            return ""
+            return Rendered()
         consented = page.consented if has_consented is None else has_consented
         if not isinstance(consented, bool):
             raise TrackingArgumentError(f"has_consented must be true, false or None, not {has_consented!r}")
-        return MAIN_SNIPPET % (script_json(page.state.settings.tracking_script_url), "true" if consented else "false")
+        return Rendered(MAIN_SNIPPET % (script_json(page.state.settings.tracking_script_url),
+                                        "true" if consented else "false"))
 
     return _script("cdp_main_script", nonce, build)
 
@@ -197,25 +210,25 @@ def cdp_track_buy(lines: Iterable[Any], order_id: Any = None, currency: Any = No
     return _script("cdp_track_buy", nonce, lambda page: _buy_events(page, lines, order_id, currency))
 
 
-def _buy_events(page: Page, lines: Iterable[Any], order_id: Any, currency: Any) -> str:
+def _buy_events(page: Page, lines: Iterable[Any], order_id: Any, currency: Any) -> Rendered:
     if isinstance(lines, (str, bytes)) or not isinstance(lines, Iterable):
         raise TrackingArgumentError("lines must be a list of order lines")
-    events = []
+    rendered = Rendered()
     for index, line in enumerate(lines):
         fields = line_fields(line, index)
         fields.setdefault("currency", currency)
         fields.setdefault("order_id", order_id)
         try:
-            events.append(_push_event(page, "buy", fields))
+            rendered += _push_event(page, "buy", fields)
         except TrackingArgumentError as exc:
             raise TrackingArgumentError(f"lines[{index}]: {exc}") from None
-    return "".join(events)
+    return rendered
 
 
 def cdp_track_basket(id: Any, basket_content: Any, basket_id: Any = None, *, nonce: str | None = None) -> Markup:
     """A ``basket`` event: the product changed and the whole basket's ids."""
 
-    def build(page: Page) -> str:
+    def build(page: Page) -> Rendered:
         if id is None:
             raise TrackingArgumentError("id is required")
         if basket_content is None:
@@ -229,7 +242,7 @@ def cdp_track_content_visit(id: Any, title: Any = None, category_path: Any = Non
                             nonce: str | None = None) -> Markup:
     """A ``contentvisit`` event for an article or other content."""
 
-    def build(page: Page) -> str:
+    def build(page: Page) -> Rendered:
         if id is None:
             raise TrackingArgumentError("id is required")
         return _push_event(page, "contentvisit", {"id": id, "name": title, "category_path": category_path})
@@ -246,11 +259,12 @@ def cdp_set_user(user_id: Any = None, *, nonce: str | None = None) -> Markup:
     """``setRuid`` with the logged-in user's id; nothing for anonymous visitors (nor in
     server and hybrid modes, where the server adds the user to every event)."""
 
-    def build(page: Page) -> str:
+    def build(page: Page) -> Rendered:
         if not page.state.mode.raptor_script_in_page:
-            return ""
+            return Rendered()
         chosen = page.user_id if user_id is None else tracking_user_id(user_id)
-        return "" if chosen is None else f'window.raptor&&window.raptor.push("setRuid",{script_json(chosen)});'
+        return Rendered() if chosen is None else Rendered(
+            f'window.raptor&&window.raptor.push("setRuid",{script_json(chosen)});')
 
     return _script("cdp_set_user", nonce, build)
 
