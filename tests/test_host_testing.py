@@ -277,7 +277,9 @@ def test_the_consent_banner_in_chromium(tmp_path: Path, browser, answer: str) ->
         cookies = {cookie["name"]: cookie["value"] for cookie in context.cookies()}
         assert cookies["consent"] == ("yes" if answer == "accept" else "no")
         if answer == "accept":
-            tab.wait_for_function("window.raptorLoaded === true")
+            # Polled from Python: wait_for_function would evaluate a string in the page,
+            # which this page's CSP (no 'unsafe-eval') refuses.
+            wait_until(lambda: tab.evaluate("window.raptorLoaded === true"), "the tracking script loaded")
         else:
             assert tab.evaluate("window.raptorLoaded === undefined")
         tab.reload()
