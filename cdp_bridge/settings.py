@@ -24,7 +24,7 @@ from dotenv import dotenv_values, find_dotenv
 from marshmallow import EXCLUDE, RAISE, Schema, fields, post_load, validate, validates_schema
 from marshmallow import ValidationError as SchemaError
 
-from .constants import DEFAULT_TRACKING_PARAMETERS
+from .constants import DEFAULT_TRACKING_PARAMETERS, RECOMMENDATIONS_FAILURES_BEFORE_PAUSE, RECOMMENDATIONS_PAUSE_SECONDS
 from .errors import ConfigurationError
 from .export_kinds import EXPORT_KINDS
 from .identifiers import GROUP_IDENTIFIER_PATTERN
@@ -37,6 +37,20 @@ _COOKIE_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _ACCOUNT_NUMBER = re.compile(r"[0-9]{1,12}")
 _P_NUMBER = re.compile(r"p[1-9][0-9]?")
 _HEADER_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,255}")
+
+
+@dataclass(frozen=True)
+class OutsideApi:
+    """One of Raptor's APIs a page waits for, as its settings describe it: every such
+    client is made from one of these, its cache and its circuit breaker alike."""
+
+    #: The ``client`` label of its metrics (``cdp_breaker_open{client=…}``).
+    name: str
+    url: str
+    timeout: float
+    cache_ttl: int
+    failures_before_pause: int
+    pause_seconds: int
 
 
 @dataclass(frozen=True)
@@ -87,6 +101,21 @@ class CDPSettings:
     recommendations_timeout: float
     recommendations_cache_ttl: int
     recommendation_modules: Mapping[str, RecommendationModule]
+
+    @property
+    def membership_api(self) -> OutsideApi:
+        """The CDP API's section: where it is, how long a call may take, how long its
+        answers are kept, and when calls pause."""
+        return OutsideApi("membership", self.membership_api_url, self.membership_timeout,
+                          self.visitor_segments_cache_ttl, self.membership_failures_before_pause,
+                          self.membership_pause_seconds)
+
+    @property
+    def recommendations_api(self) -> OutsideApi:
+        """The Recommendations API's section (its breaker's numbers are fixed: constants.py)."""
+        return OutsideApi("recommendations", self.recommendations_api_url, self.recommendations_timeout,
+                          self.recommendations_cache_ttl, RECOMMENDATIONS_FAILURES_BEFORE_PAUSE,
+                          RECOMMENDATIONS_PAUSE_SECONDS)
 
     @property
     def visitor_segments_enabled(self) -> bool:

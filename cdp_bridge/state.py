@@ -32,7 +32,7 @@ from .model import Clock
 from .rate_limits import RateLimits
 from .recommendations import RecommendationsClient, RecommendationsService
 from .redis_guard import RedisGuard
-from .settings import CDPSettings
+from .settings import CDPSettings, OutsideApi
 from .shared_cache import SharedCache
 from .store import CDPTables, SegmentStore, schema
 from .store.senders import record_sender_counts
@@ -196,12 +196,11 @@ def _visitor_segments(settings: CDPSettings, cache: Callable[[], SegmentsCache |
     """The CDP API for visitors' segments, when configured."""
     if settings.membership_activation_id is None or settings.membership_api_key is None:
         return None
-    client = MembershipClient(settings.membership_api_url, settings.membership_activation_id, settings.membership_api_key,
-                              settings.membership_timeout, settings.membership_max_bytes)
-    breaker = CircuitBreaker(settings.membership_failures_before_pause, settings.membership_pause_seconds,
-                             client="membership", what="visitor segments", api="the CDP API",
-                             without="visitors get no segments", log=logging.getLogger("cdp_bridge.membership"))
-    return VisitorSegmentsService(client, breaker, settings.visitor_segments_cache_ttl, shared_cache=cache)
+    api = settings.membership_api
+    client = MembershipClient(api.url, settings.membership_activation_id, settings.membership_api_key, api.timeout,
+                              settings.membership_max_bytes)
+    breaker = _breaker(api, what="visitor segments", api_name="the CDP API", without="visitors get no segments")
+    return VisitorSegmentsService(client, breaker, api.cache_ttl, shared_cache=cache)
 
 
 def _recommendations(settings: CDPSettings, cache: Callable[[], SegmentsCache | None]) -> RecommendationsService | None:
@@ -210,9 +209,18 @@ def _recommendations(settings: CDPSettings, cache: Callable[[], SegmentsCache | 
     if not settings.recommendation_modules:
         return None
     assert settings.recommendations_api_key is not None and settings.account_number is not None  # the settings check
-    client = RecommendationsClient(settings.recommendations_api_url, settings.account_number,
-                                   settings.recommendations_api_key, settings.recommendations_timeout)
-    return RecommendationsService(client, settings.recommendations_cache_ttl, shared_cache=cache)
+    api = settings.recommendations_api
+    client = RecommendationsClient(api.url, settings.account_number, settings.recommendations_api_key, api.timeout)
+    breaker = _breaker(api, what="recommendations", api_name="the Recommendations API",
+                       without="recommendation blocks show the site's own fallback")
+    return RecommendationsService(client, breaker, api.cache_ttl, shared_cache=cache)
+
+
+def _breaker(api: OutsideApi, *, what: str, api_name: str, without: str) -> CircuitBreaker:
+    """The one way an outside API's breaker is made: from its section, logging on
+    ``cdp_bridge.<name>`` one WARNING per episode in the words given."""
+    return CircuitBreaker(api.failures_before_pause, api.pause_seconds, client=api.name, what=what, api=api_name,
+                          without=without, log=logging.getLogger(f"cdp_bridge.{api.name}"))
 
 
 def current_state() -> CDPState:

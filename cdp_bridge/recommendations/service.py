@@ -4,30 +4,24 @@ error for the page (none, so it renders the site's fallback)."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import quote, urlencode
 
 from ..api_calls import Cache, CachedCalls, CircuitBreaker
-from ..constants import RECOMMENDATIONS_CACHE_SIZE, RECOMMENDATIONS_FAILURES_BEFORE_PAUSE, RECOMMENDATIONS_PAUSE_SECONDS
+from ..constants import RECOMMENDATIONS_CACHE_SIZE
 from ..metrics import RECOMMENDATIONS_API_CALLS
 from ..model import RecommendationModule
 from .answer import Recommendation, first_items, recommendation_from_cache
 from .client import RecommendationsClient
 
-log = logging.getLogger("cdp_bridge.recommendations")
-
 
 class RecommendationsService:
     """One app's recommendations: the client, its cache and its breaker."""
 
-    def __init__(self, client: RecommendationsClient, ttl: int,
+    def __init__(self, client: RecommendationsClient, breaker: CircuitBreaker, ttl: int,
                  shared_cache: Callable[[], Cache | None] = lambda: None) -> None:
         self.client = client
-        breaker = CircuitBreaker(RECOMMENDATIONS_FAILURES_BEFORE_PAUSE, RECOMMENDATIONS_PAUSE_SECONDS,
-                                 client="recommendations", what="recommendations", api="the Recommendations API",
-                                 without="recommendation blocks show the site's own fallback", log=log)
         self.calls: CachedCalls[tuple[Recommendation, ...]] = CachedCalls(
             breaker, ttl=ttl, wait_seconds=client.timeout + 1, size=RECOMMENDATIONS_CACHE_SIZE,
             calls=RECOMMENDATIONS_API_CALLS, shared_cache=shared_cache,
