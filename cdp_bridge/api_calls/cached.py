@@ -154,7 +154,7 @@ class CachedCalls(Generic[T]):
     def _written(self, found: T) -> str:
         return json.dumps({"v": CACHE_FORMAT, "value": self._encode(found)}, separators=(",", ":"))
 
-    def _read(self, cached: Any) -> T:
+    def _read(self, cached: object) -> T:
         """The answer a cached value holds; :class:`UnreadableValue` (or ``ValueError``,
         ``TypeError``) for a value cdp_bridge did not write in this format."""
         if not isinstance(cached, str | bytes):

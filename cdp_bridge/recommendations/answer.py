@@ -91,7 +91,7 @@ def first_items(found: tuple[Recommendation, ...], count: int) -> tuple[Recommen
     return found
 
 
-def recommendation_from_cache(row: Any) -> Recommendation:
+def recommendation_from_cache(row: object) -> Recommendation:
     """A cached ``[id, variant, priority, created]``, checked as an answer's entry is; a
     ``ValueError`` or ``TypeError`` for anything else."""
     if not isinstance(row, list) or len(row) != 4:

@@ -5,7 +5,6 @@ error for the page (none, so it renders the site's fallback)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
 from urllib.parse import quote, urlencode
 
 from ..api_calls import Cache, CachedCalls, CircuitBreaker
@@ -43,7 +42,7 @@ def cache_key(client: RecommendationsClient, module: RecommendationModule, count
             f"{module.name}:{module.method}:{count}:{urlencode(sorted(parameters.items()))}")
 
 
-def _from_cache(rows: Any) -> tuple[Recommendation, ...]:
+def _from_cache(rows: object) -> tuple[Recommendation, ...]:
     if not isinstance(rows, list):
         raise TypeError("expected a list of recommendations")
     return tuple(recommendation_from_cache(row) for row in rows)

@@ -31,6 +31,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from flask import Flask, request
+from flask.typing import ResponseReturnValue
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 #: Made-up credentials the stand-in expects (it is local: nothing here is a secret).
@@ -140,7 +141,7 @@ class RaptorStandIn:
         return (request.headers.get("X-ACTIVATION-ID") != self.activation_id
                 or not _same(request.headers.get("X-API-KEY", ""), self._keys["membership"]))
 
-    def _memberships(self) -> Any:
+    def _memberships(self) -> ResponseReturnValue:
         if self._cdp_api_refused():
             return {"error": "unauthorized"}, 401
         visitor = request.args.get("identifierValue", "")
@@ -151,19 +152,19 @@ class RaptorStandIn:
             return {"error": "not found"}, 404
         return {"memberships": [{"id": audience_id, "name": name} for audience_id, name in found]}
 
-    def _audiences(self) -> Any:
+    def _audiences(self) -> ResponseReturnValue:
         if self._cdp_api_refused():
             return {"error": "unauthorized"}, 401
         return {"audiences": [{"id": audience_id, "name": name} for audience_id, (name, _) in self.audiences.items()]}
 
-    def _audience_members(self, audience_id: str) -> Any:
+    def _audience_members(self, audience_id: str) -> ResponseReturnValue:
         if self._cdp_api_refused():
             return {"error": "unauthorized"}, 401
         if audience_id not in self.audiences:
             return {"error": "not found"}, 404
         return {"profiles": list(self.audiences[audience_id][1]), "sequence": int(time.time() * 1000)}
 
-    def _recommendations(self, account: str, method: str, count: int, key: str) -> Any:
+    def _recommendations(self, account: str, method: str, count: int, key: str) -> ResponseReturnValue:
         if not _same(key, self._keys["recommendations"]):
             return {"error": "unauthorized"}, 401
         parameters = {name: value for name, value in request.args.items() if name != "json"}
@@ -174,14 +175,14 @@ class RaptorStandIn:
             return {"error": f"no web module with the method {method}"}, 404
         return [{"RecommendedId": item_id, "Priority": count - rank} for rank, item_id in enumerate(ids[:count])]
 
-    def _stream(self, account: str) -> Any:
+    def _stream(self, account: str) -> ResponseReturnValue:
         records = json.loads(request.get_data() or b"null")
         if not isinstance(records, list):
             return {"error": "expected a JSON array"}, 400
         self.exports.extend(records)
         return "", 200
 
-    def _delete_user(self, account: str) -> Any:
+    def _delete_user(self, account: str) -> ResponseReturnValue:
         if not _same(request.headers.get("x-api-key", ""), self._keys["gdpr"]):
             return {"error": "unauthorized"}, 401
         body = request.get_json(silent=True)

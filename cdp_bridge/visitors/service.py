@@ -4,7 +4,6 @@ and never allowed to break a page (the shared :mod:`cdp_bridge.api_calls`)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from ..api_calls import Cache, CachedCalls, CircuitBreaker
 from ..constants import VISITOR_SEGMENTS_CACHE_SIZE
@@ -45,7 +44,7 @@ class VisitorSegmentsService:
         return self.calls.get(key, lambda: self.client.memberships(visitor_id), ())
 
 
-def memberships_from_cache(pairs: Any) -> tuple[Membership, ...]:
+def memberships_from_cache(pairs: object) -> tuple[Membership, ...]:
     """Cached ``[[id, name], …]`` as memberships, checked as the API's answer is; a
     ``ValueError`` or ``TypeError`` for anything else."""
     if not isinstance(pairs, list):
