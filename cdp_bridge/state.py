@@ -42,7 +42,7 @@ from .tracking.service import TrackingService
 from .visitors import MembershipClient, SegmentsCache, VisitorSegmentsService
 from .webhook.formats import PayloadFormat, default_formats
 
-#: Problems :meth:`CDPState.first_time` remembers, at most.
+#: Problems :meth:`CDPState.error_once` remembers, at most.
 MAX_LOGGED_PROBLEMS = 1000
 
 
@@ -117,14 +117,14 @@ class CDPState:
             engine, senders, f"{socket.gethostname()}:{os.getpid()}:{token}", counts),
             buy_outbox=self.buy_outbox_or_none, wake=self.wake_inline_worker)
 
-    def first_time(self, problem: str) -> bool:
-        """Whether ``problem`` is logged for the first time in this process (then it is
-        noted): a template that calls a helper wrongly would log on every page."""
+    def error_once(self, log: logging.Logger, problem: str) -> None:
+        """Log ``problem`` at ERROR the first time this process meets it: a template that
+        calls a helper wrongly would log on every page."""
         if problem in self._logged:
-            return False
+            return
         if len(self._logged) < MAX_LOGGED_PROBLEMS:  # beyond it (problems that hold values), each is logged
             self._logged.add(problem)
-        return True
+        log.error("%s (logged once per process)", problem)
 
     @property
     def engine(self) -> Engine:

@@ -39,6 +39,8 @@ class CircuitBreaker:
     def allows(self) -> bool:
         """Whether a call may be made now. Once a pause ends, one call is let through (its
         outcome closes the breaker or starts another pause); the others still wait."""
+        if self._failures < self.failures_before_pause:  # closed: the usual case, decided without the lock
+            return True
         with self._lock:
             if self._failures < self.failures_before_pause:
                 return True
@@ -49,6 +51,8 @@ class CircuitBreaker:
             return True
 
     def succeeded(self) -> None:
+        if not self._failures:  # nothing to close: the usual case, without the lock or the gauge
+            return
         with self._lock:
             failures, self._failures, self._paused_until = self._failures, 0, 0.0
         self._open_gauge.set(0)

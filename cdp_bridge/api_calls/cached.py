@@ -106,7 +106,7 @@ class CachedCalls(Generic[T]):
             if cached is not None:
                 try:
                     found = self._read(cached)
-                except (UnreadableValue, ValueError, TypeError) as exc:
+                except (ValueError, TypeError) as exc:  # UnreadableValue among them
                     FOREIGN_VALUES.failed(exc)
                 else:
                     FOREIGN_VALUES.answered()

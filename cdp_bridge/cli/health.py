@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from flask import Flask
+from limits.storage import MemoryStorage
 from sqlalchemy import inspect, text
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -125,7 +126,7 @@ def _check_limit_storage(state: CDPState, report: CheckReport) -> None:
         report.noted("rate limits off (the host's Flask-Limiter is turned off)")
         return
     storage = limiter.storage
-    if type(storage).__name__ == "MemoryStorage":
+    if isinstance(storage, MemoryStorage):
         report.noted("rate limits: memory:// (each process counts for itself; redis://… shares the counts)")
         return
     started = time.monotonic()

@@ -19,13 +19,13 @@ from flask import current_app
 from markupsafe import Markup, escape
 
 from ..errors import TrackingArgumentError
-from .page import current_page, nonce_attribute
+from .page import CONSENTING_VALUES, DECLINING_VALUES, current_page, nonce_attribute
 from .tracking import script_json
 
 log = logging.getLogger("cdp_bridge.tracking")
 
-#: The cookie's values a visitor's choice leaves (page.py reads 1/true/yes as consent).
-CHOSEN_VALUES = frozenset({"1", "true", "yes", "0", "false", "no"})
+#: The cookie's values a visitor's choice leaves.
+CHOSEN_VALUES = CONSENTING_VALUES | DECLINING_VALUES
 DEFAULT_TEXT = "We would like to use Raptor to recommend what you may like. Nothing is sent until you accept."
 #: Seconds the choice is kept: a year.
 CHOICE_SECONDS = 365 * 86400
@@ -65,8 +65,7 @@ def cdp_consent_banner(text: str = DEFAULT_TEXT, accept: str = "Accept", decline
     except TrackingArgumentError as exc:
         if current_app.debug:
             raise
-        if page.state.first_time(str(exc)):
-            log.error("%s (logged once per process)", exc)
+        page.state.error_once(log, str(exc))
         return Markup("")
     if page.in_request and page.cookies.get(name, "").strip().lower() in CHOSEN_VALUES:
         return Markup("")

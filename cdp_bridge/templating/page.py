@@ -31,6 +31,8 @@ log = logging.getLogger("cdp_bridge.tracking")
 
 NONCE = re.compile(r"[A-Za-z0-9+/=_-]{1,256}")
 CONSENTING_VALUES = frozenset({"1", "true", "yes"})
+#: The consent cookie's values of a visitor who declined (the banner writes ``no``).
+DECLINING_VALUES = frozenset({"0", "false", "no"})
 
 
 class Page:

@@ -116,8 +116,7 @@ def cdp_recommendations(name: str, count: int | None = None, **parameters: Any) 
         if current_app.debug:
             raise
         problem = f"cdp_recommendations({str(name)[:64]!r}): no records: {exc}"
-        if current_page().state.first_time(problem):
-            log.error("%s (logged once per process)", problem)
+        current_page().state.error_once(log, problem)
         return []
     state = current_page().state
     click_path = f"{state.url_prefix or ''}{CLICK_PATH}" if state.mode.clicks_through_site else None

@@ -102,7 +102,7 @@ def parse_memberships(body: bytes | str) -> tuple[Membership, ...]:
     skipped: list[str] = []
     for entry in entries:
         try:
-            membership = _membership(entry)
+            membership = membership_from_entry(entry)
         except ValidationError as exc:
             skipped.append(str(exc))
             continue
@@ -114,7 +114,7 @@ def parse_memberships(body: bytes | str) -> tuple[Membership, ...]:
     return tuple(found.values())
 
 
-def _membership(entry: Any) -> Membership | None:
+def membership_from_entry(entry: Any) -> Membership | None:
     """One entry as a :class:`Membership`; ``None`` for one without an id, and
     :class:`ValidationError` for one whose id or name is not acceptable text."""
     if not isinstance(entry, dict):

@@ -7,9 +7,8 @@ from collections.abc import Callable
 
 from ..api_calls import Cache, CachedCalls, CircuitBreaker
 from ..constants import VISITOR_SEGMENTS_CACHE_SIZE
-from ..identifiers import validate_segment_identifier, validate_text_identifier
 from ..metrics import MEMBERSHIP_API_CALLS, MEMBERSHIP_API_SECONDS
-from .client import Membership, MembershipClient
+from .client import Membership, MembershipClient, membership_from_entry
 
 #: What ``@cdp.visitor_segments_cache`` accepts (the name it had before the recommendations shared it).
 SegmentsCache = Cache
@@ -30,7 +29,7 @@ class VisitorSegmentsService:
         self.calls: CachedCalls[tuple[Membership, ...]] = CachedCalls(
             breaker, ttl=ttl, wait_seconds=client.timeout + 1, size=VISITOR_SEGMENTS_CACHE_SIZE,
             calls=MEMBERSHIP_API_CALLS, seconds=MEMBERSHIP_API_SECONDS, shared_cache=shared_cache,
-            encode=lambda found: [[m.id, m.name] for m in found], decode=memberships_from_cache,
+            encode=lambda found: [{"id": m.id, "name": m.name} for m in found], decode=memberships_from_cache,
             answered_by=frozenset({"not_found"}))
 
     @property
@@ -44,14 +43,15 @@ class VisitorSegmentsService:
         return self.calls.get(key, lambda: self.client.memberships(visitor_id), ())
 
 
-def memberships_from_cache(pairs: object) -> tuple[Membership, ...]:
-    """Cached ``[[id, name], …]`` as memberships, checked as the API's answer is; a
-    ``ValueError`` or ``TypeError`` for anything else."""
-    if not isinstance(pairs, list):
-        raise TypeError("expected a list of [id, name] pairs")
+def memberships_from_cache(entries: object) -> tuple[Membership, ...]:
+    """Cached ``[{"id", "name"}, …]`` as memberships, read by the API answer's own entry
+    parser; a ``ValueError`` or ``TypeError`` for anything else."""
+    if not isinstance(entries, list):
+        raise TypeError("expected a list of memberships")
     found = []
-    for pair in pairs:
-        if not isinstance(pair, list) or len(pair) != 2:
-            raise TypeError("expected [id, name]")
-        found.append(Membership(validate_segment_identifier(pair[0]), validate_text_identifier(pair[1], "segment name")))
+    for entry in entries:
+        membership = membership_from_entry(entry)
+        if membership is None:
+            raise TypeError("a membership without an id")
+        found.append(membership)
     return tuple(found)

@@ -251,7 +251,8 @@ def test_a_flask_caching_backend_is_shared_through_the_hook(make_site, api: Fake
     assert api.calls_for(VISITOR) == 1
     with sites[1].app_context():
         key = f"cdp_bridge:visitor_segments:{api.url}/api/v3/memberships/coid:{ACTIVATION_ID}:{VISITOR}"
-        assert json.loads(cache.get(key)) == {"v": 1, "value": [["5d822e81", "Cat owners"], ["77aa0001", "VIP"]]}
+        assert json.loads(cache.get(key)) == {"v": 1, "value": [{"id": "5d822e81", "name": "Cat owners"},
+                                                                {"id": "77aa0001", "name": "VIP"}]}
 
 
 def test_the_cache_hook_refuses_what_is_no_cache() -> None:
