@@ -146,6 +146,11 @@ control_socket_disable = _control == "off"
 control_socket = _control if _control not in ("", "off") else os.path.join(
     os.environ["XDG_RUNTIME_DIR"] if os.path.isdir(os.environ.get("XDG_RUNTIME_DIR", "")) else os.path.expanduser("~/.gunicorn"),
     "gunicorn-" + "".join(c if c.isalnum() or c in ".-" else "_" for c in bind) + ".ctl")
+if not control_socket_disable:
+    # Made here, where two at once is no error: gunicorn makes the folder itself only if it
+    # is missing, and of two gunicorns starting together the second then failed on
+    # "File exists" and ran without its socket.
+    os.makedirs(os.path.dirname(control_socket) or ".", mode=0o700, exist_ok=True)
 
 
 class SameFormatLogger(Logger):
