@@ -27,10 +27,10 @@ from sqlalchemy import Engine, event
 from .cli import cdp_cli
 from .constants import EXTENSION_KEY
 from .database_url import database_url
-from .deliveries.worker import InlineWorker
 from .errors import ConfigurationError, RegistrationError, ValidationError
 from .export.sources import Processor, Source
 from .identifiers import visitor_id_or_none
+from .jobs.worker import InlineWorker
 from .model import Clock
 from .rate_limits import RateLimits, limiter_for
 from .redis_guard import RedisGuard
@@ -124,8 +124,7 @@ class CDP:
             if owns_db:
                 _tune_sqlite(state.engine)
             if state.uses_inline_worker(testing=app.testing):
-                state.inline_worker = InlineWorker(app, lambda: state.inbox, ready=state.schema_gate.is_current,
-                                                   make_outbox=state.buy_outbox_or_none)
+                state.inline_worker = InlineWorker(app, state.queue_jobs, ready=state.schema_gate.is_current)
                 # Also drains what a previous process left queued, from the first request on.
                 app.before_request(state.inline_worker.ensure_started)
         # The sender's threads hold no reference to the app: when it goes, they go.
@@ -312,7 +311,7 @@ class CDP:
 
     def segments_for(self, user_id: object) -> list[Segment]:
         """The segments the user belongs to (read once per request, see :meth:`is_in_segment`)."""
-        return list(current_page().segments_of(user_id).segments)
+        return list(current_page().segments.of_user(user_id).segments)
 
     def recommendations(self, name: str, count: int | None = None, *, visitor_id: str | None = None,
                         user_id: str | None = None, **parameters: Any) -> list[Any]:
@@ -366,7 +365,7 @@ class CDP:
         Inside a request the user's segments are read once and every further check is a
         set lookup; a delivery applied meanwhile shows from the next request on.
         """
-        return segment in current_page().segments_of(user_id)
+        return segment in current_page().segments.of_user(user_id)
 
 
 #: The views a host's Flask-WTF ``CSRFProtect`` must let through, by endpoint suffix.

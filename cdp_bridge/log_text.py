@@ -22,3 +22,8 @@ def one_line(text: str) -> str:
 #: logger's name, so a delivery's line reads the same from the web process and a worker.
 LOG_FORMAT = "%(asctime)s [%(process)d] [%(levelname)s] %(name)s: %(message)s"
 LOG_DATE_FORMAT = "[%Y-%m-%d %H:%M:%S %z]"
+
+
+def counted(number: int, noun: str, plural: str | None = None) -> str:
+    """``1 segment``, ``2 segments``: counts in words that agree, for the CLI and the logs."""
+    return f"{number} {noun}" if number == 1 else f"{number} {plural or noun + 's'}"

@@ -39,6 +39,14 @@ MEMBERSHIP_API_CALLS = Counter("cdp_membership_api_calls", "Calls to the CDP API
                                ["outcome"], registry=REGISTRY)
 RECOMMENDATIONS_API_CALLS = Counter("cdp_recommendations_api_calls", "Calls to the Recommendations API, by outcome",
                                     ["outcome"], registry=REGISTRY)
+QUEUE_CLAIMS = Counter("cdp_queue_claims", "Rows claimed by a worker (a try each), by queue: deliveries, buys",
+                       ["queue"], registry=REGISTRY)
+QUEUE_RETRIES = Counter("cdp_queue_retries", "Failed tries whose row is due again after its backoff, by queue",
+                        ["queue"], registry=REGISTRY)
+QUEUE_GIVEN_UP = Counter("cdp_queue_given_up", "Rows given up after their last try (or refused for good), by queue",
+                         ["queue"], registry=REGISTRY)
+QUEUE_TAKEOVERS = Counter("cdp_queue_takeovers", "Rows taken over from a worker whose lease ended, by queue",
+                          ["queue"], registry=REGISTRY)
 RATE_LIMITED = Counter("cdp_rate_limited", "Requests answered 429 by a rate limit", ["endpoint"], registry=REGISTRY)
 WEBHOOK_SECONDS = Histogram("cdp_webhook_duration_seconds", "Time to answer POST /cdp/webhook", registry=REGISTRY)
 DELIVERY_APPLY_SECONDS = Histogram("cdp_delivery_apply_seconds", "Time to apply one delivery", registry=REGISTRY)

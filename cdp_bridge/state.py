@@ -25,9 +25,9 @@ from sqlalchemy import Engine
 from .api_calls import CircuitBreaker
 from .constants import EXTENSION_KEY, SERVER_TRACKING_TIMEOUT
 from .deliveries.inbox import MAX_ATTEMPTS, DeliveryInbox
-from .deliveries.worker import InlineWorker
 from .errors import RegistrationError
 from .export.sources import ExportRegistry
+from .jobs.worker import InlineWorker, QueueJob
 from .model import Clock
 from .rate_limits import RateLimits
 from .recommendations import RecommendationsClient, RecommendationsService
@@ -144,17 +144,31 @@ class CDPState:
     @property
     def inbox(self) -> DeliveryInbox:
         """The delivery inbox on this app's engine (needs an app context)."""
-        return DeliveryInbox(self.engine, self.tables, bulk_async_threshold=self.settings.bulk_async_threshold,
-                             lease_seconds=self.settings.worker_lease_seconds)
+        return self.make_inbox(self.settings.worker_lease_seconds)
 
-    def buy_outbox_or_none(self) -> BuyOutbox | None:
+    def make_inbox(self, lease_seconds: int) -> DeliveryInbox:
+        return DeliveryInbox(self.engine, self.tables, bulk_async_threshold=self.settings.bulk_async_threshold,
+                             lease_seconds=lease_seconds)
+
+    def buy_outbox_or_none(self, lease_seconds: int | None = None) -> BuyOutbox | None:
         """The buy outbox on this app's engine with CDP_TRACKING_BUY_OUTBOX on, else ``None``
         (needs an app context). Its workers send with the server-side sender's timeout."""
         if not self.settings.tracking_buy_outbox:
             return None
         return BuyOutbox(self.engine, self.tables.buy_outbox, self.settings.server_tracking_url,
-                         lease_seconds=self.settings.worker_lease_seconds, max_attempts=MAX_ATTEMPTS,
+                         lease_seconds=lease_seconds or self.settings.worker_lease_seconds, max_attempts=MAX_ATTEMPTS,
                          timeout=SERVER_TRACKING_TIMEOUT)
+
+    def queue_jobs(self, lease_seconds: int | None = None) -> list[QueueJob]:
+        """What the queue workers run for this app, each over its own leased queue: the
+        delivery inbox, and the buy outbox when it is on (needs an app context). A new
+        kind of queued work is one more job here; the worker itself is unchanged."""
+        lease = lease_seconds or self.settings.worker_lease_seconds
+        jobs: list[QueueJob] = [self.make_inbox(lease)]
+        outbox = self.buy_outbox_or_none(lease)
+        if outbox is not None:
+            jobs.append(outbox)
+        return jobs
 
     def create_tables(self, report: Callable[[str], None] = lambda line: None) -> list[str]:
         """Bring the ``cdp_*`` tables to the newest schema revision: a new database is made

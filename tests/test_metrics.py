@@ -104,7 +104,7 @@ def test_a_delivery_given_up_is_counted_as_failed(webhook_app: Flask) -> None:
         with state.engine.begin() as conn:  # the group goes behind the store's back: applying fails
             conn.execute(delete(state.tables.segment_groups))
         inbox = state.inbox
-        inbox.max_attempts = 1
+        inbox.queue.max_attempts = 1
         delivery = inbox.claim("test-worker")
         assert delivery is not None and inbox.process(delivery, "test-worker") == "failed"
     after = scrape(webhook_app, BEARER)

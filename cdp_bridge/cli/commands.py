@@ -14,16 +14,16 @@ import click
 from flask import current_app
 
 from ..constants import PROTECTED_GROUP_MESSAGE
-from ..deliveries.worker import QueueWorker
 from ..errors import ConfigurationError, ValidationError, first_line
-from ..log_text import LOG_DATE_FORMAT, LOG_FORMAT
+from ..jobs.worker import QueueWorker
+from ..log_text import LOG_DATE_FORMAT, LOG_FORMAT, counted
 from ..model import ActivationCredentials, DeliveryStatus
 from ..settings import check_env_file
 from ..state import current_state as _state
 from ..store import schema, validate_user_ids
 from ..web.metrics import serve_worker_metrics
 from ..webhook.sample import ActivationNotSent, sample_body, send_activation
-from .group import CommandFailed, UsageProblem, cdp_cli, counted, reports_errors
+from .group import CommandFailed, UsageProblem, cdp_cli, reports_errors
 from .health import run_checks, served_url
 
 
@@ -152,20 +152,15 @@ def worker(once: bool, poll_seconds: float, lease_seconds: int | None, log_level
         except (OSError, ValueError) as exc:
             raise CommandFailed(f"--metrics-port {metrics_port}: cannot listen on {metrics_host} ({exc.__class__.__name__}:"
                                 f" {first_line(exc)})") from None
-    inbox = state.inbox
-    if lease_seconds is not None:
-        inbox.lease_seconds = lease_seconds
-    queue_worker = QueueWorker(inbox, poll_seconds=poll_seconds, ready=state.schema_gate.is_current,
-                               outbox=state.buy_outbox_or_none())
+    queue_worker = QueueWorker(state.queue_jobs(lease_seconds), poll_seconds=poll_seconds,
+                               ready=state.schema_gate.is_current)
     if once:
         if not state.schema_gate.is_current():
             raise CommandFailed(f"cdp_bridge's tables are not at the schema this version writes: run {schema.UPGRADE_COMMAND}")
-        processed = queue_worker.run_once()
-        click.echo(f"Processed {counted(processed, 'delivery', 'deliveries')}.")
-        if queue_worker.outbox is not None:
-            buys = queue_worker.send_buys()
-            queue_worker.outbox.close()
-            click.echo(f"Buy outbox: sent {buys.sent}, to be tried again {buys.retried}, dropped {buys.failed}.")
+        reports = queue_worker.run_once()
+        queue_worker.close()
+        for report in reports:
+            click.echo(report.summary())
         return
     for signal_number in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signal_number, lambda *_: queue_worker.stop())

@@ -49,11 +49,6 @@ cdp_cli = CDPCommandGroup("cdp", help="Ibexa CDP activation target: segments, we
 cdp_cli = click.version_option(__version__, prog_name="cdp_bridge", message="%(prog)s %(version)s")(cdp_cli)
 
 
-def counted(number: int, noun: str, plural: str | None = None) -> str:
-    """``1 segment``, ``2 segments``: the CLI's counts in words that agree."""
-    return f"{number} {noun}" if number == 1 else f"{number} {plural or noun + 's'}"
-
-
 def reports_errors(command: F) -> F:
     """Turn cdp_bridge and database errors into messages with the right exit status."""
 

@@ -17,13 +17,13 @@ from sqlalchemy.exc import SQLAlchemyError
 from ..constants import WEBHOOK_PATH
 from ..errors import NotFoundError, first_line
 from ..export_kinds import EXPORT_KINDS
+from ..log_text import counted
 from ..recommendations import RecommendationsFailure
 from ..settings import process_environment, unknown_keys
 from ..state import CDPState
 from ..store import schema, utcnow
 from ..store.senders import recent_sender_totals
 from ..visitors import MembershipFailure
-from .group import counted
 
 #: What ``check`` prints for a site whose URL it cannot know.
 UNKNOWN_SITE_URL = "https://<your site>"

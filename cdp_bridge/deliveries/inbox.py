@@ -16,29 +16,31 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import os
-import socket
 import time
-import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Select, Table, and_, bindparam, func, or_, select, update
+from sqlalchemy import Connection, Engine, Select, Table, bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from ..errors import CDPError, NotFoundError, first_line
+from ..log_text import counted
 from ..metrics import DELIVERIES_APPLIED, DELIVERIES_FAILED, DELIVERY_APPLY_SECONDS
 from ..model import REPLAYABLE, ActivationCredentials, ActivationDocument, DeliveryStatus, Outcome, Rejections
 from ..store import CDPTables, utcnow
 from ..store.audiences import apply_audience_changes, changes_from_json, changes_to_json
+from ..store.leased_queue import Backoff, LeasedQueue, Released, Statuses
 from ..store.membership import insert_skipping_conflicts
 
 log = logging.getLogger("cdp_bridge.webhook")
 
 MAX_ATTEMPTS = 5
-BACKOFF_BASE_SECONDS = 5
-BACKOFF_MAX_SECONDS = 900
+#: A failed delivery is due again after 5 s, 10 s, 20 s … at most 15 minutes.
+BACKOFF = Backoff(base_seconds=5, max_seconds=900)
+#: Where a delivery stands in the queue.
+STATUSES = Statuses(waiting=DeliveryStatus.QUEUED, claimed=DeliveryStatus.PROCESSING, given_up=DeliveryStatus.FAILED)
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,17 @@ class ReceiveResult:
     applied: int = 0
     stale: int = 0
     rejected: Rejections = field(default_factory=Rejections)
+
+
+@dataclass(frozen=True)
+class Processed:
+    """What one pass of the queue workers over the inbox did."""
+
+    count: int
+
+    def summary(self) -> str:
+        """The line ``flask cdp worker --once`` prints."""
+        return f"Processed {counted(self.count, 'delivery', 'deliveries')}."
 
 
 @dataclass(frozen=True)
@@ -114,16 +127,6 @@ class LeaseLost(CDPError):
     """Another worker took the delivery over; this one must not apply it."""
 
 
-def backoff_seconds(attempts: int) -> int:
-    """Delay before try ``attempts + 1``: 5 s, 10 s, 20 s … capped at 15 minutes."""
-    return int(min(BACKOFF_MAX_SECONDS, BACKOFF_BASE_SECONDS * 2 ** max(0, attempts - 1)))
-
-
-def worker_identity() -> str:
-    """A name unique to this claim: host, process and a random part."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
 class DeliveryInbox:
     """Records, applies, queues, claims and replays deliveries of one database."""
 
@@ -139,8 +142,17 @@ class DeliveryInbox:
         self.engine = engine
         self.tables = tables
         self.bulk_async_threshold = bulk_async_threshold
-        self.max_attempts = max_attempts
-        self.lease_seconds = lease_seconds
+        self.queue = LeasedQueue("deliveries", engine, tables.deliveries, lease_seconds=lease_seconds,
+                                 max_attempts=max_attempts, backoff=BACKOFF, statuses=STATUSES, log=log,
+                                 item="delivery")
+
+    @property
+    def lease_seconds(self) -> int:
+        return self.queue.lease_seconds
+
+    @property
+    def max_attempts(self) -> int:
+        return self.queue.max_attempts
 
     # -- receiving -----------------------------------------------------------------------
 
@@ -252,45 +264,17 @@ class DeliveryInbox:
 
     def claim(self, worker: str) -> int | None:
         """Claim the oldest due delivery (queued, or processing with an expired lease)."""
-        d = self.tables.deliveries
-        now = utcnow()
-        due = or_(
-            and_(d.c.status == DeliveryStatus.QUEUED, d.c.available_at <= now),
-            and_(d.c.status == DeliveryStatus.PROCESSING, d.c.lease_expires_at < now),
-        )
-        with self.engine.begin() as conn:
-            candidate = select(d.c.id, d.c.status, d.c.claimed_by, d.c.lease_expires_at).where(due)
-            candidate = candidate.order_by(d.c.id).limit(1)
-            if conn.dialect.name == "postgresql":
-                candidate = candidate.with_for_update(skip_locked=True)
-            found = conn.execute(candidate).first()
-            if found is None:
-                return None
-            delivery_id = found.id
-            claimed = conn.execute(
-                update(d)
-                .where(d.c.id == delivery_id, due)
-                .values(
-                    status=DeliveryStatus.PROCESSING,
-                    claimed_by=worker,
-                    claimed_at=now,
-                    lease_expires_at=now + timedelta(seconds=self.lease_seconds),
-                    attempts=d.c.attempts + 1,
-                )
-            )
-            if claimed.rowcount != 1:
-                return None
-        if found.status == DeliveryStatus.PROCESSING:  # a worker died or hung holding it
-            log.warning("delivery %s: taken over by %s from %s, whose lease ended at %s", delivery_id, worker,
-                        found.claimed_by, found.lease_expires_at)
-        return int(delivery_id)
+        claimed = self.queue.claim(worker)
+        return int(claimed[0].id) if claimed else None
 
     def process(self, delivery_id: int, worker: str) -> Outcome:
         """Apply a claimed delivery; returns its new status (or ``lease_lost``)."""
         started = time.monotonic()
         try:
             with self.engine.begin() as conn:
-                row = self._hold_claim(conn, delivery_id, worker)
+                row = self.queue.hold(conn, delivery_id, worker)
+                if row is None:
+                    raise LeaseLost(f"delivery {delivery_id} is no longer claimed by {worker}")
                 if row.attempts > self.max_attempts:
                     raise CDPError(f"gave up after {self.max_attempts} tries (workers stopped mid-delivery)")
                 group_id = self._group_id(conn, row.segment_group_identifier)
@@ -318,43 +302,36 @@ class DeliveryInbox:
         )
         return Outcome.APPLIED
 
-    def _hold_claim(self, conn: Connection, delivery_id: int, worker: str) -> Any:
-        """Lock the delivery row if this worker still holds it; else :class:`LeaseLost`."""
-        d = self.tables.deliveries
-        query = select(d).where(d.c.id == delivery_id, d.c.claimed_by == worker, d.c.status == DeliveryStatus.PROCESSING)
-        row = conn.execute(query.with_for_update()).first()
-        if row is None:
-            raise LeaseLost(f"delivery {delivery_id} is no longer claimed by {worker}")
-        if conn.dialect.name != "postgresql":
-            # SQLite has no FOR UPDATE: a write takes its database lock instead.
-            conn.execute(update(d).where(d.c.id == delivery_id).values(claimed_by=worker))
-        return row
-
     def _record_failure(self, delivery_id: int, worker: str, exc: BaseException) -> Outcome:
-        d = self.tables.deliveries
         message = f"{type(exc).__name__}: {first_line(exc)}"
-        with self.engine.begin() as conn:
-            row = conn.execute(select(d.c.attempts, d.c.claimed_by, d.c.client_id).where(d.c.id == delivery_id)).one()
-            if row.claimed_by != worker:
-                return Outcome.LEASE_LOST
-            final = row.attempts >= self.max_attempts
-            conn.execute(
-                update(d)
-                .where(d.c.id == delivery_id)
-                .values(
-                    status=DeliveryStatus.FAILED if final else DeliveryStatus.QUEUED,
-                    error=message,
-                    claimed_by=None,
-                    lease_expires_at=None,
-                    available_at=utcnow() + timedelta(seconds=backoff_seconds(row.attempts)),
-                    finished_at=utcnow() if final else None,
-                )
-            )
-        outcome = Outcome.FAILED if final else Outcome.QUEUED
-        if final:
-            DELIVERIES_FAILED.labels(row.client_id).inc()
-        log.warning("delivery %s: try %s failed (%s); now %s", delivery_id, row.attempts, message, outcome)
+        released = self.queue.release(delivery_id, worker, message, columns=[self.tables.deliveries.c.client_id])
+        if released.outcome == Released.LEASE_LOST:
+            return Outcome.LEASE_LOST
+        outcome = Outcome.FAILED if released.outcome == Released.GAVE_UP else Outcome.QUEUED
+        if outcome == Outcome.FAILED and released.row is not None:
+            DELIVERIES_FAILED.labels(released.row.client_id).inc()
+        log.warning("delivery %s: try %s failed (%s); now %s", delivery_id, released.attempts, message, outcome)
         return outcome
+
+    #: The queue worker's name for this job.
+    name = "deliveries"
+
+    def run_due(self, worker: Callable[[], str], stop: Callable[[], bool]) -> Processed:
+        """Apply every delivery that is due now, each under a claim of its own (until
+        ``stop`` says so); how many were processed. The worker's job (see
+        :mod:`..jobs.worker`)."""
+        processed = 0
+        while not stop():
+            claim = worker()
+            delivery_id = self.claim(claim)
+            if delivery_id is None:
+                break
+            self.process(delivery_id, claim)
+            processed += 1
+        return Processed(processed)
+
+    def close(self) -> None:
+        """Nothing to let go of: the engine is the app's."""
 
     # -- the log ---------------------------------------------------------------------------
 

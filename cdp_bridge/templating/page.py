@@ -1,15 +1,15 @@
 """What every cdp_bridge helper of one request shares, looked up once per request.
 
 A page calls several helpers (a visit event, a buy event, a few segment checks).
-:func:`current_page` makes one :class:`Page` per request and keeps it on ``g``; the
-user, the visitor, their consent and their segments are looked up when a helper first
-needs them, and a user's segments are read from the database at most once a request,
-whatever the page checks. This is the only per-request cache of cdp_bridge.
+:func:`current_page` makes one :class:`Page` per request and keeps it on ``g``: who is
+looking and what they allowed (the user, the visitor, consent, the nonce, the campaign
+ids), each looked up when a helper first needs it. What is looked up on their behalf
+(segments, recommendation blocks) is held by the small accessors of :mod:`.lookups`.
+This is the only per-request cache of cdp_bridge.
 """
 
 from __future__ import annotations
 
-import logging
 import re
 import uuid
 from collections.abc import Mapping
@@ -23,11 +23,8 @@ from ..constants import REAID_COOKIE, RUID_COOKIE, SESSION_COOKIE, UTM_PARAMETER
 from ..errors import TrackingArgumentError, ValidationError
 from ..identifiers import text_problem, validate_user_id, visitor_id_or_none
 from ..state import CDPState, current_state
-from ..store import NO_SEGMENTS, UserSegments
 from ..tracking.wire import Visitor
-from ..visitors import as_segments
-
-log = logging.getLogger("cdp_bridge.tracking")
+from .lookups import RecommendationLookups, SegmentLookups
 
 NONCE = re.compile(r"[A-Za-z0-9+/=_-]{1,256}")
 CONSENTING_VALUES = frozenset({"1", "true", "yes"})
@@ -41,9 +38,6 @@ class Page:
     def __init__(self, state: CDPState, in_request: bool) -> None:
         self.state = state
         self.in_request = in_request
-        self._user_segments: dict[str, UserSegments] = {}
-        #: Each recommendation block's records, by module, count and parameters: one loader call a page.
-        self.recommended: dict[tuple[Any, ...], tuple[tuple[str, Any], ...]] = {}
         #: Whether a helper read the visitor's cookies (consent, ``rsa``, the campaign ids):
         #: the response then depends on them and says so (``Vary: Cookie``).
         self.read_cookies = False
@@ -133,45 +127,14 @@ class Page:
                 _id_or_none(present(args, "ruid"), BASE64) or _id_or_none(present(cookies, RUID_COOKIE), BASE64))
 
     @cached_property
-    def segments(self) -> UserSegments:
-        """The segments of whoever is looking: a logged-in user's from the store, a
-        visitor's from the CDP API (at most one call a request), else none. A user id
-        from the host's loader that is no valid id gives no segments and one ERROR for
-        the page (in debug, the error), as the tracking helpers do."""
-        try:
-            user_id = self.user_id
-        except TrackingArgumentError as exc:
-            if current_app.debug:
-                raise
-            log.error("cdp_in_segment / cdp_user_segments: no segments for this page: %s", exc)
-            return NO_SEGMENTS
-        if user_id is not None:
-            return self.segments_of(user_id)
-        service = self.state.visitor_segments
-        visitor_id = self.visitor_id if service is not None else None
-        if service is None or visitor_id is None:
-            return NO_SEGMENTS
-        return as_segments(service.memberships(visitor_id))
+    def segments(self) -> SegmentLookups:
+        """The segments this page asks about (the viewer's, a user's), each read once."""
+        return SegmentLookups(self)
 
-
-    def segments_of(self, user_id: object) -> UserSegments:
-        """A user's segments, read at most once for this page: every ``cdp_in_segment`` /
-        ``cdp_user_segments`` / ``cdp.is_in_segment`` of a request is answered from the set
-        the first one loaded. In a request the read joins the request's own database
-        connection (the Flask-SQLAlchemy session's, which the page's other queries use too).
-        An id that is no valid user id has no segments, and is not kept."""
-        store = self.state.store
-        if isinstance(user_id, bool) or not isinstance(user_id, (str, int)):
-            return store.user_segments(user_id)
-        key = str(user_id)
-        found = self._user_segments.get(key)
-        if found is None:
-            state = self.state
-            if not state.schema_gate.is_current():  # tables older than this code: no segments, one ERROR
-                return NO_SEGMENTS
-            connection = state.db.session.connection(bind_arguments={"bind": state.engine}) if self.in_request else None
-            found = self._user_segments[key] = store.user_segments(user_id, connection=connection)
-        return found
+    @cached_property
+    def recommendations(self) -> RecommendationLookups:
+        """The recommendation blocks this page renders, each loaded once."""
+        return RecommendationLookups()
 
 
 def current_page() -> Page:

@@ -58,12 +58,9 @@ def _recommended(name: str, count: int | None, visitor_id: str | None, user_id: 
     if query is None:
         return ()
     key = (module.name, count, tuple(sorted(query.items())))
-    found = page.recommended.get(key)
-    if found is None:
-        assert state.recommendations is not None
-        found = page.recommended[key] = _records(state, module, state.recommendations.recommend(module, count, query),
-                                                 count)
-    return found
+    service = state.recommendations
+    assert service is not None
+    return page.recommendations.get(key, lambda: _records(state, module, service.recommend(module, count, query), count))
 
 
 class Recommended:

@@ -272,13 +272,13 @@ def cdp_set_user(user_id: Any = None, *, nonce: str | None = None) -> Markup:
 def cdp_in_segment(segment: str, user_id: Any = None) -> bool:
     """Whether the user (default: the current one) is in ``segment``."""
     page = current_page()
-    return segment in (page.segments if user_id is None else page.segments_of(user_id))
+    return segment in (page.segments.viewer if user_id is None else page.segments.of_user(user_id))
 
 
 def cdp_user_segments(user_id: Any = None) -> list[Segment]:
     """The user's segments (default: the current user's; none for anonymous visitors)."""
     page = current_page()
-    return list((page.segments if user_id is None else page.segments_of(user_id)).segments)
+    return list((page.segments.viewer if user_id is None else page.segments.of_user(user_id)).segments)
 
 
 TRACKING_GLOBALS: dict[str, Callable[..., Any]] = {

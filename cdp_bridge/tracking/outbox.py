@@ -5,10 +5,11 @@ The sender's queue lives in the web process's memory: its buys lane is never emp
 for other events, but a process killed with events queued (SIGKILL, the OOM killer, a
 host that dies) loses them. With the outbox on, a buy is written to ``cdp_buy_outbox``
 before the page that tracks it is answered, and the queue workers send it: each claims
-a few rows with a lease (as deliveries are claimed, ``SKIP LOCKED`` on PostgreSQL, so
-any number of workers share the table), sends them with the sender's retry policy and
-deletes what Raptor accepted. A buy whose worker died is taken over when its lease
-ends; one Raptor did not accept is tried again later, up to ``max_attempts`` times; one
+a few rows of the store's leased queue (:mod:`..store.leased_queue`, as deliveries are
+claimed, so any number of workers share the table), sends them and deletes what Raptor
+accepted. A buy whose worker died is taken over when its lease ends; one Raptor did not
+accept is tried again after the queue's backoff (30 s, doubling, at most 15 minutes), up
+to ``max_attempts`` times; one
 Raptor refused (a 4xx other than 429) is dropped at once, with one ERROR. So a buy is
 sent at least once, never lost to a killed process, and at most ``max_attempts`` times:
 each outbox try is one HTTP request (the outbox is the retry; a slow Raptor that answers
@@ -26,13 +27,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
 
-from sqlalchemy import Engine, Table, and_, delete, func, insert, or_, select, update
+from sqlalchemy import Engine, Table, func, insert, select
 
 from ..metrics import TRACKING_EVENTS
 from ..outbound import OutboundClient
 from ..retries import retry_policy
+from ..store.leased_queue import Backoff, LeasedQueue, Released
 from ..store.tables import utcnow
 from .sender import MAX_ANSWER_BYTES, send_url
 from .wire import Event
@@ -44,8 +45,8 @@ log = logging.getLogger("cdp_bridge.tracking")
 CLAIM_SIZE = 20
 #: The longest one buy's sending can take: one request of at most 1 s, with room to spare.
 SECONDS_PER_BUY = 2
-#: Seconds before a buy Raptor did not accept is tried again, times its tries so far.
-RETRY_SECONDS = 30
+#: A buy Raptor did not accept is tried again after 30 s, 1 min, 2 min … at most 15 min.
+BACKOFF = Backoff(base_seconds=30, max_seconds=900)
 
 
 @dataclass(frozen=True)
@@ -59,18 +60,25 @@ class OutboxCounts:
     def __add__(self, other: OutboxCounts) -> OutboxCounts:
         return OutboxCounts(self.sent + other.sent, self.failed + other.failed, self.retried + other.retried)
 
+    def summary(self) -> str:
+        """The line ``flask cdp worker --once`` prints."""
+        return f"Buy outbox: sent {self.sent}, to be tried again {self.retried}, dropped {self.failed}."
+
 
 class BuyOutbox:
     """``cdp_buy_outbox`` on one engine: written by pages, emptied by the queue workers."""
+
+    #: The queue worker's name for this job.
+    name = "buy outbox"
 
     def __init__(self, engine: Engine, table: Table, base_url: str, *, lease_seconds: int, max_attempts: int,
                  timeout: float) -> None:
         self.engine = engine
         self.table = table
         self.base_url = base_url
-        self.lease_seconds = lease_seconds
-        self.max_attempts = max_attempts
         self.timeout = timeout
+        self.queue = LeasedQueue("buys", engine, table, lease_seconds=lease_seconds, max_attempts=max_attempts,
+                                 backoff=BACKOFF, error_column="last_error", log=log, item="buy")
         self._retry = retry_policy(1, 0)  # one request per outbox try: the outbox's own tries are the retries
         self._client: OutboundClient | None = None
         #: A short lease (``CDP_WORKER_LEASE_SECONDS``) claims fewer at a time, so another
@@ -95,58 +103,38 @@ class BuyOutbox:
 
     # -- the workers' side ----------------------------------------------------------------
 
-    def send_due(self, worker: str, *, stop: Callable[[], bool] = lambda: False) -> OutboxCounts:
-        """Send every buy that is due now (until ``stop`` says so); what was done."""
+    def run_due(self, worker: Callable[[], str], stop: Callable[[], bool]) -> OutboxCounts:
+        """Send every buy that is due now (until ``stop`` says so); what was done. The
+        worker's job (see :mod:`..jobs.worker`)."""
         done = OutboxCounts()
+        claim = worker()
         while not stop():
-            claimed = self._claim(worker)
+            claimed = self.queue.claim(claim, self.claim_size, [self.table.c.path])
             if not claimed:
                 break
-            for row_id, path, attempts in claimed:
-                done += self._send(row_id, path, attempts)
+            for row in claimed:
+                done += self._send(claim, int(row.id), row.path)
         return done
 
-    def _claim(self, worker: str) -> list[tuple[int, str, int]]:
-        """Lease up to :attr:`claim_size` due rows (new, retried, or whose lease ended)."""
-        t, now = self.table, utcnow()
-        due = and_(t.c.available_at <= now, or_(t.c.lease_expires_at.is_(None), t.c.lease_expires_at < now))
-        with self.engine.begin() as conn:
-            candidates = select(t.c.id).where(due).order_by(t.c.id).limit(self.claim_size)
-            if conn.dialect.name == "postgresql":
-                candidates = candidates.with_for_update(skip_locked=True)
-            rows = conn.execute(update(t).where(t.c.id.in_(candidates.scalar_subquery()), due)
-                                .values(claimed_by=worker, lease_expires_at=now + timedelta(seconds=self.lease_seconds),
-                                        attempts=t.c.attempts + 1)
-                                .returning(t.c.id, t.c.path, t.c.attempts)).all()
-        return sorted((int(row_id), path, int(attempts)) for row_id, path, attempts in rows)
-
-    def _send(self, row_id: int, path: str, attempts: int) -> OutboxCounts:
+    def _send(self, worker: str, row_id: int, path: str) -> OutboxCounts:
         if self._client is None:
             self._client = OutboundClient(timeout=self.timeout, max_answer_bytes=MAX_ANSWER_BYTES, pool_size=1)
         outcome = send_url(self._client, self._retry, f"{self.base_url}/{path}")
         if outcome.problem is None:
-            self._forget(row_id)
+            self.queue.forget(row_id)
             TRACKING_EVENTS.labels("sent").inc()
             return OutboxCounts(sent=1)
-        if outcome.refused or attempts >= self.max_attempts:
-            self._forget(row_id)
+        released = self.queue.release(row_id, worker, outcome.problem, give_up=outcome.refused)
+        if released.outcome == Released.GAVE_UP:
             TRACKING_EVENTS.labels("failed").inc()
-            log.error("buy outbox: buy %s dropped after %s %s (%s)", row_id, attempts,
-                      "try" if attempts == 1 else "tries", outcome.problem)
+            log.error("buy outbox: buy %s dropped after %s %s (%s)", row_id, released.attempts,
+                      "try" if released.attempts == 1 else "tries", outcome.problem)
             return OutboxCounts(failed=1)
-        t = self.table
-        with self.engine.begin() as conn:
-            conn.execute(update(t).where(t.c.id == row_id).values(
-                claimed_by=None, lease_expires_at=None, last_error=outcome.problem[:255],
-                available_at=utcnow() + timedelta(seconds=RETRY_SECONDS * attempts)))
+        if released.outcome == Released.LEASE_LOST:  # another worker took it over: it tries again
+            return OutboxCounts()
         log.warning("buy outbox: buy %s not accepted (%s); tried again in %s s", row_id, outcome.problem,
-                    RETRY_SECONDS * attempts)
+                    released.retry_in)
         return OutboxCounts(retried=1)
-
-    def _forget(self, row_id: int) -> None:
-        """Delete a buy that was sent, or given up."""
-        with self.engine.begin() as conn:
-            conn.execute(delete(self.table).where(self.table.c.id == row_id))
 
     def close(self) -> None:
         """Close the connections to Raptor's host (a worker that stops)."""

@@ -14,7 +14,7 @@ from flask import Flask
 from freezegun import freeze_time
 from sqlalchemy import delete, select, update
 
-from cdp_bridge.deliveries.inbox import MAX_ATTEMPTS, DeliveryInbox, IncomingDelivery, backoff_seconds
+from cdp_bridge.deliveries.inbox import BACKOFF, MAX_ATTEMPTS, DeliveryInbox, IncomingDelivery
 from cdp_bridge.model import ActivationDocument, AudienceChange
 from cdp_bridge.store import utcnow
 from tests.support.logs import remember_output
@@ -74,7 +74,7 @@ def test_failures_are_retried_with_backoff_then_marked_failed(webhook_app: Flask
             if attempt < MAX_ATTEMPTS:
                 assert status == "queued"
                 assert box.claim("early") is None  # not due before its backoff
-                clock.tick(timedelta(seconds=backoff_seconds(attempt)))
+                clock.tick(timedelta(seconds=BACKOFF.seconds(attempt)))
         assert status == "failed"
         assert box.get(delivery_id).status == "failed"
         clock.tick(timedelta(days=1))
@@ -82,8 +82,8 @@ def test_failures_are_retried_with_backoff_then_marked_failed(webhook_app: Flask
 
 
 def test_backoff_doubles_and_is_capped() -> None:
-    assert [backoff_seconds(n) for n in range(1, 6)] == [5, 10, 20, 40, 80]
-    assert backoff_seconds(50) == 900
+    assert [BACKOFF.seconds(n) for n in range(1, 6)] == [5, 10, 20, 40, 80]
+    assert BACKOFF.seconds(50) == 900
 
 
 def test_failed_delivery_is_replayed_from_the_cli(webhook_app: Flask) -> None:

@@ -245,7 +245,7 @@ def test_tables_a_host_made_with_create_all_count_as_current(make_app) -> None:
 def test_a_worker_on_an_old_schema_names_the_command_and_applies_nothing(app_on_0_1, caplog) -> None:
     import logging
 
-    from cdp_bridge.deliveries.worker import QueueWorker
+    from cdp_bridge.jobs.worker import QueueWorker
 
     app, before = app_on_0_1
     with caplog.at_level(logging.ERROR, logger="cdp_bridge.schema"):
@@ -253,8 +253,8 @@ def test_a_worker_on_an_old_schema_names_the_command_and_applies_nothing(app_on_
         assert once.exit_code == 1 and "run flask cdp upgrade-db" in once.output
         with app.app_context():
             state = app.extensions["cdp"]
-            worker = QueueWorker(state.inbox, ready=state.schema_gate.is_current)
-            assert worker.run_once() == 0 and worker.run_once() == 0  # waits: no OperationalError, no failed delivery
+            worker = QueueWorker(state.queue_jobs(), ready=state.schema_gate.is_current)
+            assert worker.run_once() == [] and worker.run_once() == []  # waits: no OperationalError, no failed delivery
     errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
     assert len(errors) == 1 and "run flask cdp upgrade-db" in errors[0]  # one per process, not one per try
     assert rows_now(app, before) == before

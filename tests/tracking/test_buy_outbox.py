@@ -20,7 +20,7 @@ from flask import Flask, render_template_string
 from sqlalchemy import select, update
 
 from cdp_bridge.deliveries.inbox import MAX_ATTEMPTS
-from cdp_bridge.deliveries.worker import QueueWorker
+from cdp_bridge.jobs.worker import QueueWorker
 from cdp_bridge.outbound import OutboundClient
 from cdp_bridge.retries import retry_policy
 from cdp_bridge.store.tables import utcnow
@@ -73,14 +73,27 @@ def patient_outbox(app: Flask) -> BuyOutbox:
 
 
 def worker_of(app: Flask) -> QueueWorker:
+    """A queue worker with the app's jobs, its outbox patient (see :data:`PATIENT`)."""
     state = app.extensions["cdp"]
     with app.app_context():
-        return QueueWorker(state.inbox, outbox=patient_outbox(app))
+        return QueueWorker([state.inbox, patient_outbox(app)])
 
 
 def send_buys(app: Flask) -> OutboxCounts:
+    """What the outbox's job did in one pass of a queue worker."""
     with app.app_context():
-        return worker_of(app).send_buys()
+        applied, buys = worker_of(app).run_once()
+    assert applied.summary() == "Processed 0 deliveries."
+    assert isinstance(buys, OutboxCounts)
+    return buys
+
+
+def send_due(outbox: BuyOutbox, worker: str) -> OutboxCounts:
+    return outbox.run_due(lambda: worker, lambda: False)
+
+
+def claim(outbox: BuyOutbox, worker: str) -> list[int]:
+    return [int(row.id) for row in outbox.queue.claim(worker, outbox.claim_size)]
 
 
 def queries(host: FakeTrackingHost, p1: str) -> list[str]:
@@ -174,7 +187,7 @@ def test_a_slow_raptor_receives_a_buy_at_most_once_per_outbox_try(make_site, hos
         outcomes = []
         for _ in range(MAX_ATTEMPTS):
             with app.app_context():
-                outcomes.append(outbox.send_due("worker-1"))
+                outcomes.append(send_due(outbox, "worker-1"))
                 with state.engine.begin() as conn:  # the next try is due now
                     conn.execute(update(state.tables.buy_outbox).values(available_at=utcnow() - timedelta(seconds=1)))
     finally:
@@ -217,15 +230,15 @@ def test_workers_share_the_outbox_each_buy_sent_once(make_app, host: FakeTrackin
         for order in range(45):
             cdp_of(app).track_offline_buy(f"o-{order}", [{"id": "a", "price": 1, "quantity": 1}], "zoe@example.com")
         first, second = patient_outbox(app), patient_outbox(app)
-        claimed_first, claimed_second = first._claim("worker-1"), second._claim("worker-2")
+        claimed_first, claimed_second = claim(first, "worker-1"), claim(second, "worker-2")
         assert len(claimed_first) == len(claimed_second) == 20
-        assert not {row[0] for row in claimed_first} & {row[0] for row in claimed_second}
+        assert not set(claimed_first) & set(claimed_second)
         # worker-1 dies holding its rows; worker-2 sends the rest, then the dead one's once its lease ends
-        done = second.send_due("worker-2")
+        done = send_due(second, "worker-2")
         assert done == OutboxCounts(sent=5)
         with state.engine.begin() as conn:
             conn.execute(update(state.tables.buy_outbox).values(lease_expires_at=utcnow() - timedelta(seconds=1)))
-        done = second.send_due("worker-2")
+        done = send_due(second, "worker-2")
     assert done == OutboxCounts(sent=40)
     orders = sorted(hit.params["p21"] for hit in host.hits)
     assert orders == sorted(f"o-{order}" for order in range(45))  # each once
@@ -309,7 +322,7 @@ def test_a_web_process_killed_after_the_page_loses_no_buy(make_app, database_url
     assert child.returncode == -signal.SIGKILL, child.stderr
     assert child.stdout == "answered\n"
     with app.app_context():
-        sent = worker_of(app).send_buys()
+        sent = send_buys(app)
     if outbox == "true":
         assert sent == OutboxCounts(sent=2)
         assert queries(host, "buy") == BUY_QUERIES
@@ -341,7 +354,7 @@ def test_a_short_lease_claims_fewer_buys_at_a_time(make_site, host: FakeTracking
             cdp_of(app).track_offline_buy(f"o-{order}", [{"id": "a", "price": 1, "quantity": 1}], "zoe@example.com")
         outbox = app.extensions["cdp"].buy_outbox_or_none()
         assert outbox is not None
-        assert [row[0] for row in outbox._claim("worker-1")] == [1, 2, 3, 4, 5]
+        assert claim(outbox, "worker-1") == [1, 2, 3, 4, 5]
 
 
 GUNICORN_SITE = textwrap.dedent("""
