@@ -116,8 +116,9 @@ class CDP:
             log.warning("%s", line)
         database, owns_db, private_folder = self._database_for(app, db)
         with app.app_context():
-            redis_guard = RedisGuard(settings.redis_pause_seconds)  # one breaker for the app's shared Redis: its cache and its limits
-            limits = RateLimits(limiter_for(app, settings.rate_limit_storage_uri), settings, redis_guard)
+            # One breaker for the app's shared Redis: its cache and its limits.
+            redis_guard = RedisGuard(settings.site.redis_pause_seconds)
+            limits = RateLimits(limiter_for(app, settings.site.rate_limit_storage_uri), settings, redis_guard)
             state = CDPState(hooks=self.hooks, settings=settings, db=database, tables=define_tables(database.metadata),
                              rate_limits=limits, redis_guard=redis_guard)
             app.extensions[EXTENSION_KEY] = state

@@ -54,8 +54,8 @@ class RateLimits:
         #: ``None`` when the host's Limiter is turned off (``RATELIMIT_ENABLED = False``).
         self.limiter = limiter
         self.track_visitor = parse(f"{TRACK_EVENTS_PER_MINUTE}/minute")
-        self.track_address = parse(f"{settings.track_address_limit_per_minute}/minute")
-        self.webhook_failures = parse(f"{settings.webhook_auth_failures_per_minute}/minute")
+        self.track_address = parse(f"{settings.tracking.address_limit_per_minute}/minute")
+        self.webhook_failures = parse(f"{settings.webhook.auth_failures_per_minute}/minute")
         self._guard = guard
 
     def track(self, address: str, visitor_id: str | None, endpoint: str = "track") -> Refusal | None:

@@ -22,7 +22,6 @@ from flask import current_app
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import Engine
 
-from .api_calls import CircuitBreaker
 from .constants import EXTENSION_KEY, SERVER_TRACKING_TIMEOUT
 from .deliveries.inbox import MAX_ATTEMPTS, DeliveryInbox
 from .errors import RegistrationError
@@ -30,16 +29,18 @@ from .export.sources import ExportRegistry
 from .jobs.worker import InlineWorker, QueueJob
 from .model import Clock
 from .rate_limits import RateLimits
-from .recommendations import RecommendationsClient, RecommendationsService
+from .recommendations import RecommendationsService
+from .recommendations import service as recommendations
 from .redis_guard import RedisGuard
-from .settings import CDPSettings, OutsideApi
+from .settings import CDPSettings
 from .shared_cache import SharedCache
 from .store import CDPTables, SegmentStore, schema
 from .store.senders import record_sender_counts
 from .tracking.modes import MODES, ModeRules
 from .tracking.outbox import BuyOutbox
 from .tracking.service import TrackingService
-from .visitors import MembershipClient, SegmentsCache, VisitorSegmentsService
+from .visitors import SegmentsCache, VisitorSegmentsService
+from .visitors import service as visitors
 from .webhook.formats import PayloadFormat, default_formats
 
 #: Problems :meth:`CDPState.error_once` remembers, at most.
@@ -102,12 +103,13 @@ class CDPState:
     def __post_init__(self) -> None:
         """Made in an app context (``init_app``): the services are made once, here."""
         settings = self.settings
-        self.mode = MODES[settings.tracking_mode]
-        self.shared_cache = (SharedCache(settings.cache_url, settings.visitor_segments_cache_ttl, self.redis_guard)
-                             if settings.cache_url else None)
+        self.mode = MODES[settings.tracking.mode]
+        self.shared_cache = (SharedCache(settings.site.cache_url, settings.membership_api.cache_ttl, self.redis_guard)
+                             if settings.site.cache_url else None)
         cache = _host_or_shared_cache(self.hooks, self.shared_cache)
-        self.visitor_segments = _visitor_segments(settings, cache)
-        self.recommendations = _recommendations(settings, cache)
+        self.visitor_segments = visitors.service_from(settings.membership_api, cache)
+        self.recommendations = recommendations.service_from(settings.recommendations_api, settings.site.account_number,
+                                                              cache)
         self.schema_gate = schema.SchemaGate(self.engine)
         engine, senders, token = self.engine, self.tables.tracking_senders, uuid.uuid4().hex[:8]
         # The sender reports from its own thread, with no app context: it keeps the engine.
@@ -137,33 +139,33 @@ class CDPState:
         engine = self.engine
         store = self._stores.get(engine)
         if store is None:
-            protected = self.settings.protected_group_identifiers
+            protected = self.settings.webhook.protected_group_identifiers
             store = self._stores[engine] = SegmentStore(engine, self.tables, protected)
         return store
 
     @property
     def inbox(self) -> DeliveryInbox:
         """The delivery inbox on this app's engine (needs an app context)."""
-        return self.make_inbox(self.settings.worker_lease_seconds)
+        return self.make_inbox(self.settings.worker.lease_seconds)
 
     def make_inbox(self, lease_seconds: int) -> DeliveryInbox:
-        return DeliveryInbox(self.engine, self.tables, bulk_async_threshold=self.settings.bulk_async_threshold,
+        return DeliveryInbox(self.engine, self.tables, bulk_async_threshold=self.settings.webhook.bulk_async_threshold,
                              lease_seconds=lease_seconds)
 
     def buy_outbox_or_none(self, lease_seconds: int | None = None) -> BuyOutbox | None:
         """The buy outbox on this app's engine with CDP_TRACKING_BUY_OUTBOX on, else ``None``
         (needs an app context). Its workers send with the server-side sender's timeout."""
-        if not self.settings.tracking_buy_outbox:
+        if not self.settings.tracking.buy_outbox:
             return None
-        return BuyOutbox(self.engine, self.tables.buy_outbox, self.settings.server_tracking_url,
-                         lease_seconds=lease_seconds or self.settings.worker_lease_seconds, max_attempts=MAX_ATTEMPTS,
+        return BuyOutbox(self.engine, self.tables.buy_outbox, self.settings.tracking.server_url,
+                         lease_seconds=lease_seconds or self.settings.worker.lease_seconds, max_attempts=MAX_ATTEMPTS,
                          timeout=SERVER_TRACKING_TIMEOUT)
 
     def queue_jobs(self, lease_seconds: int | None = None) -> list[QueueJob]:
         """What the queue workers run for this app, each over its own leased queue: the
         delivery inbox, and the buy outbox when it is on (needs an app context). A new
         kind of queued work is one more job here; the worker itself is unchanged."""
-        lease = lease_seconds or self.settings.worker_lease_seconds
+        lease = lease_seconds or self.settings.worker.lease_seconds
         jobs: list[QueueJob] = [self.make_inbox(lease)]
         outbox = self.buy_outbox_or_none(lease)
         if outbox is not None:
@@ -178,8 +180,8 @@ class CDPState:
     def uses_inline_worker(self, *, testing: bool = False) -> bool:
         """CDP_INLINE_WORKER, or by default: on with SQLite, off otherwise, and off under
         ``TESTING`` (a test app starts no thread it was not asked for)."""
-        if self.settings.inline_worker is not None:
-            return self.settings.inline_worker
+        if self.settings.worker.inline is not None:
+            return self.settings.worker.inline
         return self.engine.dialect.name == "sqlite" and not testing
 
     def shutdown(self) -> None:
@@ -204,37 +206,6 @@ def _host_or_shared_cache(hooks: Hooks, shared: SharedCache | None) -> Callable[
     (``@cdp.visitor_segments_cache``) wins over CDP_CACHE_URL's; ``None`` for each
     process's own."""
     return lambda: shared if hooks.visitor_segments_cache is None else hooks.visitor_segments_cache
-
-
-def _visitor_segments(settings: CDPSettings, cache: Callable[[], SegmentsCache | None]) -> VisitorSegmentsService | None:
-    """The CDP API for visitors' segments, when configured."""
-    if settings.membership_activation_id is None or settings.membership_api_key is None:
-        return None
-    api = settings.membership_api
-    client = MembershipClient(api.url, settings.membership_activation_id, settings.membership_api_key, api.timeout,
-                              settings.membership_max_bytes)
-    breaker = _breaker(api, what="visitor segments", api_name="the CDP API", without="visitors get no segments")
-    return VisitorSegmentsService(client, breaker, api.cache_ttl, shared_cache=cache)
-
-
-def _recommendations(settings: CDPSettings, cache: Callable[[], SegmentsCache | None]) -> RecommendationsService | None:
-    """The Recommendations API, when modules are configured; cached as the visitor
-    segments are (the host's cache, else CDP_CACHE_URL's, else the process's own)."""
-    if not settings.recommendation_modules:
-        return None
-    assert settings.recommendations_api_key is not None and settings.account_number is not None  # the settings check
-    api = settings.recommendations_api
-    client = RecommendationsClient(api.url, settings.account_number, settings.recommendations_api_key, api.timeout)
-    breaker = _breaker(api, what="recommendations", api_name="the Recommendations API",
-                       without="recommendation blocks show the site's own fallback")
-    return RecommendationsService(client, breaker, api.cache_ttl, shared_cache=cache)
-
-
-def _breaker(api: OutsideApi, *, what: str, api_name: str, without: str) -> CircuitBreaker:
-    """The one way an outside API's breaker is made: from its section, logging on
-    ``cdp_bridge.<name>`` one WARNING per episode in the words given."""
-    return CircuitBreaker(api.failures_before_pause, api.pause_seconds, client=api.name, what=what, api=api_name,
-                          without=without, log=logging.getLogger(f"cdp_bridge.{api.name}"))
 
 
 def current_state() -> CDPState:

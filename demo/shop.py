@@ -51,7 +51,7 @@ def shop_context() -> dict[str, Any]:
         "currency": CURRENCY,
         "demo_logins": current_app.config["SHOP_DEMO"],
         # The blocks whose module is configured: a site's .env may configure none.
-        "recommendation_blocks": current_app.extensions["cdp"].settings.recommendation_modules,
+        "recommendation_blocks": current_app.extensions["cdp"].settings.recommendations_api.modules,
     }
 
 

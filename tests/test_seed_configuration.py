@@ -21,7 +21,7 @@ def test_the_seeds_configuration_works_end_to_end(sqlite_url: str, api: FakeStre
     app = Flask("seed_site")
     app.config.update(SQLALCHEMY_DATABASE_URI=sqlite_url, CDP_INLINE_WORKER=False, CDP_STREAM_API_URL=api.url)
     cdp = CDP(app)
-    assert app.extensions["cdp"].settings.account_number == SEED_ACCOUNT
+    assert app.extensions["cdp"].settings.site.account_number == SEED_ACCOUNT
     with app.app_context():
         cdp.create_tables()
         cdp.store.create_group(SEED_GROUP, "Example")
@@ -40,7 +40,7 @@ def test_the_seeds_configuration_works_end_to_end(sqlite_url: str, api: FakeStre
 
 @pytest.mark.parametrize("value", ["1", "1234", "123456", "999999999999", " 123456 "])
 def test_any_account_number_of_1_to_12_digits_is_accepted(value: str) -> None:
-    assert load_settings({"CDP_ACCOUNT_NUMBER": value}, {}).account_number == value.strip()
+    assert load_settings({"CDP_ACCOUNT_NUMBER": value}, {}).site.account_number == value.strip()
 
 
 @pytest.mark.parametrize("value", ["", "1234567890123", "12a4", "12 34", "+1234", "0x1f"])

@@ -15,17 +15,17 @@ SECRET = "very-secret-client-secret"
 
 def test_defaults_when_nothing_is_configured() -> None:
     settings = load_settings({}, {})
-    assert settings.bulk_async_threshold == 100
-    assert settings.webhook_max_bytes == 32 * 1024 * 1024
-    assert settings.stream_api_url == "https://in.raptorsmartadvisor.com/stream"
-    assert settings.tracking_script_url.endswith("/raptor-3.0.min.js")
-    assert settings.activations == ()
-    assert settings.inline_worker is None
+    assert settings.webhook.bulk_async_threshold == 100
+    assert settings.webhook.max_bytes == 32 * 1024 * 1024
+    assert settings.export.stream_api_url == "https://in.raptorsmartadvisor.com/stream"
+    assert settings.tracking.script_url.endswith("/raptor-3.0.min.js")
+    assert settings.webhook.activations == ()
+    assert settings.worker.inline is None
 
 
 def test_config_wins_over_environment() -> None:
     settings = load_settings({"CDP_BULK_ASYNC_THRESHOLD": 7}, {"CDP_BULK_ASYNC_THRESHOLD": "9"})
-    assert settings.bulk_async_threshold == 7
+    assert settings.webhook.bulk_async_threshold == 7
 
 
 def test_environment_strings_are_converted() -> None:
@@ -38,16 +38,16 @@ def test_environment_strings_are_converted() -> None:
         "CDP_EXPORT_SCHEDULE": '{"user": [{"interval": "0 3 * * *", "options": "--no-draft"}]}',
     }
     settings = load_settings({}, environ)
-    assert settings.bulk_async_threshold == 250
-    assert settings.inline_worker is False
-    assert settings.account_number == "12345"
-    assert settings.tracking_parameters == {"buy": {"currency": "p9"}}
-    assert len(settings.webhook_signing_secrets) == 2
-    assert settings.export_schedule["user"][0].options == "--no-draft"
+    assert settings.webhook.bulk_async_threshold == 250
+    assert settings.worker.inline is False
+    assert settings.site.account_number == "12345"
+    assert settings.tracking.parameters == {"buy": {"currency": "p9"}}
+    assert len(settings.webhook.signing_secrets) == 2
+    assert settings.export.schedule["user"][0].options == "--no-draft"
 
 
 def test_integer_account_number_is_accepted() -> None:
-    assert load_settings({"CDP_ACCOUNT_NUMBER": 4321}, {}).account_number == "4321"
+    assert load_settings({"CDP_ACCOUNT_NUMBER": 4321}, {}).site.account_number == "4321"
 
 
 def test_single_activation_from_ibexa_names() -> None:
@@ -59,11 +59,11 @@ def test_single_activation_from_ibexa_names() -> None:
         },
         {},
     )
-    (activation,) = settings.activations
+    (activation,) = settings.webhook.activations
     assert activation.client_id == "abc"
     assert activation.client_secret.reveal() == SECRET
     assert activation.segment_group_identifier == "shop"
-    assert settings.protected_group_identifiers == {"shop"}
+    assert settings.webhook.protected_group_identifiers == {"shop"}
 
 
 def test_several_activations_from_a_json_environment_value() -> None:
@@ -72,8 +72,8 @@ def test_several_activations_from_a_json_environment_value() -> None:
         {"client_id": "b", "client_secret": "second-secret-0123456789", "segment_group_identifier": "two"},
     ]
     settings = load_settings({}, {"CDP_ACTIVATIONS": json.dumps(activations)})
-    assert [a.client_id for a in settings.activations] == ["a", "b"]
-    assert settings.protected_group_identifiers == {"one", "two"}
+    assert [a.client_id for a in settings.webhook.activations] == ["a", "b"]
+    assert settings.webhook.protected_group_identifiers == {"one", "two"}
 
 
 def test_secrets_do_not_appear_in_repr() -> None:
@@ -86,7 +86,7 @@ def test_secrets_do_not_appear_in_repr() -> None:
     )
     assert SECRET not in repr(settings)
     assert "stream-secret-id" not in repr(settings)
-    assert SECRET not in repr(settings.activations)
+    assert SECRET not in repr(settings.webhook.activations)
 
 
 @pytest.mark.parametrize(
@@ -182,7 +182,7 @@ def test_environment_is_read_at_start_up(monkeypatch: pytest.MonkeyPatch, sqlite
     app = Flask(__name__)
     app.config["SQLALCHEMY_DATABASE_URI"] = sqlite_url
     CDP(app)
-    assert app.extensions["cdp"].settings.bulk_async_threshold == 42
+    assert app.extensions["cdp"].settings.webhook.bulk_async_threshold == 42
 
 
 def test_a_dotenv_file_is_read_but_never_written_into_the_environment(
@@ -201,12 +201,12 @@ def test_a_dotenv_file_is_read_but_never_written_into_the_environment(
     app.config["SQLALCHEMY_DATABASE_URI"] = sqlite_url
     CDP(app)
     assert dict(os.environ) == before
-    assert app.extensions["cdp"].settings.account_number == "5678"
+    assert app.extensions["cdp"].settings.site.account_number == "5678"
     monkeypatch.setenv("CDP_ACCOUNT_NUMBER", "4321")  # the environment wins over the file
     other = Flask(__name__)
     other.config["SQLALCHEMY_DATABASE_URI"] = sqlite_url
     CDP(other)
-    assert other.extensions["cdp"].settings.account_number == "4321"
+    assert other.extensions["cdp"].settings.site.account_number == "4321"
 
 
 def test_a_site_fills_app_config_from_its_dotenv_or_the_prefixed_environment(
@@ -224,7 +224,7 @@ def test_a_site_fills_app_config_from_its_dotenv_or_the_prefixed_environment(
     app.config.from_mapping(dotenv_values(tmp_path / ".env"))
     CDP(app)
     settings = app.extensions["cdp"].settings
-    assert (settings.account_number, settings.bulk_async_threshold) == ("5678", 77)
+    assert (settings.site.account_number, settings.webhook.bulk_async_threshold) == ("5678", 77)
 
 
 @pytest.mark.parametrize(
@@ -238,8 +238,8 @@ def test_a_site_fills_app_config_from_its_dotenv_or_the_prefixed_environment(
 )
 def test_urls_and_site_paths_that_are_accepted(key: str, value: str) -> None:
     settings = load_settings({key: f"  {value} "}, {})
-    attribute = "stream_api_url" if key == "CDP_STREAM_API_URL" else "tracking_script_url"
-    assert getattr(settings, attribute) == value
+    found = settings.export.stream_api_url if key == "CDP_STREAM_API_URL" else settings.tracking.script_url
+    assert found == value
 
 
 def test_the_docs_settings_table_is_the_schemas() -> None:
@@ -373,7 +373,7 @@ def test_cdp_env_file_names_the_env_file_read(tmp_path, monkeypatch) -> None:
     assert process_environment()["CDP_TRACKING_MODE"] == "sever"
     monkeypatch.setenv("CDP_ENV_FILE", str(checked))
     assert process_environment()["CDP_TRACKING_MODE"] == "server"
-    assert load_settings({}).tracking_mode == "server"
+    assert load_settings({}).tracking.mode == "server"
 
 
 def test_check_env_file_says_what_would_stop_an_app(tmp_path) -> None:
@@ -414,3 +414,23 @@ def test_a_postgres_url_as_hosts_hand_it_out_serves(tmp_path, postgres_server) -
         cdp.create_tables()
         assert app.extensions["cdp"].engine.dialect.driver == "psycopg"
         assert cdp.store.list_groups() == []
+
+
+def test_settings_come_in_sections_and_each_outside_api_is_one() -> None:
+    """Each section holds its own keys; an outside API's section is an OutsideApi (URL, key,
+    timeout, cache TTL, breaker), the one thing its client is made from."""
+    from cdp_bridge.settings import OutsideApi, settings_table
+
+    settings = load_settings({"CDP_MEMBERSHIP_ACTIVATION_ID": "act-1", "CDP_MEMBERSHIP_API_KEY": "k" * 20,
+                              "CDP_MEMBERSHIP_TIMEOUT": "2.5", "CDP_WEBHOOK_MAX_BYTES": 2048,
+                              "CDP_TRACKING_MODE": "hybrid"}, {})
+    assert (settings.webhook.max_bytes, settings.tracking.mode, settings.worker.lease_seconds) == (2048, "hybrid", 120)
+    membership, recommendations = settings.membership_api, settings.recommendations_api
+    assert isinstance(membership, OutsideApi) and isinstance(recommendations, OutsideApi)
+    assert (membership.name, membership.timeout, membership.enabled, membership.key.reveal()) == (
+        "membership", 2.5, True, "k" * 20)
+    assert (recommendations.name, recommendations.timeout, recommendations.key) == ("recommendations", 1.0, None)
+    assert "k" * 20 not in repr(settings)
+    table = settings_table()
+    assert table.index("| **The activation webhook** | | |") < table.index("`CDP_WEBHOOK_MAX_BYTES`") < table.index(
+        "| **Tracking** | | |")

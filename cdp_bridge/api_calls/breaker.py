@@ -13,6 +13,7 @@ import threading
 import time
 
 from ..metrics import BREAKER_OPEN
+from ..settings import OutsideApi
 
 
 class CircuitBreaker:
@@ -76,3 +77,10 @@ class CircuitBreaker:
                            self._what, failures, self.pause_seconds)
         else:
             self._log.debug("%s: %s failed again (%s); %s in a row", self._what, self._api, reason, failures)
+
+
+def breaker_for(api: OutsideApi, *, what: str, api_name: str, without: str) -> CircuitBreaker:
+    """The one way an outside API's breaker is made: from its settings section, logging
+    on ``cdp_bridge.<name>`` one WARNING per episode in the words given."""
+    return CircuitBreaker(api.failures_before_pause, api.pause_seconds, client=api.name, what=what, api=api_name,
+                          without=without, log=logging.getLogger(f"cdp_bridge.{api.name}"))

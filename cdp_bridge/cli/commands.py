@@ -218,14 +218,14 @@ def _check_env_file(path: str) -> None:
 def send_test_activation(url: str | None, client_id: str | None, user_ids: tuple[str, ...]) -> None:
     """Send an authenticated sample activation to a running site."""
     state = _state()
-    activation = _activation(state.settings.activations, client_id)
+    activation = _activation(state.settings.webhook.activations, client_id)
     if url is None:
         site = served_url(current_app)
         if site is None:
             raise UsageProblem("say where the site is served: --url http://HOST:PORT/cdp/webhook (or set SERVER_NAME or"
                                " GUNICORN_BIND)")
         url = f"{site.rstrip('/')}{(state.url_prefix or '/cdp').rstrip('/')}/webhook"
-    secrets = state.settings.webhook_signing_secrets
+    secrets = state.settings.webhook.signing_secrets
     body = sample_body(activation.segment_group_identifier, validate_user_ids(user_ids))
     try:
         sent = send_activation(url, activation, body, secrets[0] if secrets else None)

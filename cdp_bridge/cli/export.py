@@ -92,13 +92,13 @@ def _streams(
     if type_name is not None:
         state.hooks.exports.selected_sources(kind, type_name)  # an unknown type is a usage error first
         return [(type_name, _stream_of(settings, kind, type_name, dry_run))]
-    if not settings.type_stream_ids.get(kind):
+    if not settings.export.type_stream_ids.get(kind):
         return [(None, _stream_of(settings, kind, None, dry_run))]
     return [(name, _stream_of(settings, kind, name, dry_run)) for name in state.hooks.exports.sources[kind]]
 
 
 def _stream_of(settings: CDPSettings, kind: str, type_name: str | None, dry_run: bool) -> Secret | None:
-    secret = settings.stream_id(kind, type_name)
+    secret = settings.export.stream_id(kind, type_name)
     export_kind = EXPORT_KINDS[kind]
     if secret is None and not dry_run:
         per_type = f" or {export_kind.type_stream_ids_key}[{type_name!r}]" if export_kind.type_stream_ids_key and type_name else ""
@@ -110,10 +110,10 @@ def _stream_of(settings: CDPSettings, kind: str, type_name: str | None, dry_run:
 
 def _client(state: CDPState, secret: Secret | None) -> StreamClient:
     settings = state.settings
-    if not settings.account_number:
+    if not settings.site.account_number:
         raise ConfigurationError("CDP_ACCOUNT_NUMBER is not set: the export needs the Raptor account number")
     assert secret is not None  # _stream_of refused a missing one
-    return StreamClient(settings.stream_api_url, settings.account_number, secret, sleep=state.hooks.clock.sleep)
+    return StreamClient(settings.export.stream_api_url, settings.site.account_number, secret, sleep=state.hooks.clock.sleep)
 
 
 def _report(message: str) -> None:
@@ -153,7 +153,7 @@ for _kind in EXPORT_KINDS.values():
 @reports_errors
 def export_schedule(directory: str | None, flask_path: str | None, app_path: str | None) -> None:
     """Print crontab lines for CDP_EXPORT_SCHEDULE."""
-    schedule = current_state().settings.export_schedule
+    schedule = current_state().settings.export.schedule
     if not schedule:
         raise ConfigurationError('CDP_EXPORT_SCHEDULE is not set: e.g. {"user": [{"interval": "0 3 * * *", "options": "--no-draft"}]}')
     script_info = click.get_current_context().find_object(ScriptInfo)
@@ -183,7 +183,7 @@ def scheduled_export(context: click.Context, kind: str, number: int) -> None:
     For crontab lines whose options hold a --stream-id: the id stays in the settings,
     out of the crontab and of every listing of processes.
     """
-    entries = current_state().settings.export_schedule.get(kind, ())
+    entries = current_state().settings.export.schedule.get(kind, ())
     if number > len(entries):
         raise UsageProblem(f"CDP_EXPORT_SCHEDULE {kind} has {len(entries)} entries, not {number}")
     words = _checked_options(kind, entries[number - 1].options)

@@ -78,25 +78,25 @@ def run_checks(state: CDPState, app: Flask, site_url: str | None, worker_window:
 
 def _check_settings(state: CDPState, report: CheckReport) -> None:
     settings = state.settings
-    if settings.account_number:
-        report.passed(f"account number {settings.account_number} (tracking and export enabled)")
+    if settings.site.account_number:
+        report.passed(f"account number {settings.site.account_number} (tracking and export enabled)")
     else:
         report.noted("CDP_ACCOUNT_NUMBER not set: tracking helpers render nothing, exports refuse to run")
-    if not settings.activations:
+    if not settings.webhook.activations:
         report.failed(
             "no activation configured: set CDP_ACTIVATION_CLIENT_ID, CDP_ACTIVATION_CLIENT_SECRET"
             " and CDP_SEGMENT_GROUP_IDENTIFIER (or CDP_ACTIVATIONS)"
         )
     for kind, export_kind in EXPORT_KINDS.items():
-        state_text = "set" if settings.stream_id(kind) else "not set"
-        own = sorted(settings.type_stream_ids.get(kind, {}))
+        state_text = "set" if settings.export.stream_id(kind) else "not set"
+        own = sorted(settings.export.type_stream_ids.get(kind, {}))
         types_text = f"; types with their own stream: {', '.join(own)}" if own else ""
         report.noted(f"{kind} stream id {state_text}{types_text}")
-        if settings.export_schedule.get(kind) and not settings.stream_id(kind) and not own:
+        if settings.export.schedule.get(kind) and not settings.export.stream_id(kind) and not own:
             report.warned(f"CDP_EXPORT_SCHEDULE exports {kind}s, but {export_kind.stream_id_key} is not set: every"
                           " scheduled export will fail until it is")
-    if settings.webhook_signing_secrets:
-        report.passed(f"webhook signatures required ({len(settings.webhook_signing_secrets)} signing secret(s));"
+    if settings.webhook.signing_secrets:
+        report.passed(f"webhook signatures required ({len(settings.webhook.signing_secrets)} signing secret(s));"
                       " unsigned or wrongly signed deliveries are refused with 401")
     else:
         report.noted("webhook signatures not required (CDP_WEBHOOK_SIGNING_SECRETS not set): the client secret alone"
@@ -178,7 +178,7 @@ def _check_recommendations(state: CDPState, report: CheckReport) -> None:
     hints = {"unauthorized": "check CDP_RECOMMENDATIONS_API_KEY and CDP_ACCOUNT_NUMBER",
              "not_found": "check the module's method in Raptor's control panel, and CDP_ACCOUNT_NUMBER",
              "bad_answer": "check CDP_RECOMMENDATIONS_API_URL"}
-    for module in state.settings.recommendation_modules.values():
+    for module in state.settings.recommendations_api.modules.values():
         shown = client.shown_url(module.method, 1)
         parameters = {parameter: CHECK_SOURCES[source] for parameter, source in module.parameters.items()}
         try:
@@ -215,7 +215,7 @@ def _check_database(state: CDPState, report: CheckReport) -> bool:
 
 
 def _check_groups(state: CDPState, report: CheckReport) -> None:
-    for activation in state.settings.activations:
+    for activation in state.settings.webhook.activations:
         identifier = activation.segment_group_identifier
         try:
             group = state.store.get_group(identifier)
@@ -255,7 +255,7 @@ def _check_queue(state: CDPState, report: CheckReport, window: timedelta) -> Non
 
 def _check_server_tracking(state: CDPState, report: CheckReport) -> None:
     """What the web processes' senders reported in the last hour (they report each minute)."""
-    mode = state.settings.tracking_mode
+    mode = state.settings.tracking.mode
     totals = recent_sender_totals(state.engine, state.tables.tracking_senders, utcnow() - timedelta(hours=1))
     if not state.mode.server_sends_events and not totals.senders:
         report.noted("tracking mode client (events go from the browser to Raptor)")

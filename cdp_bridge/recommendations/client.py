@@ -36,12 +36,13 @@ class RecommendationsFailure(ApiFailure):
 class RecommendationsClient:
     """Asks Raptor's Recommendations API for a module's recommendations."""
 
-    def __init__(self, base_url: str, account_number: str, api_key: Secret, timeout: float) -> None:
+    def __init__(self, base_url: str, account_number: str, api_key: Secret, timeout: float,
+                 max_answer_bytes: int = MAX_ANSWER_BYTES) -> None:
         self.base_url = base_url.rstrip("/")
         self.account_number = account_number
         self._api_key = api_key
         self.timeout = timeout
-        self._http = OutboundClient(timeout=timeout, max_answer_bytes=MAX_ANSWER_BYTES, pool_size=POOL_SIZE,
+        self._http = OutboundClient(timeout=timeout, max_answer_bytes=max_answer_bytes, pool_size=POOL_SIZE,
                                     secrets=(api_key.reveal(), quote(api_key.reveal(), safe="")))
 
     def __repr__(self) -> str:

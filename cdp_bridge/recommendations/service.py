@@ -7,10 +7,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from urllib.parse import quote, urlencode
 
-from ..api_calls import Cache, CachedCalls, CircuitBreaker
+from ..api_calls import Cache, CachedCalls, CircuitBreaker, breaker_for
 from ..constants import RECOMMENDATIONS_CACHE_SIZE
 from ..metrics import RECOMMENDATIONS_API_CALLS
 from ..model import RecommendationModule
+from ..settings import RecommendationsApi
 from .answer import Recommendation, first_items, recommendation_from_cache
 from .client import RecommendationsClient
 
@@ -46,3 +47,15 @@ def _from_cache(rows: object) -> tuple[Recommendation, ...]:
     if not isinstance(rows, list):
         raise TypeError("expected a list of recommendations")
     return tuple(recommendation_from_cache(row) for row in rows)
+
+
+def service_from(api: RecommendationsApi, account_number: str | None,
+                 shared_cache: Callable[[], Cache | None]) -> RecommendationsService | None:
+    """The recommendations' service made from its settings section, or ``None`` while no
+    module is configured (the settings check requires the key and the account with one)."""
+    if not api.modules or api.key is None or account_number is None:
+        return None
+    client = RecommendationsClient(api.url, account_number, api.key, api.timeout, api.max_bytes)
+    breaker = breaker_for(api, what="recommendations", api_name="the Recommendations API",
+                          without="recommendation blocks show the site's own fallback")
+    return RecommendationsService(client, breaker, api.cache_ttl, shared_cache=shared_cache)

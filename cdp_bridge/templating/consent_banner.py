@@ -54,7 +54,7 @@ def cdp_consent_banner(text: str = DEFAULT_TEXT, accept: str = "Accept", decline
     """The banner (see the module's docstring); nothing once the visitor chose, and
     nothing (one ERROR per process) without ``CDP_CONSENT_COOKIE``, which it writes."""
     page = current_page()
-    name = page.state.settings.consent_cookie
+    name = page.state.settings.tracking.consent_cookie
     try:
         for argument, value in (("text", text), ("accept", accept), ("decline", decline), ("label", label)):
             if not isinstance(value, str) or not value.strip():

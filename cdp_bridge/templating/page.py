@@ -82,7 +82,7 @@ class Page:
             if not isinstance(answer, bool):
                 raise TrackingArgumentError(f"@cdp.consent_loader must return true or false, not {answer!r}")
             return answer
-        name = self.state.settings.consent_cookie
+        name = self.state.settings.tracking.consent_cookie
         return name is not None and self.cookies.get(name, "").strip().lower() in CONSENTING_VALUES
 
     @cached_property

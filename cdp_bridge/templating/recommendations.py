@@ -123,9 +123,9 @@ def cdp_recommendations(name: str, count: int | None = None, **parameters: Any) 
 def _module(state: CDPState, name: Any) -> RecommendationModule:
     if state.recommendations is None:
         raise RecommendationArgumentError("no recommendation modules are configured (CDP_RECOMMENDATION_MODULES)")
-    module = state.settings.recommendation_modules.get(name) if isinstance(name, str) else None
+    module = state.settings.recommendations_api.modules.get(name) if isinstance(name, str) else None
     if module is None:
-        known = ", ".join(sorted(state.settings.recommendation_modules))
+        known = ", ".join(sorted(state.settings.recommendations_api.modules))
         raise RecommendationArgumentError(f"no module named {str(name)[:64]!r} in CDP_RECOMMENDATION_MODULES ({known})")
     return module
 

@@ -26,7 +26,7 @@ def track(state: CDPState, type_name: str, *, visitor_id: str | None, session_id
           url: str | None, fields: dict[str, Any]) -> bool:
     """Queue one event; whether it was queued (not without consent in a request)."""
     settings = state.settings
-    if not settings.account_number:
+    if not settings.site.account_number:
         raise ConfigurationError("CDP_ACCOUNT_NUMBER is not set: nothing can be tracked")
     checked_user = None if user_id is None else tracking_user_id(user_id)
     if has_request_context() and visitor_id is None:
@@ -42,8 +42,8 @@ def track(state: CDPState, type_name: str, *, visitor_id: str | None, session_id
             raise TrackingArgumentError("visitor_id and session_id must be UUIDs, as the rsa cookies hold")
         visitor = Visitor(checked_visitor, checked_session, checked_user, url)
     fields.setdefault("user_id", visitor.user_id)
-    row = event_type(type_name, settings.tracking_parameters)
-    state.tracking.queue([(row, row.parameters(fields, settings.tracking_parameters))], visitor)
+    row = event_type(type_name, settings.tracking.parameters)
+    state.tracking.queue([(row, row.parameters(fields, settings.tracking.parameters))], visitor)
     return True
 
 
@@ -57,7 +57,7 @@ def track_offline_buy(state: CDPState, order_id: Any, lines: Iterable[Any], emai
     p1=buy&p2=…&p12=…&p13=…&p21=…&ruid=…&source=webhook`` (``ruid``: the email, base64 as
     every ``ruid``). All lines are checked before any is queued; the number queued."""
     settings = state.settings
-    if not settings.account_number:
+    if not settings.site.account_number:
         raise ConfigurationError("CDP_ACCOUNT_NUMBER is not set: nothing can be tracked")
     if not isinstance(email, str) or len(email) > MAX_EMAIL_LENGTH or not EMAIL.fullmatch(email) \
             or text_problem(email, max_length=MAX_EMAIL_LENGTH) is not None:
@@ -66,13 +66,13 @@ def track_offline_buy(state: CDPState, order_id: Any, lines: Iterable[Any], emai
         raise TrackingArgumentError("order_id is required")
     if isinstance(lines, (str, bytes)) or not isinstance(lines, Iterable):
         raise TrackingArgumentError("lines must be a list of order lines")
-    row = event_type("buy", settings.tracking_parameters)
+    row = event_type("buy", settings.tracking.parameters)
     built = []
     for index, line in enumerate(lines):
         fields = {key: value for key, value in line_fields(line, index).items() if key in OFFLINE_BUY_FIELDS}
         fields.update(order_id=order_id, currency=currency)
         try:
-            built.append((row, event_parameters("buy", fields, settings.tracking_parameters)))
+            built.append((row, event_parameters("buy", fields, settings.tracking.parameters)))
         except TrackingArgumentError as exc:
             raise TrackingArgumentError(f"lines[{index}]: {exc}") from None
     if not built:

@@ -112,7 +112,7 @@ def _script(helper: str, nonce: str | None, build: Callable[[Page], Rendered]) -
     is sent, and one error is logged, so a page never breaks for the sake of tracking.
     """
     page = current_page()
-    if not page.state.settings.account_number:
+    if not page.state.settings.site.account_number:
         page.state.tracking.warn_unconfigured_once()
         return Markup("")
     try:
@@ -141,7 +141,7 @@ def _send(page: Page, events: tuple[BuiltEvent, ...]) -> None:
 def _push_event(page: Page, type_name: str, fields: dict[str, Any]) -> Rendered:
     if "user_id" not in fields:  # every caller passes a dict of its own making
         fields["user_id"] = page.user_id
-    overrides = page.state.settings.tracking_parameters
+    overrides = page.state.settings.tracking.parameters
     row = event_type(type_name, overrides)
     params = row.parameters(fields, overrides)
     if page.state.mode.page_events_from_server:
@@ -161,14 +161,14 @@ def cdp_head_script(customer_id: Any = None, *, nonce: str | None = None) -> Mar
         settings = page.state.settings
         if page.state.mode.page_events_from_server:
             pageview = EVENT_TYPES["pageview"]
-            return Rendered(events=((pageview, pageview.parameters({}, settings.tracking_parameters)),))
-        customer = text_value(customer_id, "customer_id") if customer_id is not None else settings.account_number
+            return Rendered(events=((pageview, pageview.parameters({}, settings.tracking.parameters)),))
+        customer = text_value(customer_id, "customer_id") if customer_id is not None else settings.site.account_number
         stub = HEAD_SNIPPET % script_json(customer)
         if page.state.mode.events_through_site:
             track_url = f"{page.state.url_prefix or ''}{TRACK_PATH}"
             stub += HYBRID_SHIM % (script_json(track_url), "true" if page.consented else "false")
-        if settings.recommendation_modules:
-            positions = parameter_positions("itemclick", settings.tracking_parameters)
+        if settings.recommendations_api.modules:
+            positions = parameter_positions("itemclick", settings.tracking.parameters)
             stub += CLICK_SNIPPET % (script_json(positions["event_type"]), script_json(positions["id"]),
                                      script_json(positions["module"]))
         return Rendered(stub)
@@ -186,7 +186,7 @@ def cdp_main_script(has_consented: bool | None = None, *, nonce: str | None = No
         consented = page.consented if has_consented is None else has_consented
         if not isinstance(consented, bool):
             raise TrackingArgumentError(f"has_consented must be true, false or None, not {has_consented!r}")
-        return Rendered(MAIN_SNIPPET % (script_json(page.state.settings.tracking_script_url),
+        return Rendered(MAIN_SNIPPET % (script_json(page.state.settings.tracking.script_url),
                                         "true" if consented else "false"))
 
     return _script("cdp_main_script", nonce, build)

@@ -38,7 +38,7 @@ class TrackingService:
         """``buy_outbox``: the outbox buys are written to (``None``: the sender's buys lane);
         ``wake``: tells an inline worker that buys wait."""
         self.settings = settings
-        self.sender = EventSender(concurrency=settings.tracking_concurrency, on_report=on_report)
+        self.sender = EventSender(concurrency=settings.tracking.concurrency, on_report=on_report)
         self.buy_outbox = buy_outbox
         self.wake = wake
         self._warned_unconfigured = False
@@ -49,11 +49,11 @@ class TrackingService:
         can carry is refused while the page can still hear it); their URLs are built and
         sent off the request path. ``endpoint`` and ``extra``: see :func:`.wire.event_path`."""
         settings = self.settings
-        assert settings.account_number is not None
+        assert settings.site.account_number is not None
         for _, params in events:
             check_encodable(params, visitor)
-        built = [(Event(settings.server_tracking_url, settings.account_number, params, visitor,
-                        keep_empty=event_type.kept_empty(settings.tracking_parameters), endpoint=endpoint, extra=extra),
+        built = [(Event(settings.tracking.server_url, settings.site.account_number, params, visitor,
+                        keep_empty=event_type.kept_empty(settings.tracking.parameters), endpoint=endpoint, extra=extra),
                   event_type.is_revenue) for event_type, params in events]
         kept = self._keep_buys([event for event, buy in built if buy])
         for event, buy in built:

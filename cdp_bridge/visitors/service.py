@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..api_calls import Cache, CachedCalls, CircuitBreaker
+from ..api_calls import Cache, CachedCalls, CircuitBreaker, breaker_for
 from ..constants import VISITOR_SEGMENTS_CACHE_SIZE
 from ..metrics import MEMBERSHIP_API_CALLS, MEMBERSHIP_API_SECONDS
+from ..settings import MembershipApi
 from .client import Membership, MembershipClient, membership_from_entry
 
 #: What ``@cdp.visitor_segments_cache`` accepts (the name it had before the recommendations shared it).
@@ -55,3 +56,13 @@ def memberships_from_cache(entries: object) -> tuple[Membership, ...]:
             raise TypeError("a membership without an id")
         found.append(membership)
     return tuple(found)
+
+
+def service_from(api: MembershipApi, shared_cache: Callable[[], Cache | None]) -> VisitorSegmentsService | None:
+    """The visitor segments' service made from its settings section, or ``None`` until its
+    activation and key are configured."""
+    if api.activation_id is None or api.key is None:
+        return None
+    client = MembershipClient(api.url, api.activation_id, api.key, api.timeout, api.max_bytes)
+    breaker = breaker_for(api, what="visitor segments", api_name="the CDP API", without="visitors get no segments")
+    return VisitorSegmentsService(client, breaker, api.cache_ttl, shared_cache=shared_cache)

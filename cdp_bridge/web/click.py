@@ -34,7 +34,7 @@ def register_click_endpoint(blueprint: Blueprint) -> None:
 def click_through() -> Response:
     state = current_state()
     settings = state.settings
-    if not state.mode.clicks_through_site or not settings.recommendation_modules:
+    if not state.mode.clicks_through_site or not settings.recommendations_api.modules:
         return refuse(404, "bad_click", "GET /cdp/click serves recommendation links in CDP_TRACKING_MODE=server")
     module, item, target = request.args.get("m", ""), request.args.get("i", ""), request.args.get("to", "")
     if (not target.startswith("/") or target.startswith("//") or "\\" in target
@@ -42,7 +42,7 @@ def click_through() -> Response:
         return refuse(400, "bad_click", "to must be a path on this site, such as /products/cat-tree")
     if _is_click_path(target, f"{state.url_prefix or ''}{CLICK_PATH}"):
         return refuse(400, "bad_click", "to must not be a recommendation link itself: one click sends one event")
-    if module not in settings.recommendation_modules:
+    if module not in settings.recommendations_api.modules:
         return refuse(400, "bad_click", "m must name a module of CDP_RECOMMENDATION_MODULES")
     if not item or text_problem(item, max_length=255) is not None:
         return refuse(400, "bad_click", "i must be the recommended item's id")

@@ -42,7 +42,7 @@ def set_visitor_cookies(response: Response) -> Response:
         response.vary.add("Cookie")
     state = current_state()
     settings = state.settings
-    if not settings.account_number or response.status_code >= 400 or not _is_a_page(response, state.url_prefix):
+    if not settings.site.account_number or response.status_code >= 400 or not _is_a_page(response, state.url_prefix):
         return response
     try:
         ids = current_page().tracking_ids  # None without consent
@@ -52,7 +52,7 @@ def set_visitor_cookies(response: Response) -> Response:
     if ids is None:
         return response
     mode = state.mode
-    cookies = [(VISITOR_COOKIE, ids[0], settings.visitor_cookie_days * 86400)]
+    cookies = [(VISITOR_COOKIE, ids[0], settings.tracking.visitor_cookie_days * 86400)]
     if mode.server_keeps_session:  # in client mode Raptor's script keeps these itself
         cookies.append((SESSION_COOKIE, ids[1], SESSION_COOKIE_MINUTES * 60))
         reaid, campaign_ruid = current_page().campaign_ids

@@ -24,7 +24,7 @@ def register_metrics_endpoint(blueprint: Blueprint) -> None:
 
 def serve_metrics() -> Response:
     state = current_state()
-    token, guard = state.settings.metrics_token, state.hooks.admin_guard
+    token, guard = state.settings.site.metrics_token, state.hooks.admin_guard
     if token is None and guard is None:
         abort(404)
     scheme, _, presented = request.headers.get("Authorization", "").partition(" ")

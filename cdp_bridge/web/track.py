@@ -53,7 +53,7 @@ def too_many(refusal: Refusal) -> Response:
 def receive_event() -> Response:
     state = current_state()
     settings = state.settings
-    if not state.mode.events_through_site or not settings.account_number:
+    if not state.mode.events_through_site or not settings.site.account_number:
         return refuse(404, "not_found", "POST /cdp/track serves CDP_TRACKING_MODE=hybrid only")
     if not _same_origin():
         return refuse(403, "cross_origin", "only the site's own pages may send events here")
@@ -73,7 +73,7 @@ def receive_event() -> Response:
     if refusal is not None:
         return too_many(refusal)
     try:
-        row, params, url = _event(body, settings.tracking_parameters)
+        row, params, url = _event(body, settings.tracking.parameters)
     except TrackingArgumentError as exc:
         return refuse(400, "invalid_event", str(exc))
     try:

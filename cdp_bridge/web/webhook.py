@@ -69,7 +69,7 @@ def _receive() -> Response:
     state = current_state()
     settings = state.settings
     _log_headers()
-    activation = authenticate(request.headers, settings.activations)
+    activation = authenticate(request.headers, settings.webhook.activations)
     if activation is None:
         refusal = state.rate_limits.failed_authentication(request.remote_addr or "")
         if refusal is not None:
@@ -77,7 +77,7 @@ def _receive() -> Response:
             response.headers["Retry-After"] = str(refusal.retry_after)
             return response
         return _unauthorized("credentials missing or wrong")
-    limit = settings.webhook_max_bytes
+    limit = settings.webhook.max_bytes
     if request.content_length is not None and request.content_length > limit:
         return answer(413, error="payload_too_large")
     if request.mimetype != "application/json":
@@ -90,11 +90,11 @@ def _receive() -> Response:
     if body is None:
         return answer(413, error="payload_too_large")
     _log_body(body)
-    signed = bool(settings.webhook_signing_secrets)
+    signed = bool(settings.webhook.signing_secrets)
     if signed:
         try:
             verify(
-                settings.webhook_signing_secrets,
+                settings.webhook.signing_secrets,
                 request.headers.get("webhook-id"),
                 request.headers.get("webhook-timestamp"),
                 request.headers.get("webhook-signature"),

@@ -28,7 +28,7 @@ def failed_delivery(app) -> int:
     with app.app_context():
         state = app.extensions["cdp"]
         change = AudienceChange("replayed", members=("2", "3"))
-        incoming = IncomingDelivery(state.settings.activations[0], ActivationDocument((change,), items=2), None, "test")
+        incoming = IncomingDelivery(state.settings.webhook.activations[0], ActivationDocument((change,), items=2), None, "test")
         delivery_id = state.inbox.receive(incoming, queue=True).delivery_id
         with state.engine.begin() as conn:
             d = state.tables.deliveries

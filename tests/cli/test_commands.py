@@ -195,15 +195,15 @@ def test_local_site_url_reads_gunicorn_bind() -> None:
 
 def test_check_warns_when_a_scheduled_export_has_no_stream_and_says_whether_signatures_are_required(
         app: Flask) -> None:
-    app.extensions["cdp"].settings = replace(
-        app.extensions["cdp"].settings,
-        export_schedule={"user": (ScheduledExport(interval="0 3 * * *", options="--no-draft"),)})
+    settings = app.extensions["cdp"].settings
+    app.extensions["cdp"].settings = replace(settings, export=replace(
+        settings.export, schedule={"user": (ScheduledExport(interval="0 3 * * *", options="--no-draft"),)}))
     output = app.test_cli_runner().invoke(args=["cdp", "check"]).output
     assert ("WARN  CDP_EXPORT_SCHEDULE exports users, but CDP_USER_STREAM_ID is not set: every scheduled export will"
             " fail until it is") in output
     assert "note  webhook signatures not required" in output
-    app.extensions["cdp"].settings = replace(
-        app.extensions["cdp"].settings, webhook_signing_secrets=(Secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),))
+    app.extensions["cdp"].settings = replace(settings, webhook=replace(
+        settings.webhook, signing_secrets=(Secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),)))
     assert "ok    webhook signatures required (1 signing secret(s))" in app.test_cli_runner().invoke(
         args=["cdp", "check"]).output
 

@@ -186,7 +186,7 @@ def pg_site(postgres_server, tmp_path: Path):
 
 
 def enqueue(app: Flask, change: AudienceChange, request_id: str) -> int:
-    activation = app.extensions["cdp"].settings.activations[0]
+    activation = app.extensions["cdp"].settings.webhook.activations[0]
     items = len(change.add) + len(change.members or ())
     with app.app_context():
         incoming = IncomingDelivery(activation, ActivationDocument((change,), items=items), request_id, "test")

@@ -47,7 +47,7 @@ def admin_blueprint() -> Blueprint:
         admin.register_error_handler(unreachable, _database_unreachable)
     admin.context_processor(lambda: {
         "cdp_csrf_token": generate_csrf,
-        "cdp_site_url": _state().settings.admin_site_url,
+        "cdp_site_url": _state().settings.site.admin_site_url,
     })
     routes: list[tuple[str, str, Any, list[str]]] = [
         ("/", "home", home, ["GET"]),
