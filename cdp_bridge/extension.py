@@ -337,7 +337,7 @@ class CDP:
         return list(as_segments(service.memberships(checked)).segments)
 
     def track(self, event_type: str, *, visitor_id: str | None = None, session_id: str | None = None,
-              user_id: object = None, url: str | None = None, **fields: Any) -> bool:
+              user_id: object = None, url: str | None = None, **fields: object) -> bool:
         """Send one tracking event from the server (SPEC section 10), in any tracking mode:
         for example a buy from a payment provider's webhook. Returns whether it was queued.
 
@@ -373,7 +373,7 @@ class CDP:
 CSRF_EXEMPT_VIEWS = {".webhook": WEBHOOK_VIEW, ".track": TRACK_VIEW}
 
 
-def _exempt_from_host_csrf(endpoint: str | None, _values: Any) -> None:
+def _exempt_from_host_csrf(endpoint: str | None, _values: object) -> None:
     """The CDP authenticates the webhook with credentials and signatures, and the hybrid
     endpoint checks that a request comes from the site's own pages: a host's Flask-WTF
     ``CSRFProtect`` must let both through. URL preprocessors run before every

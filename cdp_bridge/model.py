@@ -174,7 +174,7 @@ class Rejections:
         return {"sample": self.sample_dicts(), "by_reason": dict(self.by_reason)}
 
     @classmethod
-    def from_record(cls, value: Any) -> Rejections:
+    def from_record(cls, value: object) -> Rejections:
         """The inverse of :meth:`as_record`; also reads 0.1's plain list of rejections."""
         rejections = cls()
         if isinstance(value, dict):

@@ -110,12 +110,16 @@ def api() -> Iterator[FakeStreamAPI]:
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Any) -> str:
-    """A new empty database of each kind."""
+def database_url(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[str]:
+    """An empty database of each kind: a new SQLite file; a PostgreSQL database that an
+    earlier test gave back emptied, or a new one (see PostgresServer.lend_database)."""
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/test.sqlite3"
+        yield f"sqlite:///{tmp_path}/test.sqlite3"
+        return
     server: PostgresServer = request.getfixturevalue("postgres_server")
-    return server.create_database()
+    url = server.lend_database()
+    yield url
+    server.give_back(url)
 
 
 @pytest.fixture

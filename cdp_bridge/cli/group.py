@@ -53,7 +53,7 @@ def reports_errors(command: F) -> F:
     """Turn cdp_bridge and database errors into messages with the right exit status."""
 
     @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def wrapper(*args: object, **kwargs: object) -> Any:
         try:
             return command(*args, **kwargs)
         except (ValidationError, ConfigurationError) as exc:

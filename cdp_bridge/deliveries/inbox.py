@@ -411,7 +411,7 @@ def log_outcome(
     )
 
 
-def _json_column(value: Any) -> Any:
+def _json_column(value: object) -> Any:
     """A JSON column's value (some drivers hand JSON back as text)."""
     return json.loads(value) if isinstance(value, str) else value
 
@@ -420,7 +420,7 @@ def _json_column(value: Any) -> Any:
 SUMMARY_COLUMNS = tuple(f.name for f in fields(DeliverySummary))
 
 
-def _summary_fields(row: Any) -> dict[str, Any]:
+def _summary_fields(row: object) -> dict[str, Any]:
     found = {name: getattr(row, name) for name in SUMMARY_COLUMNS}
     found["status"] = DeliveryStatus(found["status"])
     return found

@@ -159,7 +159,7 @@ class _Skipper:
     summary: ExportSummary
     report: Callable[[str], None]
 
-    def __call__(self, record: Any, type_name: str, problem: Exception) -> None:
+    def __call__(self, record: object, type_name: str, problem: Exception) -> None:
         self.summary.skipped += 1
         self.report(f"skipped {type_name} record {_record_identity(record)}: {problem}")
 
@@ -214,7 +214,7 @@ class _Sender:
         return item.get("type") or self.request.kind
 
 
-def _encoded(value: Any) -> bytes:
+def _encoded(value: object) -> bytes:
     """The JSON body; raises ValueError (UnicodeEncodeError: a lone surrogate), TypeError or RecursionError."""
     return _ENCODER.encode(value).encode("utf-8")
 
@@ -239,7 +239,7 @@ def _items(registry: ExportRegistry, request: ExportRequest, skip: _Skipper) -> 
     return items if limit is None else itertools.islice(items, limit)
 
 
-def _record_identity(record: Any) -> str:
+def _record_identity(record: object) -> str:
     value = record_id(record)
     if value in (None, ""):
         return "(no id)"

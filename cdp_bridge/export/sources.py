@@ -191,14 +191,14 @@ def checked_item(item: Any) -> dict[str, Any]:
         raise UnsendableRecord("a value refers to itself or nests too deeply for JSON") from None
 
 
-def json_default(value: Any) -> Any:
+def json_default(value: object) -> Any:
     """For the batch encoder's ``default=``: the conversion of :func:`checked_item`, in the encoder."""
     if isinstance(value, (datetime, date)):
         return value.isoformat()
     raise TypeError(f"{type(value).__name__} {value!r} is not JSON")  # the batch is then checked item by item
 
 
-def _json_key(key: Any) -> str:
+def _json_key(key: object) -> str:
     if type(key) is int:
         return str(key)  # as the encoder writes it
     if type(key) is not str:
@@ -206,7 +206,7 @@ def _json_key(key: Any) -> str:
     return key
 
 
-def _exportable_value(value: Any, key: str) -> Any:
+def _exportable_value(value: object, key: str) -> Any:
     if value is None or isinstance(value, (str, bool, int)):
         return value
     if isinstance(value, float):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
 
 from ..identifiers import text_problem
 from ..json_text import UnreadableJSON, read_json
@@ -58,7 +57,7 @@ def parse_recommendations(body: bytes, *, split_variants: bool) -> tuple[Recomme
     return tuple(found)
 
 
-def _recommendation(entry: Any, split_variants: bool) -> Recommendation | None:
+def _recommendation(entry: object, split_variants: bool) -> Recommendation | None:
     if not isinstance(entry, dict):
         return None
     raw_id = entry.get("RecommendedId")

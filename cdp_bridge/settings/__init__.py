@@ -199,7 +199,7 @@ def _check_across_sections(settings: CDPSettings) -> None:
                                          " URL holds it)")
 
 
-def _describe(messages: Any, prefix: str = "") -> str:
+def _describe(messages: object, prefix: str = "") -> str:
     """Flatten marshmallow's nested messages into 'KEY[0].field: message; …'."""
     if isinstance(messages, dict):
         parts = []

@@ -30,7 +30,7 @@ class JSONEncoded(fields.Field[Any]):
         super()._bind_to_schema(field_name, parent)
         self.inner._bind_to_schema(field_name, self)
 
-    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> Any:
+    def _deserialize(self, value: object, attr: object, data: object, **kwargs: object) -> Any:
         if isinstance(value, (str, bytes)):
             value = setting_json(value)
         return self.inner.deserialize(value)
@@ -39,7 +39,7 @@ class JSONEncoded(fields.Field[Any]):
 class TrimmedString(fields.String):
     """A string without the whitespace around it (an environment value often has some)."""
 
-    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> str:
+    def _deserialize(self, value: object, attr: object, data: object, **kwargs: object) -> str:
         return super()._deserialize(value, attr, data, **kwargs).strip()
 
 
@@ -50,7 +50,7 @@ class EnumValue(fields.String):
         super().__init__(**kwargs)
         self.enum_type = enum_type
 
-    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> enum.StrEnum:
+    def _deserialize(self, value: object, attr: object, data: object, **kwargs: object) -> enum.StrEnum:
         text = super()._deserialize(value, attr, data, **kwargs).strip()
         try:
             return self.enum_type(text)
@@ -66,7 +66,7 @@ class SecretString(fields.String):
         super().__init__(**kwargs)
         self.min_length = min_length
 
-    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> Secret:  # type: ignore[override]
+    def _deserialize(self, value: object, attr: object, data: object, **kwargs: object) -> Secret:  # type: ignore[override]
         text = super()._deserialize(value, attr, data, **kwargs).strip()
         if not text:
             raise SchemaError("expected a non-empty secret string")
@@ -108,7 +108,7 @@ class Flag(fields.Boolean):
 class SigningSecrets(fields.Field[tuple[Secret, ...]]):
     """A list of ``whsec_<base64>`` secrets: a list, a JSON list, or a space/comma list."""
 
-    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> tuple[Secret, ...]:
+    def _deserialize(self, value: object, attr: object, data: object, **kwargs: object) -> tuple[Secret, ...]:
         if isinstance(value, str):
             text = value.strip()
             value = setting_json(text) if text.startswith("[") else re.split(r"[\s,]+", text)
@@ -120,7 +120,7 @@ class SigningSecrets(fields.Field[tuple[Secret, ...]]):
         return secrets
 
 
-def _signing_secret(item: Any, index: int) -> Secret:
+def _signing_secret(item: object, index: int) -> Secret:
     if not isinstance(item, str) or not item.startswith("whsec_"):
         raise SchemaError(f"entry {index}: expected a string starting with 'whsec_'")
     try:
@@ -194,7 +194,7 @@ class HttpURL(fields.String):
         self.site_path = site_path
         self.base = base
 
-    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> str:
+    def _deserialize(self, value: object, attr: object, data: object, **kwargs: object) -> str:
         text = super()._deserialize(value, attr, data, **kwargs).strip()
         if self.site_path and text.startswith("/") and not text.startswith("//"):
             return text
@@ -206,7 +206,7 @@ class HttpURL(fields.String):
 class RedisURL(fields.String):
     """A Redis URL: ``redis://``, ``rediss://`` (TLS) or ``unix://``, as redis-py reads them."""
 
-    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> str:
+    def _deserialize(self, value: object, attr: object, data: object, **kwargs: object) -> str:
         text = super()._deserialize(value, attr, data, **kwargs).strip()
         try:
             parts = urlsplit(text)
@@ -223,7 +223,7 @@ class LimitsStorageURI(fields.String):
     """A storage URI of the ``limits`` library, as Flask-Limiter takes it: ``memory://``,
     ``redis://host:6379/0``, ``rediss://…``, ``redis+sentinel://…``, ``memcached://…``."""
 
-    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> str:
+    def _deserialize(self, value: object, attr: object, data: object, **kwargs: object) -> str:
         from limits.storage import SCHEMES  # type: ignore[attr-defined]  # the registry of storage_from_string
 
         text = super()._deserialize(value, attr, data, **kwargs).strip()
@@ -237,7 +237,7 @@ class LimitsStorageURI(fields.String):
 class Token(SecretString):
     """A bearer token: printable, no spaces, at least 16 characters (a guessable token guards nothing)."""
 
-    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> Secret:  # type: ignore[override]
+    def _deserialize(self, value: object, attr: object, data: object, **kwargs: object) -> Secret:  # type: ignore[override]
         token = super()._deserialize(value, attr, data, **kwargs)
         text = token.reveal()
         if len(text) < 16 or not text.isprintable() or any(character.isspace() for character in text):
@@ -256,7 +256,7 @@ def _is_http_url(text: str) -> bool:
     return parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
 
 
-def setting(field_: fields.Field[Any], key: str, doc: str, default: Any = None, shown_default: str | None = None
+def setting(field_: fields.Field[Any], key: str, doc: str, default: object = None, shown_default: str | None = None
              ) -> fields.Field[Any]:
     """A schema field for the setting ``key``: its one default and its line in the docs."""
     field_.data_key = key

@@ -228,7 +228,7 @@ class _ScheduleEntrySchema(Schema):
     options = fields.String(load_default="")
 
     @validates_schema
-    def _cron(self, data: dict[str, Any], **kwargs: Any) -> None:
+    def _cron(self, data: dict[str, Any], **kwargs: object) -> None:
         parts = data["interval"].split()
         if len(parts) != 5 or not all(_CRON_FIELD.fullmatch(p) for p in parts):
             raise SchemaError("expected a cron expression of five fields", "interval")
@@ -262,7 +262,7 @@ class SiteSection(Section):
                             " whom the admin guard admits may read it; with neither, there is no such page")
 
     @post_load
-    def make(self, data: dict[str, Any], **kwargs: Any) -> SiteSettings:
+    def make(self, data: dict[str, Any], **kwargs: object) -> SiteSettings:
         return SiteSettings(**data)
 
 
@@ -291,7 +291,7 @@ class WebhookSection(Section):
                                        " a minute before it is answered 429 (good credentials are never limited)", 10)
 
     @post_load
-    def make(self, data: dict[str, Any], **kwargs: Any) -> WebhookSettings:
+    def make(self, data: dict[str, Any], **kwargs: object) -> WebhookSettings:
         data["activations"] = _activations(data.pop("activation_client_id"), data.pop("activation_client_secret"),
                                            data.pop("segment_group_identifier"), data["activations"])
         return WebhookSettings(**data)
@@ -307,7 +307,7 @@ class WorkerSection(Section):
                             " (`flask cdp worker --lease-seconds` overrides it)", 120)
 
     @post_load
-    def make(self, data: dict[str, Any], **kwargs: Any) -> WorkerSettings:
+    def make(self, data: dict[str, Any], **kwargs: object) -> WorkerSettings:
         return WorkerSettings(**data)
 
 
@@ -346,7 +346,7 @@ class TrackingSection(Section):
                                        " visitors together", 600)
 
     @validates_schema
-    def _parameters(self, data: dict[str, Any], **kwargs: Any) -> None:
+    def _parameters(self, data: dict[str, Any], **kwargs: object) -> None:
         for event_type, overrides in data.get("parameters", {}).items():
             for keyword, p_number in overrides.items():
                 if keyword not in DEFAULT_TRACKING_PARAMETERS:
@@ -358,7 +358,7 @@ class TrackingSection(Section):
                     raise SchemaError(f"{event_type}.{keyword}: expected a parameter such as 'p9'", "CDP_TRACKING_PARAMETERS")
 
     @post_load
-    def make(self, data: dict[str, Any], **kwargs: Any) -> TrackingSettings:
+    def make(self, data: dict[str, Any], **kwargs: object) -> TrackingSettings:
         return TrackingSettings(**data)
 
 
@@ -376,18 +376,18 @@ class ExportSection(Section):
     stream_api_url = setting(HttpURL(base=True), "CDP_STREAM_API_URL", "Raptor Streaming API base",
                              "https://in.raptorsmartadvisor.com/stream")
     schedule = setting(JSONEncoded(fields.Dict(
-        keys=fields.String(validate=validate.OneOf(list(EXPORT_KINDS), error="expected one of user, product, content")),
+        keys=fields.String(validate=validate.OneOf(list(EXPORT_KINDS), error="expected one of " + ", ".join(EXPORT_KINDS))),
         values=fields.List(fields.Nested(_ScheduleEntrySchema)),
         error_messages={"invalid": 'expected a mapping such as {{"user": [{{"interval": "0 3 * * *"}}]}}'},
     )), "CDP_EXPORT_SCHEDULE", "per export kind (`user`, `product`, `content`), a list of `{interval: <cron>, options:"
         ' "<command options>"}`', {})
 
     @post_load
-    def make(self, data: dict[str, Any], **kwargs: Any) -> ExportSettings:
+    def make(self, data: dict[str, Any], **kwargs: object) -> ExportSettings:
         return ExportSettings(
             stream_api_url=data["stream_api_url"],
-            stream_ids={kind: data[f"{kind}_stream_id"] for kind in ("user", "product", "content")},
-            type_stream_ids={"product": data["product_stream_ids"], "content": data["content_stream_ids"]},
+            stream_ids={kind: data[f"{kind}_stream_id"] for kind in EXPORT_KINDS},
+            type_stream_ids={kind: data[f"{kind}_stream_ids"] for kind, row in EXPORT_KINDS.items() if row.typed},
             schedule={kind: tuple(ScheduledExport(**entry) for entry in entries)
                       for kind, entries in data["schedule"].items()})
 
@@ -414,7 +414,7 @@ class MembershipApiSection(Section):
                         "seconds a visitor's memberships are cached; `0` turns the cache off", 300)
 
     @post_load
-    def make(self, data: dict[str, Any], **kwargs: Any) -> MembershipApi:
+    def make(self, data: dict[str, Any], **kwargs: object) -> MembershipApi:
         if (data["activation_id"] is None) != (data["key"] is None):
             given, missing = (("CDP_MEMBERSHIP_ACTIVATION_ID", "CDP_MEMBERSHIP_API_KEY") if data["activation_id"]
                               else ("CDP_MEMBERSHIP_API_KEY", "CDP_MEMBERSHIP_ACTIVATION_ID"))
@@ -445,7 +445,7 @@ class RecommendationsApiSection(Section):
         " `product_id`, `content_id` or `category` (see [Recommendations](recommendations.md))", {})
 
     @post_load
-    def make(self, data: dict[str, Any], **kwargs: Any) -> RecommendationsApi:
+    def make(self, data: dict[str, Any], **kwargs: object) -> RecommendationsApi:
         modules = {name: RecommendationModule(name=name, **entry) for name, entry in data.pop("modules").items()}
         # Its breaker's numbers are fixed (constants.py); its answers are small.
         return RecommendationsApi(name="recommendations", failures_before_pause=RECOMMENDATIONS_FAILURES_BEFORE_PAUSE,

@@ -212,7 +212,7 @@ def delete_segment(conn: Connection, tables: CDPTables, segment_id: int) -> None
     conn.execute(delete(tables.segments).where(tables.segments.c.id == segment_id))
 
 
-def _conflict_insert(dialect: str, table: Any) -> Any:
+def _conflict_insert(dialect: str, table: object) -> Any:
     """An INSERT with ``ON CONFLICT`` clauses where the dialect (its name) has them, else ``None``."""
     module = {"postgresql": postgresql, "sqlite": sqlite}.get(dialect)
     return module.insert(table) if module is not None else None

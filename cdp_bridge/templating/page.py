@@ -181,7 +181,7 @@ def utm_pairs(args: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
-def nonce_attribute(nonce: Any) -> str:
+def nonce_attribute(nonce: object) -> str:
     """`` nonce="…"`` for a valid nonce, nothing for none; :class:`TrackingArgumentError` else."""
     if not nonce:
         return ""

@@ -39,7 +39,7 @@ MAX_COUNT = 100
 
 
 def recommendations(name: str, count: int | None = None, *, visitor_id: str | None = None, user_id: str | None = None,
-                    **parameters: Any) -> list[Any]:
+                    **parameters: object) -> list[Any]:
     """The module's recommendations as the site's records (see the module's docstring).
 
     ``visitor_id`` / ``user_id`` stand in for the request's (outside a request, say in an
@@ -120,7 +120,7 @@ def cdp_recommendations(name: str, count: int | None = None, **parameters: Any) 
     return [Recommended(record, name, item_id, click_path) for item_id, record in found]
 
 
-def _module(state: CDPState, name: Any) -> RecommendationModule:
+def _module(state: CDPState, name: object) -> RecommendationModule:
     if state.recommendations is None:
         raise RecommendationArgumentError("no recommendation modules are configured (CDP_RECOMMENDATION_MODULES)")
     module = state.settings.recommendations_api.modules.get(name) if isinstance(name, str) else None
@@ -130,7 +130,7 @@ def _module(state: CDPState, name: Any) -> RecommendationModule:
     return module
 
 
-def _count(module: RecommendationModule, count: Any) -> int:
+def _count(module: RecommendationModule, count: object) -> int:
     if count is None:
         return module.count
     if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_COUNT:
@@ -192,7 +192,7 @@ def _records(state: CDPState, module: RecommendationModule, found: Any, count: i
     return tuple((item_id, by_id[item_id]) for item_id in ids if item_id in by_id)
 
 
-def _record_id(record: Any) -> str:
+def _record_id(record: object) -> str:
     value = record.get("id") if isinstance(record, Mapping) else getattr(record, "id", None)
     if value is None:
         raise RecommendationArgumentError("a recommendation loader's list must hold records with an id")

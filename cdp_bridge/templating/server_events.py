@@ -52,7 +52,7 @@ EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 MAX_EMAIL_LENGTH = 254
 
 
-def track_offline_buy(state: CDPState, order_id: Any, lines: Iterable[Any], email: Any, currency: Any = None) -> int:
+def track_offline_buy(state: CDPState, order_id: object, lines: Iterable[Any], email: object, currency: object = None) -> int:
     """Queue one ``buy`` per order line, sent as ``{CDP_SERVER_TRACKING_URL}/{account}.stream?
     p1=buy&p2=…&p12=…&p13=…&p21=…&ruid=…&source=webhook`` (``ruid``: the email, base64 as
     every ``ruid``). All lines are checked before any is queued; the number queued."""

@@ -84,7 +84,7 @@ HYBRID_SHIM = (
 _ENCODER = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"))
 
 
-def script_json(value: Any) -> str:
+def script_json(value: object) -> str:
     """JSON that is safe inside ``<script>``: no character can close the element or a string."""
     return _ENCODER.encode(value).replace("<", "\\u003c").replace(">", "\\u003e").replace(
         "&", "\\u0026").replace("'", "\\u0027")
@@ -152,7 +152,7 @@ def _push_event(page: Page, type_name: str, fields: dict[str, Any]) -> Rendered:
 # -- the globals ----------------------------------------------------------------------
 
 
-def cdp_head_script(customer_id: Any = None, *, nonce: str | None = None) -> Markup:
+def cdp_head_script(customer_id: object = None, *, nonce: str | None = None) -> Markup:
     """The ``window.raptor`` queue stub with one queued pageview. Loads nothing. In server
     mode it renders nothing and the server sends the pageview; in hybrid mode the stub's
     events go to the site's ``/cdp/track`` once consent is given."""
@@ -192,25 +192,25 @@ def cdp_main_script(has_consented: bool | None = None, *, nonce: str | None = No
     return _script("cdp_main_script", nonce, build)
 
 
-def cdp_tracking_script(customer_id: Any = None, has_consented: bool | None = None, nonce: str | None = None) -> Markup:
+def cdp_tracking_script(customer_id: object = None, has_consented: bool | None = None, nonce: str | None = None) -> Markup:
     """The head script then the main script."""
     return cdp_head_script(customer_id, nonce=nonce) + cdp_main_script(has_consented, nonce=nonce)
 
 
-def cdp_track_visit(id: Any = None, *, nonce: str | None = None, **fields: Any) -> Markup:
+def cdp_track_visit(id: object = None, *, nonce: str | None = None, **fields: object) -> Markup:
     """A ``visit`` event; without ``id`` the page's path is the id (a landing page)."""
     if id is None and has_request_context():
         id = request.path
     return _script("cdp_track_visit", nonce, lambda page: _push_event(page, "visit", {"id": id, **fields}))
 
 
-def cdp_track_buy(lines: Iterable[Any], order_id: Any = None, currency: Any = None, *,
+def cdp_track_buy(lines: Iterable[Any], order_id: object = None, currency: object = None, *,
                   nonce: str | None = None) -> Markup:
     """One ``buy`` event per order line (``id``, ``price``, ``quantity`` and optional fields)."""
     return _script("cdp_track_buy", nonce, lambda page: _buy_events(page, lines, order_id, currency))
 
 
-def _buy_events(page: Page, lines: Iterable[Any], order_id: Any, currency: Any) -> Rendered:
+def _buy_events(page: Page, lines: Iterable[Any], order_id: object, currency: object) -> Rendered:
     if isinstance(lines, (str, bytes)) or not isinstance(lines, Iterable):
         raise TrackingArgumentError("lines must be a list of order lines")
     rendered = Rendered()
@@ -225,7 +225,7 @@ def _buy_events(page: Page, lines: Iterable[Any], order_id: Any, currency: Any) 
     return rendered
 
 
-def cdp_track_basket(id: Any, basket_content: Any, basket_id: Any = None, *, nonce: str | None = None) -> Markup:
+def cdp_track_basket(id: object, basket_content: object, basket_id: object = None, *, nonce: str | None = None) -> Markup:
     """A ``basket`` event: the product changed and the whole basket's ids."""
 
     def build(page: Page) -> Rendered:
@@ -238,7 +238,7 @@ def cdp_track_basket(id: Any, basket_content: Any, basket_id: Any = None, *, non
     return _script("cdp_track_basket", nonce, build)
 
 
-def cdp_track_content_visit(id: Any, title: Any = None, category_path: Any = None, *,
+def cdp_track_content_visit(id: object, title: object = None, category_path: object = None, *,
                             nonce: str | None = None) -> Markup:
     """A ``contentvisit`` event for an article or other content."""
 
@@ -250,12 +250,12 @@ def cdp_track_content_visit(id: Any, title: Any = None, category_path: Any = Non
     return _script("cdp_track_content_visit", nonce, build)
 
 
-def cdp_track_event(event_type: str, *, nonce: str | None = None, **params: Any) -> Markup:
+def cdp_track_event(event_type: str, *, nonce: str | None = None, **params: object) -> Markup:
     """Any event type, with fields by keyword or raw parameters (``p9=…``)."""
     return _script("cdp_track_event", nonce, lambda page: _push_event(page, event_type, params))
 
 
-def cdp_set_user(user_id: Any = None, *, nonce: str | None = None) -> Markup:
+def cdp_set_user(user_id: object = None, *, nonce: str | None = None) -> Markup:
     """``setRuid`` with the logged-in user's id; nothing for anonymous visitors (nor in
     server and hybrid modes, where the server adds the user to every event)."""
 
@@ -269,13 +269,13 @@ def cdp_set_user(user_id: Any = None, *, nonce: str | None = None) -> Markup:
     return _script("cdp_set_user", nonce, build)
 
 
-def cdp_in_segment(segment: str, user_id: Any = None) -> bool:
+def cdp_in_segment(segment: str, user_id: object = None) -> bool:
     """Whether the user (default: the current one) is in ``segment``."""
     page = current_page()
     return segment in (page.segments.viewer if user_id is None else page.segments.of_user(user_id))
 
 
-def cdp_user_segments(user_id: Any = None) -> list[Segment]:
+def cdp_user_segments(user_id: object = None) -> list[Segment]:
     """The user's segments (default: the current user's; none for anonymous visitors)."""
     page = current_page()
     return list((page.segments.viewer if user_id is None else page.segments.of_user(user_id)).segments)

@@ -46,7 +46,7 @@ RecommendationsAnswer = Callable[[str, Mapping[str, str]], list[str] | None]
 
 
 class _Quiet(WSGIRequestHandler):
-    def log_request(self, *args: Any) -> None:
+    def log_request(self, *args: object) -> None:
         """The stand-in's requests are the app's own: nothing to show."""
 
 

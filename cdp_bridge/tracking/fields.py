@@ -67,13 +67,13 @@ def parameter_positions(event_type: str, overrides: Mapping[str, Mapping[str, st
     return {**DEFAULT_TRACKING_PARAMETERS, **moved} if moved else DEFAULT_TRACKING_PARAMETERS
 
 
-def format_in_stock(value: Any) -> str:
+def format_in_stock(value: object) -> str:
     if not isinstance(value, bool):
         raise TrackingArgumentError(f"in_stock must be true or false, not {value!r}")
     return "true" if value else "false"
 
 
-def text_value(value: Any, name: str) -> str:
+def text_value(value: object, name: str) -> str:
     """A string or number as text: valid Unicode of bounded length, no control characters
     other than tab and line breaks. Format characters (emoji sequences), U+2028, quotes and
     markup are legitimate text, escaped on output."""
@@ -98,7 +98,7 @@ def tracking_user_id(user_id: object) -> str:
         raise TrackingArgumentError(f"user_id: {exc}") from None
 
 
-def whole_number(value: Any, name: str) -> int:
+def whole_number(value: object, name: str) -> int:
     """A whole number >= 0 and below 10^18, from an int, an integral float or Decimal (a
     SQL ``NUMERIC`` column gives one) or a string of digits."""
     if isinstance(value, bool):
@@ -114,7 +114,7 @@ def whole_number(value: Any, name: str) -> int:
     return value
 
 
-def decimal_amount(value: Any, name: str) -> Decimal:
+def decimal_amount(value: object, name: str) -> Decimal:
     """A finite amount >= 0 from an int, float, Decimal or numeric string."""
     if isinstance(value, bool) or not isinstance(value, (int, float, Decimal, str)):
         raise TrackingArgumentError(f"{name} must be a number, not {type(value).__name__}")
@@ -129,13 +129,13 @@ def decimal_amount(value: Any, name: str) -> Decimal:
     return amount
 
 
-def _short(value: Any) -> str:
+def _short(value: object) -> str:
     """A value for an error message: its repr, cut short (a number may have thousands of digits)."""
     text = repr(value) if not isinstance(value, int) or value.bit_length() < 64 else f"a number of {value.bit_length()} bits"
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def format_currency(value: Any) -> str:
+def format_currency(value: object) -> str:
     if not isinstance(value, str) or not CURRENCY_CODE.fullmatch(value.strip()):
         raise TrackingArgumentError(f"currency must be a three-letter ISO code such as EUR, not {value!r}")
     return value.strip().upper()
@@ -149,13 +149,13 @@ def currency_decimals(code: str | None) -> int:
     return 3 if code in THREE_DECIMAL_CURRENCIES else 2
 
 
-def format_price(value: Any, currency: str | None = None, name: str = "price") -> str:
+def format_price(value: object, currency: str | None = None, name: str = "price") -> str:
     """A price with a dot and the currency's number of decimals (``currency`` already checked)."""
     amount = decimal_amount(value, name)
     return str(amount.quantize(QUANTUM[currency_decimals(currency)], rounding=ROUND_HALF_UP))
 
 
-def format_category_path(value: Any) -> str:
+def format_category_path(value: object) -> str:
     """``id#name;id#name`` from (id, name) pairs or names; ``,`` ``;`` ``#`` removed from parts."""
     if isinstance(value, str):
         return text_value(value, "category_path")
@@ -172,14 +172,14 @@ def format_category_path(value: Any) -> str:
     return ";".join(entries)
 
 
-def _category_part(value: Any, name: str) -> str:
+def _category_part(value: object, name: str) -> str:
     text = text_value(value, name)
     if "," in text or ";" in text or "#" in text:
         return text.translate(CATEGORY_SEPARATORS)
     return text
 
 
-def format_basket_content(value: Any) -> str:
+def format_basket_content(value: object) -> str:
     """Comma-separated ids (empty for an empty basket), or a string as given."""
     if isinstance(value, str):
         return text_value(value, "basket_content")
@@ -218,7 +218,7 @@ FIELD_FORMATTERS: dict[str, Callable[[Any, Any], str]] = {
 TEXT_FIELDS = FIELD_KEY_SET - FIELD_FORMATTERS.keys()
 
 
-def line_fields(line: Any, index: int) -> dict[str, Any]:
+def line_fields(line: object, index: int) -> dict[str, Any]:
     """The fields of one order line, from a mapping or an object with attributes."""
     if isinstance(line, dict):  # other keys of the host's own line are ignored
         fields = {k: v for k, v in line.items() if k in FIELD_KEY_SET and v is not None}

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
 
 from ..api_calls import ApiFailure
 from ..errors import ValidationError
@@ -114,7 +113,7 @@ def parse_memberships(body: bytes | str) -> tuple[Membership, ...]:
     return tuple(found.values())
 
 
-def membership_from_entry(entry: Any) -> Membership | None:
+def membership_from_entry(entry: object) -> Membership | None:
     """One entry as a :class:`Membership`; ``None`` for one without an id, and
     :class:`ValidationError` for one whose id or name is not acceptable text."""
     if not isinstance(entry, dict):

@@ -49,7 +49,7 @@ def register_webhook(blueprint: Blueprint) -> None:
     blueprint.add_url_rule(WEBHOOK_PATH, "webhook", receive_webhook, methods=ALL_METHODS)
 
 
-def answer(code: int, /, **body: Any) -> Response:
+def answer(code: int, /, **body: object) -> Response:
     response = jsonify(body)
     response.status_code = code
     return response

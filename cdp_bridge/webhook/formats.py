@@ -42,17 +42,17 @@ class PayloadFormat(Protocol):
 
     name: str
 
-    def accepts(self, document: Any, headers: HeaderLookup) -> bool:
+    def accepts(self, document: object, headers: HeaderLookup) -> bool:
         """Whether this format reads ``document``."""
 
-    def parse(self, document: Any) -> ActivationDocument:
+    def parse(self, document: object) -> ActivationDocument:
         """The document's audience changes; raises :class:`PayloadError` if unusable."""
 
 
 class _StrictInteger(fields.Integer):
     """An integer that is not a bool and fits a BIGINT."""
 
-    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> int:
+    def _deserialize(self, value: object, attr: object, data: object, **kwargs: object) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise SchemaError("must be a whole number")
         if not 0 <= value <= MAX_BIGINT:
@@ -61,7 +61,7 @@ class _StrictInteger(fields.Integer):
 
 
 class _StrictBoolean(fields.Boolean):
-    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> bool:
+    def _deserialize(self, value: object, attr: object, data: object, **kwargs: object) -> bool:
         if not isinstance(value, bool):
             raise SchemaError("must be true or false")
         return value
@@ -70,7 +70,7 @@ class _StrictBoolean(fields.Boolean):
 class _OptionalText(fields.String):
     """A string that must not hold control characters (newlines and tabs allowed)."""
 
-    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> str:
+    def _deserialize(self, value: object, attr: object, data: object, **kwargs: object) -> str:
         text = super()._deserialize(value, attr, data, **kwargs)
         problem = text_problem(text, max_length=len(text), line_breaks=True)  # the length is the field's own check
         if problem is not None:
@@ -112,10 +112,10 @@ class NativeFormat:
 
     name = "cdp_bridge.v1"
 
-    def accepts(self, document: Any, headers: HeaderLookup) -> bool:
+    def accepts(self, document: object, headers: HeaderLookup) -> bool:
         return True
 
-    def parse(self, document: Any) -> ActivationDocument:
+    def parse(self, document: object) -> ActivationDocument:
         if not isinstance(document, dict):
             raise PayloadError("invalid_payload", "the body must be a JSON object")
         try:
@@ -139,20 +139,20 @@ class NativeFormat:
         )
 
 
-def _count_items(raw: Any) -> int:
+def _count_items(raw: object) -> int:
     if not isinstance(raw, dict):
         return 0
     return sum(len(raw[key]) for key in MEMBER_LISTS if isinstance(raw.get(key), list))
 
 
-def _audience_label(index: int, raw: Any) -> str:
+def _audience_label(index: int, raw: object) -> str:
     value = raw.get("id") if isinstance(raw, dict) else None
     if isinstance(value, (str, int)) and not isinstance(value, bool):
         return _shown(value)
     return f"audiences[{index}]"
 
 
-def _shown(value: Any, limit: int = 300) -> str:
+def _shown(value: object, limit: int = 300) -> str:
     """A refused value as it may be echoed back, stored and shown: valid Unicode text
     (a lone surrogate spelled ``\\ud800``), cut to a bounded length."""
     text = value if isinstance(value, str) else json.dumps(value, default=str)
@@ -160,7 +160,7 @@ def _shown(value: Any, limit: int = 300) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def _parse_audience(index: int, raw: Any, rejected: Rejections) -> AudienceChange | None:
+def _parse_audience(index: int, raw: object, rejected: Rejections) -> AudienceChange | None:
     """The audience's change, or ``None`` when the audience itself is refused; refused
     parts go to ``rejected``."""
     label = _audience_label(index, raw)
@@ -245,7 +245,7 @@ def _valid_user_ids(audience_id: str, values: list[Any], rejected: Rejections) -
     return list(valid)
 
 
-def _describe(messages: Any) -> str:
+def _describe(messages: object) -> str:
     if isinstance(messages, dict):
         return "; ".join(f"{key}: {_describe(value)}" for key, value in messages.items())
     if isinstance(messages, list):
@@ -258,7 +258,7 @@ def default_formats() -> list[PayloadFormat]:
     return [NativeFormat()]
 
 
-def choose_format(formats: list[PayloadFormat], document: Any, headers: HeaderLookup) -> PayloadFormat:
+def choose_format(formats: list[PayloadFormat], document: object, headers: HeaderLookup) -> PayloadFormat:
     """The first registered format that accepts the document."""
     for payload_format in formats:
         if payload_format.accepts(document, headers):

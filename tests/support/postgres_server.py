@@ -41,6 +41,8 @@ class PostgresServer:
     port: int
     run_as: str | None
     databases: list[str] = field(default_factory=list)
+    #: Databases given back empty by finished tests (see :meth:`lend_database`).
+    free: list[str] = field(default_factory=list)
 
     @classmethod
     def create(cls) -> PostgresServer:
@@ -112,6 +114,36 @@ class PostgresServer:
         self.databases.append(name)
         return self.url(name)
 
+    def lend_database(self) -> str:
+        """An empty database for one test: one a finished test gave back, else a new one.
+        Making a database costs some 170 ms (a file copy and a checkpoint); emptying one
+        that a test gave back, some 15 ms."""
+        return self.url(self.free.pop()) if self.free else self.create_database()
+
+    def give_back(self, url: str) -> None:
+        """Empty a lent database for the next test, if nothing is connected to it any more
+        (a process the test left running could otherwise write into another test's
+        data); else it is not lent again."""
+        name = sa.engine.make_url(url).database
+        engine = sa.create_engine(self.admin_url, isolation_level="AUTOCOMMIT", poolclass=sa.NullPool)
+        with engine.connect() as conn:
+            connected = conn.scalar(sa.text("SELECT count(*) FROM pg_stat_activity WHERE datname = :name"),
+                                    {"name": name})
+        if connected:
+            return
+        emptying = sa.create_engine(url, isolation_level="AUTOCOMMIT", poolclass=sa.NullPool)
+        try:
+            with emptying.connect() as conn:
+                conn.execute(sa.text("SET lock_timeout = '2s'"))
+                conn.execute(sa.text("DROP SCHEMA public CASCADE"))
+                conn.execute(sa.text("CREATE SCHEMA public"))
+                left = conn.scalar(sa.text("SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+                                           " WHERE n.nspname NOT LIKE 'pg\\_%' AND n.nspname <> 'information_schema'"))
+        except sa.exc.DBAPIError:
+            return
+        if left == 0:  # nothing outside public either (another schema's tables would survive)
+            self.free.append(str(name))
+
     def drop_database(self, url: str) -> None:
         """Drop a database made by :meth:`create_database` (its connections must be closed)."""
         name = sa.engine.make_url(url).database
@@ -119,6 +151,8 @@ class PostgresServer:
         with engine.connect() as conn:
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         self.databases.remove(name)
+        if name in self.free:
+            self.free.remove(name)
 
     def destroy(self) -> None:
         try:

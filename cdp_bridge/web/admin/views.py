@@ -121,7 +121,7 @@ def _page_number() -> int:
     return min(MAX_PAGE, max(1, int(text)))
 
 
-def _show(template: str, http_status: int = 200, /, **context: Any) -> Response:
+def _show(template: str, http_status: int = 200, /, **context: object) -> Response:
     """A rendered page. Text stored before lone surrogates were refused still renders,
     escaped (``\\ud800``), instead of failing the page."""
     html = render_template(template, **context)
