@@ -178,7 +178,7 @@ def load_settings(config: Mapping[str, Any], environ: Mapping[str, str] | None =
         try:
             loaded[name] = schema.load(raw)
         except SchemaError as exc:
-            errors.update(exc.normalized_messages())  # type: ignore[no-untyped-call]
+            errors.update(exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages})
         except ConfigurationError as exc:
             across = across or exc
     if errors:

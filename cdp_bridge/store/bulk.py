@@ -86,7 +86,7 @@ class PostgresMemberWriter:
 
     @staticmethod
     def _cursor(conn: Connection) -> Any:
-        return conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        return driver_cursor(conn)
 
     def _is_empty(self, cursor: Any, segment_id: int) -> bool:
         cursor.execute(f"SELECT 1 FROM {self.table} WHERE segment_id = %s LIMIT 1", (segment_id,))
@@ -189,7 +189,7 @@ class SqliteMemberWriter:
         if not user_ids:
             return 0
         now = _sqlite_timestamp(utcnow())
-        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        cursor = driver_cursor(conn)
         cursor.executemany(
             f"INSERT OR IGNORE INTO {self.table} (segment_id, user_id, created_at) VALUES (?, ?, ?)",
             [(segment_id, user_id, now) for user_id in sorted(user_ids)],
@@ -199,7 +199,7 @@ class SqliteMemberWriter:
     def remove(self, conn: Connection, segment_id: int, user_ids: Sequence[str]) -> int:
         if not user_ids:
             return 0
-        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        cursor = driver_cursor(conn)
         cursor.executemany(
             f"DELETE FROM {self.table} WHERE segment_id = ? AND user_id = ?",
             [(segment_id, user_id) for user_id in sorted(user_ids)],
@@ -207,7 +207,7 @@ class SqliteMemberWriter:
         return int(cursor.rowcount)
 
     def replace(self, conn: Connection, segment_id: int, user_ids: Sequence[str]) -> tuple[int, int]:
-        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        cursor = driver_cursor(conn)
         cursor.execute(f"SELECT user_id FROM {self.table} WHERE segment_id = ?", (segment_id,))
         current = {row[0] for row in cursor.fetchall()}
         wanted = set(user_ids)
@@ -246,3 +246,10 @@ class PortableMemberWriter:
         wanted = set(user_ids)
         removed = self.remove(conn, segment_id, [u for u in current if u not in wanted])
         return self.add(conn, segment_id, [u for u in user_ids if u not in current]), removed
+
+
+def driver_cursor(conn: Connection) -> Any:
+    """A cursor of the driver's own connection under ``conn`` (psycopg's for COPY, sqlite3's
+    for ``executemany``): SQLAlchemy types it as possibly absent, which it never is on a
+    connection that is open."""
+    return conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
