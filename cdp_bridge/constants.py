@@ -19,12 +19,19 @@ VISITOR_COOKIE = "rsa"
 #: Raptor's session cookie (a UUID), 20 minutes, sliding.
 SESSION_COOKIE = "rsaSession"
 SESSION_COOKIE_MINUTES = 20
-#: Raptor's email links land with reaid and/or ruid; the server keeps them (SPEC section 13).
-REAID_COOKIE = "rsaReaid"
+#: Raptor's email links land with reaid and/or ruid; the server keeps them (SPEC sections
+#: 13, 14): ``rsaReaId`` as Raptor's server-side template names it, the older spelling read too.
+REAID_COOKIE = "rsaReaId"
+OLD_REAID_COOKIE = "rsaReaid"
 RUID_COOKIE = "rsaRuid"
+#: Every cookie cdp_bridge may set on a visitor: a withdrawn consent expires them all.
+VISITOR_COOKIES = (VISITOR_COOKIE, SESSION_COOKIE, RUID_COOKIE, REAID_COOKIE, OLD_REAID_COOKIE)
 CAMPAIGN_COOKIE_DAYS = 365
 #: The landing page's campaign parameters, sent with that page's events.
 UTM_PARAMETERS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
+#: Seconds a DeleteUser call to Raptor's GDPR API may take, and the largest answer read.
+GDPR_API_TIMEOUT = 10.0
+GDPR_API_MAX_BYTES = 64 * 1024
 #: Events waiting to be sent by a process's sender; beyond it the oldest are dropped.
 SERVER_TRACKING_QUEUE_SIZE = 10_000
 SERVER_TRACKING_TIMEOUT = 1.0

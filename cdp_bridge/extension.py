@@ -19,7 +19,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from flask import Blueprint, Flask, current_app
+from flask import Blueprint, Flask, Response, current_app
 from flask.blueprints import BlueprintSetupState
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import Engine, event
@@ -32,6 +32,7 @@ from .export.sources import Processor, Source
 from .identifiers import visitor_id_or_none
 from .jobs.worker import InlineWorker
 from .model import Clock
+from .privacy.erasure import ErasureReceipt
 from .rate_limits import RateLimits, limiter_for
 from .redis_guard import RedisGuard
 from .settings import CDPSettings, load_settings, process_environment, unknown_keys
@@ -39,6 +40,7 @@ from .state import CDPState, Hooks, current_state
 from .store import Segment, SegmentStore, define_tables
 from .templating.consent_banner import cdp_consent_banner
 from .templating.page import current_page
+from .templating.privacy import cdp_set_email, forget_visitor, identify_email
 from .templating.recommendations import cdp_recommendations, recommendations
 from .templating.server_events import track, track_offline_buy
 from .templating.tracking import register_tracking_globals
@@ -134,6 +136,7 @@ class CDP:
         register_tracking_globals(app)
         app.jinja_env.globals["cdp_recommendations"] = cdp_recommendations
         app.jinja_env.globals["cdp_consent_banner"] = cdp_consent_banner
+        app.jinja_env.globals["cdp_set_email"] = cdp_set_email
         app.after_request(set_visitor_cookies)
         place_blueprint = self._register_blueprint if register_blueprint is None else register_blueprint
         if place_blueprint:
@@ -359,6 +362,26 @@ class CDP:
         sent: a bad email, order id or line raises :class:`TrackingArgumentError` and
         nothing is sent. Returns the number of events queued."""
         return track_offline_buy(self.state, order_id, lines, email, currency)
+
+    def forget(self, user_id: object = None, email: object = None) -> ErasureReceipt:
+        """Forget a person (SPEC section 14): their memberships leave every segment at once,
+        an erasure request is recorded holding keyed hashes only, deliveries cannot add
+        them back and no event names them for ``CDP_FORGET_HOLD_DAYS``, and Raptor's GDPR
+        API is asked to delete each identifier by the queue workers (with
+        ``CDP_GDPR_API_KEY``; the receipt says whether). Needs an app context and the
+        app's ``SECRET_KEY``; :class:`ValidationError` for an empty call or a malformed id
+        or email, and then nothing is changed."""
+        return self.state.erasures.forget(user_id, email)
+
+    def forget_visitor(self, response: Response) -> Response:
+        """Expire every cookie cdp_bridge set on the current visitor on ``response``, and
+        send nothing more for them in this request (consent withdrawn)."""
+        return forget_visitor(response)
+
+    def identify_email(self, email: object) -> bool:
+        """The site learnt the visitor's email (a purchase, a sign-up): Raptor's ``ruid``
+        from now on, after consent (see :func:`.templating.privacy.identify_email`)."""
+        return identify_email(email)
 
     def is_in_segment(self, user_id: object, segment: str) -> bool:
         """Whether the user is in ``segment`` (identifier, name, or ``group/segment``).

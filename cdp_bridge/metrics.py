@@ -47,6 +47,8 @@ QUEUE_GIVEN_UP = Counter("cdp_queue_given_up", "Rows given up after their last t
                          ["queue"], registry=REGISTRY)
 QUEUE_TAKEOVERS = Counter("cdp_queue_takeovers", "Rows taken over from a worker whose lease ended, by queue",
                           ["queue"], registry=REGISTRY)
+ERASURE_REQUESTS = Counter("cdp_erasure_requests", "Erasure requests (cdp.forget) by outcome: made, accepted (Raptor"
+                           " answered 2xx), retried, given_up", ["outcome"], registry=REGISTRY)
 RATE_LIMITED = Counter("cdp_rate_limited", "Requests answered 429 by a rate limit", ["endpoint"], registry=REGISTRY)
 WEBHOOK_SECONDS = Histogram("cdp_webhook_duration_seconds", "Time to answer POST /cdp/webhook", registry=REGISTRY)
 DELIVERY_APPLY_SECONDS = Histogram("cdp_delivery_apply_seconds", "Time to apply one delivery", registry=REGISTRY)

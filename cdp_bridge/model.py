@@ -44,6 +44,13 @@ class TrackingMode(enum.StrEnum):
     HYBRID = "hybrid"
 
 
+class TrackWithoutConsent(enum.StrEnum):
+    """What is tracked of a visitor who has not consented (``CDP_TRACK_WITHOUT_CONSENT``)."""
+
+    NONE = "none"
+    COOKIELESS = "cookieless"
+
+
 class DeliveryStatus(enum.StrEnum):
     """Where a recorded delivery stands (``cdp_deliveries.status``)."""
 

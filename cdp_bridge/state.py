@@ -24,10 +24,12 @@ from sqlalchemy import Engine
 
 from .constants import EXTENSION_KEY, SERVER_TRACKING_TIMEOUT
 from .deliveries.inbox import MAX_ATTEMPTS, DeliveryInbox
-from .errors import RegistrationError
+from .errors import ConfigurationError, RegistrationError
 from .export.sources import ExportRegistry
 from .jobs.worker import InlineWorker, QueueJob
 from .model import Clock
+from .privacy.deletions import GdprDeletions
+from .privacy.erasure import ErasureRequests, hash_key
 from .rate_limits import RateLimits
 from .recommendations import RecommendationsService
 from .recommendations import service as recommendations
@@ -150,7 +152,31 @@ class CDPState:
 
     def make_inbox(self, lease_seconds: int) -> DeliveryInbox:
         return DeliveryInbox(self.engine, self.tables, bulk_async_threshold=self.settings.webhook.bulk_async_threshold,
-                             lease_seconds=lease_seconds)
+                             lease_seconds=lease_seconds, holds=self.erasures_or_none())
+
+    def erasures_or_none(self) -> ErasureRequests | None:
+        """The erasure requests on this app's engine (needs an app context); ``None`` without
+        the app's ``SECRET_KEY``, the key of their hashes (then none can have been made)."""
+        secret = current_app.config.get("SECRET_KEY")
+        if not secret:
+            return None
+        gdpr = self.settings.gdpr_api
+        return ErasureRequests(self.engine, self.tables, hash_key(secret), hold_days=self.settings.privacy.forget_hold_days,
+                               ask_raptor=gdpr.enabled and self.settings.site.account_number is not None)
+
+    def is_held(self, *identifiers: str) -> bool:
+        """Whether any of ``identifiers`` was forgotten within the hold window: no event may
+        name them (one indexed read; none without ``SECRET_KEY``, as no request can exist)."""
+        erasures = self.erasures_or_none() if identifiers else None
+        return erasures is not None and erasures.is_held(*identifiers)
+
+    @property
+    def erasures(self) -> ErasureRequests:
+        """The erasure requests; :class:`ConfigurationError` without ``SECRET_KEY``."""
+        found = self.erasures_or_none()
+        if found is None:
+            raise ConfigurationError("SECRET_KEY: required to forget a person (the key of the identifiers' hashes)")
+        return found
 
     def buy_outbox_or_none(self, lease_seconds: int | None = None) -> BuyOutbox | None:
         """The buy outbox on this app's engine with CDP_TRACKING_BUY_OUTBOX on, else ``None``
@@ -163,13 +189,18 @@ class CDPState:
 
     def queue_jobs(self, lease_seconds: int | None = None) -> list[QueueJob]:
         """What the queue workers run for this app, each over its own leased queue: the
-        delivery inbox, and the buy outbox when it is on (needs an app context). A new
+        delivery inbox, the buy outbox when it is on, and Raptor's ``DeleteUser`` calls with
+        ``CDP_GDPR_API_KEY`` (needs an app context). A new
         kind of queued work is one more job here; the worker itself is unchanged."""
         lease = lease_seconds or self.settings.worker.lease_seconds
         jobs: list[QueueJob] = [self.make_inbox(lease)]
         outbox = self.buy_outbox_or_none(lease)
         if outbox is not None:
             jobs.append(outbox)
+        account = self.settings.site.account_number
+        if self.settings.gdpr_api.enabled and account is not None:
+            jobs.append(GdprDeletions(self.engine, self.tables, self.settings.gdpr_api, account, lease_seconds=lease,
+                                      give_up_days=self.settings.privacy.forget_give_up_days))
         return jobs
 
     def create_tables(self, report: Callable[[str], None] = lambda line: None) -> list[str]:

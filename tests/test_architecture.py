@@ -77,7 +77,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("foundation", {"constants", "errors", "secret", "log_text", "identifiers", "model", "outbound", "retries",
                     "version", "migrations", "outage", "metrics", "database_url", "json_text", "export_kinds"}),
     ("settings", {"settings", "env_check"}),
-    ("domain", {"store", "deliveries", "jobs", "tracking", "export", "visitors", "recommendations", "api_calls", "webhook",
+    ("domain", {"store", "deliveries", "jobs", "privacy", "tracking", "export", "visitors", "recommendations", "api_calls", "webhook",
                 "rate_limits", "shared_cache", "redis_guard"}),
     ("state", {"state"}),
     ("request and command line", {"web", "templating", "cli", "testing"}),

@@ -302,6 +302,12 @@ MALFORMED = {
     "CDP_RECOMMENDATIONS_TIMEOUT": "-1",
     "CDP_RECOMMENDATIONS_CACHE_TTL": "forever",
     "CDP_RECOMMENDATION_MODULES": '{"also": ',
+    "CDP_COOKIE_DOMAIN": "shop example.com",
+    "CDP_FORGET_HOLD_DAYS": "-1",
+    "CDP_FORGET_GIVE_UP_DAYS": "0",
+    "CDP_TRACK_WITHOUT_CONSENT": "anonymous",
+    "CDP_GDPR_API_URL": "gdpr-api.example.com",
+    "CDP_GDPR_API_KEY": "<your key>",
 }
 
 

@@ -243,3 +243,23 @@ def _activation(activations: tuple[ActivationCredentials, ...], client_id: str |
         if client_id is None or activation.client_id == client_id:
             return activation
     raise ValidationError(f"no configured activation has client id {client_id!r}")
+
+
+@cdp_cli.command("forget")
+@click.option("--user-id", help="The person's user id on the site.")
+@click.option("--email", help="The person's email address.")
+@reports_errors
+def forget(user_id: str | None, email: str | None) -> None:
+    """Forget a person here at once, and have Raptor delete them (SPEC section 14)."""
+    if user_id is None and email is None:
+        raise UsageProblem("give --user-id, --email, or both")
+    state = _state()
+    receipt = state.erasures.forget(user_id, email)
+    click.echo(f"Erasure request {receipt.request_id}: {counted(receipt.memberships_removed, 'membership')} removed;"
+               f" deliveries cannot add the person back, and no event names them, for"
+               f" {counted(state.settings.privacy.forget_hold_days, 'day')}.")
+    if receipt.deletions_queued:
+        click.echo(f"Raptor: {counted(receipt.deletions_queued, 'DeleteUser call')} queued; the queue workers send"
+                   " them (flask cdp worker).")
+    else:
+        click.echo("Raptor was not asked: set CDP_GDPR_API_KEY (and CDP_ACCOUNT_NUMBER) to have it delete the person.")

@@ -72,6 +72,7 @@ def run_checks(state: CDPState, app: Flask, site_url: str | None, worker_window:
         _check_queue(state, report, worker_window)
         _check_server_tracking(state, report)
         _check_buy_outbox(state, report, worker_window)
+        _check_erasure_requests(state, report)
     _report_base_url(state, app, site_url, report)
     return report
 
@@ -285,6 +286,17 @@ def _check_buy_outbox(state: CDPState, report: CheckReport, window: timedelta) -
         report.failed(line + ": is flask cdp worker running, and does Raptor accept them? (the workers' log says)")
     else:
         report.passed(line)
+
+
+def _check_erasure_requests(state: CDPState, report: CheckReport) -> None:
+    """Erasure requests Raptor never accepted (each was logged at ERROR when given up)."""
+    erasures = state.erasures_or_none()
+    if erasures is None:
+        return
+    failed = erasures.given_up()
+    if failed:
+        report.warned(f"{counted(failed, 'erasure request')} given up at Raptor: ask Raptor to delete the person"
+                      " another way (the back office's Erasure requests page lists them; docs/privacy.md)")
 
 
 def _age(elapsed: timedelta) -> str:

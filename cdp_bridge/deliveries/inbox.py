@@ -17,18 +17,27 @@ import functools
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Select, Table, bindparam, func, select, update
+from sqlalchemy import Connection, Engine, Select, Table, bindparam, exists, func, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from ..errors import CDPError, NotFoundError, first_line
 from ..log_text import counted
 from ..metrics import DELIVERIES_APPLIED, DELIVERIES_FAILED, DELIVERY_APPLY_SECONDS
-from ..model import REPLAYABLE, ActivationCredentials, ActivationDocument, DeliveryStatus, Outcome, Rejections
+from ..model import (
+    REPLAYABLE,
+    ActivationCredentials,
+    ActivationDocument,
+    AudienceChange,
+    DeliveryStatus,
+    Outcome,
+    Rejections,
+)
+from ..privacy.erasure import ErasureRequests
 from ..store import CDPTables, utcnow
 from ..store.audiences import apply_audience_changes, changes_from_json, changes_to_json
 from ..store.leased_queue import Backoff, LeasedQueue, Released, Statuses
@@ -138,10 +147,13 @@ class DeliveryInbox:
         bulk_async_threshold: int,
         lease_seconds: int,
         max_attempts: int = MAX_ATTEMPTS,
+        holds: ErasureRequests | None = None,
     ) -> None:
         self.engine = engine
         self.tables = tables
         self.bulk_async_threshold = bulk_async_threshold
+        #: The erasure requests whose hold keeps forgotten people out (None: no SECRET_KEY, none can exist).
+        self.holds = holds
         self.queue = LeasedQueue("deliveries", engine, tables.deliveries, lease_seconds=lease_seconds,
                                  max_attempts=max_attempts, backoff=BACKOFF, statuses=STATUSES, log=log,
                                  item="delivery")
@@ -203,7 +215,7 @@ class DeliveryInbox:
             "attempts": 0,
             "request_id": request_id,
         }
-        group_id = self._group_id(conn, activation.segment_group_identifier)
+        group_id, holding = self._group_id(conn, activation.segment_group_identifier)
         if group_id is None:
             error = f"unknown_segment_group: segment group {activation.segment_group_identifier!r} does not exist"
             delivery_id = self._record(conn, {**row, "payload": changes_to_json(document.changes),
@@ -213,8 +225,10 @@ class DeliveryInbox:
             delivery_id = self._record(conn, {**row, "payload": changes_to_json(document.changes),
                                               "status": DeliveryStatus.QUEUED})
             return ReceiveResult(Outcome.QUEUED, delivery_id, document.items)
+        changes = self._without_held(conn, document.changes, document.rejected, holding)
         with DELIVERY_APPLY_SECONDS.time():
-            outcome = apply_audience_changes(conn, self.tables, group_id, document.changes)
+            outcome = apply_audience_changes(conn, self.tables, group_id, changes)
+        row.update(rejected=document.rejected.as_record(), rejected_count=document.rejected.total)
         delivery_id = self._record(conn, {**row, "status": DeliveryStatus.APPLIED, "attempts": 1, "applied": outcome.applied,
                                           "stale": outcome.stale, "finished_at": utcnow(),
                                           "duration_ms": int((time.monotonic() - started) * 1000)})
@@ -239,17 +253,26 @@ class DeliveryInbox:
         with self.engine.connect() as conn:
             return self._find_request(conn, client_id, request_id)
 
-    def _group_id(self, conn: Connection, identifier: str) -> int | None:
-        found = conn.scalar(_group_id_query(self.tables.segment_groups), {"identifier": identifier})
-        return int(found) if found is not None else None
+    def _group_id(self, conn: Connection, identifier: str) -> tuple[int | None, bool]:
+        """The group's id, and in the same statement whether anyone is held out of
+        deliveries now (for :meth:`_without_held`: a delivery stays five statements)."""
+        found = conn.execute(_group_id_query(self.tables.segment_groups, self.tables.erasure_requests),
+                             {"identifier": identifier, "now": utcnow()}).first()
+        return (int(found.id), bool(found.holding)) if found is not None else (None, False)
 
-    def _finish(self, conn: Connection, delivery_id: int, applied: int, stale: int, started: float) -> None:
+    def _finish(self, conn: Connection, delivery_id: int, applied: int, stale: int, started: float,
+                rejected: Rejections | None) -> None:
+        """Record a queued delivery as applied; its payload is dropped (as a delivery applied
+        at once keeps none: an applied delivery is never replayed, and the ids it held
+        should not outlive their use), with what the hold window refused, if anything."""
         d = self.tables.deliveries
+        more = {} if rejected is None else {"rejected": rejected.as_record(), "rejected_count": rejected.total}
         conn.execute(
             update(d)
             .where(d.c.id == delivery_id)
             .values(
                 status=DeliveryStatus.APPLIED,
+                payload="[]",
                 applied=applied,
                 stale=stale,
                 error=None,
@@ -257,8 +280,17 @@ class DeliveryInbox:
                 lease_expires_at=None,
                 finished_at=utcnow(),
                 duration_ms=int((time.monotonic() - started) * 1000),
+                **more,
             )
         )
+
+    def _without_held(self, conn: Connection, changes: Sequence[AudienceChange], rejected: Rejections,
+                      holding: bool) -> Sequence[AudienceChange]:
+        """The changes without a person forgotten within the hold window (see
+        :mod:`..privacy.erasure`); each one counted in ``rejected``."""
+        if self.holds is None or not holding:
+            return changes
+        return self.holds.without_held(conn, changes, rejected)
 
     # -- working the queue -------------------------------------------------------------
 
@@ -277,12 +309,16 @@ class DeliveryInbox:
                     raise LeaseLost(f"delivery {delivery_id} is no longer claimed by {worker}")
                 if row.attempts > self.max_attempts:
                     raise CDPError(f"gave up after {self.max_attempts} tries (workers stopped mid-delivery)")
-                group_id = self._group_id(conn, row.segment_group_identifier)
+                group_id, holding = self._group_id(conn, row.segment_group_identifier)
                 if group_id is None:
                     raise NotFoundError(f"segment group {row.segment_group_identifier!r} does not exist")
+                rejected = Rejections.from_record(_json_column(row.rejected))
+                before = rejected.total
+                changes = self._without_held(conn, changes_from_json(row.payload), rejected, holding)
                 with DELIVERY_APPLY_SECONDS.time():
-                    outcome = apply_audience_changes(conn, self.tables, group_id, changes_from_json(row.payload))
-                self._finish(conn, delivery_id, outcome.applied, outcome.stale, started)
+                    outcome = apply_audience_changes(conn, self.tables, group_id, changes)
+                self._finish(conn, delivery_id, outcome.applied, outcome.stale, started,
+                             rejected if rejected.total != before else None)
         except LeaseLost:
             log.warning("delivery %s: lease lost to another worker; not applied here", delivery_id)
             return Outcome.LEASE_LOST
@@ -431,8 +467,9 @@ def _summary_fields(row: object) -> dict[str, Any]:
 
 
 @functools.cache
-def _group_id_query(groups: Table) -> Select[Any]:
-    return select(groups.c.id).where(groups.c.identifier == bindparam("identifier"))
+def _group_id_query(groups: Table, erasures: Table) -> Select[Any]:
+    holding = exists().where(erasures.c.hold_until > bindparam("now")).label("holding")
+    return select(groups.c.id, holding).where(groups.c.identifier == bindparam("identifier"))
 
 
 @functools.cache

@@ -25,9 +25,13 @@ from .sections import (
     MIN_CLIENT_SECRET_LENGTH,
     ExportSection,
     ExportSettings,
+    GdprApi,
+    GdprApiSection,
     MembershipApi,
     MembershipApiSection,
     OutsideApi,
+    PrivacySection,
+    PrivacySettings,
     RecommendationsApi,
     RecommendationsApiSection,
     Section,
@@ -43,9 +47,10 @@ from .sections import (
 
 __all__ = [
     "ALL_KEYS", "ENV_FILE_KEY", "MAKE_SIGNING_SECRET", "MAX_SIGNING_KEY_BYTES", "MIN_CLIENT_SECRET_LENGTH",
-    "MIN_SIGNING_KEY_BYTES", "PLACEHOLDER", "CDPSettings", "ExportSettings", "MembershipApi", "OutsideApi",
-    "RecommendationsApi", "SiteSettings", "TrackingSettings", "WebhookSettings", "WorkerSettings", "check_env_file",
-    "load_settings", "process_environment", "read_raw_settings", "secret_problem", "settings_table", "unknown_keys",
+    "MIN_SIGNING_KEY_BYTES", "PLACEHOLDER", "CDPSettings", "ExportSettings", "GdprApi", "MembershipApi",
+    "OutsideApi", "PrivacySettings", "RecommendationsApi", "SiteSettings", "TrackingSettings",
+    "WebhookSettings", "WorkerSettings", "check_env_file", "load_settings", "process_environment",
+    "read_raw_settings", "secret_problem", "settings_table", "unknown_keys",
 ]
 
 
@@ -62,6 +67,8 @@ class CDPSettings:
     export: ExportSettings
     membership_api: MembershipApi
     recommendations_api: RecommendationsApi
+    privacy: PrivacySettings
+    gdpr_api: GdprApi
 
 
 #: The sections, in the order the docs list them, by the attribute of :class:`CDPSettings` that holds each.
@@ -73,6 +80,8 @@ SECTIONS: dict[str, type[Section]] = {
     "export": ExportSection,
     "membership_api": MembershipApiSection,
     "recommendations_api": RecommendationsApiSection,
+    "privacy": PrivacySection,
+    "gdpr_api": GdprApiSection,
 }
 
 

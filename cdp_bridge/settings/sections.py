@@ -20,10 +20,23 @@ from typing import Any, ClassVar
 from marshmallow import EXCLUDE, RAISE, Schema, fields, post_load, validate, validates_schema
 from marshmallow import ValidationError as SchemaError
 
-from ..constants import DEFAULT_TRACKING_PARAMETERS, RECOMMENDATIONS_FAILURES_BEFORE_PAUSE, RECOMMENDATIONS_PAUSE_SECONDS
+from ..constants import (
+    DEFAULT_TRACKING_PARAMETERS,
+    GDPR_API_MAX_BYTES,
+    GDPR_API_TIMEOUT,
+    RECOMMENDATIONS_FAILURES_BEFORE_PAUSE,
+    RECOMMENDATIONS_PAUSE_SECONDS,
+)
 from ..errors import ConfigurationError
 from ..export_kinds import EXPORT_KINDS
-from ..model import RECOMMENDATION_SOURCES, ActivationCredentials, RecommendationModule, ScheduledExport, TrackingMode
+from ..model import (
+    RECOMMENDATION_SOURCES,
+    ActivationCredentials,
+    RecommendationModule,
+    ScheduledExport,
+    TrackingMode,
+    TrackWithoutConsent,
+)
 from ..secret import Secret
 from .fields import (
     EnumValue,
@@ -51,6 +64,7 @@ _COOKIE_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _ACCOUNT_NUMBER = re.compile(r"[0-9]{1,12}")
 _P_NUMBER = re.compile(r"p[1-9][0-9]?")
 _HEADER_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,255}")
+_COOKIE_DOMAIN = re.compile(r"\.?([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 _MODULE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _METHOD = re.compile(r"[A-Za-z][A-Za-z0-9]{0,99}")
 _KIND = re.compile(r"[a-z][a-z0-9_]{0,49}")
@@ -112,6 +126,24 @@ class TrackingSettings:
     buy_outbox: bool
     visitor_cookie_days: int
     address_limit_per_minute: int
+    #: ``Domain=`` of every cookie cdp_bridge writes (``None``: host-only).
+    cookie_domain: str | None
+
+
+@dataclass(frozen=True)
+class PrivacySettings:
+    """Forgetting a person, and tracking before consent (SPEC section 14)."""
+
+    #: Days a forgotten person cannot be added back by a delivery, nor named by an event.
+    forget_hold_days: int
+    #: Days Raptor's GDPR API is asked before the request is given up.
+    forget_give_up_days: int
+    #: ``none``: nothing before consent; ``cookieless``: events without any cookie or id.
+    track_without_consent: TrackWithoutConsent
+
+    @property
+    def cookieless_before_consent(self) -> bool:
+        return self.track_without_consent == TrackWithoutConsent.COOKIELESS
 
 
 @dataclass(frozen=True)
@@ -158,6 +190,15 @@ class MembershipApi(OutsideApi):
     @property
     def enabled(self) -> bool:
         return self.activation_id is not None and self.key is not None
+
+
+@dataclass(frozen=True)
+class GdprApi(OutsideApi):
+    """Raptor's GDPR API (SPEC section 14): ``DeleteUser`` for each forgotten identifier."""
+
+    @property
+    def enabled(self) -> bool:
+        return self.key is not None
 
 
 @dataclass(frozen=True)
@@ -344,6 +385,10 @@ class TrackingSection(Section):
                                        "CDP_TRACK_ADDRESS_LIMIT_PER_MINUTE",
                                        "events one client address may post to `POST /cdp/track` a minute, all its"
                                        " visitors together", 600)
+    cookie_domain = setting(TrimmedString(validate=whole_match(
+        _COOKIE_DOMAIN, "expected a domain such as example.com or .example.com")), "CDP_COOKIE_DOMAIN",
+        "`Domain=` of every cookie cdp_bridge writes (`example.com`: `www.` and `shop.` share one visitor)",
+        shown_default="host-only")
 
     @validates_schema
     def _parameters(self, data: dict[str, Any], **kwargs: object) -> None:
@@ -421,6 +466,41 @@ class MembershipApiSection(Section):
             raise ConfigurationError(f"{missing}: required together with {given} (the CDP API activation for visitor"
                                      " segments)")
         return MembershipApi(name="membership", **data)
+
+
+class PrivacySection(Section):
+    title = "Privacy"
+
+    forget_hold_days = setting(positive_int(0, "a whole number of days"), "CDP_FORGET_HOLD_DAYS",
+                               "days after `cdp.forget` during which no delivery adds the person back and no event"
+                               " names them (Raptor takes up to 14 days to delete)", 14)
+    forget_give_up_days = setting(positive_int(1, "a whole number of days of at least 1"), "CDP_FORGET_GIVE_UP_DAYS",
+                                  "days Raptor's GDPR API is asked again (timeouts, 429, 5xx) before a `DeleteUser` is"
+                                  " given up, with an ERROR", 7)
+    track_without_consent = setting(EnumValue(TrackWithoutConsent), "CDP_TRACK_WITHOUT_CONSENT",
+                                    "`none`: nothing is tracked before consent; `cookieless`: a visitor who has not"
+                                    " consented is tracked without any cookie or id (`raptor.noCookies`; the legal basis"
+                                    " is the shop's call, see [Privacy](privacy.md))", TrackWithoutConsent.NONE)
+
+    @post_load
+    def make(self, data: dict[str, Any], **kwargs: object) -> PrivacySettings:
+        return PrivacySettings(**data)
+
+
+class GdprApiSection(Section):
+    title = "Forgetting a person: Raptor's GDPR API"
+
+    url = setting(HttpURL(base=True), "CDP_GDPR_API_URL", "Raptor's GDPR API (`DeleteUser`)",
+                  "https://gdpr-api.raptorsmartadvisor.com")
+    key = setting(SecretString(), "CDP_GDPR_API_KEY",
+                  "its key (a secret, sent as `x-api-key`); unset, `forget` erases here only and says Raptor was"
+                  " not asked")
+
+    @post_load
+    def make(self, data: dict[str, Any], **kwargs: object) -> GdprApi:
+        # Its calls are the workers', never a page's: no cache, no breaker (the queue's backoff).
+        return GdprApi(name="gdpr", timeout=GDPR_API_TIMEOUT, cache_ttl=0, failures_before_pause=1,
+                       pause_seconds=0, max_bytes=GDPR_API_MAX_BYTES, **data)
 
 
 class RecommendationsApiSection(Section):

@@ -23,6 +23,7 @@ import os
 import socket
 import uuid
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -30,6 +31,7 @@ from typing import Any
 from sqlalchemy import Column, ColumnElement, Connection, Engine, Row, Table, and_, delete, or_, select, update
 
 from ..metrics import QUEUE_CLAIMS, QUEUE_GIVEN_UP, QUEUE_RETRIES, QUEUE_TAKEOVERS
+from .secure_delete import secure_deleting
 from .tables import utcnow
 
 
@@ -87,7 +89,8 @@ class LeasedQueue:
 
     def __init__(self, name: str, engine: Engine, table: Table, *, lease_seconds: int, max_attempts: int,
                  backoff: Backoff, error_column: str = "error", statuses: Statuses | None = None,
-                 log: logging.Logger | None = None, item: str = "row") -> None:
+                 log: logging.Logger | None = None, item: str = "row", give_up_after: timedelta | None = None,
+                 secure_delete: bool = False) -> None:
         #: The ``queue`` label of the queue metrics.
         self.name = name
         self.engine = engine
@@ -95,7 +98,11 @@ class LeasedQueue:
         self.lease_seconds = lease_seconds
         self.max_attempts = max_attempts
         self.backoff = backoff
+        #: A row still failing this long after ``queued_at`` is given up, whatever its tries.
+        self.give_up_after = give_up_after
         self.statuses = statuses
+        #: Rows hold a person's identifier: a deleted one must not stay readable (SPEC section 14).
+        self.secure_delete = secure_delete
         self._error = table.c[error_column]
         self._log = log or logging.getLogger("cdp_bridge.queue")
         #: How the log names one row ("delivery 12: taken over by …").
@@ -160,15 +167,17 @@ class LeasedQueue:
     def release(self, row_id: int, worker: str, error: str, *, give_up: bool = False,
                 columns: Sequence[Column[Any]] = ()) -> Release:
         """A try failed with ``error``: the row is due again after its backoff, or given
-        up after its last try (or at once with ``give_up``, for a row that can never
-        succeed). Nothing changes when ``worker`` no longer holds it."""
+        up after its last try or ``give_up_after`` (or at once with ``give_up``, for a row
+        that can never succeed). Nothing changes when ``worker`` no longer holds it."""
         t = self.table
-        with self.engine.begin() as conn:
-            row = conn.execute(select(t.c.attempts, t.c.claimed_by, *columns).where(t.c.id == row_id)).first()
+        with self._writing() as conn:
+            aged = [t.c.queued_at] if self.give_up_after is not None else []
+            row = conn.execute(select(t.c.attempts, t.c.claimed_by, *aged, *columns).where(t.c.id == row_id)).first()
             if row is None or row.claimed_by != worker:
                 return Release(Released.LEASE_LOST, row.attempts if row is not None else 0, 0, row)
             attempts = int(row.attempts)
-            if give_up or attempts >= self.max_attempts:
+            too_old = self.give_up_after is not None and utcnow() - row.queued_at >= self.give_up_after
+            if give_up or too_old or attempts >= self.max_attempts:
                 self._give_up(conn, row_id, error)
                 QUEUE_GIVEN_UP.labels(self.name).inc()
                 return Release(Released.GAVE_UP, attempts, 0, row)
@@ -198,5 +207,9 @@ class LeasedQueue:
 
     def forget(self, row_id: int) -> None:
         """Delete a row whose work is done (or that was given up by its owner)."""
-        with self.engine.begin() as conn:
+        with self._writing() as conn:
             conn.execute(delete(self.table).where(self.table.c.id == row_id))
+
+    def _writing(self) -> AbstractContextManager[Connection]:
+        """A transaction; one that overwrites what it deletes for a queue of identifiers."""
+        return secure_deleting(self.engine) if self.secure_delete else self.engine.begin()

@@ -139,6 +139,20 @@ def replace_members(conn: Connection, tables: CDPTables, segment_id: int, user_i
     return added, removed
 
 
+def remove_everywhere(conn: Connection, tables: CDPTables, user_ids: Sequence[str]) -> int:
+    """Remove the users from every segment of every group, member counts kept; how many
+    memberships there were (forgetting a person, SPEC section 14)."""
+    m = tables.memberships
+    counts = conn.execute(select(m.c.segment_id, func.count()).where(m.c.user_id.in_(user_ids))
+                          .group_by(m.c.segment_id)).all()
+    if not counts:
+        return 0
+    conn.execute(delete(m).where(m.c.user_id.in_(user_ids)))
+    for segment_id, count in counts:
+        _count_members(conn, tables, segment_id, -int(count))
+    return sum(int(count) for _, count in counts)
+
+
 def _count_members(conn: Connection, tables: CDPTables, segment_id: int, change: int) -> None:
     """Keep the segment's member count with the change that made it, in its transaction
     (the writers count what they changed): the back office reads it, never counts."""

@@ -52,18 +52,21 @@ class CDPTables:
     store_version: Table
     tracking_senders: Table
     buy_outbox: Table
+    erasure_requests: Table
+    gdpr_deletions: Table
 
     def all(self) -> list[Table]:
         """In creation order (parents first)."""
         return [self.segment_groups, self.segments, self.memberships, self.deliveries, self.tombstones,
-                self.store_version, self.tracking_senders, self.buy_outbox]
+                self.store_version, self.tracking_senders, self.buy_outbox, self.erasure_requests, self.gdpr_deletions]
 
 
 def define_tables(metadata: MetaData) -> CDPTables:
     """The cdp tables on ``metadata``, defined on first call and reused after."""
     if "cdp_segment_groups" in metadata.tables:
         names = ("cdp_segment_groups", "cdp_segments", "cdp_memberships", "cdp_deliveries", "cdp_tombstones",
-                 "cdp_store_version", "cdp_tracking_senders", "cdp_buy_outbox")
+                 "cdp_store_version", "cdp_tracking_senders", "cdp_buy_outbox", "cdp_erasure_requests",
+                 "cdp_gdpr_deletions")
         return CDPTables(*(metadata.tables[name] for name in names))
     return CDPTables(
         segment_groups=_segment_groups(metadata),
@@ -74,6 +77,8 @@ def define_tables(metadata: MetaData) -> CDPTables:
         store_version=_store_version(metadata),
         tracking_senders=_tracking_senders(metadata),
         buy_outbox=_buy_outbox(metadata),
+        erasure_requests=_erasure_requests(metadata),
+        gdpr_deletions=_gdpr_deletions(metadata),
     )
 
 
@@ -237,4 +242,51 @@ def _buy_outbox(metadata: MetaData) -> Table:
         Column("last_error", String(255), nullable=True),
         PrimaryKeyConstraint("id", name="pk_cdp_buy_outbox"),
         Index("ix_cdp_buy_outbox_available_at", "available_at"),
+    )
+
+
+#: A keyed hash (HMAC-SHA256, hex) of an identifier: what an erasure request keeps of it.
+_HASH = String(64)
+
+
+def _erasure_requests(metadata: MetaData) -> Table:
+    """What ``cdp.forget`` did, holding no identifier: keyed hashes of the user id and the
+    email (for the hold window), when, and how far Raptor got (see :mod:`..privacy`)."""
+    return Table(
+        "cdp_erasure_requests",
+        metadata,
+        Column("id", _ID, nullable=False, autoincrement=True),
+        Column("made_at", DateTime(), nullable=False, default=utcnow),
+        Column("user_hash", _HASH, nullable=True),
+        Column("email_hash", _HASH, nullable=True),
+        Column("hold_until", DateTime(), nullable=False),
+        Column("memberships_removed", Integer(), nullable=False, default=0),
+        # not_asked (no CDP_GDPR_API_KEY), queued, accepted (every DeleteUser answered 2xx), given_up
+        Column("raptor_state", String(20), nullable=False),
+        Column("raptor_status", Integer(), nullable=True),
+        Column("raptor_answered_at", DateTime(), nullable=True),
+        PrimaryKeyConstraint("id", name="pk_cdp_erasure_requests"),
+        Index("ix_cdp_erasure_requests_hold_until", "hold_until"),
+    )
+
+
+def _gdpr_deletions(metadata: MetaData) -> Table:
+    """``DeleteUser`` calls to Raptor's GDPR API waiting for a 2xx: the only place an
+    identifier waits, deleted once Raptor answered or the call was given up."""
+    return Table(
+        "cdp_gdpr_deletions",
+        metadata,
+        Column("id", _ID, nullable=False, autoincrement=True),
+        Column("request_id", _ID, nullable=False),
+        Column("identifier", Text(), nullable=False),
+        Column("queued_at", DateTime(), nullable=False, default=utcnow),
+        Column("attempts", Integer(), nullable=False, default=0),
+        Column("available_at", DateTime(), nullable=False, default=utcnow),
+        Column("claimed_by", String(255), nullable=True),
+        Column("lease_expires_at", DateTime(), nullable=True),
+        Column("last_error", String(255), nullable=True),
+        PrimaryKeyConstraint("id", name="pk_cdp_gdpr_deletions"),
+        ForeignKeyConstraint(["request_id"], ["cdp_erasure_requests.id"],
+                             name="fk_cdp_gdpr_deletions_request_id_cdp_erasure_requests", ondelete="CASCADE"),
+        Index("ix_cdp_gdpr_deletions_available_at", "available_at"),
     )

@@ -10,6 +10,7 @@ This is the only per-request cache of cdp_bridge.
 
 from __future__ import annotations
 
+import base64
 import re
 import uuid
 from collections.abc import Mapping
@@ -19,7 +20,7 @@ from typing import Any
 from flask import current_app, g, has_request_context, request
 from markupsafe import escape
 
-from ..constants import REAID_COOKIE, RUID_COOKIE, SESSION_COOKIE, UTM_PARAMETERS, VISITOR_COOKIE
+from ..constants import OLD_REAID_COOKIE, REAID_COOKIE, RUID_COOKIE, SESSION_COOKIE, UTM_PARAMETERS, VISITOR_COOKIE
 from ..errors import TrackingArgumentError, ValidationError
 from ..identifiers import text_problem, validate_user_id, visitor_id_or_none
 from ..state import CDPState, current_state
@@ -41,6 +42,10 @@ class Page:
         #: Whether a helper read the visitor's cookies (consent, ``rsa``, the campaign ids):
         #: the response then depends on them and says so (``Vary: Cookie``).
         self.read_cookies = False
+        #: The email the site learnt this request (``cdp.identify_email``), base64 as Raptor's ``ruid``.
+        self.identified_ruid: str | None = None
+        #: ``cdp.forget_visitor`` was called: the visitor's cookies go, nothing more is sent.
+        self.visitor_forgotten = False
 
     @property
     def cookies(self) -> Mapping[str, str]:
@@ -73,8 +78,9 @@ class Page:
     @cached_property
     def consented(self) -> bool:
         """Whether the visitor consented to tracking: the host's ``@cdp.consent_loader``,
-        else the ``CDP_CONSENT_COOKIE`` cookie (``1``/``true``/``yes``); no by default."""
-        if not self.in_request:
+        else the ``CDP_CONSENT_COOKIE`` cookie (``1``/``true``/``yes``); no by default (and
+        no once ``cdp.forget_visitor`` was called)."""
+        if not self.in_request or self.visitor_forgotten:
             return False
         loader = self.state.hooks.consent_loader
         if loader is not None:
@@ -103,17 +109,35 @@ class Page:
         return (visitor_id_or_none(cookies.get(VISITOR_COOKIE)) or str(uuid.uuid4()),
                 visitor_id_or_none(cookies.get(SESSION_COOKIE)) or str(uuid.uuid4()))
 
+    @property
+    def cookieless(self) -> bool:
+        """A visitor who has not consented, tracked without any cookie or id
+        (``CDP_TRACK_WITHOUT_CONSENT=cookieless``)."""
+        return (self.in_request and not self.visitor_forgotten and not self.consented
+                and self.state.settings.privacy.cookieless_before_consent)
+
     @cached_property
     def tracking_visitor(self) -> Visitor | None:
         """Who this request's server-side events are about: the ids, the logged-in user
-        and the page's URL; ``None`` without consent. One for all of the page's events."""
+        and the page's URL; ``None`` without consent (a cookieless visitor's: the page
+        alone). One for all of the page's events. A person forgotten within the hold
+        window is not named (no ``ruid``)."""
+        url_parts = (request.scheme, request.host, request.root_path, request.path, request.query_string)
         ids = self.tracking_ids
         if ids is None:
-            return None
+            return Visitor(utm=utm_pairs(request.args), url_parts=url_parts) if self.cookieless else None
         reaid, campaign_ruid = self.campaign_ids
-        return Visitor(visitor_id=ids[0], session_id=ids[1], user_id=self.user_id, reaid=reaid,
-                       campaign_ruid=campaign_ruid, utm=utm_pairs(request.args),
-                       url_parts=(request.scheme, request.host, request.root_path, request.path, request.query_string))
+        user_id = self.user_id
+        if self._held(user_id, campaign_ruid):
+            user_id = campaign_ruid = None
+        return Visitor(visitor_id=ids[0], session_id=ids[1], user_id=user_id, reaid=reaid,
+                       campaign_ruid=campaign_ruid, utm=utm_pairs(request.args), url_parts=url_parts)
+
+    def _held(self, user_id: str | None, campaign_ruid: str | None) -> bool:
+        """Whether the user, or the email a campaign ruid holds, was forgotten within the
+        hold window (one indexed read, only when there is someone to name)."""
+        email = decoded_ruid(campaign_ruid) if campaign_ruid is not None else None
+        return self.state.is_held(*(value for value in (user_id, email) if value is not None))
 
     @cached_property
     def campaign_ids(self) -> tuple[str | None, str | None]:
@@ -123,8 +147,17 @@ class Page:
         if not self.consented:
             return None, None
         args, cookies = request.args, self.cookies
-        return (_id_or_none(present(args, "reaid"), REAID) or _id_or_none(present(cookies, REAID_COOKIE), REAID),
-                _id_or_none(present(args, "ruid"), BASE64) or _id_or_none(present(cookies, RUID_COOKIE), BASE64))
+        reaid = (_id_or_none(present(args, "reaid"), REAID) or _id_or_none(present(cookies, REAID_COOKIE), REAID)
+                 or _id_or_none(present(cookies, OLD_REAID_COOKIE), REAID))
+        return (reaid, self.identified_ruid or _id_or_none(present(args, "ruid"), BASE64)
+                or _id_or_none(present(cookies, RUID_COOKIE), BASE64))
+
+    def forget_visitor(self) -> None:
+        """From now on this request treats the visitor as not consenting: nothing is sent,
+        and the response expires their cookies (``cdp.forget_visitor``)."""
+        self.visitor_forgotten = True
+        for name in ("consented", "tracking_ids", "tracking_visitor", "campaign_ids", "visitor_id"):
+            self.__dict__.pop(name, None)
 
     @cached_property
     def segments(self) -> SegmentLookups:
@@ -158,6 +191,15 @@ def page_if_made() -> Page | None:
 #: Raptor's email id (an opaque token) and a ruid as the email link sends it (base64).
 REAID = re.compile(r"[A-Za-z0-9._~+/=-]{1,255}")
 BASE64 = re.compile(r"[A-Za-z0-9+/_-]{1,1020}={0,2}")
+
+
+def decoded_ruid(value: str) -> str | None:
+    """The text a base64 ``ruid`` holds (an email), or ``None`` if it holds none."""
+    try:
+        return base64.b64decode(value + "=" * (-len(value) % 4), altchars=b"-_" if "-" in value or "_" in value
+                                else None, validate=True).decode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        return None
 
 
 def _id_or_none(value: str | None, form: re.Pattern[str]) -> str | None:

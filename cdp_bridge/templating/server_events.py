@@ -41,6 +41,8 @@ def track(state: CDPState, type_name: str, *, visitor_id: str | None, session_id
         if (visitor_id is not None and checked_visitor is None) or (session_id is not None and checked_session is None):
             raise TrackingArgumentError("visitor_id and session_id must be UUIDs, as the rsa cookies hold")
         visitor = Visitor(checked_visitor, checked_session, checked_user, url)
+    if visitor.user_id is not None and state.is_held(visitor.user_id):  # forgotten: sent without naming them
+        visitor = dataclasses.replace(visitor, user_id=None)
     fields.setdefault("user_id", visitor.user_id)
     row = event_type(type_name, settings.tracking.parameters)
     state.tracking.queue([(row, row.parameters(fields, settings.tracking.parameters))], visitor)
@@ -77,6 +79,8 @@ def track_offline_buy(state: CDPState, order_id: object, lines: Iterable[Any], e
             raise TrackingArgumentError(f"lines[{index}]: {exc}") from None
     if not built:
         raise TrackingArgumentError("lines must hold at least one order line")
+    if state.is_held(email):  # forgotten within the hold window: the email is all these events say
+        return 0
     state.tracking.queue(built, Visitor(user_id=email), endpoint="stream", extra=(("source", "webhook"),))
     return len(built)
 

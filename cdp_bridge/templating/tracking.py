@@ -49,6 +49,8 @@ MAIN_SNIPPET = (
     "(d.head||d.documentElement).appendChild(g);}"
     'if(c){load();}else{d.addEventListener("enableTracking",load);}})(document,%s,%s);'
 )
+#: Before Raptor's script, for a visitor tracked without cookies (SPEC section 14).
+COOKIELESS_SWITCH = "window.raptor&&(window.raptor.noCookies=true);"
 #: With recommendation modules: a click on a link of a block (``data-cdp-module``, which
 #: every record of ``cdp_recommendations`` renders with ``cdp_click``) pushes an
 #: ``itemclick`` with its module as ``am``, to Raptor's script or hybrid's endpoint.
@@ -63,21 +65,27 @@ CLICK_SNIPPET = (
 #: Raptor's script, it gives a visitor without them (or with ids that are not v4 UUIDs,
 #: which the endpoint refuses) the rsa and rsaSession cookies first,
 #: so the page's first events (sent at once, in parallel) carry the same ids; the
-#: server's answer then renews them for CDP_VISITOR_COOKIE_DAYS.
+#: server's answer then renews them for CDP_VISITOR_COOKIE_DAYS. A cookieless visitor
+#: (``CDP_TRACK_WITHOUT_CONSENT=cookieless``, before consent) gets no cookie: the events go
+#: at once, without ids; consent given on the page starts full tracking from the next one.
+#: Raptor's ``push("trackEvent", type, params, options)`` may name the recommendation
+#: module in its third argument (``options.moduleName``, as Raptor's GTM template does):
+#: it is sent as the module's parameter (``am``).
 HYBRID_SHIM = (
-    "(function(r,u,c,d){var on=false;"
+    "(function(r,u,c,k,m,d){var on=false;"
     "function id(){var b=crypto.getRandomValues(new Uint8Array(16));b[6]=b[6]&15|64;b[8]=b[8]&63|128;"
     'var h=Array.prototype.map.call(b,function(x){return(x+256).toString(16).slice(1);}).join("");'
     'return h.slice(0,8)+"-"+h.slice(8,12)+"-"+h.slice(12,16)+"-"+h.slice(16,20)+"-"+h.slice(20);}'
     'function keep(n,s){if(!new RegExp("(?:^|; )"+n+"=[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}(?:;|$)","i")'
     '.test(d.cookie))'
     'd.cookie=n+"="+id()+"; path=/; max-age="+s+"; samesite=lax"+(location.protocol==="https:"?"; secure":"");}'
-    'function send(e){if(String(e.event).toLowerCase()!=="trackevent")return;'
+    'function send(e){if(String(e.event).toLowerCase()!=="trackevent")return;var p=e.params||{};'
+    "if(e.options&&e.options.moduleName&&!p[m])p[m]=String(e.options.moduleName);"
     'fetch(u,{method:"POST",credentials:"same-origin",keepalive:true,headers:{"Content-Type":"application/json"},'
-    "body:JSON.stringify({params:e.params,url:location.href})});}"
-    'function start(){if(on)return;on=true;keep("rsa",604800);keep("rsaSession",1200);var q=r.q;r.q=[];q.forEach(send);'
-    "r.push=function(e,p){send({event:e,params:p});};}"
-    'if(c){start();}else{d.addEventListener("enableTracking",start);}})(window.raptor,%s,%s,document);'
+    "body:JSON.stringify({params:p,url:location.href})});}"
+    'function start(){if(on)return;on=true;if(c){keep("rsa",604800);keep("rsaSession",1200);}var q=r.q;r.q=[];q.forEach(send);'
+    "r.push=function(e,p,o){send({event:e,params:p,options:o});};}"
+    'if(c||k){start();}else{d.addEventListener("enableTracking",start);}})(window.raptor,%s,%s,%s,%s,document);'
 )
 
 
@@ -166,7 +174,9 @@ def cdp_head_script(customer_id: object = None, *, nonce: str | None = None) -> 
         stub = HEAD_SNIPPET % script_json(customer)
         if page.state.mode.events_through_site:
             track_url = f"{page.state.url_prefix or ''}{TRACK_PATH}"
-            stub += HYBRID_SHIM % (script_json(track_url), "true" if page.consented else "false")
+            module_key = parameter_positions("itemclick", settings.tracking.parameters)["module"]
+            stub += HYBRID_SHIM % (script_json(track_url), "true" if page.consented else "false",
+                                   "true" if page.cookieless else "false", script_json(module_key))
         if settings.recommendations_api.modules:
             positions = parameter_positions("itemclick", settings.tracking.parameters)
             stub += CLICK_SNIPPET % (script_json(positions["event_type"]), script_json(positions["id"]),
@@ -186,8 +196,11 @@ def cdp_main_script(has_consented: bool | None = None, *, nonce: str | None = No
         consented = page.consented if has_consented is None else has_consented
         if not isinstance(consented, bool):
             raise TrackingArgumentError(f"has_consented must be true, false or None, not {has_consented!r}")
-        return Rendered(MAIN_SNIPPET % (script_json(page.state.settings.tracking.script_url),
-                                        "true" if consented else "false"))
+        script = MAIN_SNIPPET % (script_json(page.state.settings.tracking.script_url), "true" if consented else "false")
+        if not consented and page.cookieless:  # Raptor's own switch: its script tracks, and keeps no cookie
+            return Rendered(COOKIELESS_SWITCH + MAIN_SNIPPET % (script_json(page.state.settings.tracking.script_url),
+                                                                "true"))
+        return Rendered(script)
 
     return _script("cdp_main_script", nonce, build)
 

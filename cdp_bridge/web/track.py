@@ -2,7 +2,8 @@
 
 The head script's shim posts each of the page's events here instead of to Raptor. The
 endpoint takes only same-origin requests (``Sec-Fetch-Site``, else ``Origin``) from a
-visitor who consented and has an ``rsa`` cookie (the shim sets it before it posts), JSON
+visitor who consented and has an ``rsa`` cookie (the shim sets it before it posts), or a
+cookieless one (``CDP_TRACK_WITHOUT_CONSENT=cookieless``: no cookie, no id), JSON
 bodies of at most 8 KiB and events whose parameters belong to the tracking tables, at
 most 120 a minute per visitor and ``CDP_TRACK_ADDRESS_LIMIT_PER_MINUTE`` per client
 address (so rotating or dropping the cookie does not lift the limit; kept by
@@ -64,10 +65,11 @@ def receive_event() -> Response:
     body = request.stream.read(TRACK_MAX_BYTES + 1)
     if len(body) > TRACK_MAX_BYTES:
         return refuse(413, "payload_too_large", f"an event is at most {TRACK_MAX_BYTES} bytes")
-    visitor = current_page().tracking_visitor
+    page = current_page()
+    visitor = page.tracking_visitor
     if visitor is None:
         return refuse(403, "no_consent", "the visitor has not consented to tracking")
-    if visitor_id_or_none(request.cookies.get(VISITOR_COOKIE)) is None:
+    if not page.cookieless and visitor_id_or_none(request.cookies.get(VISITOR_COOKIE)) is None:
         return refuse(403, "no_visitor", f"no {VISITOR_COOKIE} cookie holding a visitor id (the page's script sets it)")
     refusal = state.rate_limits.track(request.remote_addr or "", visitor.visitor_id)
     if refusal is not None:

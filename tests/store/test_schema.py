@@ -125,7 +125,7 @@ def test_a_0_1_database_is_upgraded_without_losing_a_row(app_on_0_1) -> None:
     assert result.exit_code == 0, result.output
     assert "an unversioned database shaped as revision 0001_baseline: stamped at it" in result.output
     for revision in ("0002_rejected_count", "0003_drop_memberships_fk", "0004_store_version", "0005_claimed_at",
-                     "0006_tracking_senders", "0007_member_counts", "0008_buy_outbox"):
+                     "0006_tracking_senders", "0007_member_counts", "0008_buy_outbox", "0009_erasure_requests"):
         assert f"applied {revision}" in result.output
     assert revision_of(app) == schema.head_revision()
     assert rows_now(app, before) == before
@@ -163,12 +163,12 @@ def test_downgrading_revisions_and_upgrading_again_loses_nothing(app_on_0_1) -> 
     with app.app_context():
         state = app.extensions["cdp"]
         schema.downgrade(state.engine, "-1")
-        assert revision_of(app) == "0007_member_counts"
-        schema.downgrade(state.engine, "-1")
+        assert revision_of(app) == "0008_buy_outbox"
+        schema.downgrade(state.engine, "-2")
     assert revision_of(app) == "0006_tracking_senders"
     result = run(app, "upgrade-db")
     assert result.exit_code == 0 and "applied 0007_member_counts" in result.output
-    assert "applied 0008_buy_outbox" in result.output
+    assert "applied 0008_buy_outbox" in result.output and "applied 0009_erasure_requests" in result.output
     assert rows_now(app, before) == before
 
 
@@ -209,7 +209,8 @@ def test_until_the_upgrade_check_fails_naming_the_command_and_the_webhook_answer
     check = run(app, "check")
     assert check.exit_code == 1
     assert ("FAIL  schema at revision 0001_baseline, pending 0002_rejected_count, 0003_drop_memberships_fk,"
-            " 0004_store_version, 0005_claimed_at, 0006_tracking_senders, 0007_member_counts, 0008_buy_outbox:"
+            " 0004_store_version, 0005_claimed_at, 0006_tracking_senders, 0007_member_counts, 0008_buy_outbox,"
+            " 0009_erasure_requests:"
             " run flask cdp upgrade-db"
             in check.output)
     with caplog.at_level(logging.ERROR, logger="cdp_bridge.schema"):
@@ -219,7 +220,7 @@ def test_until_the_upgrade_check_fails_naming_the_command_and_the_webhook_answer
             assert response.get_json() == {"error": "unavailable", "message": "the database's cdp_* tables are behind"
                                                                          " this code: run flask cdp upgrade-db"}
     errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
-    assert errors == ["cdp_bridge's tables are at revision 0001_baseline, not 0008_buy_outbox: run flask cdp"
+    assert errors == ["cdp_bridge's tables are at revision 0001_baseline, not 0009_erasure_requests: run flask cdp"
                       " upgrade-db; until then the webhook answers 503 and workers wait"]  # once, not per request
     assert rows_now(app, before) == before  # nothing half-written
     assert run(app, "upgrade-db").exit_code == 0
@@ -274,7 +275,7 @@ def test_create_all_on_a_0_1_database_is_no_head_start(app_on_0_1) -> None:
     assert "applied 0007_member_counts" in result.output
     assert rows_now(app, before) == before
     check = run(app, "check")  # the queued delivery 0.1 left makes the queue line fail: the schema line is the point
-    assert "cdp tables at schema revision 0008_buy_outbox" in check.output and "schema at revision 0001" not in check.output
+    assert "cdp tables at schema revision 0009_erasure_requests" in check.output and "schema at revision 0001" not in check.output
 
 
 def test_pages_and_the_back_office_on_an_old_schema_answer_without_a_500(app_on_0_1) -> None:
@@ -304,7 +305,7 @@ def test_every_revision_says_whether_the_previous_code_keeps_working() -> None:
     """A rolling deploy depends on it: each revision after the baseline names itself an
     expand step (previous code keeps working) or a contract step (it must be gone)."""
     scripts = [script for script in schema._scripts().walk_revisions() if script.down_revision is not None]
-    assert len(scripts) == 7
+    assert len(scripts) == 8
     for script in scripts:
         text = script.module.__doc__ or ""
         assert "Expand:" in text or "Contract:" in text, script.revision

@@ -103,7 +103,7 @@ def test_an_email_links_ids_are_kept_after_consent_and_go_with_every_later_event
     client = consenting_client(app, rsa=VISITOR)
     landing = client.get(LANDING)
     cookies = set_cookies(landing)
-    assert "rsaReaid=R-77.x;" in cookies["rsaReaid"] and "Max-Age=31536000" in cookies["rsaReaid"]
+    assert "rsaReaId=R-77.x;" in cookies["rsaReaId"] and "Max-Age=31536000" in cookies["rsaReaId"]
     assert f"rsaRuid={CAMPAIGN_RUID}" in cookies["rsaRuid"] and "HttpOnly" in cookies["rsaRuid"]
     host.wait_for(lambda h: len(h.hits) == 2)
     ruid = quote(CAMPAIGN_RUID, safe="")
@@ -136,14 +136,14 @@ def test_without_consent_no_campaign_cookie_and_no_event(make_site, host: FakeTr
 
 def test_client_mode_leaves_the_campaign_cookies_to_raptors_script(make_site, host: FakeTrackingHost) -> None:
     cookies = set_cookies(consenting_client(make_site("client"), rsa=VISITOR).get(LANDING))
-    assert "rsa" in cookies and "rsaReaid" not in cookies and "rsaRuid" not in cookies
+    assert "rsa" in cookies and "rsaReaId" not in cookies and "rsaRuid" not in cookies
 
 
 @pytest.mark.parametrize("query", ["reaid=has space&ruid=not*base64", "reaid=" + "x" * 300])
 def test_ids_of_the_wrong_form_are_ignored(make_site, host: FakeTrackingHost, query: str) -> None:
     app = make_site("server")
     response = consenting_client(app, rsa=VISITOR).get(f"/product?{query}")
-    assert response.status_code == 200 and "rsaReaid" not in set_cookies(response)
+    assert response.status_code == 200 and "rsaReaId" not in set_cookies(response)
     host.wait_for(lambda h: len(h.hits) == 2)
     assert all("reaid=" not in hit.query and "ruid=" not in hit.query for hit in host.hits)
 
