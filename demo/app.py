@@ -71,10 +71,12 @@ def create_app(config: dict[str, Any] | None = None, instance_path: str | None =
                           SECRET_KEY=secret_key, SHOP_DEMO=True)
         cdp_defaults = _demo_settings(app, environment)
         keys = {key: environment.get(key) or cdp_defaults[key] for key in
-                ("CDP_MEMBERSHIP_API_KEY", "CDP_MEMBERSHIP_ACTIVATION_ID", "CDP_RECOMMENDATIONS_API_KEY")}
+                ("CDP_MEMBERSHIP_API_KEY", "CDP_MEMBERSHIP_ACTIVATION_ID", "CDP_RECOMMENDATIONS_API_KEY",
+                 "CDP_GDPR_API_KEY")}
         stand_in = start_raptor_stand_in(app, keys) if calls_raptor() else NOWHERE
         for key in ("CDP_MEMBERSHIP_API_URL", "CDP_SERVER_TRACKING_URL", "CDP_RECOMMENDATIONS_API_URL"):
             cdp_defaults[key] = stand_in
+        cdp_defaults["CDP_GDPR_API_URL"] = f"{stand_in}/gdpr"
     app.config.update(cdp_defaults)
     # cdp_bridge reads app.config first: the environment's (and .env's) CDP_* win over the defaults
     app.config.update({key: value for key, value in environment.items() if key.startswith("CDP_") and value.strip()})
@@ -116,6 +118,8 @@ def _demo_settings(app: Flask, environment: dict[str, str]) -> dict[str, Any]:
         "CDP_RECOMMENDATIONS_API_KEY": _instance_secret(app, "recommendations_api_key"),
         "CDP_RECOMMENDATIONS_CACHE_TTL": 10,
         "CDP_RECOMMENDATION_MODULES": DEMO_RECOMMENDATION_MODULES,
+        # "Forget me" asks the stand-in for Raptor's GDPR API to delete the customer.
+        "CDP_GDPR_API_KEY": _instance_secret(app, "gdpr_api_key"),
     }
     activation_keys = ("CDP_ACTIVATION_CLIENT_ID", "CDP_ACTIVATION_CLIENT_SECRET", "CDP_SEGMENT_GROUP_IDENTIFIER")
     if any(environment.get(key) for key in (*activation_keys, "CDP_ACTIVATIONS")):

@@ -73,5 +73,9 @@ DEMO_RECOMMENDATION_MODULES = {
                 "parameters": {"UserIdentifier": "visitor"}},
     "recently_viewed": {"method": "GetUserItemHistoryWeb", "kind": "product", "count": 4,
                         "parameters": {"UserIdentifier": "visitor"}},
+    # Ibexa's "Other customers have also purchased" block (by product code). Raptor's public
+    # pages do not name its method: an operator copies it from the module in Raptor's panel.
+    "also_bought": {"method": "GetAlsoPurchasedItemsWeb", "kind": "product", "count": 3,
+                    "parameters": {"itemId": "product_id"}},
 }
 CONSENT_COOKIE = "cdp_consent"

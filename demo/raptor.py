@@ -84,6 +84,9 @@ def _stand_in_recommendations(method: str, args: Any) -> list[str] | None:
             return catalogue
         same = [p for p in catalogue if p != item["id"] and PRODUCTS[p]["category_path"] == item["category_path"]]
         return same + [p for p in catalogue if p != item["id"] and p not in same]
+    if method == "GetAlsoPurchasedItemsWeb":  # bought with it: what goes with it, from other shelves
+        item = PRODUCTS.get(args.get("itemId", ""))
+        return [p for p in catalogue if item is None or PRODUCTS[p]["category_path"] != item["category_path"]]
     visitor = args.get("UserIdentifier", "")
     if method == "GetUserItemRecommendationsWeb":
         cats = [p for p in catalogue if ("cats", "Cats") in PRODUCTS[p]["category_path"]]
@@ -106,7 +109,8 @@ def start_raptor_stand_in(app: Flask, settings: dict[str, Any]) -> str:
     port of its own, answering from the demo's own data; return its URL."""
     stand_in = RaptorStandIn(membership_api_key=settings["CDP_MEMBERSHIP_API_KEY"],
                              activation_id=settings["CDP_MEMBERSHIP_ACTIVATION_ID"],
-                             recommendations_api_key=settings["CDP_RECOMMENDATIONS_API_KEY"])
+                             recommendations_api_key=settings["CDP_RECOMMENDATIONS_API_KEY"],
+                             gdpr_api_key=settings["CDP_GDPR_API_KEY"])
 
     def visitor_segments(visitor_id: str) -> list[tuple[str, str]]:
         with app.app_context():

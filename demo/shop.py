@@ -168,3 +168,26 @@ def login() -> Any:
 def logout() -> Any:
     session.pop("user_id", None)
     return redirect(url_for(".landing"))
+
+
+@shop.get("/account")
+def account() -> Any:
+    """The signed-in customer's account: the place to ask to be forgotten."""
+    if signed_in_user() is None:
+        return redirect(url_for(".login"))
+    return render_template("account.html")
+
+
+@shop.post("/account/forget")
+def forget_me() -> Any:
+    """Erase the customer here and at Raptor (SPEC section 14), sign them out, and expire
+    the visitor's tracking cookies on the way out."""
+    user = signed_in_user()
+    if user is None:
+        return redirect(url_for(".login"))
+    receipt = cdp.forget(user_id=user.id, email=user.email)
+    session.pop("user_id", None)
+    session.pop("basket", None)
+    raptor = "Raptor has been asked to delete you too." if receipt.deletions_queued else "Raptor was not asked."
+    flash(f"You have been forgotten: {receipt.memberships_removed} segment membership(s) removed. {raptor}")
+    return cdp.forget_visitor(redirect(url_for(".landing")))

@@ -90,7 +90,7 @@ def test_login_shows_the_users_segments(demo: Flask) -> None:
     client = demo.test_client()
     assert client.post("/login", data={"login": "nobody"}).status_code == 400
     page = client.post("/login", data={"login": "alice"}, follow_redirects=True)
-    assert b"Signed in as <strong>Alice Example</strong>" in page.data
+    assert b"Signed in as <a href=\"/account\"><strong>Alice Example</strong></a>" in page.data
     assert b"Newsletter readers" in page.data
     assert b"Welcome back, cat lover" not in page.data
 

@@ -19,13 +19,11 @@ def secure_deleting(engine: Engine) -> Iterator[Connection]:
     """A connection in a transaction; on SQLite, deletes overwrite what they delete."""
     with engine.connect() as conn:
         sqlite = conn.dialect.name == "sqlite"
-        if sqlite:
-            conn.exec_driver_sql("PRAGMA secure_delete = ON")
-        try:
-            with conn.begin():
-                yield conn
-        finally:
+        with conn.begin():
             if sqlite:
-                conn.exec_driver_sql("PRAGMA secure_delete = OFF")
+                conn.exec_driver_sql("PRAGMA secure_delete = ON")
+            yield conn
         if sqlite:
+            conn.exec_driver_sql("PRAGMA secure_delete = OFF")
             conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+            conn.commit()

@@ -5,7 +5,10 @@ An accessible region (labelled, real buttons, keyboard-usable, polite to screen 
 with the text and the labels the site passes, shown until the visitor chose. Accept
 writes ``CDP_CONSENT_COOKIE=yes`` and fires ``enableTracking``, the event
 ``cdp_main_script`` (and hybrid's shim) wait for, so tracking starts on this page; Decline
-writes ``no``. Either hides the banner for good (the cookie is kept a year). Its style and
+writes ``no``. Either hides the banner for good (the cookie is kept a year). With
+``withdraw`` (a label), a visitor who accepted gets a button that withdraws consent:
+it writes ``no`` and reloads the page, whose response expires every cookie cdp_bridge
+set (SPEC section 14). Its style and
 script are inline and carry the page's CSP nonce (Flask-Talisman's, or the host's
 ``@cdp.nonce_provider``, as every helper's); it loads nothing from anywhere. A site with a
 consent tool of its own keeps it, and tells cdp_bridge through ``@cdp.consent_loader``.
@@ -47,16 +50,23 @@ SCRIPT = (
     'd.getElementById("cdp-consent-decline").addEventListener("click",function(){choose("no");});'
     "})(document,%s,%s);"
 )
+WITHDRAW_SCRIPT = (
+    '(function(d,n,s){var b=d.getElementById("cdp-consent-withdraw");if(!b)return;'
+    'b.addEventListener("click",function(){d.cookie=n+"=no; path=/; max-age="+s+"; samesite=lax"'
+    '+(location.protocol==="https:"?"; secure":"");location.reload();});})(document,%s,%s);'
+)
 
 
 def cdp_consent_banner(text: str = DEFAULT_TEXT, accept: str = "Accept", decline: str = "Decline", *,
-                       label: str = "Tracking consent", nonce: str | None = None) -> Markup:
-    """The banner (see the module's docstring); nothing once the visitor chose, and
-    nothing (one ERROR per process) without ``CDP_CONSENT_COOKIE``, which it writes."""
+                       label: str = "Tracking consent", withdraw: str | None = None, nonce: str | None = None) -> Markup:
+    """The banner (see the module's docstring); once the visitor chose, nothing (or, with
+    ``withdraw``, the button that withdraws a given consent), and nothing (one ERROR per
+    process) without ``CDP_CONSENT_COOKIE``, which it writes."""
     page = current_page()
     name = page.state.settings.tracking.consent_cookie
     try:
-        for argument, value in (("text", text), ("accept", accept), ("decline", decline), ("label", label)):
+        labels = [("text", text), ("accept", accept), ("decline", decline), ("label", label)]
+        for argument, value in labels + ([("withdraw", withdraw)] if withdraw is not None else []):
             if not isinstance(value, str) or not value.strip():
                 raise TrackingArgumentError(f"cdp_consent_banner: {argument} must be text, not {value!r:.40}")
         if name is None:
@@ -67,7 +77,12 @@ def cdp_consent_banner(text: str = DEFAULT_TEXT, accept: str = "Accept", decline
             raise
         page.state.error_once(log, str(exc))
         return Markup("")
-    if page.in_request and page.cookies.get(name, "").strip().lower() in CHOSEN_VALUES:
+    chosen = page.cookies.get(name, "").strip().lower() if page.in_request else ""
+    if chosen in CONSENTING_VALUES and withdraw is not None:
+        return Markup(
+            f'<button type="button" id="cdp-consent-withdraw" aria-label="{escape(label)}">{escape(withdraw)}</button>'
+            f"<script{attribute}>{WITHDRAW_SCRIPT % (script_json(name), CHOICE_SECONDS)}</script>")
+    if chosen in CHOSEN_VALUES:
         return Markup("")
     return Markup(
         f'<style{attribute}>{STYLE}</style>'

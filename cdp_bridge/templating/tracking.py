@@ -83,9 +83,10 @@ HYBRID_SHIM = (
     "if(e.options&&e.options.moduleName&&!p[m])p[m]=String(e.options.moduleName);"
     'fetch(u,{method:"POST",credentials:"same-origin",keepalive:true,headers:{"Content-Type":"application/json"},'
     "body:JSON.stringify({params:p,url:location.href})});}"
-    'function start(){if(on)return;on=true;if(c){keep("rsa",604800);keep("rsaSession",1200);}var q=r.q;r.q=[];q.forEach(send);'
-    "r.push=function(e,p,o){send({event:e,params:p,options:o});};}"
-    'if(c||k){start();}else{d.addEventListener("enableTracking",start);}})(window.raptor,%s,%s,%s,%s,document);'
+    'function start(n){if(on)return;on=true;if(!n){keep("rsa",604800);keep("rsaSession",1200);}var q=r.q;r.q=[];'
+    "q.forEach(send);r.push=function(e,p,o){send({event:e,params:p,options:o});};}"
+    'if(c){start(false);}else if(k){start(true);}else{d.addEventListener("enableTracking",function(){start(false);});}'
+    "})(window.raptor,%s,%s,%s,%s,document);"
 )
 
 

@@ -88,7 +88,8 @@ class RaptorStandIn:
         return {"CDP_SERVER_TRACKING_URL": self.url, "CDP_MEMBERSHIP_API_URL": self.url,
                 "CDP_MEMBERSHIP_ACTIVATION_ID": self.activation_id, "CDP_MEMBERSHIP_API_KEY": self._keys["membership"],
                 "CDP_RECOMMENDATIONS_API_URL": self.url, "CDP_RECOMMENDATIONS_API_KEY": self._keys["recommendations"],
-                "CDP_STREAM_API_URL": f"{self.url}/stream"}
+                "CDP_STREAM_API_URL": f"{self.url}/stream", "CDP_GDPR_API_URL": f"{self.url}/gdpr",
+                "CDP_GDPR_API_KEY": self._keys["gdpr"]}
 
     def wait_for_events(self, count: int, timeout: float = 5) -> list[dict[str, str]]:
         """The events once at least ``count`` have arrived (the server-side sender sends

@@ -129,3 +129,25 @@ def wait_for(found, seconds: float = 10.0):  # noqa: ANN001, ANN201 - any non-em
     while not (answer := found()) and time.monotonic() < deadline:
         time.sleep(0.05)
     return answer
+
+
+def test_the_order_page_shows_what_other_customers_have_also_purchased(tmp_path) -> None:
+    """Ibexa's "Other customers have also purchased" block (by product code), on the demo's
+    order confirmation: the stand-in answers with products from other shelves."""
+    app = wsgi.create_app({}, instance_path=str(tmp_path / "instance"))
+    try:
+        client = app.test_client()
+        client.post("/basket", data={"product_id": "cat-tree", "quantity": "1"})
+        client.post("/checkout")
+        html = client.get("/order").get_data(as_text=True)
+        assert "Other customers have also purchased" in html
+        links = html.split('id="also-bought"', 1)[1].split("</section>", 1)[0]
+        from demo.models import PRODUCTS
+
+        elsewhere = [p for p in PRODUCTS.values() if p["category_path"] != PRODUCTS["cat-tree"]["category_path"]]
+        assert links.count('data-cdp-module="also_bought"') == len(elsewhere) >= 2
+        assert all(f'data-cdp-item="{product["id"]}"' in links for product in elsewhere) and "Cat tree" not in links
+    finally:
+        from tests.support.browser import stop_background_threads
+
+        stop_background_threads(app)

@@ -140,3 +140,11 @@ class RaptorStub:
     def close(self) -> None:
         self.server.shutdown()
         self.thread.join(10)
+
+
+def demo_login(page: Any, base_url: str, name: str) -> None:
+    """Log in to the demo as one of its users (``Bob Example``…), and land on its home page."""
+    page.goto(base_url + "/login")
+    page.click(f"text={name}")
+    page.click("button:has-text('Log in')")
+    page.wait_for_url(base_url + "/")

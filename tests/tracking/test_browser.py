@@ -11,7 +11,7 @@ import pytest
 
 import wsgi
 from demo.models import PRODUCTS
-from tests.support.browser import RaptorStub, ServedApp, artifact
+from tests.support.browser import RaptorStub, ServedApp, artifact, demo_login
 from tests.tracking.test_helpers import HOSTILE
 
 pytestmark = pytest.mark.browser
@@ -93,10 +93,7 @@ def test_with_the_consent_cookie_the_script_loads_at_once(browser, demo: ServedA
     context = browser.new_context()
     context.add_cookies([{"name": "cdp_consent", "value": "yes", "url": demo.url}])
     page = context.new_page()
-    page.goto(demo.url + "/login")
-    page.click("text=Bob Example")
-    page.click("button:has-text('Log in')")
-    page.wait_for_url(demo.url + "/")
+    demo_login(page, demo.url, "Bob Example")
     stub.wait_for(lambda s: "visit" in event_types(s))
     assert page.locator("#cdp-consent-banner").count() == 0
     assert {"event": "setRuid", "params": "2"} in stub.events

@@ -60,6 +60,7 @@ def admin_blueprint() -> Blueprint:
         ("/deliveries", "deliveries", deliveries, ["GET"]),
         (f"/deliveries/<int(max={MAX_DELIVERY_ID}):delivery_id>", "delivery", delivery, ["GET"]),
         (f"/deliveries/<int(max={MAX_DELIVERY_ID}):delivery_id>/replay", "replay", replay, ["POST"]),
+        ("/erasures", "erasures", erasures, ["GET"]),
     ]
     for rule, endpoint, view, methods in routes:
         admin.add_url_rule(rule, endpoint, view, methods=methods)
@@ -296,3 +297,10 @@ def replay(delivery_id: int) -> Any:
         abort(409, description=str(exc))
     state.wake_inline_worker()
     return redirect(url_for(".deliveries", replayed=delivery_id))
+
+
+def erasures() -> Any:
+    """The erasure requests, newest first: a hash prefix, never an identifier."""
+    found = _state().erasures_or_none()
+    return _show("cdp/admin/erasures.html", erasures=found.summaries(limit=PAGE_SIZE) if found is not None else [],
+                 configured=found is not None)
