@@ -19,6 +19,8 @@ BENCHMARKS = [
      ["--rounds", "5", "--lookups", "50"]),
     ("Webhook end to end: POST /cdp/webhook until applied", "webhook_e2e.py", [],
      ["--sizes", "10000", "--rounds", "5"]),
+    ("Webhook end to end in the shipped configuration: gunicorn.conf.py and a separate flask cdp worker",
+     "webhook_shipped.py", [], ["--sizes", "1000,10000", "--rounds", "5"]),
     ("Webhook: applying 100,000-member audiences in the domain core", "webhook_apply.py", [],
      ["--rows", "20000", "--rounds", "5"]),
     ("Webhook: peak memory of a body at CDP_WEBHOOK_MAX_BYTES", "webhook_memory.py", [],

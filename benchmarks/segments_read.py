@@ -4,7 +4,7 @@ Data: 1,000,000 memberships in 100 segments of 10,000 random users each (100,000
 about 10 segments a user), on SQLite and PostgreSQL, with cdp_bridge's own tables and
 indexes. Each user looked up is a different one, so nothing is warm from the last call.
 
-- **first lookup**: the page's ``segments_of`` for a new user in a request that holds its
+- **first lookup**: the page's ``segments.of_user`` for a new user in a request that holds its
   database connection already (as a page that has run its own queries does: the read
   joins the Flask-SQLAlchemy session's connection), against the strongest plain
   baseline: the same join through the raw driver on a connection it keeps open
@@ -123,7 +123,7 @@ def measure(name: str, url: str, rounds: int, lookups: int) -> list[str]:
 
     def first_lookup() -> None:
         new_request()
-        current_page().segments_of(next(users))
+        current_page().segments.of_user(next(users))
 
     def page_of_ten() -> None:
         user = next(users)
@@ -146,7 +146,7 @@ def measure(name: str, url: str, rounds: int, lookups: int) -> list[str]:
 
     def alone() -> None:
         with app.test_request_context("/"):
-            current_page().segments_of(next(users))
+            current_page().segments.of_user(next(users))
 
     def raw_alone() -> None:
         with app.test_request_context("/"):

@@ -63,6 +63,10 @@ OWN_DATABASE_FILE = "cdp_bridge.sqlite3"
 log = logging.getLogger("cdp_bridge")
 
 
+#: Seconds a pooled connection of cdp_bridge's own engine is used before it is replaced.
+POOL_RECYCLE_SECONDS = 300
+
+
 class CDP:
     """Makes a Flask site an activation target of the Ibexa CDP.
 
@@ -167,8 +171,11 @@ class CDP:
                 folder = app.instance_path
                 os.makedirs(folder, exist_ok=True)
             app.config["SQLALCHEMY_DATABASE_URI"] = "sqlite:///" + os.path.join(folder, OWN_DATABASE_FILE)
-        # A connection broken by a database restart is replaced, not handed to a request.
-        app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"pool_pre_ping": True})
+        # No ping on every checkout (a round trip for each request): a connection a database
+        # restart broke fails its first statement, is thrown away with its pool's others, and
+        # that request answers 503 (the CDP retries a delivery); connections are also renewed
+        # every 5 minutes, before a server or proxy closes them as idle.
+        app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"pool_recycle": POOL_RECYCLE_SECONDS})
         self._own_db.init_app(app)
         # cdp_bridge's own instance is private: the host may still register its own
         # Flask-SQLAlchemy on the app (SQLAlchemy().init_app(app)) after this.

@@ -15,6 +15,7 @@ from flask import current_app
 
 from ..constants import PROTECTED_GROUP_MESSAGE
 from ..errors import ConfigurationError, ValidationError, first_line
+from ..jobs.wake import QueueListener
 from ..jobs.worker import QueueWorker
 from ..log_text import LOG_DATE_FORMAT, LOG_FORMAT, counted
 from ..model import ActivationCredentials, DeliveryStatus
@@ -164,7 +165,13 @@ def worker(once: bool, poll_seconds: float, lease_seconds: int | None, log_level
         return
     for signal_number in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signal_number, lambda *_: queue_worker.stop())
-    queue_worker.run_forever()
+    listener = QueueListener(state.engine, queue_worker.wake).start() if state.engine.dialect.name == "postgresql" \
+        else None
+    try:
+        queue_worker.run_forever()
+    finally:
+        if listener is not None:
+            listener.stop()
 
 
 @cdp_cli.command("deliveries")

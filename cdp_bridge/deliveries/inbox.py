@@ -26,6 +26,7 @@ from sqlalchemy import Connection, Engine, Select, Table, bindparam, exists, fun
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from ..errors import CDPError, NotFoundError, first_line
+from ..jobs.wake import notify_workers
 from ..log_text import counted
 from ..metrics import DELIVERIES_APPLIED, DELIVERIES_FAILED, DELIVERY_APPLY_SECONDS
 from ..model import (
@@ -224,6 +225,7 @@ class DeliveryInbox:
         if queue:
             delivery_id = self._record(conn, {**row, "payload": changes_to_json(document.changes),
                                               "status": DeliveryStatus.QUEUED})
+            notify_workers(conn)
             return ReceiveResult(Outcome.QUEUED, delivery_id, document.items)
         changes = self._without_held(conn, document.changes, document.rejected, holding)
         with DELIVERY_APPLY_SECONDS.time():

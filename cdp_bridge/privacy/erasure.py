@@ -29,6 +29,7 @@ from sqlalchemy import Connection, Engine, func, insert, or_, select
 
 from ..errors import ValidationError
 from ..identifiers import text_problem, validate_user_id
+from ..jobs.wake import notify_workers
 from ..metrics import ERASURE_REQUESTS
 from ..model import AudienceChange, Rejections
 from ..store.membership import remove_everywhere
@@ -137,6 +138,7 @@ class ErasureRequests:
                 conn.execute(insert(self.tables.gdpr_deletions), [
                     {"request_id": request_id, "identifier": identifier, "queued_at": now, "available_at": now,
                      "attempts": 0} for identifier in identifiers])
+                notify_workers(conn)
         ERASURE_REQUESTS.labels("made").inc()
         return ErasureReceipt(request_id, removed, len(identifiers) if self.ask_raptor else 0)
 

@@ -132,6 +132,21 @@ class PostgresMemberWriter:
         )
         return int(cursor.rowcount)
 
+    def add_counted(self, conn: Connection, segment_id: int, user_ids: Sequence[str], segments: str) -> int:
+        """A few ids added and the segment's member count raised by as many, in one
+        statement (one round trip, where a small delivery makes few)."""
+        cursor = self._cursor(conn)
+        cursor.execute(
+            f"WITH added AS (INSERT INTO {self.table} (segment_id, user_id, created_at)"
+            " SELECT %s, u, %s FROM unnest(%s::varchar[]) AS u ON CONFLICT DO NOTHING RETURNING 1),"
+            f" counted AS (UPDATE {segments} SET member_count = member_count + (SELECT count(*) FROM added)"
+            " WHERE id = %s)"
+            " SELECT count(*) FROM added",
+            (segment_id, utcnow(), sorted(user_ids), segment_id),
+        )
+        row = cursor.fetchone()
+        return int(row[0]) if row is not None else 0
+
     def add(self, conn: Connection, segment_id: int, user_ids: Sequence[str]) -> int:
         if not user_ids:
             return 0

@@ -18,7 +18,7 @@ from sqlalchemy import Connection, Select, Table, bindparam, delete, func, inser
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ..model import SegmentMetadata
-from .bulk import member_writer
+from .bulk import SMALL_BATCH, PostgresMemberWriter, member_writer
 from .tables import CDPTables, utcnow
 
 #: The one row of ``cdp_store_version``.
@@ -120,7 +120,10 @@ def record_sequence(conn: Connection, tables: CDPTables, segment_id: int, sequen
 
 def add_members(conn: Connection, tables: CDPTables, segment_id: int, user_ids: Sequence[str]) -> int:
     """Add the users not yet in the segment; return how many were added."""
-    added = member_writer(conn, tables).add(conn, segment_id, user_ids)
+    writer = member_writer(conn, tables)
+    if isinstance(writer, PostgresMemberWriter) and 0 < len(user_ids) <= SMALL_BATCH:
+        return writer.add_counted(conn, segment_id, user_ids, tables.segments.name)
+    added = writer.add(conn, segment_id, user_ids)
     _count_members(conn, tables, segment_id, added)
     return added
 

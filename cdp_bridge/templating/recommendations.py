@@ -22,7 +22,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from flask import current_app
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
 from ..constants import CLICK_PATH
 from ..errors import RecommendationArgumentError, TrackingArgumentError
@@ -72,16 +72,18 @@ class Recommended:
     ``data-cdp-item``, which the head script's click listener sends; in server mode the
     link goes through ``/cdp/click``, which sends the click and redirects to the URL."""
 
-    __slots__ = ("record", "module", "item_id", "_click_path")
+    __slots__ = ("record", "module", "item_id", "_click_path", "_fields")
 
     def __init__(self, record: Any, module: str, item_id: str, click_path: str | None) -> None:
         self.record, self.module, self.item_id, self._click_path = record, module, item_id, click_path
+        #: A mapping record's keys answer attribute look-ups: asked once here, not at each look-up.
+        self._fields: Mapping[str, Any] | None = record if isinstance(record, Mapping) else None
 
     def __getattr__(self, name: str) -> Any:
-        record = self.record
-        if isinstance(record, Mapping) and name in record:
-            return record[name]
-        return getattr(record, name)
+        fields = self._fields
+        if fields is not None and name in fields:
+            return fields[name]
+        return getattr(self.record, name)
 
     def __getitem__(self, key: Any) -> Any:
         return self.record[key]
@@ -94,7 +96,7 @@ class Recommended:
         """`` data-cdp-module="…" data-cdp-item="…"`` for the head script; nothing in server mode."""
         if self._click_path is not None:
             return Markup("")
-        return Markup(' data-cdp-module="{}" data-cdp-item="{}"').format(self.module, self.item_id)
+        return Markup(f' data-cdp-module="{escape(self.module)}" data-cdp-item="{escape(self.item_id)}"')
 
     def cdp_href(self, url: str) -> str:
         """The link's URL: ``url``, or in server mode ``/cdp/click?…&to=url`` (``url`` a path on the site)."""

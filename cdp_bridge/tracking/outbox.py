@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine, Table, func, insert, select
 
+from ..jobs.wake import notify_workers
 from ..metrics import TRACKING_EVENTS
 from ..outbound import OutboundClient
 from ..retries import retry_policy
@@ -93,6 +94,7 @@ class BuyOutbox:
         with self.engine.begin() as conn:
             conn.execute(insert(self.table), [{"path": event.path(), "queued_at": now, "available_at": now,
                                                "attempts": 0} for event in events])
+            notify_workers(conn)
 
     def waiting(self) -> tuple[int, float | None]:
         """Buys not sent yet, and the age in seconds of the oldest (for ``flask cdp check``)."""

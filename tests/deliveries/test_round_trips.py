@@ -45,19 +45,21 @@ def store_version(app: Flask) -> int:
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # SQLite is in-process: no round trips
-def test_a_small_delivery_to_a_known_audience_is_five_statements(webhook_app: Flask, statements: list[str]) -> None:
-    """The group, the segment (locked), the members in one statement, the segment's member
-    count, the delivery's record."""
+def test_a_small_delivery_to_a_known_audience_is_four_statements(webhook_app: Flask, statements: list[str]) -> None:
+    """The group (and whether anyone is held out), the segment (locked), the members and
+    the segment's member count in one statement, the delivery's record; no ping."""
     assert post_webhook(webhook_app, {"request_id": "r1", "audiences": [{"id": "cats", "add": ["1", "2"]}]}).status_code == 200
     version = store_version(webhook_app)
     statements.clear()
     body = {"request_id": "r2", "audiences": [{"id": "cats", "add": [str(n) for n in range(3, 9)]}]}
     response = post_webhook(webhook_app, body)
     assert response.status_code == 200 and response.get_json()["applied"] == 1
-    work = [statement for statement in statements if statement.strip() != ";"]  # psycopg's pool pre-ping
-    assert len(work) == 5, "\n---\n".join(work)
-    assert "cdp_segment_groups" in work[0] and "cdp_segments" in work[1] and "cdp_memberships" in work[2]
-    assert "UPDATE cdp_segments SET" in work[3] and "member_count" in work[3] and "cdp_deliveries" in work[4]
+    assert not [statement for statement in statements if statement.strip() == ";"]  # no ping on checkout
+    work = statements
+    assert len(work) == 4, "\n---\n".join(work)
+    assert "cdp_segment_groups" in work[0] and "cdp_erasure_requests" in work[0] and "cdp_segments" in work[1]
+    assert "INSERT INTO cdp_memberships" in work[2] and "UPDATE cdp_segments SET member_count" in work[2]
+    assert "cdp_deliveries" in work[3]
     assert store_version(webhook_app) == version  # members only: the kept names stay valid
 
 

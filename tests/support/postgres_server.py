@@ -41,11 +41,14 @@ class PostgresServer:
     port: int
     run_as: str | None
     databases: list[str] = field(default_factory=list)
+    durable: bool = False
     #: Databases given back empty by finished tests (see :meth:`lend_database`).
     free: list[str] = field(default_factory=list)
 
     @classmethod
-    def create(cls) -> PostgresServer:
+    def create(cls, *, durable: bool = False) -> PostgresServer:
+        """A new cluster on a free port; ``durable`` keeps fsync on (a benchmark of the
+        shipped configuration), else fsync is off (tests: the machine does not crash)."""
         initdb = find_binary("initdb")
         if initdb is None:
             raise FileNotFoundError("initdb not found: install Debian's postgresql package")
@@ -53,7 +56,7 @@ class PostgresServer:
         run_as = "postgres" if os.geteuid() == 0 else None
         if run_as:
             shutil.chown(directory, user=run_as)
-        server = cls(directory=directory, port=free_port(), run_as=run_as)
+        server = cls(directory=directory, port=free_port(), run_as=run_as, durable=durable)
         server._run(
             [initdb, "-D", server.data_dir, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"],
         )
@@ -81,7 +84,7 @@ class PostgresServer:
         # synchronous: a server stopped with "immediate" must keep what it acknowledged.
         options = (
             f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={self.directory}"
-            " -c fsync=off -c full_page_writes=off -c max_connections=200"
+            " -c max_connections=200" + ("" if self.durable else " -c fsync=off -c full_page_writes=off")
         )
         log = os.path.join(self.directory, "server.log")
         self._run([find_binary("pg_ctl") or "pg_ctl", "-D", self.data_dir, "-l", log, "-o", options, "-w", "start"])
