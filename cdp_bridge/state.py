@@ -90,6 +90,8 @@ class CDPState:
     inline_worker: InlineWorker | None = None
     #: One store per engine (an app may be served by several, e.g. in tests).
     _stores: WeakKeyDictionary[Engine, SegmentStore] = field(default_factory=WeakKeyDictionary, repr=False)
+    #: The delivery inbox of each engine and SECRET_KEY (see :attr:`inbox`).
+    _inboxes: dict[tuple[Engine, str | bytes | None], DeliveryInbox] = field(default_factory=dict, repr=False)
     visitor_segments: VisitorSegmentsService | None = field(init=False, repr=False)
     recommendations: RecommendationsService | None = field(init=False, repr=False)
     #: CDP_CACHE_URL's Redis cache, shared by the visitor segments and the recommendations.
@@ -147,8 +149,15 @@ class CDPState:
 
     @property
     def inbox(self) -> DeliveryInbox:
-        """The delivery inbox on this app's engine (needs an app context)."""
-        return self.make_inbox(self.settings.worker.lease_seconds)
+        """The delivery inbox on this app's engine (needs an app context), made once per
+        engine (and ``SECRET_KEY``, the key of the erasure holds): a webhook request made
+        one, with its queue and its erasure requests, every time."""
+        secret = current_app.config.get("SECRET_KEY")
+        key = (self.engine, secret if isinstance(secret, str | bytes) else None)
+        inbox = self._inboxes.get(key)
+        if inbox is None:
+            inbox = self._inboxes[key] = self.make_inbox(self.settings.worker.lease_seconds)
+        return inbox
 
     def make_inbox(self, lease_seconds: int) -> DeliveryInbox:
         return DeliveryInbox(self.engine, self.tables, bulk_async_threshold=self.settings.webhook.bulk_async_threshold,

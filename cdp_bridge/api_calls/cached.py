@@ -24,6 +24,7 @@ from concurrent.futures import Future
 from typing import Any, Generic, Protocol, TypeVar
 
 from cachelib import SimpleCache
+from cachelib.serializers import SimpleSerializer
 from prometheus_client import Counter, Histogram
 
 from ..outage import Outage
@@ -40,6 +41,16 @@ CACHE_FORMAT = 1
 #: Foreign values, however many of the caches read them, make one WARNING per episode.
 FOREIGN_VALUES = Outage(log, "cache: a value under one of cdp_bridge's keys is not one it wrote (%s); read as a miss and"
                              " overwritten (one line per episode)", "cache: the values read are cdp_bridge's again")
+
+
+class _AsIs(SimpleSerializer):
+    """cachelib's serializer, keeping values as they are (see ``CachedCalls``)."""
+
+    def dumps(self, value: Any, protocol: int = 0) -> Any:
+        return value
+
+    def loads(self, bvalue: Any) -> Any:
+        return bvalue
 
 
 class UnreadableValue(ValueError):
@@ -84,6 +95,10 @@ class CachedCalls(Generic[T]):
         self._calls, self._seconds = calls, seconds
         self._shared_cache = shared_cache
         self._own_cache = SimpleCache(threshold=size, default_timeout=ttl) if ttl > 0 else None
+        if self._own_cache is not None:
+            # The process's own cache keeps the answer itself (immutable tuples): no pickle
+            # and no JSON to undo on each hit; only a shared cache holds checked JSON text.
+            self._own_cache.serializer = _AsIs()
         self._encode, self._decode = encode, decode
         self._answered_by = answered_by
         self._lock = threading.Lock()
@@ -103,6 +118,9 @@ class CachedCalls(Generic[T]):
         cache = self.cache
         if cache is not None:
             cached = cache.get(key)
+            if cached is not None and cache is self._own_cache:
+                found_here: T = cached
+                return found_here
             if cached is not None:
                 try:
                     found = self._read(cached)
@@ -148,7 +166,7 @@ class CachedCalls(Generic[T]):
             self._count("ok", started)
         self.breaker.succeeded()
         if cache is not None:
-            cache.set(key, self._written(found), timeout=self.ttl)
+            cache.set(key, found if cache is self._own_cache else self._written(found), timeout=self.ttl)
         return found
 
     def _written(self, found: T) -> str:

@@ -40,6 +40,9 @@ class RecommendationsClient:
                  max_answer_bytes: int = MAX_ANSWER_BYTES) -> None:
         self.base_url = base_url.rstrip("/")
         self.account_number = account_number
+        #: What every cached answer's key starts with: the API's URL and the account, percent-encoded.
+        self.cache_key_prefix = (f"cdp_bridge:recommendations:{quote(self.base_url, safe='')}:"
+                                 f"{quote(account_number, safe='')}")
         self._api_key = api_key
         self.timeout = timeout
         self._http = OutboundClient(timeout=timeout, max_answer_bytes=max_answer_bytes, pool_size=POOL_SIZE,

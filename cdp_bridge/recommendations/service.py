@@ -5,7 +5,7 @@ error for the page (none, so it renders the site's fallback)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 from ..api_calls import Cache, CachedCalls, CircuitBreaker, breaker_for
 from ..constants import RECOMMENDATIONS_CACHE_SIZE
@@ -39,8 +39,7 @@ def cache_key(client: RecommendationsClient, module: RecommendationModule, count
     """One key per everything the answer depends on: the API's URL and account (two sites
     may share one cache), the module, its method, the count and the parameters (each
     percent-encoded: a key any cache takes)."""
-    return (f"cdp_bridge:recommendations:{quote(client.base_url, safe='')}:{quote(client.account_number, safe='')}:"
-            f"{module.name}:{module.method}:{count}:{urlencode(sorted(parameters.items()))}")
+    return f"{client.cache_key_prefix}:{module.name}:{module.method}:{count}:{urlencode(sorted(parameters.items()))}"
 
 
 def _from_cache(rows: object) -> tuple[Recommendation, ...]:

@@ -160,8 +160,14 @@ def _count_members(conn: Connection, tables: CDPTables, segment_id: int, change:
     """Keep the segment's member count with the change that made it, in its transaction
     (the writers count what they changed): the back office reads it, never counts."""
     if change:
-        s = tables.segments
-        conn.execute(update(s).where(s.c.id == segment_id).values(member_count=s.c.member_count + change))
+        conn.execute(_count_statement(tables.segments), {"segment_id": segment_id, "change": change})
+
+
+@functools.cache
+def _count_statement(segments: Table) -> Any:
+    """Made once per table: building the statement cost as much as running it."""
+    return (update(segments).where(segments.c.id == bindparam("segment_id"))
+            .values(member_count=segments.c.member_count + bindparam("change")))
 
 
 def lock_audience(conn: Connection, group_id: int, identifier: str) -> None:

@@ -75,6 +75,8 @@ def set_visitor_cookies(response: Response) -> Response:
 def expire_visitor_cookies(response: Response, domain: str | None) -> None:
     """Expire each of cdp_bridge's visitor cookies the request carried (host-only, and on
     ``domain`` too when it is set): a visitor without consent keeps none of them."""
+    if "rsa" not in request.headers.get("Cookie", ""):  # every name starts so: most pages stop here
+        return
     for name in VISITOR_COOKIES:
         if name in request.cookies:
             response.delete_cookie(name, path="/", samesite="Lax", secure=request.is_secure)
