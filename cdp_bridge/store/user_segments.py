@@ -40,23 +40,19 @@ class SegmentCatalogue:
     version: int | None
     segments: Mapping[int, Segment]
     ids_by_name: Mapping[str, frozenset[int]]
-    #: The names each segment answers to (the inverse of ``ids_by_name``).
-    names_by_id: Mapping[int, frozenset[str]]
 
     @classmethod
     def of(cls, version: int | None, segments: Iterable[tuple[int, Segment]]) -> SegmentCatalogue:
         """The catalogue of ``(segment id, segment)`` pairs."""
         kept = dict(segments)
         ids_by_name: dict[str, set[int]] = {}
-        names_by_id: dict[int, frozenset[str]] = {}
         for segment_id, segment in kept.items():
             names = {segment.identifier, segment.name}
             if segment.group:
                 names |= {f"{segment.group}/{segment.identifier}", f"{segment.group}/{segment.name}"}
-            names_by_id[segment_id] = frozenset(names)
             for name in names:
                 ids_by_name.setdefault(name, set()).add(segment_id)
-        return cls(version, kept, {name: frozenset(ids) for name, ids in ids_by_name.items()}, names_by_id)
+        return cls(version, kept, {name: frozenset(ids) for name, ids in ids_by_name.items()})
 
 
 EMPTY_CATALOGUE = SegmentCatalogue.of(None, ())
@@ -67,23 +63,16 @@ class UserSegments:
     optionally as ``"group/segment"``, with one set lookup. The :class:`Segment` values
     come from the catalogue, in group then identifier order."""
 
-    __slots__ = ("segment_ids", "catalogue", "_names")
+    __slots__ = ("segment_ids", "catalogue")
 
     def __init__(self, segment_ids: frozenset[int], catalogue: SegmentCatalogue) -> None:
         self.segment_ids = segment_ids
         self.catalogue = catalogue
-        self._names: frozenset[str] | None = None
 
     def __contains__(self, segment: object) -> bool:
-        """One set lookup: every name the user's segments answer to is gathered at the
-        first check (a page makes several)."""
-        names = self._names
-        if names is None:
-            by_id = self.catalogue.names_by_id
-            names = self._names = frozenset().union(*(by_id.get(segment_id, ()) for segment_id in self.segment_ids))
         if not isinstance(segment, str) or not segment:
             raise ValidationError("segment must be a non-empty string")
-        return segment in names
+        return not self.segment_ids.isdisjoint(self.catalogue.ids_by_name.get(segment, NO_IDS))
 
     @property
     def segments(self) -> tuple[Segment, ...]:
