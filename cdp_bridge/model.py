@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from typing import Any, Protocol
 
 from .secret import Secret
@@ -264,7 +265,7 @@ class RecommendationModule:
         """Whether its ids may end in ``_<variant>``: a product's variants are one item."""
         return self.kind == "product"
 
-    @property
+    @cached_property
     def needs(self) -> frozenset[str]:
-        """The sources its parameters read."""
+        """The sources its parameters read (asked on every block a page renders)."""
         return frozenset(self.parameters.values())

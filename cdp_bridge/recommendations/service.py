@@ -4,8 +4,9 @@ error for the page (none, so it renders the site's fallback)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
-from urllib.parse import urlencode
+from urllib.parse import quote
 
 from ..api_calls import Cache, CachedCalls, CircuitBreaker, breaker_for
 from ..constants import RECOMMENDATIONS_CACHE_SIZE
@@ -39,7 +40,16 @@ def cache_key(client: RecommendationsClient, module: RecommendationModule, count
     """One key per everything the answer depends on: the API's URL and account (two sites
     may share one cache), the module, its method, the count and the parameters (each
     percent-encoded: a key any cache takes)."""
-    return f"{client.cache_key_prefix}:{module.name}:{module.method}:{count}:{urlencode(sorted(parameters.items()))}"
+    query = "&".join(f"{name}={_key_part(value)}" for name, value in sorted(parameters.items()))
+    return f"{client.cache_key_prefix}:{module.name}:{module.method}:{count}:{query}"
+
+
+#: A value that percent-encoding leaves as it is (most ids): used as it is, without ``quote``.
+_PLAIN = re.compile(r"[A-Za-z0-9._~-]+")
+
+
+def _key_part(value: str) -> str:
+    return value if _PLAIN.fullmatch(value) else quote(value, safe="")
 
 
 def _from_cache(rows: object) -> tuple[Recommendation, ...]:

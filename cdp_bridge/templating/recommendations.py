@@ -48,9 +48,9 @@ def recommendations(name: str, count: int | None = None, *, visitor_id: str | No
 
 
 def _recommended(name: str, count: int | None, visitor_id: str | None, user_id: str | None,
-                 parameters: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
+                 parameters: Mapping[str, Any], page: Page | None = None) -> tuple[tuple[str, Any], ...]:
     """(recommended id, the site's record) pairs, kept for the page."""
-    page = current_page()
+    page = page or current_page()
     state = page.state
     module = _module(state, name)
     count = _count(module, count)
@@ -77,7 +77,7 @@ class Recommended:
     def __init__(self, record: Any, module: str, item_id: str, click_path: str | None) -> None:
         self.record, self.module, self.item_id, self._click_path = record, module, item_id, click_path
         #: A mapping record's keys answer attribute look-ups: asked once here, not at each look-up.
-        self._fields: Mapping[str, Any] | None = record if isinstance(record, Mapping) else None
+        self._fields: Mapping[str, Any] | None = record if type(record) is dict or isinstance(record, Mapping) else None
 
     def __getattr__(self, name: str) -> Any:
         fields = self._fields
@@ -109,15 +109,16 @@ def cdp_recommendations(name: str, count: int | None = None, **parameters: Any) 
     """The Jinja global: as :func:`recommendations`, each record a :class:`Recommended`
     carrying its click data; a bad argument or a missing loader gives no records and one
     ERROR instead of an error page (in debug, the error)."""
+    page = current_page()
     try:
-        found = _recommended(name, count, None, None, parameters)
+        found = _recommended(name, count, None, None, parameters, page)
     except (RecommendationArgumentError, TrackingArgumentError) as exc:
         if current_app.debug:
             raise
         problem = f"cdp_recommendations({str(name)[:64]!r}): no records: {exc}"
-        current_page().state.error_once(log, problem)
+        page.state.error_once(log, problem)
         return []
-    state = current_page().state
+    state = page.state
     click_path = f"{state.url_prefix or ''}{CLICK_PATH}" if state.mode.clicks_through_site else None
     return [Recommended(record, name, item_id, click_path) for item_id, record in found]
 
@@ -187,7 +188,7 @@ def _records(state: CDPState, module: RecommendationModule, found: Any, count: i
     if loader is None:
         raise RecommendationArgumentError(f"no @cdp.recommendation_loader({module.kind!r}) for module {module.name!r}")
     loaded = loader(ids)
-    if isinstance(loaded, Mapping):
+    if type(loaded) is dict or isinstance(loaded, Mapping):
         by_id = {str(key): record for key, record in loaded.items()}
     else:
         by_id = {_record_id(record): record for record in loaded}
