@@ -225,6 +225,20 @@ def _tracking_senders(metadata: MetaData) -> Table:
     )
 
 
+def _leased_queue_columns() -> list[Column[object]]:
+    """What a table of the store's leased queue holds beside its own columns (see
+    :mod:`.leased_queue`): when it was queued, its tries, when it is due, who holds it and
+    until when, and the last error."""
+    return [
+        Column("queued_at", DateTime(), nullable=False, default=utcnow),
+        Column("attempts", Integer(), nullable=False, default=0),
+        Column("available_at", DateTime(), nullable=False, default=utcnow),
+        Column("claimed_by", String(255), nullable=True),
+        Column("lease_expires_at", DateTime(), nullable=True),
+        Column("last_error", String(255), nullable=True),
+    ]
+
+
 def _buy_outbox(metadata: MetaData) -> Table:
     """Server-sent buys not yet accepted by Raptor (``CDP_TRACKING_BUY_OUTBOX``): written
     by the page, claimed and sent by the queue workers (see :mod:`..tracking.outbox`)."""
@@ -234,12 +248,7 @@ def _buy_outbox(metadata: MetaData) -> Table:
         Column("id", _ID, nullable=False, autoincrement=True),
         # The event's URL after the tracking host's: {account}.{endpoint}?{query}.
         Column("path", Text(), nullable=False),
-        Column("queued_at", DateTime(), nullable=False, default=utcnow),
-        Column("attempts", Integer(), nullable=False, default=0),
-        Column("available_at", DateTime(), nullable=False, default=utcnow),
-        Column("claimed_by", String(255), nullable=True),
-        Column("lease_expires_at", DateTime(), nullable=True),
-        Column("last_error", String(255), nullable=True),
+        *_leased_queue_columns(),
         PrimaryKeyConstraint("id", name="pk_cdp_buy_outbox"),
         Index("ix_cdp_buy_outbox_available_at", "available_at"),
     )
@@ -279,12 +288,7 @@ def _gdpr_deletions(metadata: MetaData) -> Table:
         Column("id", _ID, nullable=False, autoincrement=True),
         Column("request_id", _ID, nullable=False),
         Column("identifier", Text(), nullable=False),
-        Column("queued_at", DateTime(), nullable=False, default=utcnow),
-        Column("attempts", Integer(), nullable=False, default=0),
-        Column("available_at", DateTime(), nullable=False, default=utcnow),
-        Column("claimed_by", String(255), nullable=True),
-        Column("lease_expires_at", DateTime(), nullable=True),
-        Column("last_error", String(255), nullable=True),
+        *_leased_queue_columns(),
         PrimaryKeyConstraint("id", name="pk_cdp_gdpr_deletions"),
         ForeignKeyConstraint(["request_id"], ["cdp_erasure_requests.id"],
                              name="fk_cdp_gdpr_deletions_request_id_cdp_erasure_requests", ondelete="CASCADE"),
