@@ -154,9 +154,10 @@ def main() -> None:
     sizes = [int(size) for size in args.sizes.split(",")]
     server = PostgresServer.create(durable=True)
     directory = Path(tempfile.mkdtemp(prefix="cdp-shipped-"))
-    stack = Stack(directory, server.create_database())
+    stack: Stack | None = None
     seed = 0
     try:
+        stack = Stack(directory, server.create_database())
         print("Webhook end to end, shipped configuration (gunicorn.conf.py, flask cdp worker with its defaults),"
               " PostgreSQL with fsync on:")
         for size in sizes:
@@ -181,7 +182,8 @@ def main() -> None:
         print(f"  a queued delivery's apply starts {p50:.1f} ms (p50), {p95:.1f} ms (p95) after its 202"
               f" (target p95 <= {TARGET_START_MS:g} ms: {'meets' if p95 <= TARGET_START_MS else 'misses'})")
     finally:
-        stack.close()
+        if stack is not None:
+            stack.close()
         server.destroy()
 
 
