@@ -23,7 +23,7 @@ from markupsafe import Markup, escape
 
 from ..errors import TrackingArgumentError
 from .page import CONSENTING_VALUES, DECLINING_VALUES, current_page, nonce_attribute
-from .tracking import script_json
+from .tracking import cookie_domain_attribute, script_json
 
 log = logging.getLogger("cdp_bridge.tracking")
 
@@ -42,18 +42,18 @@ STYLE = (
     "#cdp-consent-banner button:focus-visible{outline:3px solid #1a5fb4;outline-offset:2px}"
 )
 SCRIPT = (
-    '(function(d,n,s){var b=d.getElementById("cdp-consent-banner");if(!b)return;'
-    "function choose(a){d.cookie=n+\"=\"+a+\"; path=/; max-age=\"+s+\"; samesite=lax\""
+    '(function(d,n,s,m){var b=d.getElementById("cdp-consent-banner");if(!b)return;'
+    "function choose(a){d.cookie=n+\"=\"+a+\"; path=/; max-age=\"+s+\"; samesite=lax\"+m"
     '+(location.protocol==="https:"?"; secure":"");b.hidden=true;'
     'if(a==="yes")d.dispatchEvent(new CustomEvent("enableTracking"));}'
     'd.getElementById("cdp-consent-accept").addEventListener("click",function(){choose("yes");});'
     'd.getElementById("cdp-consent-decline").addEventListener("click",function(){choose("no");});'
-    "})(document,%s,%s);"
+    "})(document,%s,%s,%s);"
 )
 WITHDRAW_SCRIPT = (
-    '(function(d,n,s){var b=d.getElementById("cdp-consent-withdraw");if(!b)return;'
-    'b.addEventListener("click",function(){d.cookie=n+"=no; path=/; max-age="+s+"; samesite=lax"'
-    '+(location.protocol==="https:"?"; secure":"");location.reload();});})(document,%s,%s);'
+    '(function(d,n,s,m){var b=d.getElementById("cdp-consent-withdraw");if(!b)return;'
+    'b.addEventListener("click",function(){d.cookie=n+"=no; path=/; max-age="+s+"; samesite=lax"+m'
+    '+(location.protocol==="https:"?"; secure":"");location.reload();});})(document,%s,%s,%s);'
 )
 
 
@@ -78,10 +78,11 @@ def cdp_consent_banner(text: str = DEFAULT_TEXT, accept: str = "Accept", decline
         page.state.error_once(log, str(exc))
         return Markup("")
     chosen = page.cookies.get(name, "").strip().lower() if page.in_request else ""
+    domain = cookie_domain_attribute(page.state.settings.tracking.cookie_domain)
     if chosen in CONSENTING_VALUES and withdraw is not None:
         return Markup(
             f'<button type="button" id="cdp-consent-withdraw" aria-label="{escape(label)}">{escape(withdraw)}</button>'
-            f"<script{attribute}>{WITHDRAW_SCRIPT % (script_json(name), CHOICE_SECONDS)}</script>")
+            f"<script{attribute}>{WITHDRAW_SCRIPT % (script_json(name), CHOICE_SECONDS, domain)}</script>")
     if chosen in CHOSEN_VALUES:
         return Markup("")
     return Markup(
@@ -91,6 +92,6 @@ def cdp_consent_banner(text: str = DEFAULT_TEXT, accept: str = "Accept", decline
         f'<button type="button" id="cdp-consent-accept">{escape(accept)}</button>'
         f'<button type="button" id="cdp-consent-decline">{escape(decline)}</button>'
         "</div>"
-        f"<script{attribute}>{SCRIPT % (script_json(name), CHOICE_SECONDS)}</script>"
+        f"<script{attribute}>{SCRIPT % (script_json(name), CHOICE_SECONDS, domain)}</script>"
     )
 

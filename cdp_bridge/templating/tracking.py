@@ -72,22 +72,28 @@ CLICK_SNIPPET = (
 #: module in its third argument (``options.moduleName``, as Raptor's GTM template does):
 #: it is sent as the module's parameter (``am``).
 HYBRID_SHIM = (
-    "(function(r,u,c,k,m,d){var on=false;"
+    "(function(r,u,c,k,a,m,d){var on=false;"
     "function id(){var b=crypto.getRandomValues(new Uint8Array(16));b[6]=b[6]&15|64;b[8]=b[8]&63|128;"
     'var h=Array.prototype.map.call(b,function(x){return(x+256).toString(16).slice(1);}).join("");'
     'return h.slice(0,8)+"-"+h.slice(8,12)+"-"+h.slice(12,16)+"-"+h.slice(16,20)+"-"+h.slice(20);}'
     'function keep(n,s){if(!new RegExp("(?:^|; )"+n+"=[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}(?:;|$)","i")'
     '.test(d.cookie))'
-    'd.cookie=n+"="+id()+"; path=/; max-age="+s+"; samesite=lax"+(location.protocol==="https:"?"; secure":"");}'
+    'd.cookie=n+"="+id()+"; path=/; max-age="+s+"; samesite=lax"+m+(location.protocol==="https:"?"; secure":"");}'
     'function send(e){if(String(e.event).toLowerCase()!=="trackevent")return;var p=e.params||{};'
-    "if(e.options&&e.options.moduleName&&!p[m])p[m]=String(e.options.moduleName);"
+    "if(e.options&&e.options.moduleName&&!p[a])p[a]=String(e.options.moduleName);"
     'fetch(u,{method:"POST",credentials:"same-origin",keepalive:true,headers:{"Content-Type":"application/json"},'
     "body:JSON.stringify({params:p,url:location.href})});}"
     'function start(n){if(on)return;on=true;if(!n){keep("rsa",604800);keep("rsaSession",1200);}var q=r.q;r.q=[];'
     "q.forEach(send);r.push=function(e,p,o){send({event:e,params:p,options:o});};}"
     'if(c){start(false);}else if(k){start(true);}else{d.addEventListener("enableTracking",function(){start(false);});}'
-    "})(window.raptor,%s,%s,%s,%s,document);"
+    "})(window.raptor,%s,%s,%s,%s,%s,document);"
 )
+
+
+def cookie_domain_attribute(domain: str | None) -> str:
+    """``; domain=…`` as a JavaScript string for the cookies a script writes (the validated
+    ``CDP_COOKIE_DOMAIN``), or an empty one: every cookie cdp_bridge writes carries it."""
+    return script_json(f"; domain={domain}" if domain else "")
 
 
 _ENCODER = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"))
@@ -177,7 +183,8 @@ def cdp_head_script(customer_id: object = None, *, nonce: str | None = None) -> 
             track_url = f"{page.state.url_prefix or ''}{TRACK_PATH}"
             module_key = parameter_positions("itemclick", settings.tracking.parameters)["module"]
             stub += HYBRID_SHIM % (script_json(track_url), "true" if page.consented else "false",
-                                   "true" if page.cookieless else "false", script_json(module_key))
+                                   "true" if page.cookieless else "false", script_json(module_key),
+                                   cookie_domain_attribute(settings.tracking.cookie_domain))
         if settings.recommendations_api.modules:
             positions = parameter_positions("itemclick", settings.tracking.parameters)
             stub += CLICK_SNIPPET % (script_json(positions["event_type"]), script_json(positions["id"]),

@@ -85,7 +85,7 @@ def test_a_cookieless_visitor_is_tracked_with_no_cookie_and_no_id(make_site, hos
     page = client.get("/product")
     assert set_cookies(page) == []
     if mode == "hybrid":
-        assert '"am",document' in page.get_data(as_text=True) and ",true," in page.get_data(as_text=True)
+        assert '"am","",document' in page.get_data(as_text=True) and ",true," in page.get_data(as_text=True)
         answer = post_event(client, {"params": {"p1": "visit", "p2": "cat-tree"}, "url": "http://localhost/product"})
         assert answer.status_code == 204 and set_cookies(answer) == []
     queries = quiet(app, host)
@@ -131,6 +131,21 @@ def test_the_cookie_domain_is_set_on_every_cookie_written(make_site, host: FakeT
     lines = set_cookies(page)
     assert {line.split("=", 1)[0] for line in lines} == {"rsa", "rsaSession", "rsaReaId"}
     assert all("Domain=example.com" in line for line in lines), lines
+
+
+def test_the_cookies_scripts_write_carry_the_cookie_domain_too(make_site, host: FakeTrackingHost) -> None:
+    """The hybrid shim's rsa/rsaSession and the banner's consent cookie, written in the
+    browser, carry CDP_COOKIE_DOMAIN as the server's Set-Cookie do."""
+    app = make_site("hybrid", CDP_COOKIE_DOMAIN="example.com")
+
+    @app.get("/banner")
+    def banner():
+        return render_template_string("{{ cdp_head_script() }}{{ cdp_consent_banner() }}")
+
+    html = app.test_client().get("/banner").get_data(as_text=True)
+    assert html.count('"; domain=example.com"') == 2  # the shim's keep() and the banner's choose()
+    plain = make_site("hybrid").test_client()
+    assert "domain=" not in plain.get("/product").get_data(as_text=True)
 
 
 def test_rsa_rea_id_is_written_and_read_and_the_older_spelling_is_read_too(make_site, host: FakeTrackingHost) -> None:
