@@ -42,12 +42,12 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from flask import Flask, g  # noqa: E402
+from flask import Flask  # noqa: E402
 from sqlalchemy import text  # noqa: E402
 from timing import alternating_rounds, ratio_spread, spread_text, verdict  # noqa: E402
 
 from cdp_bridge import CDP  # noqa: E402
-from cdp_bridge.templating.page import current_page  # noqa: E402
+from cdp_bridge.templating.page import current_page, forget_page  # noqa: E402
 from cdp_bridge.templating.tracking import cdp_in_segment  # noqa: E402
 from tests.support.postgres_server import PostgresServer  # noqa: E402
 
@@ -118,8 +118,8 @@ def measure(name: str, url: str, rounds: int, lookups: int) -> list[str]:
 
     def new_request() -> None:
         """What a new request starts without: its page (the user and the segments read).
-        The hand-written page pays the same pop, so both sides start alike."""
-        g.pop("_cdp_page", None)
+        The hand-written page pays the same, so both sides start alike."""
+        forget_page()
 
     def first_lookup() -> None:
         new_request()

@@ -17,7 +17,8 @@ from collections.abc import Mapping
 from functools import cached_property
 from typing import Any
 
-from flask import current_app, g, has_request_context, request
+from flask import current_app, request
+from flask.globals import _cv_request  # the request context's ContextVar (Flask >= 2.2; has_request_context reads it)
 from markupsafe import escape
 
 from ..constants import OLD_REAID_COOKIE, REAID_COOKIE, RUID_COOKIE, SESSION_COOKIE, UTM_PARAMETERS, VISITOR_COOKIE
@@ -171,21 +172,39 @@ class Page:
 
 
 def current_page() -> Page:
-    """This request's :class:`Page`, made on the first call and kept on ``g``; outside a
-    request, a new one each call (nothing is kept)."""
-    if not has_request_context():
+    """This request's :class:`Page`, made on the first call and kept on the request's own
+    context (gone with it; ``g`` may outlive a request: an app context the test client
+    reuses); outside a request, a new one each call (nothing is kept).
+
+    Read straight from Flask's request-context variable: through the ``g`` proxy a look-up
+    cost 0.9 us, most of a segment check's cost, and a page makes several."""
+    context = _cv_request.get(None)
+    if context is None:
         return Page(current_state(), in_request=False)
-    page: Page | None = g.get("_cdp_page")
+    page: Page | None = getattr(context, PAGE_ATTRIBUTE, None)
     if page is None:
-        page = g._cdp_page = Page(current_state(), in_request=True)
+        page = Page(current_state(), in_request=True)
+        setattr(context, PAGE_ATTRIBUTE, page)
     return page
 
 
 def page_if_made() -> Page | None:
     """This request's :class:`Page` if a helper made one (an ``after_request`` function's
     question: it must not make one)."""
-    page: Page | None = g.get("_cdp_page")
+    context = _cv_request.get(None)
+    page: Page | None = getattr(context, PAGE_ATTRIBUTE, None) if context is not None else None
     return page
+
+
+def forget_page() -> None:
+    """Drop this request's :class:`Page`, as a new request starts without one (benchmarks)."""
+    context = _cv_request.get(None)
+    if context is not None and hasattr(context, PAGE_ATTRIBUTE):
+        delattr(context, PAGE_ATTRIBUTE)
+
+
+#: Where the request's context keeps its page.
+PAGE_ATTRIBUTE = "_cdp_bridge_page"
 
 
 #: Raptor's email id (an opaque token) and a ruid as the email link sends it (base64).
