@@ -133,3 +133,17 @@ def visitor_id_or_none(value: object) -> str | None:
     if isinstance(value, str) and VISITOR_ID_PATTERN.fullmatch(value):
         return value.lower()
     return None
+
+
+#: An email address as far as cdp_bridge needs one: something@domain.tld, no spaces.
+EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+MAX_EMAIL_LENGTH = 254
+
+
+def email_problem(text: str) -> str | None:
+    """Why ``text`` is no email address (never repeating it), or ``None``: the one rule for
+    an offline buy's customer, an identified visitor and a forgotten person."""
+    problem = text_problem(text, max_length=MAX_EMAIL_LENGTH)
+    if problem is not None:
+        return problem
+    return None if EMAIL.fullmatch(text) else "expected an address such as name@example.com"

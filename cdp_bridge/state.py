@@ -90,8 +90,9 @@ class CDPState:
     inline_worker: InlineWorker | None = None
     #: One store per engine (an app may be served by several, e.g. in tests).
     _stores: WeakKeyDictionary[Engine, SegmentStore] = field(default_factory=WeakKeyDictionary, repr=False)
-    #: The delivery inbox of each engine and SECRET_KEY (see :attr:`inbox`).
+    #: The delivery inbox, and the erasure requests, of each engine and SECRET_KEY (see :attr:`inbox`).
     _inboxes: dict[tuple[Engine, str | bytes | None], DeliveryInbox] = field(default_factory=dict, repr=False)
+    _erasures: dict[tuple[Engine, str | bytes], ErasureRequests] = field(default_factory=dict, repr=False)
     visitor_segments: VisitorSegmentsService | None = field(init=False, repr=False)
     recommendations: RecommendationsService | None = field(init=False, repr=False)
     #: CDP_CACHE_URL's Redis cache, shared by the visitor segments and the recommendations.
@@ -165,13 +166,19 @@ class CDPState:
 
     def erasures_or_none(self) -> ErasureRequests | None:
         """The erasure requests on this app's engine (needs an app context); ``None`` without
-        the app's ``SECRET_KEY``, the key of their hashes (then none can have been made)."""
+        the app's ``SECRET_KEY``, the key of their hashes (then none can have been made).
+        Made once per engine and key: a tracked page of a logged-in user asks for them."""
         secret = current_app.config.get("SECRET_KEY")
-        if not secret:
+        if not isinstance(secret, str | bytes) or not secret:
             return None
-        gdpr = self.settings.gdpr_api
-        return ErasureRequests(self.engine, self.tables, hash_key(secret), hold_days=self.settings.privacy.forget_hold_days,
-                               ask_raptor=gdpr.enabled and self.settings.site.account_number is not None)
+        key = (self.engine, secret)
+        erasures = self._erasures.get(key)
+        if erasures is None:
+            gdpr = self.settings.gdpr_api
+            erasures = self._erasures[key] = ErasureRequests(
+                self.engine, self.tables, hash_key(secret), hold_days=self.settings.privacy.forget_hold_days,
+                ask_raptor=gdpr.enabled and self.settings.site.account_number is not None)
+        return erasures
 
     def is_held(self, *identifiers: str) -> bool:
         """Whether any of ``identifiers`` was forgotten within the hold window: no event may

@@ -335,7 +335,7 @@ class DeliveryInbox:
             items=row.items,
             applied=outcome.applied,
             stale=outcome.stale,
-            rejected=row.rejected_count,
+            rejected=rejected.total,  # with those the hold window kept out
             duration_ms=(time.monotonic() - started) * 1000,
         )
         return Outcome.APPLIED

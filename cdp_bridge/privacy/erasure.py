@@ -28,7 +28,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Connection, Engine, func, insert, or_, select
 
 from ..errors import ValidationError
-from ..identifiers import text_problem, validate_user_id
+from ..identifiers import email_problem, validate_user_id
 from ..jobs.wake import notify_workers
 from ..metrics import ERASURE_REQUESTS
 from ..model import AudienceChange, Rejections
@@ -38,7 +38,6 @@ from ..store.tables import CDPTables, utcnow
 
 #: The rejection reason of a held person's id in a delivery.
 FORGOTTEN = "forgotten"
-MAX_EMAIL_LENGTH = 254
 
 
 class RaptorState(enum.StrEnum):
@@ -95,12 +94,9 @@ def checked_email(email: object) -> str:
     if not isinstance(email, str):
         raise ValidationError(f"email: expected text, not {type(email).__name__}")
     text = email.strip()
-    problem = text_problem(text, max_length=MAX_EMAIL_LENGTH)
-    if problem:
+    problem = email_problem(text)
+    if problem is not None:
         raise ValidationError(f"email: {problem}")
-    local, at, domain = text.rpartition("@")
-    if not at or not local or not domain or any(character.isspace() for character in text):
-        raise ValidationError("email: expected an address such as name@example.com")
     return text
 
 

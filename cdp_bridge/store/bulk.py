@@ -17,11 +17,12 @@ Each writer returns exact counts of rows added and removed.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, delete, insert, select
+from sqlalchemy import Connection, Table, bindparam, delete, insert, select, update
 
 from .tables import CDPTables, utcnow
 
@@ -37,6 +38,10 @@ class MemberWriter(Protocol):
 
     def add(self, conn: Connection, segment_id: int, user_ids: Sequence[str]) -> int: ...
 
+    def add_counted(self, conn: Connection, segment_id: int, user_ids: Sequence[str], segments: Table) -> int:
+        """:meth:`add`, and the segment's member count raised by as many."""
+        ...
+
     def remove(self, conn: Connection, segment_id: int, user_ids: Sequence[str]) -> int: ...
 
     def replace(self, conn: Connection, segment_id: int, user_ids: Sequence[str]) -> tuple[int, int]: ...
@@ -50,6 +55,33 @@ def member_writer(conn: Connection, tables: CDPTables) -> MemberWriter:
     if dialect == "sqlite":
         return SqliteMemberWriter(tables)
     return PortableMemberWriter(tables)
+
+
+def count_members(conn: Connection, segments: Table, segment_id: int, change: int) -> None:
+    """Keep the segment's member count with the change that made it, in its transaction
+    (the writers count what they changed): the back office reads it, never counts."""
+    if change:
+        conn.execute(_count_statement(segments), {"segment_id": segment_id, "change": change})
+
+
+@functools.cache
+def _count_statement(segments: Table) -> Any:
+    """Made once per table: building the statement cost as much as running it."""
+    return (update(segments).where(segments.c.id == bindparam("segment_id"))
+            .values(member_count=segments.c.member_count + bindparam("change")))
+
+
+class _CountsAfterAdding:
+    """``add_counted`` as two statements: the add, then the count (see
+    :meth:`PostgresMemberWriter.add_counted` for one)."""
+
+    def add(self, conn: Connection, segment_id: int, user_ids: Sequence[str]) -> int:
+        raise NotImplementedError
+
+    def add_counted(self, conn: Connection, segment_id: int, user_ids: Sequence[str], segments: Table) -> int:
+        added = self.add(conn, segment_id, user_ids)
+        count_members(conn, segments, segment_id, added)
+        return added
 
 
 def chunked(values: Sequence[str], size: int = CHUNK_SIZE) -> Any:
@@ -132,14 +164,18 @@ class PostgresMemberWriter:
         )
         return int(cursor.rowcount)
 
-    def add_counted(self, conn: Connection, segment_id: int, user_ids: Sequence[str], segments: str) -> int:
-        """A few ids added and the segment's member count raised by as many, in one
-        statement (one round trip, where a small delivery makes few)."""
+    def add_counted(self, conn: Connection, segment_id: int, user_ids: Sequence[str], segments: Table) -> int:
+        """A few ids added and the segment's member count raised by as many in one
+        statement (one round trip, where a small delivery makes few); more, as two."""
+        if not user_ids or len(user_ids) > SMALL_BATCH:
+            added = self.add(conn, segment_id, user_ids)
+            count_members(conn, segments, segment_id, added)
+            return added
         cursor = self._cursor(conn)
         cursor.execute(
             f"WITH added AS (INSERT INTO {self.table} (segment_id, user_id, created_at)"
             " SELECT %s, u, %s FROM unnest(%s::varchar[]) AS u ON CONFLICT DO NOTHING RETURNING 1),"
-            f" counted AS (UPDATE {segments} SET member_count = member_count + (SELECT count(*) FROM added)"
+            f" counted AS (UPDATE {segments.name} SET member_count = member_count + (SELECT count(*) FROM added)"
             " WHERE id = %s)"
             " SELECT count(*) FROM added",
             (segment_id, utcnow(), sorted(user_ids), segment_id),
@@ -190,7 +226,7 @@ def _sqlite_timestamp(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
-class SqliteMemberWriter:
+class SqliteMemberWriter(_CountsAfterAdding):
     """sqlite3: executemany on the primary key, counted by the cursor.
 
     Ids go in sorted order: the B-tree pages are then visited once each, instead of
@@ -230,7 +266,7 @@ class SqliteMemberWriter:
         return self.add(conn, segment_id, [u for u in user_ids if u not in current]), removed
 
 
-class PortableMemberWriter:
+class PortableMemberWriter(_CountsAfterAdding):
     """Plain SQLAlchemy Core, for databases without a dedicated writer."""
 
     def __init__(self, tables: CDPTables) -> None:

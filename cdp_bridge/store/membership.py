@@ -18,7 +18,7 @@ from sqlalchemy import Connection, Select, Table, bindparam, delete, func, inser
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ..model import SegmentMetadata
-from .bulk import SMALL_BATCH, PostgresMemberWriter, member_writer
+from .bulk import count_members, member_writer
 from .tables import CDPTables, utcnow
 
 #: The one row of ``cdp_store_version``.
@@ -120,25 +120,20 @@ def record_sequence(conn: Connection, tables: CDPTables, segment_id: int, sequen
 
 def add_members(conn: Connection, tables: CDPTables, segment_id: int, user_ids: Sequence[str]) -> int:
     """Add the users not yet in the segment; return how many were added."""
-    writer = member_writer(conn, tables)
-    if isinstance(writer, PostgresMemberWriter) and 0 < len(user_ids) <= SMALL_BATCH:
-        return writer.add_counted(conn, segment_id, user_ids, tables.segments.name)
-    added = writer.add(conn, segment_id, user_ids)
-    _count_members(conn, tables, segment_id, added)
-    return added
+    return member_writer(conn, tables).add_counted(conn, segment_id, user_ids, tables.segments)
 
 
 def remove_members(conn: Connection, tables: CDPTables, segment_id: int, user_ids: Sequence[str]) -> int:
     """Remove the given users from the segment; return how many were members."""
     removed = member_writer(conn, tables).remove(conn, segment_id, user_ids)
-    _count_members(conn, tables, segment_id, -removed)
+    count_members(conn, tables.segments, segment_id, -removed)
     return removed
 
 
 def replace_members(conn: Connection, tables: CDPTables, segment_id: int, user_ids: Sequence[str]) -> tuple[int, int]:
     """Make the segment's members exactly ``user_ids``; return (added, removed)."""
     added, removed = member_writer(conn, tables).replace(conn, segment_id, user_ids)
-    _count_members(conn, tables, segment_id, added - removed)
+    count_members(conn, tables.segments, segment_id, added - removed)
     return added, removed
 
 
@@ -152,22 +147,9 @@ def remove_everywhere(conn: Connection, tables: CDPTables, user_ids: Sequence[st
         return 0
     conn.execute(delete(m).where(m.c.user_id.in_(user_ids)))
     for segment_id, count in counts:
-        _count_members(conn, tables, segment_id, -int(count))
+        count_members(conn, tables.segments, segment_id, -int(count))
     return sum(int(count) for _, count in counts)
 
-
-def _count_members(conn: Connection, tables: CDPTables, segment_id: int, change: int) -> None:
-    """Keep the segment's member count with the change that made it, in its transaction
-    (the writers count what they changed): the back office reads it, never counts."""
-    if change:
-        conn.execute(_count_statement(tables.segments), {"segment_id": segment_id, "change": change})
-
-
-@functools.cache
-def _count_statement(segments: Table) -> Any:
-    """Made once per table: building the statement cost as much as running it."""
-    return (update(segments).where(segments.c.id == bindparam("segment_id"))
-            .values(member_count=segments.c.member_count + bindparam("change")))
 
 
 def lock_audience(conn: Connection, group_id: int, identifier: str) -> None:

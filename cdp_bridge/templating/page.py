@@ -153,6 +153,13 @@ class Page:
         return (reaid, self.identified_ruid or _id_or_none(present(args, "ruid"), BASE64)
                 or _id_or_none(present(cookies, RUID_COOKIE), BASE64))
 
+    def identify(self, ruid: str) -> None:
+        """The email the site learnt this request (base64, as Raptor's ``ruid``): the
+        response keeps it, and this request's later events carry it."""
+        self.identified_ruid = ruid
+        for name in ("campaign_ids", "tracking_visitor"):
+            self.__dict__.pop(name, None)
+
     def forget_visitor(self) -> None:
         """From now on this request treats the visitor as not consenting: nothing is sent,
         and the response expires their cookies (``cdp.forget_visitor``)."""

@@ -38,9 +38,7 @@ def identify_email(email: object) -> bool:
     page = current_page()
     if not page.in_request or not page.consented or page.state.is_held(address):
         return False
-    page.identified_ruid = base64.b64encode(address.encode("utf-8")).decode("ascii")
-    page.__dict__.pop("campaign_ids", None)
-    page.__dict__.pop("tracking_visitor", None)
+    page.identify(base64.b64encode(address.encode("utf-8")).decode("ascii"))
     return True
 
 

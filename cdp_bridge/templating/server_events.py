@@ -7,14 +7,13 @@ provider's webhook), sent to Raptor's ``.stream`` endpoint with ``source=webhook
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Iterable
 from typing import Any
 
 from flask import has_request_context
 
 from ..errors import ConfigurationError, TrackingArgumentError
-from ..identifiers import text_problem, visitor_id_or_none
+from ..identifiers import email_problem, visitor_id_or_none
 from ..state import CDPState
 from ..tracking.events import event_type
 from ..tracking.fields import event_parameters, line_fields, tracking_user_id
@@ -49,11 +48,6 @@ def track(state: CDPState, type_name: str, *, visitor_id: str | None, session_id
     return True
 
 
-#: An email address as far as a tracking call needs one: something@domain.tld, no spaces.
-EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
-MAX_EMAIL_LENGTH = 254
-
-
 def track_offline_buy(state: CDPState, order_id: object, lines: Iterable[Any], email: object, currency: object = None) -> int:
     """Queue one ``buy`` per order line, sent as ``{CDP_SERVER_TRACKING_URL}/{account}.stream?
     p1=buy&p2=…&p12=…&p13=…&p21=…&ruid=…&source=webhook`` (``ruid``: the email, base64 as
@@ -61,8 +55,7 @@ def track_offline_buy(state: CDPState, order_id: object, lines: Iterable[Any], e
     settings = state.settings
     if not settings.site.account_number:
         raise ConfigurationError("CDP_ACCOUNT_NUMBER is not set: nothing can be tracked")
-    if not isinstance(email, str) or len(email) > MAX_EMAIL_LENGTH or not EMAIL.fullmatch(email) \
-            or text_problem(email, max_length=MAX_EMAIL_LENGTH) is not None:
+    if not isinstance(email, str) or email_problem(email) is not None:
         raise TrackingArgumentError("email must be an email address such as name@example.com")
     if order_id is None or (isinstance(order_id, str) and not order_id.strip()):
         raise TrackingArgumentError("order_id is required")

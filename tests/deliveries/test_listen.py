@@ -34,12 +34,10 @@ def test_a_queued_delivery_wakes_a_listening_worker_long_before_its_poll(webhook
     try:
         wait_for(lambda: "listening on cdp_bridge_queue" in log.read_text(), 30, "the worker never listened")
         time.sleep(0.5)  # its first pass over the queue is over: from now on it waits 60 s, or a notification
-        started = time.monotonic()
         answer = post_webhook(webhook_app, {"audiences": [{"id": "cats", "add": [f"u{n}" for n in range(12)]}]})
         assert answer.status_code == 202
         wait_for(lambda: delivery_rows(webhook_app)[0].status == "applied", POLL_SECONDS / 3,
                  "not applied before a third of the poll interval: the worker was not woken")
-        assert time.monotonic() - started < POLL_SECONDS / 3
         assert len(memberships(webhook_app)["cats"]) == 12
     finally:
         worker.send_signal(signal.SIGTERM)
