@@ -8,8 +8,8 @@ with requests. Sources: SQLAlchemy Core ``.mappings()``; a model's columns
 (``select(User)``, the slow way, for comparison of the target); and the driver's own rows
 (``sqlite3.Row``, psycopg's ``dict_row``), which shows cdp_bridge's own share of the cost.
 Each run is a separate process, so its peak memory (max RSS) is its own.
-Targets: at least 0.5x the baseline's records per second; peak memory at 1,000,000 users
-at most 50 MB above that at 10,000.
+Targets: at least 0.8x the baseline's records per second (issue 41; it was 0.5x before);
+peak memory at 1,000,000 users at most 50 MB above that at 10,000.
 
     .venv/bin/python benchmarks/export_stream.py [--users N] [--small N] [--databases sqlite,postgresql]
 """
@@ -200,7 +200,7 @@ def bench(name: str, users_url: str, baseline_dsn: str, folder: str, api: str, t
         if side == "baseline":
             continue
         spread = ratio_spread(baseline_seconds, [seconds for seconds, _ in runs[side, total]])  # throughput ratio
-        target = "" if side == "cdp_bridge, driver rows" else f" (target >= 0.5x: {verdict(spread, 0.5, at_most=False)})"
+        target = f" (target >= 0.8x: {verdict(spread, 0.8, at_most=False)})"
         print(f"{name}: {side:30} {rate[side]:10,.0f} records/s, baseline {rate['baseline']:10,.0f} records/s; "
               f"ratio {spread_text(spread)}{target}")
     for side in ("cdp_bridge, model columns", "cdp_bridge, ORM objects"):

@@ -16,12 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import Column, Connection, Engine, MetaData, PrimaryKeyConstraint, String, Table, inspect, text
 from sqlalchemy.engine import Inspector
 
@@ -29,6 +25,14 @@ from ..errors import CDPError
 from . import membership
 from .tables import CDPTables
 from .upgrade_lock import drop_batch_leftovers, upgrade_lock
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+# Alembic is imported where a revision is read or applied, not with the module: it took
+# 100 ms of every process's start (each gunicorn worker, each `flask cdp` command), and
+# only the upgrade, downgrade and check commands use it.
 
 log = logging.getLogger("cdp_bridge.schema")
 
@@ -66,6 +70,8 @@ class SchemaStatus:
 
 
 def _config(connection: Connection | None = None) -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["connection"] = connection
@@ -75,6 +81,8 @@ def _config(connection: Connection | None = None) -> Config:
 
 @cache
 def _scripts() -> ScriptDirectory:
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(_config())
 
 
@@ -195,6 +203,9 @@ def upgrade(engine: Engine, tables: CDPTables, report: Callable[[str], None] = l
 
 
 def _upgrade(engine: Engine, tables: CDPTables, report: Callable[[str], None]) -> list[str]:
+    from alembic import command
+    from alembic.runtime.migration import MigrationContext
+
     with engine.begin() as connection:
         drop_batch_leftovers(connection, {table.name for table in tables.all()}, report)
         found = status(connection)
@@ -221,5 +232,7 @@ def _upgrade(engine: Engine, tables: CDPTables, report: Callable[[str], None]) -
 
 def downgrade(engine: Engine, revision: str) -> None:
     """Take the database down to ``revision`` (for a rollback, and the tests)."""
+    from alembic import command
+
     with engine.begin() as connection:
         command.downgrade(_config(connection), revision)

@@ -53,3 +53,22 @@ def test_a_missing_key_is_left_out_and_an_explicit_none_is_null(sqlite_url: str,
     assert run(app, "stream-user-data").exit_code == 0
     assert api.received[0].body == (b'[{"id":1,"email":null},{"id":2,"name":"Bob"},'
                                     b'{"id":3,"login":"c","email":"c@example.com","name":null}]')
+
+
+def test_a_batch_is_the_same_text_whichever_encoder_writes_it() -> None:
+    """A batch without a Decimal goes through the standard library's encoder, one with a
+    Decimal through simplejson's: the same values must give the same bytes."""
+    from collections import namedtuple
+    from datetime import date, datetime
+
+    from cdp_bridge.export.runner import _DECIMAL_ENCODER, _ENCODER, _encoded
+
+    Point = namedtuple("Point", "x y")
+    items = [{"id": 1, "name": "Zoë \u2028 \"q\" \\ </script>", "seen": datetime(2026, 12, 5, 9, 30), "born": date(1990, 1, 2),
+              "tags": ("a", "b"), "at": Point(1, 2), "score": 0.1, "big": 2**70, "none": None, "yes": True,
+              "nested": {"k": [1, {"x": "y"}]}}]
+    assert _ENCODER.encode(items) == _DECIMAL_ENCODER.encode(items)
+    assert _encoded(items).startswith(b'[{"id":1,"name":"Zo\xc3\xab \xe2\x80\xa8 \\"q\\" \\\\ </script>"')
+    assert b'"at":[1,2]' in _encoded(items)
+    assert _encoded([{"id": 1, "seen": date(2026, 1, 2)}, {"id": 2, "price": Decimal("2.50")}]) == (
+        b'[{"id":1,"seen":"2026-01-02"},{"id":2,"price":2.50}]')
