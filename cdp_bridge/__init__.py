@@ -19,6 +19,7 @@ from .errors import (
 )
 from .extension import CDP
 from .model import ActivationCredentials, ActivationDocument, AudienceChange, DeliveryStatus, Rejection, SegmentMetadata
+from .reconcile.answers import MembershipList
 from .settings import CDPSettings
 from .state import CDPState
 from .store import Segment, SegmentGroup, SegmentStore
@@ -37,6 +38,7 @@ __all__ = [
     "ConfigurationError",
     "ConflictError",
     "DeliveryStatus",
+    "MembershipList",
     "NotFoundError",
     "PayloadError",
     "ProtectedGroupError",

@@ -34,6 +34,7 @@ from .jobs.worker import InlineWorker
 from .model import Clock
 from .privacy.erasure import ErasureReceipt
 from .rate_limits import RateLimits, limiter_for
+from .reconcile.answers import MembershipListReader
 from .redis_guard import RedisGuard
 from .settings import CDPSettings, load_settings, process_environment, unknown_keys
 from .state import CDPState, Hooks, current_state
@@ -273,6 +274,13 @@ class CDP:
         """Read webhook bodies of another format too; tried before the built-in one."""
         self.hooks.payload_formats.insert(0, payload_format)
         return payload_format
+
+    def membership_list_reader(self, reader: MembershipListReader) -> MembershipListReader:
+        """Read the CDP API's member lists of another shape too (``flask cdp reconcile``):
+        given the parsed answer, return a :class:`~cdp_bridge.reconcile.answers.MembershipList`,
+        or ``None`` to leave it to the next reader and then to the built-in one."""
+        self.hooks.membership_list_readers.append(reader)
+        return reader
 
     def user_id_loader(self, function: Callable[[], Any]) -> Callable[[], Any]:
         """Register a function returning the logged-in user's id, or ``None``."""

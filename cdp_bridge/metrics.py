@@ -49,6 +49,10 @@ QUEUE_TAKEOVERS = Counter("cdp_queue_takeovers", "Rows taken over from a worker 
                           ["queue"], registry=REGISTRY)
 ERASURE_REQUESTS = Counter("cdp_erasure_requests", "Erasure requests (cdp.forget) by outcome: made, accepted (Raptor"
                            " answered 2xx), retried, given_up", ["outcome"], registry=REGISTRY)
+RECONCILE_RUNS = Counter("cdp_reconcile_runs", "Reconciles of a segment group with the CDP API, by outcome: ok, failed"
+                         " (any segment failed)", ["outcome"], registry=REGISTRY)
+RECONCILE_CHANGES = Counter("cdp_reconcile_changes", "Members a reconcile changed, by change: added, removed,"
+                            " unchanged", ["change"], registry=REGISTRY)
 RATE_LIMITED = Counter("cdp_rate_limited", "Requests answered 429 by a rate limit", ["endpoint"], registry=REGISTRY)
 WEBHOOK_SECONDS = Histogram("cdp_webhook_duration_seconds", "Time to answer POST /cdp/webhook", registry=REGISTRY)
 DELIVERY_APPLY_SECONDS = Histogram("cdp_delivery_apply_seconds", "Time to apply one delivery", registry=REGISTRY)

@@ -32,7 +32,7 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from http.client import HTTPException
 from urllib.parse import urlsplit
@@ -143,6 +143,41 @@ class OutboundClient:
             deadline.cancel()
             response.release_conn()
 
+    @contextlib.contextmanager
+    def streamed(self, url: str, *, headers: Mapping[str, str] | None = None) -> Iterator[StreamedAnswer | CallFailure]:
+        """A GET whose body is read as it arrives (by a streaming parser), for answers too
+        large to hold twice: the same guards, the body's limit enforced by
+        :class:`StreamedAnswer` as it is read, the deadline for the whole call."""
+        seconds = self.timeout
+        deadline = _WATCHDOG.deadline(seconds)
+        _watched.deadline = deadline
+        try:
+            response = self._pool.request(
+                "GET", url, headers={**(headers or {}), "Accept-Encoding": "identity"},
+                timeout=urllib3.Timeout(connect=seconds, read=seconds), redirect=False, retries=False,
+                preload_content=False, decode_content=False)
+        except (urllib3.exceptions.HTTPError, HTTPException, OSError) as exc:
+            deadline.cancel()
+            yield _failure(exc, deadline, seconds)
+            return
+        finally:
+            _watched.deadline = None
+        try:
+            if 300 <= response.status < 400:
+                redirect = self._read(response, deadline, seconds)
+                assert isinstance(redirect, CallFailure)
+                yield redirect
+                return
+            declared = response.headers.get("Content-Length", "")
+            if declared.isdigit() and int(declared) > self.max_answer_bytes:
+                response.close()
+                yield CallFailure("too_large", f"the answer is larger than {self.max_answer_bytes} bytes")
+                return
+            yield StreamedAnswer(response.status, response, self.max_answer_bytes, deadline)
+        finally:
+            deadline.cancel()
+            response.release_conn()
+
     def _read(self, response: BaseHTTPResponse, deadline: _Deadline, seconds: float) -> Answer | CallFailure:
         if 300 <= response.status < 400:
             response.close()  # the body is not wanted, and the connection is not kept for it
@@ -173,6 +208,46 @@ class OutboundClient:
 
     def close(self) -> None:
         self._pool.clear()
+
+
+class AnswerTooLarge(Exception):
+    """Raised by :meth:`StreamedAnswer.read` past the client's answer limit."""
+
+
+class StreamedAnswer:
+    """A body read as it arrives, as a binary file (``read(size)``) for a streaming parser:
+    past the limit, or when the deadline cut the connection, reading raises
+    (:class:`AnswerTooLarge`, :class:`OSError`)."""
+
+    def __init__(self, status: int, response: BaseHTTPResponse, max_bytes: int, deadline: _Deadline) -> None:
+        self.status = status
+        self._response = response
+        self._max_bytes = max_bytes
+        self._deadline = deadline
+        self.size = 0
+
+    def read(self, size: int = READ_CHUNK_BYTES) -> bytes:
+        if size == 0:  # a parser's probe of what the stream gives (ijson asks first)
+            return b""
+        try:
+            chunk = self._response.read1(min(size if size > 0 else READ_CHUNK_BYTES, READ_CHUNK_BYTES),
+                                         decode_content=False)
+        except (urllib3.exceptions.HTTPError, HTTPException) as exc:
+            raise OSError(f"the answer broke off: {type(exc).__name__}") from None
+        if self._deadline.expired:
+            raise OSError("the answer took longer than the call's deadline")
+        self.size += len(chunk)
+        if self.size > self._max_bytes:
+            self._response.close()
+            raise AnswerTooLarge(f"the answer is larger than {self._max_bytes} bytes")
+        return chunk
+
+    def whole(self) -> bytes:
+        """The rest of the body, within the limit."""
+        chunks = []
+        while chunk := self.read():
+            chunks.append(chunk)
+        return b"".join(chunks)
 
 
 def _failure(exc: Exception, deadline: _Deadline, seconds: float) -> CallFailure:

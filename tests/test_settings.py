@@ -307,6 +307,8 @@ MALFORMED = {
     "CDP_FORGET_GIVE_UP_DAYS": "0",
     "CDP_TRACK_WITHOUT_CONSENT": "anonymous",
     "CDP_GDPR_API_URL": "gdpr-api.example.com",
+    "CDP_RECONCILE_MAX_BYTES": "10",
+    "CDP_RECONCILE_SCHEDULE": "every night",
     "CDP_GDPR_API_KEY": "<your key>",
 }
 

@@ -270,3 +270,33 @@ def forget(user_id: str | None, email: str | None) -> None:
                    " them (flask cdp worker).")
     else:
         click.echo("Raptor was not asked: set CDP_GDPR_API_KEY (and CDP_ACCOUNT_NUMBER) to have it delete the person.")
+
+
+@cdp_cli.command("reconcile")
+@click.option("--group", help="The segment group to reconcile (default: each configured activation's group).")
+@click.option("--dry-run", is_flag=True, help="Change nothing; say what would change.")
+@reports_errors
+def reconcile(group: str | None, dry_run: bool) -> None:
+    """Make the segment store what the CDP API says each audience is (SPEC section 15)."""
+    state = _state()
+    groups = [group] if group is not None else sorted(
+        {a.segment_group_identifier for a in state.settings.webhook.activations})
+    if not groups:
+        raise UsageProblem("no segment group: give --group, or configure an activation (CDP_SEGMENT_GROUP_IDENTIFIER)")
+    reconciler = state.reconciler()
+    failed = False
+    try:
+        for name in groups:
+            report = reconciler.run(name, dry_run=dry_run)
+            click.echo(f"Reconcile of group {name}{' (dry run: nothing changed)' if dry_run else ''}:")
+            if report.error is not None:
+                click.echo(f"  FAILED: {report.error}")
+            for segment in report.segments:
+                click.echo(f"  {segment.line(dry_run)}")
+            if not report.segments and report.error is None:
+                click.echo("  the CDP lists no audience")
+            failed = failed or report.failed
+    finally:
+        reconciler.client.close()
+    if failed:
+        raise click.exceptions.Exit(1)

@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Select, Table, bindparam, exists, func, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
+from .. import signals
 from ..errors import CDPError, NotFoundError, first_line
 from ..jobs.wake import notify_workers
 from ..log_text import counted
@@ -41,8 +42,9 @@ from ..model import (
 from ..privacy.erasure import ErasureRequests
 from ..store import CDPTables, utcnow
 from ..store.audiences import apply_audience_changes, changes_from_json, changes_to_json
+from ..store.changes import recording
 from ..store.leased_queue import Backoff, LeasedQueue, Released, Statuses
-from ..store.membership import insert_skipping_conflicts
+from ..store.membership import group_lock_key, insert_skipping_conflicts
 
 log = logging.getLogger("cdp_bridge.webhook")
 
@@ -182,7 +184,7 @@ class DeliveryInbox:
         if queue is None:
             queue = incoming.document.items >= self.bulk_async_threshold
         try:
-            with self.engine.begin() as conn:
+            with recording() as changes, self.engine.begin() as conn:
                 result = self._receive(conn, incoming, queue)
         except (IntegrityError, _AlreadyRecorded):
             # Another request with the same request id committed first: what this one
@@ -193,6 +195,8 @@ class DeliveryInbox:
             return ReceiveResult(Outcome.DUPLICATE, duplicate)
         if result.status == Outcome.APPLIED:  # counted once committed
             DELIVERIES_APPLIED.labels(incoming.activation.client_id).inc()
+            if changes is not None:
+                changes.send("webhook")
         return result
 
     def _receive(self, conn: Connection, incoming: IncomingDelivery, queue: bool) -> ReceiveResult:
@@ -257,9 +261,16 @@ class DeliveryInbox:
 
     def _group_id(self, conn: Connection, identifier: str) -> tuple[int | None, bool]:
         """The group's id, and in the same statement whether anyone is held out of
-        deliveries now (for :meth:`_without_held`: a delivery stays five statements)."""
-        found = conn.execute(_group_id_query(self.tables.segment_groups, self.tables.erasure_requests),
-                             {"identifier": identifier, "now": utcnow()}).first()
+        deliveries now (for :meth:`_without_held`: a delivery stays five statements); on
+        PostgreSQL the same statement takes the group's reconcile lock shared, so a
+        delivery waits for a reconcile of its group and is applied after it (see
+        :mod:`..reconcile.runner`; on SQLite the one writer at a time does this)."""
+        postgres = conn.dialect.name == "postgresql"
+        parameters = {"identifier": identifier, "now": utcnow()}
+        if postgres:
+            parameters["lock_key"] = group_lock_key(identifier)
+        found = conn.execute(_group_id_query(self.tables.segment_groups, self.tables.erasure_requests, postgres),
+                             parameters).first()
         return (int(found.id), bool(found.holding)) if found is not None else (None, False)
 
     def _finish(self, conn: Connection, delivery_id: int, applied: int, stale: int, started: float,
@@ -305,7 +316,7 @@ class DeliveryInbox:
         """Apply a claimed delivery; returns its new status (or ``lease_lost``)."""
         started = time.monotonic()
         try:
-            with self.engine.begin() as conn:
+            with recording() as recorded, self.engine.begin() as conn:
                 row = self.queue.hold(conn, delivery_id, worker)
                 if row is None:
                     raise LeaseLost(f"delivery {delivery_id} is no longer claimed by {worker}")
@@ -327,6 +338,8 @@ class DeliveryInbox:
         except (SQLAlchemyError, CDPError, ValueError) as exc:
             return self._record_failure(delivery_id, worker, exc)
         DELIVERIES_APPLIED.labels(row.client_id).inc()
+        if recorded is not None:
+            recorded.send("webhook")
         log_outcome(
             delivery_id=delivery_id,
             status=Outcome.APPLIED,
@@ -349,6 +362,8 @@ class DeliveryInbox:
         if outcome == Outcome.FAILED and released.row is not None:
             DELIVERIES_FAILED.labels(released.row.client_id).inc()
         log.warning("delivery %s: try %s failed (%s); now %s", delivery_id, released.attempts, message, outcome)
+        if outcome == Outcome.FAILED:
+            signals.send(signals.delivery_failed, delivery_id=delivery_id, reason=message)
         return outcome
 
     #: The queue worker's name for this job.
@@ -469,9 +484,12 @@ def _summary_fields(row: object) -> dict[str, Any]:
 
 
 @functools.cache
-def _group_id_query(groups: Table, erasures: Table) -> Select[Any]:
+def _group_id_query(groups: Table, erasures: Table, reconcile_lock: bool) -> Select[Any]:
     holding = exists().where(erasures.c.hold_until > bindparam("now")).label("holding")
-    return select(groups.c.id, holding).where(groups.c.identifier == bindparam("identifier"))
+    columns = [groups.c.id, holding]
+    if reconcile_lock:
+        columns.append(func.pg_advisory_xact_lock_shared(bindparam("lock_key")).label("reconcile_lock"))
+    return select(*columns).where(groups.c.identifier == bindparam("identifier"))
 
 
 @functools.cache

@@ -57,14 +57,38 @@ class QueueJob(Protocol):
         ...
 
 
+class ScheduledJob(Protocol):
+    """Work done on a schedule rather than from a queue (``CDP_RECONCILE_SCHEDULE``)."""
+
+    name: str
+
+    def describe(self) -> str:
+        """For the worker's first log line."""
+        ...
+
+    def run_due(self, worker: Callable[[], str], stop: Callable[[], bool]) -> JobReport: ...
+
+    def close(self) -> None: ...
+
+
+Job = QueueJob | ScheduledJob
+
+
+def _described(job: Job) -> str:
+    queue = getattr(job, "queue", None)
+    if isinstance(queue, LeasedQueue):
+        return f"{job.name} (lease {queue.lease_seconds} s, at most {queue.max_attempts} tries)"
+    return job.describe()  # type: ignore[union-attr]  # a ScheduledJob
+
+
 class QueueWorker:
     """Runs its jobs' due work until told to stop. ``ready`` says whether the tables are
     at the schema this code writes; until they are, the worker waits (the check logs
     one ERROR naming ``flask cdp upgrade-db``) instead of failing rows."""
 
-    def __init__(self, jobs: Sequence[QueueJob], *, poll_seconds: float = DEFAULT_POLL_SECONDS,
+    def __init__(self, jobs: Sequence[Job], *, poll_seconds: float = DEFAULT_POLL_SECONDS,
                  ready: Callable[[], bool] = lambda: True) -> None:
-        self.jobs = list(jobs)
+        self.jobs: list[Job] = list(jobs)
         self.poll_seconds = poll_seconds
         self.ready = ready
         self.stop_event = threading.Event()
@@ -82,9 +106,8 @@ class QueueWorker:
         While the database does not answer, wait longer after each failed try (doubling up
         to :data:`MAX_BACKOFF_SECONDS`), with one WARNING when it starts and one INFO line
         when it ends: an outage is a few lines, never a traceback or a busy loop."""
-        log.info("queue worker started: poll every %s s; jobs: %s", self.poll_seconds, ", ".join(
-            f"{job.name} (lease {job.queue.lease_seconds} s, at most {job.queue.max_attempts} tries)"
-            for job in self.jobs))
+        log.info("queue worker started: poll every %s s; jobs: %s", self.poll_seconds,
+                 ", ".join(_described(job) for job in self.jobs))
         wait = self.poll_seconds
         while not self.stop_event.is_set():
             try:
@@ -119,7 +142,7 @@ class QueueWorker:
 class InlineWorker:
     """A :class:`QueueWorker` in a daemon thread of the web process, with an app context."""
 
-    def __init__(self, app: Flask, make_jobs: Callable[[], Sequence[QueueJob]],
+    def __init__(self, app: Flask, make_jobs: Callable[[], Sequence[Job]],
                  ready: Callable[[], bool] = lambda: True) -> None:
         self._app = app
         self._make_jobs = make_jobs

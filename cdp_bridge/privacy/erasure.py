@@ -27,11 +27,13 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, Engine, func, insert, or_, select
 
+from .. import signals
 from ..errors import ValidationError
 from ..identifiers import email_problem, validate_user_id
 from ..jobs.wake import notify_workers
 from ..metrics import ERASURE_REQUESTS
 from ..model import AudienceChange, Rejections
+from ..store.changes import recording
 from ..store.membership import remove_everywhere
 from ..store.secure_delete import secure_deleting
 from ..store.tables import CDPTables, utcnow
@@ -125,7 +127,7 @@ class ErasureRequests:
                "email_hash": hashes[-1] if email is not None else None,
                "hold_until": now + timedelta(days=self.hold_days),
                "raptor_state": RaptorState.QUEUED if self.ask_raptor else RaptorState.NOT_ASKED}
-        with secure_deleting(self.engine) as conn:
+        with recording() as changes, secure_deleting(self.engine) as conn:
             removed = remove_everywhere(conn, self.tables, identifiers)
             request_id = int(conn.execute(insert(self.tables.erasure_requests)
                                           .values(**row, memberships_removed=removed)
@@ -136,6 +138,9 @@ class ErasureRequests:
                      "attempts": 0} for identifier in identifiers])
                 notify_workers(conn)
         ERASURE_REQUESTS.labels("made").inc()
+        if changes is not None:
+            changes.send("forget")
+        signals.send(signals.person_forgotten, request_id=request_id)
         return ErasureReceipt(request_id, removed, len(identifiers) if self.ask_raptor else 0)
 
     # -- the hold window ---------------------------------------------------------------

@@ -34,6 +34,8 @@ from .sections import (
     PrivacySettings,
     RecommendationsApi,
     RecommendationsApiSection,
+    ReconcileSection,
+    ReconcileSettings,
     Section,
     SiteSection,
     SiteSettings,
@@ -69,6 +71,7 @@ class CDPSettings:
     recommendations_api: RecommendationsApi
     privacy: PrivacySettings
     gdpr_api: GdprApi
+    reconcile: ReconcileSettings
 
 
 #: The sections, in the order the docs list them, by the attribute of :class:`CDPSettings` that holds each.
@@ -82,6 +85,7 @@ SECTIONS: dict[str, type[Section]] = {
     "recommendations_api": RecommendationsApiSection,
     "privacy": PrivacySection,
     "gdpr_api": GdprApiSection,
+    "reconcile": ReconcileSection,
 }
 
 

@@ -15,8 +15,10 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, ClassVar
 
+from cronsim import CronSim, CronSimError
 from marshmallow import EXCLUDE, RAISE, Schema, fields, post_load, validate, validates_schema
 from marshmallow import ValidationError as SchemaError
 
@@ -128,6 +130,16 @@ class TrackingSettings:
     address_limit_per_minute: int
     #: ``Domain=`` of every cookie cdp_bridge writes (``None``: host-only).
     cookie_domain: str | None
+
+
+@dataclass(frozen=True)
+class ReconcileSettings:
+    """Reconciling the store with the CDP API (SPEC section 15)."""
+
+    #: The largest answer read, each list of audiences or members.
+    max_bytes: int
+    #: A five-field cron expression: ``flask cdp worker`` runs the reconcile then; None: never.
+    schedule: str | None
 
 
 @dataclass(frozen=True)
@@ -485,6 +497,34 @@ class PrivacySection(Section):
     @post_load
     def make(self, data: dict[str, Any], **kwargs: object) -> PrivacySettings:
         return PrivacySettings(**data)
+
+
+class CronExpression(TrimmedString):
+    """Five cron fields, as cronsim (which runs the schedule) reads them."""
+
+    def _deserialize(self, value: object, attr: object, data: object, **kwargs: object) -> str:
+        text = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            CronSim(text, datetime(2026, 1, 1))
+        except CronSimError as exc:
+            raise SchemaError(f"expected a cron expression of five fields, such as '30 3 * * *' ({exc})") from None
+        return text
+
+
+class ReconcileSection(Section):
+    title = "Keeping the store true: reconcile"
+
+    max_bytes = setting(positive_int(1024, "a whole number of bytes of at least 1024"), "CDP_RECONCILE_MAX_BYTES",
+                        "the largest answer of the CDP API a reconcile reads (a list of audiences, or one audience's"
+                        " members); a larger one fails that audience", 256 * 1024 * 1024, "256 MiB")
+    schedule = setting(CronExpression(), "CDP_RECONCILE_SCHEDULE",
+                       "a cron expression (`30 3 * * *`, UTC): `flask cdp worker` runs `flask cdp reconcile` then, one"
+                       " worker of a fleet (see [Keeping the store true](keeping-the-store-true.md))",
+                       shown_default="— (never)")
+
+    @post_load
+    def make(self, data: dict[str, Any], **kwargs: object) -> ReconcileSettings:
+        return ReconcileSettings(**data)
 
 
 class GdprApiSection(Section):

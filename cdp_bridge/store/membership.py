@@ -18,7 +18,8 @@ from sqlalchemy import Connection, Select, Table, bindparam, delete, func, inser
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ..model import SegmentMetadata
-from .bulk import count_members, member_writer
+from .bulk import chunked, count_members, member_writer
+from .changes import current as recorded_changes
 from .tables import CDPTables, utcnow
 
 #: The one row of ``cdp_store_version``.
@@ -120,11 +121,17 @@ def record_sequence(conn: Connection, tables: CDPTables, segment_id: int, sequen
 
 def add_members(conn: Connection, tables: CDPTables, segment_id: int, user_ids: Sequence[str]) -> int:
     """Add the users not yet in the segment; return how many were added."""
+    if user_ids and (changes := recorded_changes()) is not None:
+        present = members_among(conn, tables, segment_id, user_ids)
+        changes.note(conn, tables, segment_id, added=[u for u in user_ids if u not in present])
     return member_writer(conn, tables).add_counted(conn, segment_id, user_ids, tables.segments)
 
 
 def remove_members(conn: Connection, tables: CDPTables, segment_id: int, user_ids: Sequence[str]) -> int:
     """Remove the given users from the segment; return how many were members."""
+    if user_ids and (changes := recorded_changes()) is not None:
+        present = members_among(conn, tables, segment_id, user_ids)
+        changes.note(conn, tables, segment_id, removed=[u for u in user_ids if u in present])
     removed = member_writer(conn, tables).remove(conn, segment_id, user_ids)
     count_members(conn, tables.segments, segment_id, -removed)
     return removed
@@ -132,9 +139,28 @@ def remove_members(conn: Connection, tables: CDPTables, segment_id: int, user_id
 
 def replace_members(conn: Connection, tables: CDPTables, segment_id: int, user_ids: Sequence[str]) -> tuple[int, int]:
     """Make the segment's members exactly ``user_ids``; return (added, removed)."""
+    if (changes := recorded_changes()) is not None:
+        current = all_members(conn, tables, segment_id)
+        wanted = set(user_ids)
+        changes.note(conn, tables, segment_id, added=[u for u in user_ids if u not in current],
+                     removed=sorted(current - wanted))
     added, removed = member_writer(conn, tables).replace(conn, segment_id, user_ids)
     count_members(conn, tables.segments, segment_id, added - removed)
     return added, removed
+
+
+def members_among(conn: Connection, tables: CDPTables, segment_id: int, user_ids: Sequence[str]) -> set[str]:
+    """Which of ``user_ids`` are members of the segment (read in chunks of bound parameters)."""
+    m = tables.memberships
+    found: set[str] = set()
+    for chunk in chunked(user_ids):
+        found.update(conn.scalars(select(m.c.user_id).where(m.c.segment_id == segment_id, m.c.user_id.in_(chunk))))
+    return found
+
+
+def all_members(conn: Connection, tables: CDPTables, segment_id: int) -> set[str]:
+    m = tables.memberships
+    return set(conn.scalars(select(m.c.user_id).where(m.c.segment_id == segment_id)))
 
 
 def remove_everywhere(conn: Connection, tables: CDPTables, user_ids: Sequence[str]) -> int:
@@ -145,6 +171,9 @@ def remove_everywhere(conn: Connection, tables: CDPTables, user_ids: Sequence[st
                           .group_by(m.c.segment_id)).all()
     if not counts:
         return 0
+    if (changes := recorded_changes()) is not None:
+        for segment_id, user_id in conn.execute(select(m.c.segment_id, m.c.user_id).where(m.c.user_id.in_(user_ids))):
+            changes.note(conn, tables, segment_id, removed=[user_id])
     conn.execute(delete(m).where(m.c.user_id.in_(user_ids)))
     for segment_id, count in counts:
         count_members(conn, tables.segments, segment_id, -int(count))
@@ -162,6 +191,13 @@ def lock_audience(conn: Connection, group_id: int, identifier: str) -> None:
     if conn.dialect.name == "postgresql":
         digest = hashlib.blake2b(f"cdp:{group_id}:{identifier}".encode(), digest_size=8).digest()
         conn.execute(select(func.pg_advisory_xact_lock(int.from_bytes(digest, "big", signed=True))))
+
+
+def group_lock_key(group: str) -> int:
+    """The advisory lock key of a group's reconcile lock (a signed 64-bit number): a
+    reconcile holds it exclusively, each delivery to the group shared."""
+    digest = hashlib.blake2b(f"cdp-reconcile:{group}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
 
 
 def bump_store_version(conn: Connection, tables: CDPTables) -> None:
@@ -213,6 +249,8 @@ def record_tombstone(conn: Connection, tables: CDPTables, group_id: int, identif
 
 def delete_segment(conn: Connection, tables: CDPTables, segment_id: int) -> None:
     """Delete a segment and its memberships (explicitly: no foreign key cascades them)."""
+    if (changes := recorded_changes()) is not None:
+        changes.note(conn, tables, segment_id, removed=sorted(all_members(conn, tables, segment_id)))
     conn.execute(delete(tables.memberships).where(tables.memberships.c.segment_id == segment_id))
     conn.execute(delete(tables.segments).where(tables.segments.c.id == segment_id))
 

@@ -54,11 +54,14 @@ class CDPTables:
     buy_outbox: Table
     erasure_requests: Table
     gdpr_deletions: Table
+    reconciles: Table
+    schedule_runs: Table
 
     def all(self) -> list[Table]:
         """In creation order (parents first)."""
         return [self.segment_groups, self.segments, self.memberships, self.deliveries, self.tombstones,
-                self.store_version, self.tracking_senders, self.buy_outbox, self.erasure_requests, self.gdpr_deletions]
+                self.store_version, self.tracking_senders, self.buy_outbox, self.erasure_requests, self.gdpr_deletions,
+                self.reconciles, self.schedule_runs]
 
 
 def define_tables(metadata: MetaData) -> CDPTables:
@@ -66,7 +69,7 @@ def define_tables(metadata: MetaData) -> CDPTables:
     if "cdp_segment_groups" in metadata.tables:
         names = ("cdp_segment_groups", "cdp_segments", "cdp_memberships", "cdp_deliveries", "cdp_tombstones",
                  "cdp_store_version", "cdp_tracking_senders", "cdp_buy_outbox", "cdp_erasure_requests",
-                 "cdp_gdpr_deletions")
+                 "cdp_gdpr_deletions", "cdp_reconciles", "cdp_schedule_runs")
         return CDPTables(*(metadata.tables[name] for name in names))
     return CDPTables(
         segment_groups=_segment_groups(metadata),
@@ -79,6 +82,8 @@ def define_tables(metadata: MetaData) -> CDPTables:
         buy_outbox=_buy_outbox(metadata),
         erasure_requests=_erasure_requests(metadata),
         gdpr_deletions=_gdpr_deletions(metadata),
+        reconciles=_reconciles(metadata),
+        schedule_runs=_schedule_runs(metadata),
     )
 
 
@@ -293,4 +298,37 @@ def _gdpr_deletions(metadata: MetaData) -> Table:
         ForeignKeyConstraint(["request_id"], ["cdp_erasure_requests.id"],
                              name="fk_cdp_gdpr_deletions_request_id_cdp_erasure_requests", ondelete="CASCADE"),
         Index("ix_cdp_gdpr_deletions_available_at", "available_at"),
+    )
+
+
+def _reconciles(metadata: MetaData) -> Table:
+    """What each reconcile did to each segment (``flask cdp reconcile``, SPEC section 15):
+    the back office shows a segment's last one. Names, not row ids: a segment deleted
+    since keeps its history."""
+    return Table(
+        "cdp_reconciles",
+        metadata,
+        Column("id", _ID, nullable=False, autoincrement=True),
+        Column("ran_at", DateTime(), nullable=False, default=utcnow),
+        Column("group_identifier", String(255), nullable=False),
+        Column("segment_identifier", String(255), nullable=False),
+        Column("added", Integer(), nullable=False, default=0),
+        Column("removed", Integer(), nullable=False, default=0),
+        Column("unchanged", Integer(), nullable=False, default=0),
+        Column("sequence", BigInteger(), nullable=True),
+        Column("error", String(255), nullable=True),
+        PrimaryKeyConstraint("id", name="pk_cdp_reconciles"),
+        Index("ix_cdp_reconciles_group_segment", "group_identifier", "segment_identifier", "id"),
+    )
+
+
+def _schedule_runs(metadata: MetaData) -> Table:
+    """When each scheduled job last ran: the workers of a fleet take a due run by
+    moving it forward (compare and set), so one of them runs it."""
+    return Table(
+        "cdp_schedule_runs",
+        metadata,
+        Column("name", String(64), nullable=False),
+        Column("last_run_at", DateTime(), nullable=False),
+        PrimaryKeyConstraint("name", name="pk_cdp_schedule_runs"),
     )

@@ -125,7 +125,8 @@ def test_a_0_1_database_is_upgraded_without_losing_a_row(app_on_0_1) -> None:
     assert result.exit_code == 0, result.output
     assert "an unversioned database shaped as revision 0001_baseline: stamped at it" in result.output
     for revision in ("0002_rejected_count", "0003_drop_memberships_fk", "0004_store_version", "0005_claimed_at",
-                     "0006_tracking_senders", "0007_member_counts", "0008_buy_outbox", "0009_erasure_requests"):
+                     "0006_tracking_senders", "0007_member_counts", "0008_buy_outbox", "0009_erasure_requests",
+                     "0010_reconciles"):
         assert f"applied {revision}" in result.output
     assert revision_of(app) == schema.head_revision()
     assert rows_now(app, before) == before
@@ -210,7 +211,7 @@ def test_until_the_upgrade_check_fails_naming_the_command_and_the_webhook_answer
     assert check.exit_code == 1
     assert ("FAIL  schema at revision 0001_baseline, pending 0002_rejected_count, 0003_drop_memberships_fk,"
             " 0004_store_version, 0005_claimed_at, 0006_tracking_senders, 0007_member_counts, 0008_buy_outbox,"
-            " 0009_erasure_requests:"
+            " 0009_erasure_requests, 0010_reconciles:"
             " run flask cdp upgrade-db"
             in check.output)
     with caplog.at_level(logging.ERROR, logger="cdp_bridge.schema"):
@@ -220,7 +221,7 @@ def test_until_the_upgrade_check_fails_naming_the_command_and_the_webhook_answer
             assert response.get_json() == {"error": "unavailable", "message": "the database's cdp_* tables are behind"
                                                                          " this code: run flask cdp upgrade-db"}
     errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
-    assert errors == ["cdp_bridge's tables are at revision 0001_baseline, not 0009_erasure_requests: run flask cdp"
+    assert errors == ["cdp_bridge's tables are at revision 0001_baseline, not 0010_reconciles: run flask cdp"
                       " upgrade-db; until then the webhook answers 503 and workers wait"]  # once, not per request
     assert rows_now(app, before) == before  # nothing half-written
     assert run(app, "upgrade-db").exit_code == 0
@@ -275,7 +276,7 @@ def test_create_all_on_a_0_1_database_is_no_head_start(app_on_0_1) -> None:
     assert "applied 0007_member_counts" in result.output
     assert rows_now(app, before) == before
     check = run(app, "check")  # the queued delivery 0.1 left makes the queue line fail: the schema line is the point
-    assert "cdp tables at schema revision 0009_erasure_requests" in check.output and "schema at revision 0001" not in check.output
+    assert "cdp tables at schema revision 0010_reconciles" in check.output and "schema at revision 0001" not in check.output
 
 
 def test_pages_and_the_back_office_on_an_old_schema_answer_without_a_500(app_on_0_1) -> None:

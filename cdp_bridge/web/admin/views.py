@@ -23,6 +23,7 @@ from wtforms.validators import ValidationError as CSRFValidationError
 from ...errors import DATABASE_UNREACHABLE, CDPError, ConflictError, NotFoundError, ProtectedGroupError, ValidationError
 from ...identifiers import validate_group_identifier, validate_name, validate_user_id
 from ...model import DeliveryStatus
+from ...reconcile.runner import last_reconciles
 from ...state import current_state as _state
 from ...store.schema import UPGRADE_COMMAND
 
@@ -181,6 +182,7 @@ def group(identifier: str, *, error: str | None = None, status: int = 200) -> An
         status,
         group=found,
         segments=segments[:PAGE_SIZE],
+        reconciles=last_reconciles(_state().engine, _state().tables, identifier),
         pager=Pager(page, len(segments) > PAGE_SIZE, ".group", {"identifier": identifier}),
         error=error,
         created=request.args.get("created") == "1",

@@ -1,0 +1,1 @@
+"""Reconciling the segment store with the CDP API (SPEC section 15): ``flask cdp reconcile``."""
