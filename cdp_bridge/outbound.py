@@ -124,6 +124,28 @@ class OutboundClient:
                 fields: Mapping[str, str] | None = None, body: bytes | None = None) -> Answer | CallFailure:
         """Make one call and read its whole answer within the client's timeout. ``fields``
         are the query of a GET."""
+        with self._opened(method, url, headers, fields, body) as opened:
+            if isinstance(opened, CallFailure):
+                return opened
+            return self._read(*opened)
+
+    @contextlib.contextmanager
+    def streamed(self, url: str, *, headers: Mapping[str, str] | None = None) -> Iterator[StreamedAnswer | CallFailure]:
+        """A GET whose body is read as it arrives (by a streaming parser), for answers too
+        large to hold twice: the same guards, the body's limit enforced by
+        :class:`StreamedAnswer` as it is read, the deadline for the whole call."""
+        with self._opened("GET", url, headers, None, None) as opened:
+            if isinstance(opened, CallFailure):
+                yield opened
+                return
+            response, deadline = opened
+            yield self._refused(response) or StreamedAnswer(response.status, response, self.max_answer_bytes, deadline)
+
+    @contextlib.contextmanager
+    def _opened(self, method: str, url: str, headers: Mapping[str, str] | None, fields: Mapping[str, str] | None,
+                body: bytes | None) -> Iterator[tuple[BaseHTTPResponse, _Deadline] | CallFailure]:
+        """The call's response, its body not read yet, under the deadline for the whole
+        call; the connection goes back to the pool after."""
         seconds = self.timeout
         deadline = _WATCHDOG.deadline(seconds)
         _watched.deadline = deadline
@@ -134,61 +156,36 @@ class OutboundClient:
                 preload_content=False, decode_content=False)
         except (urllib3.exceptions.HTTPError, HTTPException, OSError) as exc:
             deadline.cancel()
-            return _failure(exc, deadline, seconds)
-        finally:
-            _watched.deadline = None
-        try:
-            return self._read(response, deadline, seconds)
-        finally:
-            deadline.cancel()
-            response.release_conn()
-
-    @contextlib.contextmanager
-    def streamed(self, url: str, *, headers: Mapping[str, str] | None = None) -> Iterator[StreamedAnswer | CallFailure]:
-        """A GET whose body is read as it arrives (by a streaming parser), for answers too
-        large to hold twice: the same guards, the body's limit enforced by
-        :class:`StreamedAnswer` as it is read, the deadline for the whole call."""
-        seconds = self.timeout
-        deadline = _WATCHDOG.deadline(seconds)
-        _watched.deadline = deadline
-        try:
-            response = self._pool.request(
-                "GET", url, headers={**(headers or {}), "Accept-Encoding": "identity"},
-                timeout=urllib3.Timeout(connect=seconds, read=seconds), redirect=False, retries=False,
-                preload_content=False, decode_content=False)
-        except (urllib3.exceptions.HTTPError, HTTPException, OSError) as exc:
-            deadline.cancel()
             yield _failure(exc, deadline, seconds)
             return
         finally:
             _watched.deadline = None
         try:
-            if 300 <= response.status < 400:
-                redirect = self._read(response, deadline, seconds)
-                assert isinstance(redirect, CallFailure)
-                yield redirect
-                return
-            declared = response.headers.get("Content-Length", "")
-            if declared.isdigit() and int(declared) > self.max_answer_bytes:
-                response.close()
-                yield CallFailure("too_large", f"the answer is larger than {self.max_answer_bytes} bytes")
-                return
-            yield StreamedAnswer(response.status, response, self.max_answer_bytes, deadline)
+            yield response, deadline
         finally:
             deadline.cancel()
             response.release_conn()
 
-    def _read(self, response: BaseHTTPResponse, deadline: _Deadline, seconds: float) -> Answer | CallFailure:
+    def _refused(self, response: BaseHTTPResponse) -> CallFailure | None:
+        """A redirect (never followed), or a body whose declared length is over the limit."""
         if 300 <= response.status < 400:
             response.close()  # the body is not wanted, and the connection is not kept for it
             host = urlsplit(response.headers.get("Location", "")).hostname or "no Location"
             return CallFailure("redirect", f"answered {response.status} with a redirect to {one_line(host)[:100]},"
                                            " which is not followed")
         declared = response.headers.get("Content-Length", "")
-        too_large = CallFailure("too_large", f"the answer is larger than {self.max_answer_bytes} bytes")
         if declared.isdigit() and int(declared) > self.max_answer_bytes:
             response.close()
-            return too_large
+            return self._too_large()
+        return None
+
+    def _too_large(self) -> CallFailure:
+        return CallFailure("too_large", f"the answer is larger than {self.max_answer_bytes} bytes")
+
+    def _read(self, response: BaseHTTPResponse, deadline: _Deadline) -> Answer | CallFailure:
+        refused = self._refused(response)
+        if refused is not None:
+            return refused
         chunks: list[bytes] = []
         size = 0
         try:
@@ -196,14 +193,14 @@ class OutboundClient:
                 size += len(chunk)
                 if size > self.max_answer_bytes:
                     response.close()
-                    return too_large
+                    return self._too_large()
                 chunks.append(chunk)
         except (urllib3.exceptions.HTTPError, HTTPException, OSError) as exc:
             response.close()
-            return _failure(exc, deadline, seconds)
+            return _failure(exc, deadline, self.timeout)
         if deadline.expired:  # the watchdog's shutdown can end a body like a closed connection
             response.close()
-            return _timed_out(seconds)
+            return _timed_out(self.timeout)
         return Answer(response.status, response.headers, b"".join(chunks), response)
 
     def close(self) -> None:

@@ -228,8 +228,8 @@ class CDPState:
         schedule = self.settings.reconcile.schedule
         if schedule is not None:
             if self.settings.membership_api.enabled:
-                groups = sorted({a.segment_group_identifier for a in self.settings.webhook.activations})
-                jobs.append(ScheduledReconcile(self.engine, self.tables, schedule, groups, self.reconciler))
+                jobs.append(ScheduledReconcile(self.engine, self.tables, schedule,
+                                               sorted(self.settings.webhook.protected_group_identifiers), self.reconciler))
             else:
                 log.warning("CDP_RECONCILE_SCHEDULE is set but the CDP API is not (CDP_MEMBERSHIP_ACTIVATION_ID and"
                             " CDP_MEMBERSHIP_API_KEY): no scheduled reconcile")

@@ -279,8 +279,7 @@ def forget(user_id: str | None, email: str | None) -> None:
 def reconcile(group: str | None, dry_run: bool) -> None:
     """Make the segment store what the CDP API says each audience is (SPEC section 15)."""
     state = _state()
-    groups = [group] if group is not None else sorted(
-        {a.segment_group_identifier for a in state.settings.webhook.activations})
+    groups = [group] if group is not None else sorted(state.settings.webhook.protected_group_identifiers)
     if not groups:
         raise UsageProblem("no segment group: give --group, or configure an activation (CDP_SEGMENT_GROUP_IDENTIFIER)")
     reconciler = state.reconciler()

@@ -54,7 +54,6 @@ class SegmentReport:
     sequence: int | None = None
     skipped_ids: int = 0
     error: str | None = None
-    note: str | None = None
 
     def line(self, dry_run: bool) -> str:
         if self.error is not None:
@@ -64,8 +63,6 @@ class SegmentReport:
                 f" unchanged {self.unchanged}, sequence {self.sequence if self.sequence is not None else '-'}")
         if self.skipped_ids:
             text += f"; {self.skipped_ids} ids skipped (not valid user ids)"
-        if self.note:
-            text += f"; {self.note}"
         return text
 
 

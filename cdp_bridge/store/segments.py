@@ -8,7 +8,8 @@ deliveries (which use :mod:`.membership` directly) may change them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,20 +79,18 @@ class SegmentStore:
 
     def delete_group(self, identifier: str) -> None:
         """Delete a group with its segments and memberships (refused for protected groups)."""
-        with recording() as changes:
-            with self.engine.begin() as conn:
-                group_id = self._editable_group_id(conn, identifier)
-                t = self.tables
-                segment_ids = select(t.segments.c.id).where(t.segments.c.group_id == group_id)
-                if changes is not None:
-                    for segment_id in conn.scalars(segment_ids).all():
-                        changes.note(conn, t, segment_id, removed=sorted(membership.all_members(conn, t, segment_id)))
-                conn.execute(delete(t.memberships).where(t.memberships.c.segment_id.in_(segment_ids)))
-                conn.execute(delete(t.segments).where(t.segments.c.group_id == group_id))
-                conn.execute(delete(t.tombstones).where(t.tombstones.c.group_id == group_id))
-                conn.execute(delete(t.segment_groups).where(t.segment_groups.c.id == group_id))
-                membership.bump_store_version(conn, self.tables)
-            _sent_by_admin(changes)
+        with self._by_hand() as (conn, changes):
+            group_id = self._editable_group_id(conn, identifier)
+            t = self.tables
+            segment_ids = select(t.segments.c.id).where(t.segments.c.group_id == group_id)
+            if changes is not None:
+                for segment_id in conn.scalars(segment_ids).all():
+                    changes.note(conn, t, segment_id, removed=sorted(membership.all_members(conn, t, segment_id)))
+            conn.execute(delete(t.memberships).where(t.memberships.c.segment_id.in_(segment_ids)))
+            conn.execute(delete(t.segments).where(t.segments.c.group_id == group_id))
+            conn.execute(delete(t.tombstones).where(t.tombstones.c.group_id == group_id))
+            conn.execute(delete(t.segment_groups).where(t.segment_groups.c.id == group_id))
+            membership.bump_store_version(conn, self.tables)
 
     def get_group(self, identifier: str) -> SegmentGroup:
         """One group, or :class:`NotFoundError`."""
@@ -144,23 +143,19 @@ class SegmentStore:
     def add_members(self, group: str, segment: str, user_ids: Iterable[object], *, name: str | None = None) -> int:
         """Add users to a segment, creating it if needed; return how many were new."""
         ids = validate_user_ids(user_ids)
-        with recording() as changes:
-            with self.engine.begin() as conn:
-                row = self._editable_segment(conn, group, segment, name)
-                added = membership.add_members(conn, self.tables, row.id, ids)
-                membership.bump_store_version(conn, self.tables)
-            _sent_by_admin(changes)
+        with self._by_hand() as (conn, _):
+            row = self._editable_segment(conn, group, segment, name)
+            added = membership.add_members(conn, self.tables, row.id, ids)
+            membership.bump_store_version(conn, self.tables)
         return added
 
     def remove_members(self, group: str, segment: str, user_ids: Iterable[object]) -> int:
         """Remove users from a segment; return how many were members."""
         ids = validate_user_ids(user_ids)
-        with recording() as changes:
-            with self.engine.begin() as conn:
-                row = self._existing_editable_segment(conn, group, segment)
-                removed = membership.remove_members(conn, self.tables, row.id, ids)
-                membership.bump_store_version(conn, self.tables)
-            _sent_by_admin(changes)
+        with self._by_hand() as (conn, _):
+            row = self._existing_editable_segment(conn, group, segment)
+            removed = membership.remove_members(conn, self.tables, row.id, ids)
+            membership.bump_store_version(conn, self.tables)
         return removed
 
     def replace_members(
@@ -168,22 +163,29 @@ class SegmentStore:
     ) -> tuple[int, int]:
         """Make a segment's members exactly ``user_ids``; return (added, removed)."""
         ids = validate_user_ids(user_ids)
-        with recording() as changes:
-            with self.engine.begin() as conn:
-                row = self._editable_segment(conn, group, segment, name)
-                counts = membership.replace_members(conn, self.tables, row.id, ids)
-                membership.bump_store_version(conn, self.tables)
-            _sent_by_admin(changes)
+        with self._by_hand() as (conn, _):
+            row = self._editable_segment(conn, group, segment, name)
+            counts = membership.replace_members(conn, self.tables, row.id, ids)
+            membership.bump_store_version(conn, self.tables)
         return counts
 
     def delete_segment(self, group: str, segment: str) -> None:
         """Delete a segment and its memberships."""
+        with self._by_hand() as (conn, _):
+            row = self._existing_editable_segment(conn, group, segment)
+            membership.delete_segment(conn, self.tables, row.id)
+            membership.bump_store_version(conn, self.tables)
+
+    @contextmanager
+    def _by_hand(self) -> Iterator[tuple[Connection, MembershipChanges | None]]:
+        """The transaction of a change by hand (the back office, or the host's code), and
+        what it changed if anyone listens: ``memberships_changed`` with ``source="admin"``
+        once it has committed."""
         with recording() as changes:
             with self.engine.begin() as conn:
-                row = self._existing_editable_segment(conn, group, segment)
-                membership.delete_segment(conn, self.tables, row.id)
-                membership.bump_store_version(conn, self.tables)
-            _sent_by_admin(changes)
+                yield conn, changes
+            if changes is not None:
+                changes.send("admin")
 
     def _editable_segment(self, conn: Connection, group: str, segment: str, name: str | None) -> membership.SegmentRow:
         segment = validate_segment_identifier(segment)
@@ -321,9 +323,3 @@ def _segment(row: Any) -> Segment:
         last_sequence=row.last_sequence,
         member_count=mapping.get("member_count"),
     )
-
-
-def _sent_by_admin(changes: MembershipChanges | None) -> None:
-    """``memberships_changed`` for a change by hand (the back office, or the host's code), once committed."""
-    if changes is not None:
-        changes.send("admin")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from typing import Any
 
+import pytest
 from flask import Flask
 from sqlalchemy import select
 
@@ -28,12 +30,17 @@ def counter(name: str, **labels: str) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
-def test_a_drifted_segment_is_repaired_exactly_with_one_signal(site: Flask, cdp_api: FakeCdpApi, receive: Any) -> None:
+def test_a_drifted_segment_is_repaired_exactly_with_one_signal(site: Flask, cdp_api: FakeCdpApi, receive: Any,
+                                                                caplog: pytest.LogCaptureFixture) -> None:
     truth(cdp_api)
     received = receive(memberships_changed)
     added_before = counter("cdp_reconcile_changes_total", change="added")
-    result = run(site, "reconcile")
+    runs_before = counter("cdp_reconcile_runs_total", outcome="ok")
+    with caplog.at_level(logging.INFO, logger="cdp_bridge.reconcile"):
+        result = run(site, "reconcile")
     assert result.exit_code == 0, result.output
+    assert "reconcile of group shop: vip: added 3, removed 2, unchanged 3, sequence 41" in caplog.text
+    assert counter("cdp_reconcile_runs_total", outcome="ok") == runs_before + 1
     assert memberships(site) == {"vip": set(TRUTH_VIP), "cats": {"c1", "c2"}}
     assert "vip: added 3, removed 2, unchanged 3, sequence 41" in result.output
     assert "cats: added 0, removed 0, unchanged 2, sequence -" in result.output
@@ -84,8 +91,10 @@ def test_bad_answers_change_nothing_for_their_segment_and_the_run_goes_on(site: 
     }
     site.extensions["cdp"].settings = _with_max_bytes(site, 1024)
     before = memberships(site)
+    failed_before = counter("cdp_reconcile_runs_total", outcome="failed")
     result = run(site, "reconcile")
     assert result.exit_code == 1
+    assert counter("cdp_reconcile_runs_total", outcome="failed") == failed_before + 1
     out = result.output
     assert "vip: added 3, removed 2" in out  # the good one is applied
     assert "cats: FAILED, nothing changed: its members: the CDP API answered 404" in out

@@ -22,8 +22,10 @@ from tests.support.loopback import LoopbackServer
 
 KEY = "cdp-api-key-0123456789"
 ACTIVATION = "reconcile-activation"
-#: What an app needs to reconcile from this fake.
+
+
 def settings(fake: FakeCdpApi) -> dict[str, Any]:
+    """What an app needs to reconcile from this fake."""
     return {"CDP_MEMBERSHIP_API_URL": fake.url, "CDP_MEMBERSHIP_ACTIVATION_ID": ACTIVATION,
             "CDP_MEMBERSHIP_API_KEY": KEY}
 
