@@ -164,12 +164,13 @@ def test_downgrading_revisions_and_upgrading_again_loses_nothing(app_on_0_1) -> 
     with app.app_context():
         state = app.extensions["cdp"]
         schema.downgrade(state.engine, "-1")
-        assert revision_of(app) == "0008_buy_outbox"
-        schema.downgrade(state.engine, "-2")
+        assert revision_of(app) == "0009_erasure_requests"
+        schema.downgrade(state.engine, "-3")
     assert revision_of(app) == "0006_tracking_senders"
     result = run(app, "upgrade-db")
     assert result.exit_code == 0 and "applied 0007_member_counts" in result.output
     assert "applied 0008_buy_outbox" in result.output and "applied 0009_erasure_requests" in result.output
+    assert "applied 0010_reconciles" in result.output
     assert rows_now(app, before) == before
 
 
@@ -306,7 +307,7 @@ def test_every_revision_says_whether_the_previous_code_keeps_working() -> None:
     """A rolling deploy depends on it: each revision after the baseline names itself an
     expand step (previous code keeps working) or a contract step (it must be gone)."""
     scripts = [script for script in schema._scripts().walk_revisions() if script.down_revision is not None]
-    assert len(scripts) == 8
+    assert len(scripts) == 9
     for script in scripts:
         text = script.module.__doc__ or ""
         assert "Expand:" in text or "Contract:" in text, script.revision
