@@ -17,14 +17,17 @@ from sqlalchemy import select
 
 from cdp_bridge import ConflictError, database_url
 from cdp_bridge.settings import process_environment
+from cdp_bridge.store import membership
 
 from . import cdp_hooks  # noqa: F401 - registers the demo's hooks on cdp
 from .extensions import cdp, db
 from .models import (
     CONSENT_COOKIE,
+    DEMO_AUDIENCES,
     DEMO_CLIENT_ID,
     DEMO_GROUP,
     DEMO_MEMBERSHIP_ACTIVATION_ID,
+    DEMO_MISSED_PUSH,
     DEMO_RECOMMENDATION_MODULES,
     DEMO_USERS,
     INTERESTS_GROUP,
@@ -73,7 +76,8 @@ def create_app(config: dict[str, Any] | None = None, instance_path: str | None =
         keys = {key: environment.get(key) or cdp_defaults[key] for key in
                 ("CDP_MEMBERSHIP_API_KEY", "CDP_MEMBERSHIP_ACTIVATION_ID", "CDP_RECOMMENDATIONS_API_KEY",
                  "CDP_GDPR_API_KEY")}
-        stand_in = start_raptor_stand_in(app, keys) if calls_raptor() else NOWHERE
+        schedule = environment.get("CDP_RECONCILE_SCHEDULE") or (config or {}).get("CDP_RECONCILE_SCHEDULE")
+        stand_in = start_raptor_stand_in(app, keys) if calls_raptor(bool(schedule)) else NOWHERE
         for key in ("CDP_MEMBERSHIP_API_URL", "CDP_SERVER_TRACKING_URL", "CDP_RECOMMENDATIONS_API_URL"):
             cdp_defaults[key] = stand_in
         cdp_defaults["CDP_GDPR_API_URL"] = f"{stand_in}/gdpr"
@@ -165,3 +169,17 @@ def _seed_first_run() -> None:
             continue
         if identifier == INTERESTS_GROUP:
             store.add_members(INTERESTS_GROUP, "newsletter", ["1", "3"], name="Newsletter readers")
+        else:
+            _receive_the_missed_push()
+
+
+def _receive_the_missed_push() -> None:
+    """The activation's audiences as the CDP pushed them before the push the demo "missed"
+    (:data:`~demo.models.DEMO_MISSED_PUSH`): ``flask cdp reconcile`` repairs the rest."""
+    state = cdp.state
+    with state.engine.begin() as conn:
+        group_id = state.store.group_id(conn, DEMO_GROUP)
+        for audience, members in DEMO_MISSED_PUSH.items():
+            row, _ = membership.ensure_segment(conn, state.tables, group_id, audience, DEMO_AUDIENCES[audience][0])
+            membership.add_members(conn, state.tables, row.id, members)
+        membership.bump_store_version(conn, state.tables)

@@ -15,6 +15,17 @@ DEMO_CLIENT_ID = "demo-shop"
 DEMO_MEMBERSHIP_ACTIVATION_ID = "demo-cdp-api"
 CAT_OWNERS = {"id": "5d822e81", "name": "Cat owners"}
 DEMO_GROUP = "demo_shop"
+#: What the demo's stand-in for Raptor's CDP API holds as the activation's audiences:
+#: ``{audience id: (name, [user ids])}`` (carol owns a cat; alice and carol spend big).
+DEMO_AUDIENCES: dict[str, tuple[str, list[str]]] = {
+    CAT_OWNERS["id"]: (CAT_OWNERS["name"], ["3"]),
+    "9a1f0c37": ("Big spenders", ["1", "3"]),
+}
+#: What the demo's store holds on its first run: the CDP's push before last, as if the
+#: site had missed the last one (carol became a big spender), so ``flask cdp reconcile``
+#: has a drift to repair (docs/demo.md). Bob is in no segment: the demo page's tip sends
+#: him an activation.
+DEMO_MISSED_PUSH: dict[str, list[str]] = {CAT_OWNERS["id"]: ["3"], "9a1f0c37": ["1"]}
 INTERESTS_GROUP = "demo_interests"
 
 

@@ -1,6 +1,7 @@
 """The demo's stand-in for Raptor: cdp_bridge.testing's, answering from the demo's own
 data (a visitor who looked at a cat product is in "Cat owners"; recommendations from the
-catalogue and the visitor's views), started only by a process that calls Raptor."""
+catalogue and the visitor's views; the activation's audiences for ``flask cdp reconcile``),
+started only by a process that calls Raptor."""
 
 from __future__ import annotations
 
@@ -14,21 +15,23 @@ from sqlalchemy import select
 from cdp_bridge.testing import RaptorStandIn
 
 from .extensions import db
-from .models import CAT_OWNERS, PRODUCTS, DemoCatVisitor, DemoView
+from .models import CAT_OWNERS, DEMO_AUDIENCES, PRODUCTS, DemoCatVisitor, DemoView
 
-STAND_IN_COMMANDS = frozenset({"run", "check", "till-sale"})
+STAND_IN_COMMANDS = frozenset({"run", "check", "till-sale", "reconcile"})
 #: Where the other commands' Raptor settings point: the discard port, so nothing leaves
 #: the machine (and none of them calls it).
 NOWHERE = "http://127.0.0.1:9"
 
 
-def calls_raptor() -> bool:
+def calls_raptor(reconciles_on_schedule: bool) -> bool:
     """Whether this process needs the stand-in for Raptor's servers: it serves the shop
-    (gunicorn, ``flask run``, a test's app: no ``flask`` command, or ``run``) or runs a
-    command that calls Raptor. ``flask cdp init-db``, ``worker``, ``segments`` and the rest
-    start no server thread."""
+    (gunicorn, ``flask run``, a test's app: no ``flask`` command, or ``run``), runs a
+    command that calls Raptor, or is ``flask cdp worker`` with ``CDP_RECONCILE_SCHEDULE``
+    set. ``flask cdp init-db``, ``segments`` and the rest start no server thread."""
     context = click.get_current_context(silent=True)
-    return context is None or context.info_name in STAND_IN_COMMANDS
+    if context is None or context.info_name in STAND_IN_COMMANDS:
+        return True
+    return context.info_name == "worker" and reconciles_on_schedule
 
 
 
@@ -133,6 +136,7 @@ def start_raptor_stand_in(app: Flask, settings: dict[str, Any]) -> str:
                 _remember_cat_visitor(visitor_id)
             _remember_views(visitor_id, [event])
 
+    stand_in.audiences = {audience: (name, list(members)) for audience, (name, members) in DEMO_AUDIENCES.items()}
     stand_in.answer_visitor_segments = visitor_segments
     stand_in.answer_recommendations = recommendations
     stand_in.on_event = tracking_event

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -31,6 +32,8 @@ def test_first_run_creates_users_groups_and_a_secret(demo: Flask, tmp_path) -> N
         assert groups["demo_shop"].protected
         assert not groups["demo_interests"].protected
         assert store.members("demo_interests", "newsletter") == ["1", "3"]
+        assert store.members("demo_shop", "9a1f0c37") == ["1"]  # the CDP's push before the one it missed
+        assert store.get_segment("demo_shop", "5d822e81").name == "Cat owners"
     secret = demo.config["CDP_ACTIVATION_CLIENT_SECRET"]
     assert len(secret) >= 32
     assert secret in (tmp_path / "instance" / "demo-secrets.json").read_text()
@@ -128,6 +131,46 @@ def run_flask(tmp_path, *args: str, **env: str):
     return subprocess.run(
         [str(flask), "--app", "demo_app", *args], cwd=tmp_path, env=environ, capture_output=True, text=True
     )
+
+
+def test_flask_cdp_reconcile_repairs_the_push_the_demo_missed(tmp_path) -> None:
+    """A separate process (as an operator runs it) asks the demo's stand-in for Raptor's
+    CDP API, which holds DEMO_AUDIENCES, and repairs the store's first-run copy."""
+    from demo.models import DEMO_AUDIENCES, DEMO_GROUP, DEMO_MISSED_PUSH
+
+    def members() -> dict[str, list[str]]:
+        app = wsgi.create_app({"TESTING": True}, instance_path=str(tmp_path / "instance"))
+        try:
+            with app.app_context():
+                store = app.extensions["cdp"].store
+                return {segment.identifier: store.members(DEMO_GROUP, segment.identifier)
+                        for segment in store.list_segments(DEMO_GROUP)}
+        finally:
+            stop_background_threads(app)
+
+    def carols_segments() -> str:
+        app = wsgi.create_app({"TESTING": True}, instance_path=str(tmp_path / "instance"))
+        try:
+            client = app.test_client()
+            client.post("/login", data={"login": "carol"})
+            page = client.get("/").get_data(as_text=True)
+            return page[page.index('id="your-segments"'):page.index("</aside>")]
+        finally:
+            stop_background_threads(app)
+
+    dry = run_flask(tmp_path, "cdp", "reconcile", "--dry-run")
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert re.search(r"9a1f0c37: would add 1, would remove 0, unchanged 1, sequence \d+", dry.stdout), dry.stdout
+    assert members() == DEMO_MISSED_PUSH
+    assert "Big spenders" not in carols_segments()
+    repaired = run_flask(tmp_path, "cdp", "reconcile")
+    assert repaired.returncode == 0, repaired.stdout + repaired.stderr
+    assert re.search(r"5d822e81: added 0, removed 0, unchanged 1, sequence \d+", repaired.stdout), repaired.stdout
+    assert re.search(r"9a1f0c37: added 1, removed 0, unchanged 1, sequence \d+", repaired.stdout), repaired.stdout
+    assert members() == {audience: sorted(ids) for audience, (_, ids) in DEMO_AUDIENCES.items()}
+    assert "Big spenders" in carols_segments() and "Cat owners" in carols_segments()
+    again = run_flask(tmp_path, "cdp", "reconcile")
+    assert "9a1f0c37: added 0, removed 0, unchanged 2" in again.stdout, again.stdout + again.stderr
 
 
 def test_flask_cdp_check_reports_a_healthy_demo(tmp_path) -> None:
@@ -365,13 +408,17 @@ def test_behind_a_tls_proxy_every_cookie_is_secure(tmp_path, monkeypatch) -> Non
         wsgi.create_app({"TESTING": True}, instance_path=str(tmp_path / "instance2"))
 
 
-@pytest.mark.parametrize(("command", "started"), [(None, True), ("run", True), ("check", True), ("till-sale", True),
-                                                  ("init-db", False), ("worker", False), ("segments", False)])
-def test_the_stand_in_starts_only_when_serving_or_for_a_command_that_calls_raptor(tmp_path, command, started) -> None:
+@pytest.mark.parametrize(("command", "schedule", "started"), [
+    (None, None, True), ("run", None, True), ("check", None, True), ("till-sale", None, True), ("reconcile", None, True),
+    ("worker", "0 3 * * *", True),  # the worker reconciles on a schedule: it asks the CDP API
+    ("init-db", None, False), ("worker", None, False), ("segments", None, False)])
+def test_the_stand_in_starts_only_when_serving_or_for_a_command_that_calls_raptor(tmp_path, command, schedule,
+                                                                                   started) -> None:
     import click
 
     def build() -> Flask:
-        return wsgi.create_app({"TESTING": True}, instance_path=str(tmp_path / "instance"))
+        config = {"TESTING": True, **({"CDP_RECONCILE_SCHEDULE": schedule} if schedule else {})}
+        return wsgi.create_app(config, instance_path=str(tmp_path / "instance"))
 
     if command is None:  # gunicorn, or a test: no flask command
         app = build()
