@@ -41,7 +41,8 @@ from .redis_guard import RedisGuard
 from .settings import CDPSettings
 from .shared_cache import SharedCache
 from .store import CDPTables, SegmentStore, schema
-from .store.senders import record_sender_counts
+from .store.history import HistoryPruning
+from .store.senders import SenderReports
 from .tracking.modes import MODES, ModeRules
 from .tracking.outbox import BuyOutbox
 from .tracking.service import TrackingService
@@ -124,12 +125,12 @@ class CDPState:
         self.recommendations = recommendations.service_from(settings.recommendations_api, settings.site.account_number,
                                                               cache)
         self.schema_gate = schema.SchemaGate(self.engine)
-        engine, senders, token = self.engine, self.tables.tracking_senders, uuid.uuid4().hex[:8]
+        engine, token = self.engine, uuid.uuid4().hex[:8]
         # The sender reports from its own thread, with no app context: it keeps the engine.
         # Each process reports under a name with its pid, so workers forked after this
         # was made each keep a row of their own.
-        self.tracking = TrackingService(self.settings, on_report=lambda counts: record_sender_counts(
-            engine, senders, f"{socket.gethostname()}:{os.getpid()}:{token}", counts),
+        self.tracking = TrackingService(self.settings, on_report=SenderReports(
+            engine, self.tables, lambda: f"{socket.gethostname()}:{os.getpid()}:{token}"),
             buy_outbox=self.buy_outbox_or_none, wake=self.wake_inline_worker)
 
     def error_once(self, log: logging.Logger, problem: str) -> None:
@@ -214,7 +215,8 @@ class CDPState:
     def queue_jobs(self, lease_seconds: int | None = None) -> list[Job]:
         """What the queue workers run for this app, each over its own leased queue: the
         delivery inbox, the buy outbox when it is on, and Raptor's ``DeleteUser`` calls with
-        ``CDP_GDPR_API_KEY`` (needs an app context). A new
+        ``CDP_GDPR_API_KEY``; then the scheduled work: the history's pruning, the reconcile
+        with ``CDP_RECONCILE_SCHEDULE`` (needs an app context). A new
         kind of queued work is one more job here; the worker itself is unchanged."""
         lease = lease_seconds or self.settings.worker.lease_seconds
         jobs: list[Job] = [self.make_inbox(lease)]
@@ -225,6 +227,7 @@ class CDPState:
         if self.settings.gdpr_api.enabled and account is not None:
             jobs.append(GdprDeletions(self.engine, self.tables, self.settings.gdpr_api, account, lease_seconds=lease,
                                       give_up_days=self.settings.privacy.forget_give_up_days))
+        jobs.append(HistoryPruning(self.engine, self.tables, self.settings.site.history_days))
         schedule = self.settings.reconcile.schedule
         if schedule is not None:
             if self.settings.membership_api.enabled:

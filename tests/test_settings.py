@@ -309,6 +309,7 @@ MALFORMED = {
     "CDP_GDPR_API_URL": "gdpr-api.example.com",
     "CDP_RECONCILE_MAX_BYTES": "10",
     "CDP_RECONCILE_SCHEDULE": "every night",
+    "CDP_HISTORY_DAYS": "0",
     "CDP_GDPR_API_KEY": "<your key>",
 }
 

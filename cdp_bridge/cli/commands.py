@@ -160,8 +160,9 @@ def worker(once: bool, poll_seconds: float, lease_seconds: int | None, log_level
             raise CommandFailed(f"cdp_bridge's tables are not at the schema this version writes: run {schema.UPGRADE_COMMAND}")
         reports = queue_worker.run_once()
         queue_worker.close()
-        for report in reports:
-            click.echo(report.summary())
+        for line in (report.summary() for report in reports):
+            if line:  # a job with nothing to say (the history's pruning, most passes) prints nothing
+                click.echo(line)
         return
     for signal_number in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signal_number, lambda *_: queue_worker.stop())

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Select, Table, bindparam, exists, func, select, update
+from sqlalchemy import Connection, Engine, Select, Table, bindparam, exists, func, select, text, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from .. import signals
@@ -40,11 +40,12 @@ from ..model import (
     Rejections,
 )
 from ..privacy.erasure import ErasureRequests
-from ..store import CDPTables, utcnow
+from ..store import CDPTables, history, utcnow
 from ..store.audiences import apply_audience_changes, changes_from_json, changes_to_json
 from ..store.changes import recording
 from ..store.leased_queue import Backoff, LeasedQueue, Released, Statuses
-from ..store.membership import group_lock_key, insert_skipping_conflicts
+from ..store.membership import group_lock_key
+from ..store.upserts import insert_skipping_conflicts
 
 log = logging.getLogger("cdp_bridge.webhook")
 
@@ -225,6 +226,7 @@ class DeliveryInbox:
             error = f"unknown_segment_group: segment group {activation.segment_group_identifier!r} does not exist"
             delivery_id = self._record(conn, {**row, "payload": changes_to_json(document.changes),
                                               "status": DeliveryStatus.REJECTED, "error": error, "request_id": None})
+            history.add_counts(conn, self.tables, {history.REJECTED_IDS: document.items})
             return ReceiveResult(Outcome.UNKNOWN_SEGMENT_GROUP, delivery_id, document.items)
         if queue:
             delivery_id = self._record(conn, {**row, "payload": changes_to_json(document.changes),
@@ -237,13 +239,23 @@ class DeliveryInbox:
         row.update(rejected=document.rejected.as_record(), rejected_count=document.rejected.total)
         delivery_id = self._record(conn, {**row, "status": DeliveryStatus.APPLIED, "attempts": 1, "applied": outcome.applied,
                                           "stale": outcome.stale, "finished_at": utcnow(),
-                                          "duration_ms": int((time.monotonic() - started) * 1000)})
+                                          "duration_ms": int((time.monotonic() - started) * 1000)}, counted=True)
         return ReceiveResult(Outcome.APPLIED, delivery_id, document.items, outcome.applied, outcome.stale, document.rejected)
 
-    def _record(self, conn: Connection, row: dict[str, Any]) -> int:
-        """Insert the delivery's row; :class:`_AlreadyRecorded` when its request id is taken."""
+    def _record(self, conn: Connection, row: dict[str, Any], *, counted: bool = False) -> int:
+        """Insert the delivery's row; :class:`_AlreadyRecorded` when its request id is taken.
+        ``counted``: an applied delivery, counted in the dashboard's history (on PostgreSQL
+        in the same statement: a small delivery stays four round trips)."""
         d = self.tables.deliveries
-        found = conn.execute(_record_statement(d, conn.dialect.name), row).scalar()
+        if counted and conn.dialect.name == "postgresql":
+            buckets = history.buckets_now()
+            statement = _counted_record_statement(d, self.tables.history, tuple(sorted(row)))
+            found = conn.execute(statement, {**row, "hour": buckets[history.HOUR], "day": buckets[history.DAY]}).scalar()
+        else:
+            found = conn.execute(_record_statement(d, conn.dialect.name), row).scalar()
+            if counted and found is not None:
+                history.add_counts(conn, self.tables, {history.DELIVERIES_APPLIED: 1,
+                                                       history.REJECTED_IDS: int(row["rejected_count"])})
         if found is None:
             raise _AlreadyRecorded
         return int(found)
@@ -332,6 +344,7 @@ class DeliveryInbox:
                     outcome = apply_audience_changes(conn, self.tables, group_id, changes)
                 self._finish(conn, delivery_id, outcome.applied, outcome.stale, started,
                              rejected if rejected.total != before else None)
+                history.add_counts(conn, self.tables, {history.DELIVERIES_APPLIED: 1, history.REJECTED_IDS: rejected.total})
         except LeaseLost:
             log.warning("delivery %s: lease lost to another worker; not applied here", delivery_id)
             return Outcome.LEASE_LOST
@@ -361,6 +374,7 @@ class DeliveryInbox:
         outcome = Outcome.FAILED if released.outcome == Released.GAVE_UP else Outcome.QUEUED
         if outcome == Outcome.FAILED and released.row is not None:
             DELIVERIES_FAILED.labels(released.row.client_id).inc()
+            history.add_counts_now(self.engine, self.tables, {history.DELIVERIES_FAILED: 1})
         log.warning("delivery %s: try %s failed (%s); now %s", delivery_id, released.attempts, message, outcome)
         if outcome == Outcome.FAILED:
             signals.send(signals.delivery_failed, delivery_id=delivery_id, reason=message)
@@ -495,3 +509,18 @@ def _group_id_query(groups: Table, erasures: Table, reconcile_lock: bool) -> Sel
 @functools.cache
 def _record_statement(deliveries: Table, dialect: str) -> Any:
     return insert_skipping_conflicts(dialect, deliveries, ["client_id", "request_id"]).returning(deliveries.c.id)
+
+
+@functools.cache
+def _counted_record_statement(deliveries: Table, history_table: Table, columns: tuple[str, ...]) -> Any:
+    """PostgreSQL: the applied delivery's row, and its counts in the dashboard's history
+    (:func:`..store.history.postgres_counting`), in one statement."""
+    counting = history.postgres_counting(history_table, "recorded", [(history.DELIVERIES_APPLIED, "1"),
+                                                                     (history.REJECTED_IDS, ":rejected_count")])
+    sql = (f"WITH recorded AS (INSERT INTO {deliveries.name} ({', '.join(columns)})"
+           f" VALUES ({', '.join(f':{column}' for column in columns)})"
+           " ON CONFLICT (client_id, request_id) DO NOTHING RETURNING id),"
+           f" {counting} SELECT id FROM recorded")
+    return text(sql).bindparams(*(bindparam(column, type_=deliveries.c[column].type) for column in columns),
+                                bindparam("hour", type_=history_table.c.bucket.type),
+                                bindparam("day", type_=history_table.c.bucket.type))

@@ -24,6 +24,7 @@ from sqlalchemy import Engine, func, select, update
 from ..metrics import ERASURE_REQUESTS
 from ..outbound import Answer, OutboundClient
 from ..settings import GdprApi
+from ..store import history
 from ..store.leased_queue import Backoff, LeasedQueue, Released
 from ..store.tables import CDPTables, utcnow
 from .erasure import RaptorState
@@ -100,6 +101,7 @@ class GdprDeletions:
             self.queue.forget(row_id)
             self._answered(request_id, status, final=True)
             ERASURE_REQUESTS.labels("accepted").inc()
+            history.add_counts_now(self.engine, self.tables, {history.ERASURES_ACCEPTED: 1})
             return DeletionCounts(accepted=1)
         problem = f"Raptor answered {status}" if status is not None else str(answer)
         refused = status is not None and status < 500 and status != 429
@@ -111,6 +113,7 @@ class GdprDeletions:
         if released.outcome == Released.GAVE_UP:
             self._give_up(request_id)
             ERASURE_REQUESTS.labels("given_up").inc()
+            history.add_counts_now(self.engine, self.tables, {history.ERASURES_GIVEN_UP: 1})
             log.error("erasure request %s: Raptor's GDPR API was not asked to delete one identifier: %s after %s %s"
                       " (given up; see docs/privacy.md)", request_id, problem, released.attempts,
                       "try" if released.attempts == 1 else "tries")

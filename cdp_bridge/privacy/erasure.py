@@ -33,6 +33,7 @@ from ..identifiers import email_problem, validate_user_id
 from ..jobs.wake import notify_workers
 from ..metrics import ERASURE_REQUESTS
 from ..model import AudienceChange, Rejections
+from ..store import history
 from ..store.changes import recording
 from ..store.membership import remove_everywhere
 from ..store.secure_delete import secure_deleting
@@ -137,6 +138,7 @@ class ErasureRequests:
                     {"request_id": request_id, "identifier": identifier, "queued_at": now, "available_at": now,
                      "attempts": 0} for identifier in identifiers])
                 notify_workers(conn)
+            history.add_counts(conn, self.tables, {history.ERASURES_REQUESTED: 1})
         ERASURE_REQUESTS.labels("made").inc()
         if changes is not None:
             changes.send("forget")

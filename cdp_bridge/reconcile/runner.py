@@ -33,7 +33,7 @@ from ..identifiers import are_plain_user_ids
 from ..json_text import UnreadableJSON, read_json
 from ..metrics import RECONCILE_CHANGES, RECONCILE_RUNS
 from ..outbound import AnswerTooLarge, StreamedAnswer
-from ..store import membership
+from ..store import history, membership
 from ..store.changes import recording
 from ..store.streamed_replace import StreamedReplace
 from ..store.tables import CDPTables, utcnow
@@ -112,6 +112,10 @@ class Reconciler:
                 report.segments.append(found)
                 self._report(group, found, dry_run)
         RECONCILE_RUNS.labels("failed" if report.failed else "ok").inc()
+        if not dry_run:
+            changed = sum(found.added + found.removed for found in report.segments)
+            history.add_counts_now(self.engine, self.tables, {
+                history.RECONCILES_FAILED if report.failed else history.RECONCILES_OK: 1, history.RECONCILE_CHANGES: changed})
         if report.error is not None:
             log.warning("reconcile of group %s failed: %s", group, report.error)
         return report

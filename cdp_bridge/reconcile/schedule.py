@@ -16,8 +16,8 @@ from datetime import datetime
 from cronsim import CronSim
 from sqlalchemy import Engine, select, update
 
-from ..store.membership import insert_skipping_conflicts
 from ..store.tables import CDPTables, utcnow
+from ..store.upserts import insert_skipping_conflicts
 from .runner import Reconciler, RunReport
 
 log = logging.getLogger("cdp_bridge.reconcile")

@@ -89,6 +89,8 @@ class SiteSettings:
     redis_pause_seconds: int
     metrics_token: Secret | None = field(repr=False)
     admin_site_url: str
+    #: Days the back office dashboard's figures are kept.
+    history_days: int
 
 
 @dataclass(frozen=True)
@@ -296,6 +298,9 @@ class SiteSection(Section):
         " customer id", shown_default="required for tracking and export")
     admin_site_url = setting(HttpURL(site_path=True), "CDP_ADMIN_SITE_URL",
                              "where the back office's \"← Site\" link points (an http(s) URL or a path)", "/")
+    history_days = setting(positive_int(1, "a whole number of days of at least 1"), "CDP_HISTORY_DAYS",
+                           "days the back office dashboard's figures (member counts, deliveries, tracking, erasures,"
+                           " reconciles per hour and per day) are kept; the worker deletes older ones", 90)
     cache_url = setting(RedisURL(), "CDP_CACHE_URL",
                         "a Redis URL (`redis://host:6379/0`) for the cache every process and host shares: visitor"
                         " segments (needs `pip install 'cdp_bridge[redis]'`); unset, each process keeps its own",

@@ -17,13 +17,13 @@ Each writer returns exact counts of rows added and removed.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, Table, bindparam, delete, insert, select, update
+from sqlalchemy import Connection, delete, insert, select
 
+from . import history
 from .tables import CDPTables, utcnow
 
 CHUNK_SIZE = 2000
@@ -38,8 +38,8 @@ class MemberWriter(Protocol):
 
     def add(self, conn: Connection, segment_id: int, user_ids: Sequence[str]) -> int: ...
 
-    def add_counted(self, conn: Connection, segment_id: int, user_ids: Sequence[str], segments: Table) -> int:
-        """:meth:`add`, and the segment's member count raised by as many."""
+    def add_counted(self, conn: Connection, segment_id: int, user_ids: Sequence[str], tables: CDPTables) -> int:
+        """:meth:`add`, and the segment's member count (and its history) raised by as many."""
         ...
 
     def remove(self, conn: Connection, segment_id: int, user_ids: Sequence[str]) -> int: ...
@@ -57,20 +57,6 @@ def member_writer(conn: Connection, tables: CDPTables) -> MemberWriter:
     return PortableMemberWriter(tables)
 
 
-def count_members(conn: Connection, segments: Table, segment_id: int, change: int) -> None:
-    """Keep the segment's member count with the change that made it, in its transaction
-    (the writers count what they changed): the back office reads it, never counts."""
-    if change:
-        conn.execute(_count_statement(segments), {"segment_id": segment_id, "change": change})
-
-
-@functools.cache
-def _count_statement(segments: Table) -> Any:
-    """Made once per table: building the statement cost as much as running it."""
-    return (update(segments).where(segments.c.id == bindparam("segment_id"))
-            .values(member_count=segments.c.member_count + bindparam("change")))
-
-
 class _CountsAfterAdding:
     """``add_counted`` as two statements: the add, then the count (see
     :meth:`PostgresMemberWriter.add_counted` for one)."""
@@ -78,9 +64,9 @@ class _CountsAfterAdding:
     def add(self, conn: Connection, segment_id: int, user_ids: Sequence[str]) -> int:
         raise NotImplementedError
 
-    def add_counted(self, conn: Connection, segment_id: int, user_ids: Sequence[str], segments: Table) -> int:
+    def add_counted(self, conn: Connection, segment_id: int, user_ids: Sequence[str], tables: CDPTables) -> int:
         added = self.add(conn, segment_id, user_ids)
-        count_members(conn, segments, segment_id, added)
+        history.count_members(conn, tables, segment_id, added)
         return added
 
 
@@ -164,21 +150,24 @@ class PostgresMemberWriter:
         )
         return int(cursor.rowcount)
 
-    def add_counted(self, conn: Connection, segment_id: int, user_ids: Sequence[str], segments: Table) -> int:
-        """A few ids added and the segment's member count raised by as many in one
-        statement (one round trip, where a small delivery makes few); more, as two."""
+    def add_counted(self, conn: Connection, segment_id: int, user_ids: Sequence[str], tables: CDPTables) -> int:
+        """A few ids added, and the segment's member count and its history raised by as
+        many, in one statement (one round trip, where a small delivery makes few); more,
+        as two."""
         if not user_ids or len(user_ids) > SMALL_BATCH:
             added = self.add(conn, segment_id, user_ids)
-            count_members(conn, segments, segment_id, added)
+            history.count_members(conn, tables, segment_id, added)
             return added
         cursor = self._cursor(conn)
+        buckets = history.buckets_now()
         cursor.execute(
             f"WITH added AS (INSERT INTO {self.table} (segment_id, user_id, created_at)"
             " SELECT %s, u, %s FROM unnest(%s::varchar[]) AS u ON CONFLICT DO NOTHING RETURNING 1),"
-            f" counted AS (UPDATE {segments.name} SET member_count = member_count + (SELECT count(*) FROM added)"
-            " WHERE id = %s)"
+            f" counted AS (UPDATE {tables.segments.name} SET member_count = member_count + (SELECT count(*) FROM added)"
+            " WHERE id = %s AND EXISTS (SELECT 1 FROM added) RETURNING id, member_count),"
+            f" {history.postgres_noted(tables.history)}"
             " SELECT count(*) FROM added",
-            (segment_id, utcnow(), sorted(user_ids), segment_id),
+            (segment_id, utcnow(), sorted(user_ids), segment_id, buckets[history.HOUR], buckets[history.DAY]),
         )
         row = cursor.fetchone()
         return int(row[0]) if row is not None else 0

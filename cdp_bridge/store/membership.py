@@ -15,12 +15,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, Select, Table, bindparam, delete, func, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from ..model import SegmentMetadata
-from .bulk import chunked, count_members, member_writer
+from . import history
+from .bulk import chunked, member_writer
 from .changes import current as recorded_changes
 from .tables import CDPTables, utcnow
+from .upserts import conflict_insert, insert_skipping_conflicts
 
 #: The one row of ``cdp_store_version``.
 STORE_VERSION_ROW = 1
@@ -124,7 +125,7 @@ def add_members(conn: Connection, tables: CDPTables, segment_id: int, user_ids: 
     if user_ids and (changes := recorded_changes()) is not None:
         present = members_among(conn, tables, segment_id, user_ids)
         changes.note(conn, tables, segment_id, added=[u for u in user_ids if u not in present])
-    return member_writer(conn, tables).add_counted(conn, segment_id, user_ids, tables.segments)
+    return member_writer(conn, tables).add_counted(conn, segment_id, user_ids, tables)
 
 
 def remove_members(conn: Connection, tables: CDPTables, segment_id: int, user_ids: Sequence[str]) -> int:
@@ -133,7 +134,7 @@ def remove_members(conn: Connection, tables: CDPTables, segment_id: int, user_id
         present = members_among(conn, tables, segment_id, user_ids)
         changes.note(conn, tables, segment_id, removed=[u for u in user_ids if u in present])
     removed = member_writer(conn, tables).remove(conn, segment_id, user_ids)
-    count_members(conn, tables.segments, segment_id, -removed)
+    history.count_members(conn, tables, segment_id, -removed)
     return removed
 
 
@@ -145,7 +146,7 @@ def replace_members(conn: Connection, tables: CDPTables, segment_id: int, user_i
         changes.note(conn, tables, segment_id, added=[u for u in user_ids if u not in current],
                      removed=sorted(current - wanted))
     added, removed = member_writer(conn, tables).replace(conn, segment_id, user_ids)
-    count_members(conn, tables.segments, segment_id, added - removed)
+    history.count_members(conn, tables, segment_id, added - removed)
     return added, removed
 
 
@@ -176,7 +177,7 @@ def remove_everywhere(conn: Connection, tables: CDPTables, user_ids: Sequence[st
             changes.note(conn, tables, segment_id, removed=[user_id])
     conn.execute(delete(m).where(m.c.user_id.in_(user_ids)))
     for segment_id, count in counts:
-        count_members(conn, tables.segments, segment_id, -int(count))
+        history.count_members(conn, tables, segment_id, -int(count))
     return sum(int(count) for _, count in counts)
 
 
@@ -234,7 +235,7 @@ def record_tombstone(conn: Connection, tables: CDPTables, group_id: int, identif
     """Remember that an audience was deleted at ``sequence`` (keeping the highest)."""
     t = tables.tombstones
     values = {"group_id": group_id, "identifier": identifier, "sequence": sequence, "deleted_at": utcnow()}
-    upsert = _conflict_insert(conn.dialect.name, t)
+    upsert = conflict_insert(conn.dialect.name, t)
     if upsert is not None:
         upsert = upsert.values(**values)
         highest = func.greatest if conn.dialect.name == "postgresql" else func.max  # SQLite's two-argument max
@@ -253,19 +254,4 @@ def delete_segment(conn: Connection, tables: CDPTables, segment_id: int) -> None
         changes.note(conn, tables, segment_id, removed=sorted(all_members(conn, tables, segment_id)))
     conn.execute(delete(tables.memberships).where(tables.memberships.c.segment_id == segment_id))
     conn.execute(delete(tables.segments).where(tables.segments.c.id == segment_id))
-
-
-def _conflict_insert(dialect: str, table: object) -> Any:
-    """An INSERT with ``ON CONFLICT`` clauses where the dialect (its name) has them, else ``None``."""
-    module = {"postgresql": postgresql, "sqlite": sqlite}.get(dialect)
-    return module.insert(table) if module is not None else None
-
-
-def insert_skipping_conflicts(dialect: str, table: Any, index_elements: list[str] | None = None) -> Any:
-    """An INSERT that skips a row violating a unique constraint (``index_elements``: that
-    one only), in the words of the dialect named; elsewhere a plain INSERT, whose violation
-    raises ``IntegrityError``."""
-    with_conflict = _conflict_insert(dialect, table)
-    if with_conflict is not None:
-        return with_conflict.on_conflict_do_nothing(index_elements=index_elements)
-    return insert(table).prefix_with("IGNORE") if dialect in {"mysql", "mariadb"} else insert(table)
+    history.forget_segments(conn, tables, [segment_id])

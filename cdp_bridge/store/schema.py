@@ -185,6 +185,7 @@ def recognise(connection: Connection, inspector: Inspector | None = None) -> str
         ("0008_buy_outbox", "cdp_buy_outbox" in names),
         ("0009_erasure_requests", "cdp_gdpr_deletions" in names),
         ("0010_reconciles", "cdp_schedule_runs" in names),
+        ("0011_history", "cdp_history" in names),
     ]
     shape = "0001_baseline"
     for revision, present in features:

@@ -25,7 +25,7 @@ from ..identifiers import (
     validate_user_id,
 )
 from ..model import Segment, SegmentGroup, SegmentMetadata
-from . import membership
+from . import history, membership
 from .changes import MembershipChanges, recording
 from .tables import CDPTables, utcnow
 from .user_segments import UserSegments, UserSegmentsRead
@@ -87,6 +87,7 @@ class SegmentStore:
                 for segment_id in conn.scalars(segment_ids).all():
                     changes.note(conn, t, segment_id, removed=sorted(membership.all_members(conn, t, segment_id)))
             conn.execute(delete(t.memberships).where(t.memberships.c.segment_id.in_(segment_ids)))
+            history.forget_segments(conn, t, segment_ids)
             conn.execute(delete(t.segments).where(t.segments.c.group_id == group_id))
             conn.execute(delete(t.tombstones).where(t.tombstones.c.group_id == group_id))
             conn.execute(delete(t.segment_groups).where(t.segment_groups.c.id == group_id))
@@ -239,7 +240,9 @@ class SegmentStore:
         s, m = self.tables.segments, self.tables.memberships
         members = select(func.count()).where(m.c.segment_id == s.c.id).scalar_subquery()
         with self.engine.begin() as conn:
-            return int(conn.execute(update(s).values(member_count=members)).rowcount)
+            recounted = int(conn.execute(update(s).values(member_count=members)).rowcount)
+            history.note_members(conn, self.tables)
+            return recounted
 
     def members(self, group: str, segment: str) -> list[str]:
         """All of a segment's member user ids, sorted (for tests and small segments; the

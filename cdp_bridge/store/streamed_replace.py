@@ -17,8 +17,8 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from . import membership
-from .bulk import copy_text, count_members, driver_cursor
+from . import history, membership
+from .bulk import copy_text, driver_cursor
 from .changes import current as recorded_changes
 from .tables import CDPTables, utcnow
 
@@ -98,7 +98,7 @@ class StreamedReplace:
         distinct = int(row[0]) if row is not None else 0
         if self.dialect == "sqlite":
             cursor.execute(f"DELETE FROM temp.{STAGING}")  # the temporary table lives as long as the connection
-        count_members(self.conn, self.tables.segments, segment, added - removed)
+        history.count_members(self.conn, self.tables, segment, added - removed)
         if changes is not None:
             changes.note(self.conn, self.tables, segment, added=added_ids or [], removed=removed_ids or [])
         return ReplaceCounts(added, removed, distinct - added)

@@ -56,12 +56,13 @@ class CDPTables:
     gdpr_deletions: Table
     reconciles: Table
     schedule_runs: Table
+    history: Table
 
     def all(self) -> list[Table]:
         """In creation order (parents first)."""
         return [self.segment_groups, self.segments, self.memberships, self.deliveries, self.tombstones,
                 self.store_version, self.tracking_senders, self.buy_outbox, self.erasure_requests, self.gdpr_deletions,
-                self.reconciles, self.schedule_runs]
+                self.reconciles, self.schedule_runs, self.history]
 
 
 def define_tables(metadata: MetaData) -> CDPTables:
@@ -69,7 +70,7 @@ def define_tables(metadata: MetaData) -> CDPTables:
     if "cdp_segment_groups" in metadata.tables:
         names = ("cdp_segment_groups", "cdp_segments", "cdp_memberships", "cdp_deliveries", "cdp_tombstones",
                  "cdp_store_version", "cdp_tracking_senders", "cdp_buy_outbox", "cdp_erasure_requests",
-                 "cdp_gdpr_deletions", "cdp_reconciles", "cdp_schedule_runs")
+                 "cdp_gdpr_deletions", "cdp_reconciles", "cdp_schedule_runs", "cdp_history")
         return CDPTables(*(metadata.tables[name] for name in names))
     return CDPTables(
         segment_groups=_segment_groups(metadata),
@@ -84,6 +85,7 @@ def define_tables(metadata: MetaData) -> CDPTables:
         gdpr_deletions=_gdpr_deletions(metadata),
         reconciles=_reconciles(metadata),
         schedule_runs=_schedule_runs(metadata),
+        history=_history(metadata),
     )
 
 
@@ -331,4 +333,21 @@ def _schedule_runs(metadata: MetaData) -> Table:
         Column("name", String(64), nullable=False),
         Column("last_run_at", DateTime(), nullable=False),
         PrimaryKeyConstraint("name", name="pk_cdp_schedule_runs"),
+    )
+
+
+def _history(metadata: MetaData) -> Table:
+    """The back office's figures over time (:mod:`.history`): a value per series, subject
+    (a segment's row id for member counts, else 0), period (``hour`` or ``day``) and the
+    start of that hour or day, in UTC. Written with each change, never recomputed."""
+    return Table(
+        "cdp_history",
+        metadata,
+        Column("series", String(40), nullable=False),
+        Column("subject", BigInteger(), nullable=False),
+        Column("period", String(4), nullable=False),
+        Column("bucket", DateTime(), nullable=False),
+        Column("value", BigInteger(), nullable=False),
+        PrimaryKeyConstraint("series", "subject", "period", "bucket", name="pk_cdp_history"),
+        Index("ix_cdp_history_bucket", "bucket"),
     )

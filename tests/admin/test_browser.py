@@ -50,6 +50,8 @@ def test_the_demo_admin_manages_groups_and_replays_a_failed_delivery(browser, de
     page = browser.new_page()
     log_in(page, demo.url, "Alice Example")
     page.click("text=CDP back office")
+    page.wait_for_url(demo.url + "/cdp/admin/")  # the dashboard
+    page.click("nav >> text=Segment groups")
     page.wait_for_url(demo.url + "/cdp/admin/groups")
     assert page.locator("tr", has_text="demo_shop").locator(".badge").inner_text() == "protected"
 
@@ -99,4 +101,44 @@ def test_a_customer_is_refused_and_an_anonymous_visitor_too(browser, demo: Serve
     log_in(page, demo.url, "Bob Example")
     assert page.locator("text=CDP back office").count() == 0
     assert page.goto(demo.url + "/cdp/admin/deliveries").status == 403
+    page.close()
+
+
+def test_the_dashboard_draws_its_charts_with_text_alternatives_and_nothing_from_elsewhere(browser, demo: ServedApp) -> None:  # noqa: F811
+    """The landing page of the back office in Chromium: the charts are drawn (boxes of a
+    real size), each is an image whose accessible name holds its figures, and every
+    request the page makes stays on the site's origin."""
+    import re
+
+    app = demo.server.app
+    with app.app_context():  # the CDP pushes one more member into "Big spenders"
+        state = app.extensions["cdp"]
+        change = AudienceChange("9a1f0c37", add=("3",))
+        incoming = IncomingDelivery(state.settings.webhook.activations[0], ActivationDocument((change,), items=1), None, "test")
+        assert state.inbox.receive(incoming).delivery_id is not None
+    page = browser.new_page()
+    requested: list[str] = []
+    problems: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+    page.on("response", lambda response: problems.append(f"{response.status} {response.url}")
+            if response.status >= 400 and not response.url.endswith("/favicon.ico") else None)  # the browser's own ask
+    log_in(page, demo.url, "Alice Example")
+    requested.clear()
+    assert page.goto(demo.url + "/cdp/admin/").status == 200
+    chart = page.get_by_role("img", name=re.compile(r"^Deliveries applied Deliveries applied: 1 in all\."))
+    assert chart.count() == 1 and chart.is_visible()
+    box = chart.bounding_box()
+    assert box is not None and box["width"] > 200 and box["height"] > 70
+    bar = chart.locator("rect[data-value='1']")
+    bar_box = bar.bounding_box()
+    assert bar.count() == 1 and bar_box is not None and bar_box["height"] > 20  # the day's bar, drawn to the top
+    spenders = page.get_by_role("img", name="Members of Big spenders (demo_shop/9a1f0c37)")
+    assert spenders.count() == 1 and spenders.is_visible()
+    name = spenders.evaluate("svg => svg.querySelector('desc').textContent")
+    assert re.search(r": 2\.$", name), name  # alice, then carol: the figure now, named in the text alternative
+    assert requested and all(url.startswith(demo.url + "/") for url in requested), requested
+    assert not problems, problems
+    page.screenshot(path=str(artifact("admin-dashboard.png")), full_page=True)
+    page.goto(demo.url + "/cdp/admin/?period=24h")
+    assert page.locator("nav.periods a[aria-current='page']").inner_text() == "24 hours"
     page.close()

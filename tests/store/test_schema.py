@@ -126,7 +126,7 @@ def test_a_0_1_database_is_upgraded_without_losing_a_row(app_on_0_1) -> None:
     assert "an unversioned database shaped as revision 0001_baseline: stamped at it" in result.output
     for revision in ("0002_rejected_count", "0003_drop_memberships_fk", "0004_store_version", "0005_claimed_at",
                      "0006_tracking_senders", "0007_member_counts", "0008_buy_outbox", "0009_erasure_requests",
-                     "0010_reconciles"):
+                     "0010_reconciles", "0011_history"):
         assert f"applied {revision}" in result.output
     assert revision_of(app) == schema.head_revision()
     assert rows_now(app, before) == before
@@ -140,6 +140,12 @@ def test_a_0_1_database_is_upgraded_without_losing_a_row(app_on_0_1) -> None:
         claimed = state.inbox.claim("upgrade-test")
         assert claimed == 3 and state.inbox.process(claimed, "upgrade-test") == "applied"
         assert _members(state, "late") == {"u1", "u2"}
+        with state.engine.connect() as conn:  # 0011 started each segment's chart at its count then
+            t = state.tables
+            started = dict(conn.execute(select(t.history.c.subject, t.history.c.value).where(t.history.c.period == "day")
+                                        .where(t.history.c.series == "members")).tuples().all())
+            counted = dict(conn.execute(select(t.segments.c.id, t.segments.c.member_count)).tuples().all())
+        assert started and started == counted
     assert run(app, "upgrade-db").output.endswith("(nothing to apply).\n")
 
 
@@ -163,14 +169,14 @@ def test_downgrading_revisions_and_upgrading_again_loses_nothing(app_on_0_1) -> 
     assert run(app, "upgrade-db").exit_code == 0
     with app.app_context():
         state = app.extensions["cdp"]
-        schema.downgrade(state.engine, "-1")
+        schema.downgrade(state.engine, "-2")
         assert revision_of(app) == "0009_erasure_requests"
         schema.downgrade(state.engine, "-3")
     assert revision_of(app) == "0006_tracking_senders"
     result = run(app, "upgrade-db")
     assert result.exit_code == 0 and "applied 0007_member_counts" in result.output
     assert "applied 0008_buy_outbox" in result.output and "applied 0009_erasure_requests" in result.output
-    assert "applied 0010_reconciles" in result.output
+    assert "applied 0010_reconciles" in result.output and "applied 0011_history" in result.output
     assert rows_now(app, before) == before
 
 
@@ -212,7 +218,7 @@ def test_until_the_upgrade_check_fails_naming_the_command_and_the_webhook_answer
     assert check.exit_code == 1
     assert ("FAIL  schema at revision 0001_baseline, pending 0002_rejected_count, 0003_drop_memberships_fk,"
             " 0004_store_version, 0005_claimed_at, 0006_tracking_senders, 0007_member_counts, 0008_buy_outbox,"
-            " 0009_erasure_requests, 0010_reconciles:"
+            " 0009_erasure_requests, 0010_reconciles, 0011_history:"
             " run flask cdp upgrade-db"
             in check.output)
     with caplog.at_level(logging.ERROR, logger="cdp_bridge.schema"):
@@ -222,7 +228,7 @@ def test_until_the_upgrade_check_fails_naming_the_command_and_the_webhook_answer
             assert response.get_json() == {"error": "unavailable", "message": "the database's cdp_* tables are behind"
                                                                          " this code: run flask cdp upgrade-db"}
     errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
-    assert errors == ["cdp_bridge's tables are at revision 0001_baseline, not 0010_reconciles: run flask cdp"
+    assert errors == ["cdp_bridge's tables are at revision 0001_baseline, not 0011_history: run flask cdp"
                       " upgrade-db; until then the webhook answers 503 and workers wait"]  # once, not per request
     assert rows_now(app, before) == before  # nothing half-written
     assert run(app, "upgrade-db").exit_code == 0
@@ -277,7 +283,7 @@ def test_create_all_on_a_0_1_database_is_no_head_start(app_on_0_1) -> None:
     assert "applied 0007_member_counts" in result.output
     assert rows_now(app, before) == before
     check = run(app, "check")  # the queued delivery 0.1 left makes the queue line fail: the schema line is the point
-    assert "cdp tables at schema revision 0010_reconciles" in check.output and "schema at revision 0001" not in check.output
+    assert "cdp tables at schema revision 0011_history" in check.output and "schema at revision 0001" not in check.output
 
 
 def test_pages_and_the_back_office_on_an_old_schema_answer_without_a_500(app_on_0_1) -> None:
@@ -307,7 +313,7 @@ def test_every_revision_says_whether_the_previous_code_keeps_working() -> None:
     """A rolling deploy depends on it: each revision after the baseline names itself an
     expand step (previous code keeps working) or a contract step (it must be gone)."""
     scripts = [script for script in schema._scripts().walk_revisions() if script.down_revision is not None]
-    assert len(scripts) == 9
+    assert len(scripts) == 10
     for script in scripts:
         text = script.module.__doc__ or ""
         assert "Expand:" in text or "Contract:" in text, script.revision

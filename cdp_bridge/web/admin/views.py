@@ -1,5 +1,5 @@
-"""The back office under ``/cdp/admin/``: segment groups, segments, members, a user's
-segments and the delivery log (SPEC section 8).
+"""The back office under ``/cdp/admin/``: the dashboard (:mod:`.dashboard`), segment
+groups, segments, members, a user's segments and the delivery log (SPEC section 8).
 
 It is a blueprint of its own, nested in the ``cdp`` blueprint, so its ``before_request``
 guards every view it holds whatever name and prefix the host mounts ``cdp`` under, and
@@ -13,10 +13,9 @@ setting, secret or credential is shown: only identifiers, names, counts and the 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import Any
 
-from flask import Blueprint, Response, abort, redirect, render_template, request, url_for
+from flask import Blueprint, Response, abort, redirect, request, url_for
 from flask_wtf.csrf import CSRFError, generate_csrf, validate_csrf
 from wtforms.validators import ValidationError as CSRFValidationError
 
@@ -26,12 +25,12 @@ from ...model import DeliveryStatus
 from ...reconcile.runner import last_reconciles
 from ...state import current_state as _state
 from ...store.schema import UPGRADE_COMMAND
+from .dashboard import csv_url, dashboard, dashboard_csv
+from .pages import Pager, page_number, show
 
 log = logging.getLogger("cdp_bridge.web.admin")
 
 PAGE_SIZE = 50
-#: The last page a pager links to: beyond it an offset would only read nothing.
-MAX_PAGE = 1_000_000
 #: Largest delivery id a URL may name (the column is a 64-bit integer).
 MAX_DELIVERY_ID = 2**63 - 1
 CSRF_FIELD = "csrf_token"
@@ -49,9 +48,11 @@ def admin_blueprint() -> Blueprint:
     admin.context_processor(lambda: {
         "cdp_csrf_token": generate_csrf,
         "cdp_site_url": _state().settings.site.admin_site_url,
+        "cdp_csv_url": csv_url,
     })
     routes: list[tuple[str, str, Any, list[str]]] = [
-        ("/", "home", home, ["GET"]),
+        ("/", "home", dashboard, ["GET"]),
+        ("/dashboard.csv", "dashboard_csv", dashboard_csv, ["GET"]),
         ("/groups", "groups", groups, ["GET", "POST"]),
         ("/groups/<identifier>", "group", group, ["GET"]),
         ("/groups/<identifier>/rename", "rename_group", rename_group, ["POST"]),
@@ -76,7 +77,7 @@ def _database_unreachable(exc: Exception) -> Response:
     """A database outage: a 503 page that says so and to try again, never a 500; one
     ERROR line naming the failure's class (its text may carry the database's address)."""
     log.error("back office: database unreachable, answered 503: %s", type(exc).__name__)
-    response = _show("cdp/admin/unavailable.html", 503, retry_after=RETRY_AFTER_SECONDS)
+    response = show("cdp/admin/unavailable.html", 503, retry_after=RETRY_AFTER_SECONDS)
     response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
     return response
 
@@ -100,40 +101,6 @@ def _admit() -> None:
             ) from None
 
 
-@dataclass(frozen=True)
-class Pager:
-    """Where the previous and next pages are; only the arguments the view names are kept."""
-
-    page: int
-    has_next: bool
-    endpoint: str
-    arguments: dict[str, Any]
-
-    def url(self, page: int) -> str:
-        return url_for(self.endpoint, page=page, **self.arguments)
-
-
-def _page_number() -> int:
-    """``?page=``, clamped to 1…MAX_PAGE; anything that is not a number is page 1."""
-    text = request.args.get("page", "1")
-    if not text.isdecimal():
-        return 1
-    if len(text) > len(str(MAX_PAGE)):  # also keeps int() from huge digit strings
-        return MAX_PAGE
-    return min(MAX_PAGE, max(1, int(text)))
-
-
-def _show(template: str, http_status: int = 200, /, **context: object) -> Response:
-    """A rendered page. Text stored before lone surrogates were refused still renders,
-    escaped (``\\ud800``), instead of failing the page."""
-    html = render_template(template, **context)
-    return Response(html.encode("utf-8", "backslashreplace"), http_status, mimetype="text/html")
-
-
-def home() -> Any:
-    return redirect(url_for(".groups"))
-
-
 def groups() -> Any:
     """List groups; POST creates one (errors shown beside the fields)."""
     store = _state().store
@@ -149,7 +116,7 @@ def groups() -> Any:
             except ConflictError as exc:
                 errors["identifier"] = str(exc)
     status = 400 if errors else 200
-    return _show("cdp/admin/groups.html", status, groups=store.list_groups(), errors=errors, form=form)
+    return show("cdp/admin/groups.html", status, groups=store.list_groups(), errors=errors, form=form)
 
 
 def _group_form_errors(form: dict[str, str]) -> dict[str, str]:
@@ -175,9 +142,9 @@ def group(identifier: str, *, error: str | None = None, status: int = 200) -> An
         found = store.get_group(identifier)
     except (NotFoundError, ValidationError):
         abort(404)
-    page = _page_number()
+    page = page_number()
     segments = store.list_segments(identifier, offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE + 1)
-    return _show(
+    return show(
         "cdp/admin/group.html",
         status,
         group=found,
@@ -237,7 +204,7 @@ def segment_members(identifier: str) -> Any:
     except (NotFoundError, ValidationError):
         abort(404)
     arguments: dict[str, Any] = {"identifier": identifier, "segment": segment}
-    return _show(
+    return show(
         "cdp/admin/segment.html",
         group=identifier,
         segment=page.segment,
@@ -258,7 +225,7 @@ def user_segments() -> Any:
             segments = _state().store.segments_for(user_id)
         except ValidationError as exc:
             error, status = str(exc), 400
-    return _show("cdp/admin/user.html", status, user_id=user_id, segments=segments, error=error)
+    return show("cdp/admin/user.html", status, user_id=user_id, segments=segments, error=error)
 
 
 def deliveries() -> Any:
@@ -267,10 +234,10 @@ def deliveries() -> Any:
     if given is not None and given not in STATUS_VALUES:
         abort(400, description=f"status must be one of {', '.join(DeliveryStatus)}")
     status = DeliveryStatus(given) if given is not None else None
-    page = _page_number()
+    page = page_number()
     rows = _state().inbox.summaries(status, offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE + 1)
     replayed = request.args.get("replayed", "")
-    return _show(
+    return show(
         "cdp/admin/deliveries.html",
         deliveries=rows[:PAGE_SIZE],
         status=status,
@@ -286,7 +253,7 @@ def delivery(delivery_id: int) -> Any:
         found = _state().inbox.get(delivery_id)
     except NotFoundError:
         abort(404)
-    return _show("cdp/admin/delivery.html", delivery=found)
+    return show("cdp/admin/delivery.html", delivery=found)
 
 
 def replay(delivery_id: int) -> Any:
@@ -304,5 +271,5 @@ def replay(delivery_id: int) -> Any:
 def erasures() -> Any:
     """The erasure requests, newest first: a hash prefix, never an identifier."""
     found = _state().erasures_or_none()
-    return _show("cdp/admin/erasures.html", erasures=found.summaries(limit=PAGE_SIZE) if found is not None else [],
+    return show("cdp/admin/erasures.html", erasures=found.summaries(limit=PAGE_SIZE) if found is not None else [],
                  configured=found is not None)

@@ -1,0 +1,155 @@
+"""The back office's landing page: member counts, deliveries, tracking, erasures and
+reconciles over the last 24 hours, 7 days or 30 days, as SVG charts and as CSV.
+
+Every figure comes from ``cdp_history`` (:mod:`...store.history`), which the writers keep
+with each change: a page is four statements (a page of segments, their figures in the
+period, each one's last figure before it, the counted series), whatever the store holds.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from flask import Response, abort, request, url_for
+from sqlalchemy import select
+
+from ...state import current_state as _state
+from ...store import history
+from ...store.tables import utcnow
+from .charts import BarChart, Sparkline, bar_chart, bucket_iso, sparkline
+from .pages import Pager, page_number, show
+
+#: Segments a dashboard page charts.
+SEGMENTS_PER_PAGE = 100
+DEFAULT_PERIOD = "7d"
+PERIOD_NAMES = {"24h": "24 hours", "7d": "7 days", "30d": "30 days"}
+
+
+@dataclass(frozen=True)
+class Panel:
+    """A chart group of the page: its counted series, titled, and its CSV's name."""
+
+    key: str
+    title: str
+    series: tuple[tuple[str, str, str], ...]  # (series, column, title)
+
+
+PANELS = (
+    Panel("deliveries", "Deliveries", ((history.DELIVERIES_APPLIED, "applied", "Deliveries applied"),
+                                       (history.DELIVERIES_FAILED, "failed", "Deliveries failed (given up)"),
+                                       (history.REJECTED_IDS, "rejected_ids", "Ids rejected"))),
+    Panel("tracking", "Server-side tracking", ((history.TRACKING_SENT, "sent", "Events sent"),
+                                               (history.TRACKING_FAILED, "failed", "Events failed"),
+                                               (history.TRACKING_DROPPED, "dropped", "Events dropped (queue full)"))),
+    Panel("erasures", "Erasure requests", ((history.ERASURES_REQUESTED, "requested", "Requests made"),
+                                           (history.ERASURES_ACCEPTED, "accepted", "Deleted at Raptor (accepted)"),
+                                           (history.ERASURES_GIVEN_UP, "given_up", "Given up"))),
+    Panel("reconciles", "Reconciles", ((history.RECONCILES_OK, "ok", "Reconciles without a failure"),
+                                       (history.RECONCILES_FAILED, "failed", "Reconciles with a failure"),
+                                       (history.RECONCILE_CHANGES, "changes", "Memberships changed"))),
+)
+CHARTS = ("members", *(panel.key for panel in PANELS))
+
+
+@dataclass(frozen=True)
+class SegmentRow:
+    id: int
+    group: str
+    identifier: str
+    name: str
+    members: int
+
+
+def _period() -> str:
+    given = request.args.get("period", DEFAULT_PERIOD)
+    if given not in history.PERIODS:
+        abort(400, description=f"period must be one of {', '.join(history.PERIODS)}")
+    return given
+
+
+def _segments(conn: Any, page: int) -> list[SegmentRow]:
+    t = _state().tables
+    s, g = t.segments, t.segment_groups
+    rows = conn.execute(select(s.c.id, g.c.identifier, s.c.identifier, s.c.name, s.c.member_count)
+                        .join(g, g.c.id == s.c.group_id).order_by(g.c.identifier, s.c.identifier)
+                        .offset((page - 1) * SEGMENTS_PER_PAGE).limit(SEGMENTS_PER_PAGE + 1))
+    return [SegmentRow(int(row[0]), row[1], row[2], row[3], int(row[4] or 0)) for row in rows]
+
+
+def _figures(period: str, page: int) -> tuple[list[datetime], list[SegmentRow], dict[int, list[int | None]],
+                                              dict[str, list[int]]]:
+    state = _state()
+    now = utcnow()
+    buckets = history.bucket_starts(period, now)
+    counted_series = [series for panel in PANELS for series, _, _ in panel.series]
+    with state.engine.connect() as conn:
+        segments = _segments(conn, page)
+        members = history.member_counts(conn, state.tables, [row.id for row in segments[:SEGMENTS_PER_PAGE]],
+                                        period, now)
+        counts = history.counted(conn, state.tables, counted_series, period, now)
+    return buckets, segments, members, counts
+
+
+def dashboard() -> Any:
+    period, page = _period(), page_number()
+    buckets, segments, members, counts = _figures(period, page)
+    kind = history.PERIODS[period][0]
+    lines: list[tuple[SegmentRow, Sparkline]] = [
+        (row, sparkline(f"members-{row.id}", f"Members of {row.name} ({row.group}/{row.identifier})", kind, buckets,
+                        members[row.id]))
+        for row in segments[:SEGMENTS_PER_PAGE]]
+    panels: list[tuple[Panel, list[BarChart]]] = [
+        (panel, [bar_chart(f"{panel.key}-{column}", title, kind, buckets, counts[series])
+                 for series, column, title in panel.series])
+        for panel in PANELS]
+    return show("cdp/admin/dashboard.html", period=period, period_name=PERIOD_NAMES[period], periods=PERIOD_NAMES,
+                 lines=lines, panels=panels, page=page,
+                 pager=Pager(page, len(segments) > SEGMENTS_PER_PAGE, ".home", {"period": period}))
+
+
+def dashboard_csv() -> Any:
+    """One chart's figures as CSV (``?chart=members|deliveries|…&period=…``)."""
+    chart = request.args.get("chart", "")
+    if chart not in CHARTS:
+        abort(400, description=f"chart must be one of {', '.join(CHARTS)}")
+    period, page = _period(), page_number()
+    buckets, segments, members, counts = _figures(period, page)
+    rows: Iterable[list[object]]
+    if chart == "members":
+        header = ["bucket", "group", "segment", "name", "members"]
+        rows = [[bucket_iso(bucket), row.group, row.identifier, row.name, members[row.id][index]]
+                for row in segments[:SEGMENTS_PER_PAGE] for index, bucket in enumerate(buckets)]
+    else:
+        panel = next(one for one in PANELS if one.key == chart)
+        header = ["bucket", *(column for _, column, _ in panel.series)]
+        rows = [[bucket_iso(bucket), *(counts[series][index] for series, _, _ in panel.series)]
+                for index, bucket in enumerate(buckets)]
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows([_spreadsheet_safe(value) for value in row] for row in rows)
+    response = Response(text.getvalue(), mimetype="text/csv")
+    response.headers["Content-Disposition"] = f'attachment; filename="cdp-{chart}-{period}.csv"'
+    return response
+
+
+def csv_url(chart: str, period: str, page: int) -> str:
+    if page > 1:
+        return url_for(".dashboard_csv", chart=chart, period=period, page=page)
+    return url_for(".dashboard_csv", chart=chart, period=period)
+
+
+#: A cell a spreadsheet would run as a formula starts with one of these (OWASP's "CSV injection").
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _spreadsheet_safe(value: object) -> object:
+    """A name from the CDP that starts like a formula is written with a leading ``'``."""
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return "'" + value
+    return "" if value is None else value
