@@ -38,6 +38,8 @@ BENCHMARKS = [
     ("Server-side tracking: a page's events sent by the server", "server_tracking.py", [],
      ["--rounds", "5", "--requests", "50", "--events", "200"]),
     ("Back office: a segment of 1,000,000 members on PostgreSQL", "back_office.py", [], []),
+    ("Back office dashboard: 1,000,000 members in 100 segments, 90 days of history, on PostgreSQL", "dashboard.py", [],
+     ["--members", "20000", "--rounds", "3", "--requests", "3"]),
     ("Data export: 1,000,000 users", "export_stream.py", [], ["--users", "50000", "--small", "5000", "--rounds", "5"]),
 ]
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, and_, bindparam, delete, func, insert, literal, select, union_all, update
+from sqlalchemy import Connection, Engine, Table, and_, bindparam, delete, insert, literal, select, union_all, update
 
 from .tables import CDPTables, utcnow
 from .upserts import conflict_insert
@@ -230,11 +230,11 @@ def member_counts(conn: Connection, tables: CDPTables, segment_ids: Sequence[int
     """Each segment's member count at the end of each bucket of the period ``name``: the
     figure of the last change up to then (``None`` before its first figure). Two
     statements whatever the number of segments: the period's figures, and the last
-    figure before it for each segment."""
+    figure before it for each segment (an index probe each)."""
     period, _ = PERIODS[name]
     starts = bucket_starts(name, now)
     index = {start: position for position, start in enumerate(starts)}
-    h = tables.history
+    h, s = tables.history, tables.segments
     chosen = (h.c.series == MEMBERS, h.c.subject.in_(segment_ids), h.c.period == period)
     changes: dict[int, list[int | None]] = {segment: [None] * len(starts) for segment in segment_ids}
     for segment, bucket, value in conn.execute(select(h.c.subject, h.c.bucket, h.c.value)
@@ -242,11 +242,12 @@ def member_counts(conn: Connection, tables: CDPTables, segment_ids: Sequence[int
         position = index.get(bucket)
         if position is not None:
             changes[int(segment)][position] = int(value)
-    latest = (select(h.c.subject, func.max(h.c.bucket).label("bucket")).where(*chosen, h.c.bucket < starts[0])
-              .group_by(h.c.subject).subquery())
-    last_before = select(h.c.subject, h.c.value).join(latest, and_(
-        h.c.subject == latest.c.subject, h.c.bucket == latest.c.bucket)).where(h.c.series == MEMBERS, h.c.period == period)
-    before = {int(segment): int(value) for segment, value in conn.execute(last_before)}
+    # Each segment's last figure before the period: one probe of the key's index each
+    # (newest first, the first row), not a scan of every earlier figure.
+    last = (select(h.c.value).where(h.c.series == MEMBERS, h.c.subject == s.c.id, h.c.period == period,
+                                    h.c.bucket < starts[0]).order_by(h.c.bucket.desc()).limit(1).scalar_subquery())
+    before = {int(segment): int(value) for segment, value in conn.execute(
+        select(s.c.id, last).where(s.c.id.in_(segment_ids))) if value is not None}
     for segment, figures in changes.items():
         carried = before.get(segment)
         for position, figure in enumerate(figures):

@@ -32,6 +32,18 @@ def bucket_iso(bucket: datetime) -> str:
 
 
 @dataclass(frozen=True)
+class Buckets:
+    """A period's hours or days, labelled once for every chart of the page."""
+
+    labels: list[str]
+    isos: list[str]
+
+    @classmethod
+    def of(cls, period: str, starts: Sequence[datetime]) -> Buckets:
+        return cls([bucket_label(period, start) for start in starts], [bucket_iso(start) for start in starts])
+
+
+@dataclass(frozen=True)
 class Bar:
     label: str
     bucket: str
@@ -62,14 +74,14 @@ class BarChart:
         return f"{self.title}: {self.total} in all. {figures}."
 
 
-def bar_chart(key: str, title: str, period: str, buckets: Sequence[datetime], values: Sequence[int]) -> BarChart:
+def bar_chart(key: str, title: str, buckets: Buckets, values: Sequence[int]) -> BarChart:
     top = max(max(values, default=0), 1)
     step = BAR_WIDTH / max(len(values), 1)
     bars = []
-    for index, (bucket, value) in enumerate(zip(buckets, values, strict=True)):
+    for index, (label, iso, value) in enumerate(zip(buckets.labels, buckets.isos, values, strict=True)):
         height = BAR_HEIGHT * value / top
-        bars.append(Bar(bucket_label(period, bucket), bucket_iso(bucket), value, round(index * step + step * 0.1, 2),
-                        round(BAR_HEIGHT - height, 2), round(step * 0.8, 2), round(height, 2)))
+        bars.append(Bar(label, iso, value, round(index * step + step * 0.1, 2), round(BAR_HEIGHT - height, 2),
+                        round(step * 0.8, 2), round(height, 2)))
     return BarChart(key, title, bars, top)
 
 
@@ -108,7 +120,7 @@ class Sparkline:
         return f"{self.title}{before}: {figures}."
 
 
-def sparkline(key: str, title: str, period: str, buckets: Sequence[datetime], values: Sequence[int | None]) -> Sparkline:
+def sparkline(key: str, title: str, buckets: Buckets, values: Sequence[int | None]) -> Sparkline:
     known = [value for value in values if value is not None]
     low, high = (min(known), max(known)) if known else (0, 0)
     span = high - low
@@ -125,5 +137,4 @@ def sparkline(key: str, title: str, period: str, buckets: Sequence[datetime], va
         points.append(f"{round(index * step, 2)},{round(y, 2)}")
     if points:
         lines.append(" ".join(points))
-    return Sparkline(key, title, [bucket_label(period, bucket) for bucket in buckets],
-                     [bucket_iso(bucket) for bucket in buckets], list(values), lines)
+    return Sparkline(key, title, buckets.labels, buckets.isos, list(values), lines)

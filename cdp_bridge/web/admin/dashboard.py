@@ -21,7 +21,7 @@ from sqlalchemy import select
 from ...state import current_state as _state
 from ...store import history
 from ...store.tables import utcnow
-from .charts import BarChart, Sparkline, bar_chart, bucket_iso, sparkline
+from .charts import BarChart, Buckets, Sparkline, bar_chart, sparkline
 from .pages import Pager, page_number, show
 
 #: Segments a dashboard page charts.
@@ -97,14 +97,14 @@ def _figures(period: str, page: int) -> tuple[list[datetime], list[SegmentRow], 
 
 def dashboard() -> Any:
     period, page = _period(), page_number()
-    buckets, segments, members, counts = _figures(period, page)
-    kind = history.PERIODS[period][0]
+    starts, segments, members, counts = _figures(period, page)
+    buckets = Buckets.of(history.PERIODS[period][0], starts)
     lines: list[tuple[SegmentRow, Sparkline]] = [
-        (row, sparkline(f"members-{row.id}", f"Members of {row.name} ({row.group}/{row.identifier})", kind, buckets,
+        (row, sparkline(f"members-{row.id}", f"Members of {row.name} ({row.group}/{row.identifier})", buckets,
                         members[row.id]))
         for row in segments[:SEGMENTS_PER_PAGE]]
     panels: list[tuple[Panel, list[BarChart]]] = [
-        (panel, [bar_chart(f"{panel.key}-{column}", title, kind, buckets, counts[series])
+        (panel, [bar_chart(f"{panel.key}-{column}", title, buckets, counts[series])
                  for series, column, title in panel.series])
         for panel in PANELS]
     return show("cdp/admin/dashboard.html", period=period, period_name=PERIOD_NAMES[period], periods=PERIOD_NAMES,
@@ -118,17 +118,17 @@ def dashboard_csv() -> Any:
     if chart not in CHARTS:
         abort(400, description=f"chart must be one of {', '.join(CHARTS)}")
     period, page = _period(), page_number()
-    buckets, segments, members, counts = _figures(period, page)
+    starts, segments, members, counts = _figures(period, page)
+    isos = Buckets.of(history.PERIODS[period][0], starts).isos
     rows: Iterable[list[object]]
     if chart == "members":
         header = ["bucket", "group", "segment", "name", "members"]
-        rows = [[bucket_iso(bucket), row.group, row.identifier, row.name, members[row.id][index]]
-                for row in segments[:SEGMENTS_PER_PAGE] for index, bucket in enumerate(buckets)]
+        rows = [[iso, row.group, row.identifier, row.name, members[row.id][index]]
+                for row in segments[:SEGMENTS_PER_PAGE] for index, iso in enumerate(isos)]
     else:
         panel = next(one for one in PANELS if one.key == chart)
         header = ["bucket", *(column for _, column, _ in panel.series)]
-        rows = [[bucket_iso(bucket), *(counts[series][index] for series, _, _ in panel.series)]
-                for index, bucket in enumerate(buckets)]
+        rows = [[iso, *(counts[series][index] for series, _, _ in panel.series)] for index, iso in enumerate(isos)]
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow(header)
