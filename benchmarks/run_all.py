@@ -95,6 +95,8 @@ def main() -> None:
         status = "" if result.returncode == 0 else f" (FAILED, exit {result.returncode})"
         sections.append(f"## {title}{status}\n\n`benchmarks/{script}`\n\n```\n{output}\n```\n")
         summary += [f"- {title}: {line.strip()}" for line in output.splitlines() if FIGURE.search(line)]
+    titles = {title for title, _, _, _ in BENCHMARKS}
+    sections += [text for title, text in recorded.items() if title not in titles]  # hand-kept: before and after
     today = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     text = (
         "# Benchmarks\n\n"
