@@ -104,12 +104,35 @@ def test_a_customer_is_refused_and_an_anonymous_visitor_too(browser, demo: Serve
     page.close()
 
 
-def test_the_dashboard_draws_its_charts_with_text_alternatives_and_nothing_from_elsewhere(browser, demo: ServedApp) -> None:  # noqa: F811
-    """The landing page of the back office in Chromium: the charts are drawn (boxes of a
-    real size), each is an image whose accessible name holds its figures, and every
-    request the page makes stays on the site's origin."""
+STRICT_CSP = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; font-src 'none'"
+
+
+@pytest.fixture
+def strict_demo(tmp_path) -> Iterator[ServedApp]:
+    """The demo behind the strictest policy a host would set: nothing inline, nothing from elsewhere."""
+    app = wsgi.create_app({}, instance_path=str(tmp_path / "instance"))
+
+    @app.after_request
+    def strict(response):  # noqa: ANN001, ANN202
+        from flask import request
+
+        if request.path.startswith("/cdp/admin"):
+            response.headers["Content-Security-Policy"] = STRICT_CSP
+        return response
+
+    served = ServedApp(app)
+    yield served
+    served.close()
+
+
+def test_the_dashboard_draws_its_charts_with_text_alternatives_and_nothing_from_elsewhere(browser, strict_demo: ServedApp) -> None:  # noqa: F811
+    """The landing page of the back office in Chromium, under a policy that allows nothing
+    inline and nothing from another origin: the charts are drawn (boxes of a real size),
+    each is an image whose accessible name holds its figures, every request the page
+    makes stays on the site's origin, and the browser reports no violation."""
     import re
 
+    demo = strict_demo
     app = demo.server.app
     with app.app_context():  # the CDP pushes one more member into "Big spenders"
         state = app.extensions["cdp"]
@@ -122,9 +145,11 @@ def test_the_dashboard_draws_its_charts_with_text_alternatives_and_nothing_from_
     page.on("request", lambda request: requested.append(request.url))
     page.on("response", lambda response: problems.append(f"{response.status} {response.url}")
             if response.status >= 400 and not response.url.endswith("/favicon.ico") else None)  # the browser's own ask
+    page.on("console", lambda message: problems.append(message.text) if "Content Security Policy" in message.text else None)
     log_in(page, demo.url, "Alice Example")
     requested.clear()
-    assert page.goto(demo.url + "/cdp/admin/").status == 200
+    answer = page.goto(demo.url + "/cdp/admin/")
+    assert answer is not None and answer.status == 200 and answer.headers["content-security-policy"] == STRICT_CSP
     chart = page.get_by_role("img", name=re.compile(r"^Deliveries applied Deliveries applied: 1 in all\."))
     assert chart.count() == 1 and chart.is_visible()
     box = chart.bounding_box()
