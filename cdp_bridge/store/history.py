@@ -208,6 +208,26 @@ class _PortableMembers:
 # -- reading ----------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class SegmentRow:
+    """A segment as the dashboard lists it: its row id (its figures' subject) and names."""
+
+    id: int
+    group: str
+    identifier: str
+    name: str
+    members: int
+
+
+def segments_page(conn: Connection, tables: CDPTables, offset: int, limit: int) -> list[SegmentRow]:
+    """Segments by group and identifier, ``limit`` of them from ``offset``."""
+    s, g = tables.segments, tables.segment_groups
+    rows = conn.execute(select(s.c.id, g.c.identifier, s.c.identifier, s.c.name, s.c.member_count)
+                        .join(g, g.c.id == s.c.group_id).order_by(g.c.identifier, s.c.identifier)
+                        .offset(offset).limit(limit))
+    return [SegmentRow(int(row[0]), row[1], row[2], row[3], int(row[4] or 0)) for row in rows]
+
+
 def counted(conn: Connection, tables: CDPTables, series: Sequence[str], name: str,
             now: datetime | None = None) -> dict[str, list[int]]:
     """Each series' figure per bucket of the period ``name`` (0 where nothing happened)."""

@@ -16,7 +16,6 @@ from datetime import datetime
 from typing import Any
 
 from flask import Response, abort, request, url_for
-from sqlalchemy import select
 
 from ...state import current_state as _state
 from ...store import history
@@ -56,15 +55,6 @@ PANELS = (
 CHARTS = ("members", *(panel.key for panel in PANELS))
 
 
-@dataclass(frozen=True)
-class SegmentRow:
-    id: int
-    group: str
-    identifier: str
-    name: str
-    members: int
-
-
 def _period() -> str:
     given = request.args.get("period", DEFAULT_PERIOD)
     if given not in history.PERIODS:
@@ -72,44 +62,49 @@ def _period() -> str:
     return given
 
 
-def _segments(conn: Any, page: int) -> list[SegmentRow]:
-    t = _state().tables
-    s, g = t.segments, t.segment_groups
-    rows = conn.execute(select(s.c.id, g.c.identifier, s.c.identifier, s.c.name, s.c.member_count)
-                        .join(g, g.c.id == s.c.group_id).order_by(g.c.identifier, s.c.identifier)
-                        .offset((page - 1) * SEGMENTS_PER_PAGE).limit(SEGMENTS_PER_PAGE + 1))
-    return [SegmentRow(int(row[0]), row[1], row[2], row[3], int(row[4] or 0)) for row in rows]
+@dataclass(frozen=True)
+class Figures:
+    """What a page (or a CSV) shows: the period's buckets, a page of segments with their
+    member counts in them (none for a CSV of counted series), and the counted series."""
+
+    starts: list[datetime]
+    segments: list[history.SegmentRow]
+    has_more_segments: bool
+    members: dict[int, list[int | None]]
+    counts: dict[str, list[int]]
 
 
-def _figures(period: str, page: int) -> tuple[list[datetime], list[SegmentRow], dict[int, list[int | None]],
-                                              dict[str, list[int]]]:
+def _figures(period: str, page: int, *, with_members: bool = True) -> Figures:
     state = _state()
     now = utcnow()
-    buckets = history.bucket_starts(period, now)
     counted_series = [series for panel in PANELS for series, _, _ in panel.series]
+    segments: list[history.SegmentRow] = []
+    members: dict[int, list[int | None]] = {}
     with state.engine.connect() as conn:
-        segments = _segments(conn, page)
-        members = history.member_counts(conn, state.tables, [row.id for row in segments[:SEGMENTS_PER_PAGE]],
-                                        period, now)
+        if with_members:
+            segments = history.segments_page(conn, state.tables, (page - 1) * SEGMENTS_PER_PAGE, SEGMENTS_PER_PAGE + 1)
+            members = history.member_counts(conn, state.tables, [row.id for row in segments[:SEGMENTS_PER_PAGE]],
+                                            period, now)
         counts = history.counted(conn, state.tables, counted_series, period, now)
-    return buckets, segments, members, counts
+    return Figures(history.bucket_starts(period, now), segments[:SEGMENTS_PER_PAGE], len(segments) > SEGMENTS_PER_PAGE,
+                   members, counts)
 
 
 def dashboard() -> Any:
     period, page = _period(), page_number()
-    starts, segments, members, counts = _figures(period, page)
-    buckets = Buckets.of(history.PERIODS[period][0], starts)
-    lines: list[tuple[SegmentRow, Sparkline]] = [
+    figures = _figures(period, page)
+    buckets = Buckets.of(history.PERIODS[period][0], figures.starts)
+    lines: list[tuple[history.SegmentRow, Sparkline]] = [
         (row, sparkline(f"members-{row.id}", f"Members of {row.name} ({row.group}/{row.identifier})", buckets,
-                        members[row.id]))
-        for row in segments[:SEGMENTS_PER_PAGE]]
+                        figures.members[row.id]))
+        for row in figures.segments]
     panels: list[tuple[Panel, list[BarChart]]] = [
-        (panel, [bar_chart(f"{panel.key}-{column}", title, buckets, counts[series])
+        (panel, [bar_chart(f"{panel.key}-{column}", title, buckets, figures.counts[series])
                  for series, column, title in panel.series])
         for panel in PANELS]
     return show("cdp/admin/dashboard.html", period=period, period_name=PERIOD_NAMES[period], periods=PERIOD_NAMES,
                  lines=lines, panels=panels, page=page,
-                 pager=Pager(page, len(segments) > SEGMENTS_PER_PAGE, ".home", {"period": period}))
+                 pager=Pager(page, figures.has_more_segments, ".home", {"period": period}))
 
 
 def dashboard_csv() -> Any:
@@ -118,17 +113,18 @@ def dashboard_csv() -> Any:
     if chart not in CHARTS:
         abort(400, description=f"chart must be one of {', '.join(CHARTS)}")
     period, page = _period(), page_number()
-    starts, segments, members, counts = _figures(period, page)
-    isos = Buckets.of(history.PERIODS[period][0], starts).isos
+    figures = _figures(period, page, with_members=chart == "members")
+    isos = Buckets.of(history.PERIODS[period][0], figures.starts).isos
     rows: Iterable[list[object]]
     if chart == "members":
         header = ["bucket", "group", "segment", "name", "members"]
-        rows = [[iso, row.group, row.identifier, row.name, members[row.id][index]]
-                for row in segments[:SEGMENTS_PER_PAGE] for index, iso in enumerate(isos)]
+        rows = [[iso, row.group, row.identifier, row.name, figures.members[row.id][index]]
+                for row in figures.segments for index, iso in enumerate(isos)]
     else:
         panel = next(one for one in PANELS if one.key == chart)
         header = ["bucket", *(column for _, column, _ in panel.series)]
-        rows = [[iso, *(counts[series][index] for series, _, _ in panel.series)] for index, iso in enumerate(isos)]
+        rows = [[iso, *(figures.counts[series][index] for series, _, _ in panel.series)]
+                for index, iso in enumerate(isos)]
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow(header)
