@@ -36,7 +36,7 @@ class JobReport(Protocol):
     """What one pass of a job did."""
 
     def summary(self) -> str:
-        """One line for ``flask cdp worker --once``."""
+        """One line for ``flask cdp worker --once`` (empty: nothing worth a line)."""
         ...
 
 

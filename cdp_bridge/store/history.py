@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, and_, bindparam, delete, insert, literal, select, union_all, update
+from sqlalchemy import Connection, Engine, Table, and_, bindparam, delete, insert, literal, or_, select, union_all, update
 
 from .tables import CDPTables, utcnow
 from .upserts import conflict_insert
@@ -64,12 +64,12 @@ def buckets_now() -> dict[str, datetime]:
     return {HOUR: bucket_start(HOUR, now), DAY: bucket_start(DAY, now)}
 
 
-def postgres_noted(history: Table, counted: str = "counted") -> str:
+def postgres_noted(history: Table) -> str:
     """A PostgreSQL CTE, ``noted``, that writes the figure of each ``(id, member_count)``
     row of the CTE ``counted`` for this hour and this day (two ``%s``: the hour's and the
     day's bucket): the count and its history in the statement that changed the count."""
     return (f"noted AS (INSERT INTO {history.name} (series, subject, period, bucket, value)"
-            f" SELECT '{MEMBERS}', c.id, p.period, p.bucket, c.member_count FROM {counted} c"
+            f" SELECT '{MEMBERS}', c.id, p.period, p.bucket, c.member_count FROM counted c"
             f" CROSS JOIN (VALUES ('{HOUR}', %s::timestamp), ('{DAY}', %s::timestamp)) AS p(period, bucket)"
             " ON CONFLICT (series, subject, period, bucket) DO UPDATE SET value = excluded.value)")
 
@@ -122,11 +122,13 @@ def note_members(conn: Connection, tables: CDPTables, segment_id: int | None = N
     parameters: dict[str, object] = dict(buckets_now())
     if segment_id is not None:
         parameters["segment_id"] = segment_id
-    statement = _members_statement(tables.history, tables.segments, conn.dialect.name, segment_id is not None)
-    if isinstance(statement, _PortableMembers):
-        statement(conn, parameters)
-    else:
-        conn.execute(statement, parameters)
+    if conflict_insert(conn.dialect.name, tables.history) is None:  # another database: the figures go, then come again
+        h = tables.history
+        chosen = h.c.subject == segment_id if segment_id is not None else h.c.subject.is_not(None)
+        buckets = or_(*(and_(h.c.period == period, h.c.bucket == parameters[period]) for period in (HOUR, DAY)))
+        conn.execute(delete(h).where(h.c.series == MEMBERS, buckets, chosen))
+    conn.execute(_members_statement(tables.history, tables.segments, conn.dialect.name, segment_id is not None),
+                 parameters)
 
 
 def add_counts(conn: Connection, tables: CDPTables, counts: Mapping[str, int]) -> None:
@@ -162,9 +164,9 @@ def forget_segments(conn: Connection, tables: CDPTables, segment_ids: Any) -> No
     conn.execute(delete(h).where(h.c.series == MEMBERS, h.c.subject.in_(segment_ids)))
 
 
-def prune(conn: Connection, tables: CDPTables, days: int, now: datetime | None = None) -> int:
+def prune(conn: Connection, tables: CDPTables, days: int) -> int:
     """Delete the figures older than ``days``; how many rows."""
-    oldest = bucket_start(DAY, now or utcnow()) - timedelta(days=days)
+    oldest = bucket_start(DAY, utcnow()) - timedelta(days=days)
     return int(conn.execute(delete(tables.history).where(tables.history.c.bucket < oldest)).rowcount)
 
 
@@ -183,26 +185,10 @@ def _members_statement(history: Table, segments: Table, dialect: str, one: bool)
                        .where(chosen) for period in (HOUR, DAY)))
     columns = ["series", "subject", "period", "bucket", "value"]
     upsert = conflict_insert(dialect, history)
-    if upsert is not None:
-        statement = upsert.from_select(columns, rows)
-        return statement.on_conflict_do_update(index_elements=_KEY, set_={"value": statement.excluded.value})
-    return _PortableMembers(history, insert(history).from_select(columns, rows))
-
-
-@dataclass(frozen=True)
-class _PortableMembers:
-    """Another database: the bucket's figures deleted, then inserted."""
-
-    history: Table
-    insert_rows: Any
-
-    def __call__(self, conn: Connection, parameters: dict[str, Any]) -> None:
-        h = self.history
-        for period in (HOUR, DAY):
-            chosen = h.c.subject == parameters["segment_id"] if "segment_id" in parameters else h.c.subject.is_not(None)
-            conn.execute(delete(h).where(h.c.series == MEMBERS, h.c.period == period, h.c.bucket == parameters[period],
-                                         chosen))
-        conn.execute(self.insert_rows, parameters)
+    if upsert is None:  # another database: note_members deleted the bucket's figures first
+        return insert(history).from_select(columns, rows)
+    statement = upsert.from_select(columns, rows)
+    return statement.on_conflict_do_update(index_elements=_KEY, set_={"value": statement.excluded.value})
 
 
 # -- reading ----------------------------------------------------------------------------
@@ -295,18 +281,17 @@ class HistoryPruning:
     name = "history"
     EVERY_SECONDS = 3600.0
 
-    def __init__(self, engine: Engine, tables: CDPTables, days: int, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, engine: Engine, tables: CDPTables, days: int) -> None:
         self.engine = engine
         self.tables = tables
         self.days = days
-        self._clock = clock
         self._last: float | None = None
 
     def describe(self) -> str:
         return f"history (kept {self.days} days)"
 
     def run_due(self, worker: Callable[[], str], stop: Callable[[], bool]) -> PruneReport:
-        now = self._clock()
+        now = time.monotonic()
         if stop() or (self._last is not None and now - self._last < self.EVERY_SECONDS):
             return PruneReport()
         self._last = now

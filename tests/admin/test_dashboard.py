@@ -175,7 +175,7 @@ def test_the_dashboard_is_guarded_like_every_back_office_page(shop: Flask) -> No
     assert client.get("/cdp/admin/", headers=ADMIN).status_code == 200
 
 
-def test_tracking_erasures_and_reconcile_counts_reach_the_dashboard(shop: Flask) -> None:
+def test_tracking_and_erasure_counts_reach_the_dashboard(shop: Flask) -> None:
     deliver(shop, {"id": "vip", "name": "VIP", "members": ["1", "2"]})
     with shop.app_context():
         state = shop.extensions["cdp"]
@@ -208,3 +208,27 @@ def test_the_history_is_kept_for_cdp_history_days(make_app) -> None:
             buckets = sorted(conn.scalars(select(state.tables.history.c.bucket)
                                           .where(state.tables.history.c.period == DAY)))
         assert buckets == [datetime(2026, 11, 6), datetime(2026, 12, 5)]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_database_without_on_conflict_keeps_the_same_figures(shop: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The path for databases that have no ``ON CONFLICT`` (no dedicated writer), taken on
+    SQLite by saying it has none: the bucket's figures are replaced, and counts added."""
+    monkeypatch.setattr(history, "conflict_insert", lambda dialect, table: None)
+    history._members_statement.cache_clear()  # made for SQLite's upsert by earlier tests
+    try:
+        with freeze_time("2026-12-05 00:30:00") as clock:  # midnight: the hour's and the day's bucket start alike
+            for change, count in (({"id": "vip", "name": "VIP", "members": ["1", "2", "3"]}, 3),
+                                  ({"id": "vip", "remove": ["1"]}, 2)):
+                deliver(shop, change)
+                assert recorded_and_counted(shop)["vip"] == (count, count, count)
+            clock.move_to("2026-12-05 09:10:00")
+            deliver(shop, {"id": "vip", "add": ["7", "8"]})
+            assert recorded_and_counted(shop)["vip"] == (4, 4, 4)
+            rows = csv_rows(shop.test_client(), "members", "24h")
+            assert [row["members"] for row in rows if row["bucket"].startswith("2026-12-05T0")] == [
+                "2", "2", "2", "2", "2", "2", "2", "2", "2", "4"]  # 00:00 kept its figure when 09:00 was written
+            assert csv_rows(shop.test_client(), "deliveries", "24h")[-1]["applied"] == "1"
+            assert sum(int(row["applied"]) for row in csv_rows(shop.test_client(), "deliveries", "7d")) == 3
+    finally:
+        history._members_statement.cache_clear()

@@ -16,7 +16,8 @@ from sqlalchemy import delete, select, update
 
 from cdp_bridge.deliveries.inbox import BACKOFF, MAX_ATTEMPTS, DeliveryInbox, IncomingDelivery
 from cdp_bridge.model import ActivationDocument, AudienceChange
-from cdp_bridge.store import utcnow
+from cdp_bridge.store import history, utcnow
+from tests.support.history import figure_today
 from tests.support.logs import remember_output
 from tests.support.polling import wait_until
 from tests.support.processes import run_flask, start_flask, write_app_module
@@ -77,6 +78,8 @@ def test_failures_are_retried_with_backoff_then_marked_failed(webhook_app: Flask
                 clock.tick(timedelta(seconds=BACKOFF.seconds(attempt)))
         assert status == "failed"
         assert box.get(delivery_id).status == "failed"
+        assert figure_today(webhook_app, history.DELIVERIES_FAILED) == 1  # once, when given up; not per try
+        assert figure_today(webhook_app, history.DELIVERIES_APPLIED) == 0
         clock.tick(timedelta(days=1))
         assert box.claim("later") is None  # failed deliveries are kept, not retried
 

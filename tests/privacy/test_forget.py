@@ -19,8 +19,10 @@ from sqlalchemy import select, text, update
 from cdp_bridge import ValidationError
 from cdp_bridge.metrics import REGISTRY
 from cdp_bridge.privacy.erasure import RaptorState
+from cdp_bridge.store import history
 from cdp_bridge.store.tables import utcnow
 from tests.support.fake_gdpr_api import FakeGdprApi
+from tests.support.history import figure_today
 from tests.support.processes import start_flask, write_app_module
 from tests.support.webhook import ACTIVATION, cdp_of, delivery_rows, memberships, post_webhook
 
@@ -128,6 +130,7 @@ def test_a_503_then_a_200_is_tried_again_and_recorded_once(site: Flask, gdpr: Fa
     assert (request.raptor_state, request.raptor_status) == (RaptorState.ACCEPTED, 200)
     assert outcome_count("accepted") - accepted == 1
     assert rows(site, "gdpr_deletions") == []
+    assert (figure_today(site, history.ERASURES_REQUESTED), figure_today(site, history.ERASURES_ACCEPTED)) == (1, 1)
 
 
 @pytest.mark.parametrize("status", [400, 401])
@@ -144,6 +147,7 @@ def test_a_refusal_is_given_up_at_once_with_one_error_naming_no_one(site: Flask,
     assert rows(site, "gdpr_deletions") == [] and len(gdpr.calls) == 1
     (request,) = rows(site, "erasure_requests")
     assert (request.raptor_state, request.raptor_status) == (RaptorState.GIVEN_UP, status)
+    assert (figure_today(site, history.ERASURES_GIVEN_UP), figure_today(site, history.ERASURES_ACCEPTED)) == (1, 0)
     check = cli(site, "check")
     assert "WARN  1 erasure request given up at Raptor" in check.output
     assert EMAIL not in check.output

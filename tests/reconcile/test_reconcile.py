@@ -13,8 +13,10 @@ from sqlalchemy import select
 
 from cdp_bridge.metrics import REGISTRY
 from cdp_bridge.signals import memberships_changed
+from cdp_bridge.store import history
 from tests.support.fake_cdp_api import FakeCdpApi
 from tests.support.fake_membership_api import Reply
+from tests.support.history import figure_today
 from tests.support.seed import run
 from tests.support.webhook import memberships, post_webhook
 
@@ -58,8 +60,10 @@ def test_a_drifted_segment_is_repaired_exactly_with_one_signal(site: Flask, cdp_
         with state.engine.connect() as conn:
             assert conn.scalar(select(s.c.member_count).where(s.c.identifier == "vip")) == 6  # the count kept too
             assert conn.scalar(select(s.c.last_sequence).where(s.c.identifier == "vip")) == 41
+    assert (figure_today(site, history.RECONCILES_OK), figure_today(site, history.RECONCILE_CHANGES)) == (1, 5)
     again = run(site, "reconcile")
     assert "vip: added 0, removed 0, unchanged 6, sequence 41" in again.output and len(received) == 1
+    assert (figure_today(site, history.RECONCILES_OK), figure_today(site, history.RECONCILE_CHANGES)) == (2, 5)
     # the headers of section 9, the key never printed
     assert cdp_api.asked[0][1]["x-activation-id"] == "reconcile-activation"
     assert "cdp-api-key" not in result.output
@@ -76,6 +80,7 @@ def test_dry_run_changes_nothing_and_says_what_it_would(site: Flask, cdp_api: Fa
     assert memberships(site) == before and received == []
     with site.app_context():
         assert site.extensions["cdp"].reconciler().last_reconciles("shop") == {}
+    assert figure_today(site, history.RECONCILES_OK) == 0  # the dashboard counts what was done
 
 
 def test_bad_answers_change_nothing_for_their_segment_and_the_run_goes_on(site: Flask, cdp_api: FakeCdpApi) -> None:
@@ -95,6 +100,7 @@ def test_bad_answers_change_nothing_for_their_segment_and_the_run_goes_on(site: 
     result = run(site, "reconcile")
     assert result.exit_code == 1
     assert counter("cdp_reconcile_runs_total", outcome="failed") == failed_before + 1
+    assert (figure_today(site, history.RECONCILES_FAILED), figure_today(site, history.RECONCILES_OK)) == (1, 0)
     out = result.output
     assert "vip: added 3, removed 2" in out  # the good one is applied
     assert "cats: FAILED, nothing changed: its members: the CDP API answered 404" in out

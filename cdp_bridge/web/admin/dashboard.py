@@ -103,7 +103,7 @@ def dashboard() -> Any:
                  for series, column, title in panel.series])
         for panel in PANELS]
     return show("cdp/admin/dashboard.html", period=period, period_name=PERIOD_NAMES[period], periods=PERIOD_NAMES,
-                 lines=lines, panels=panels, page=page,
+                 lines=lines, panels=panels, page=page, csv_url=csv_url,
                  pager=Pager(page, figures.has_more_segments, ".home", {"period": period}))
 
 

@@ -25,7 +25,7 @@ from ...model import DeliveryStatus
 from ...reconcile.runner import last_reconciles
 from ...state import current_state as _state
 from ...store.schema import UPGRADE_COMMAND
-from .dashboard import csv_url, dashboard, dashboard_csv
+from .dashboard import dashboard, dashboard_csv
 from .pages import Pager, page_number, show
 
 log = logging.getLogger("cdp_bridge.web.admin")
@@ -48,7 +48,6 @@ def admin_blueprint() -> Blueprint:
     admin.context_processor(lambda: {
         "cdp_csrf_token": generate_csrf,
         "cdp_site_url": _state().settings.site.admin_site_url,
-        "cdp_csv_url": csv_url,
     })
     routes: list[tuple[str, str, Any, list[str]]] = [
         ("/", "home", dashboard, ["GET"]),
