@@ -28,10 +28,16 @@ class RecommendationsService:
             calls=RECOMMENDATIONS_API_CALLS, shared_cache=shared_cache,
             encode=lambda found: [[r.id, r.variant, r.priority, r.created] for r in found], decode=_from_cache)
 
-    def recommend(self, module: RecommendationModule, count: int, parameters: Mapping[str, str]) -> tuple[Recommendation, ...]:
+    def key(self, module: RecommendationModule, count: int, parameters: Mapping[str, str]) -> str:
+        """The answer's cache key (:func:`cache_key`), which a page also keeps its block by."""
+        return cache_key(self.client, module, count, parameters)
+
+    def recommend(self, module: RecommendationModule, count: int, parameters: Mapping[str, str], *,
+                  key: str | None = None) -> tuple[Recommendation, ...]:
         """The module's first ``count`` items for these query parameters (an answer of more
-        is cut: Raptor was asked for ``count``); none when the API cannot answer."""
-        return self.calls.get(cache_key(self.client, module, count, parameters),
+        is cut: Raptor was asked for ``count``); none when the API cannot answer. ``key``:
+        the caller's :meth:`key` for the same arguments, not made twice."""
+        return self.calls.get(key or self.key(module, count, parameters),
                               lambda: first_items(self.client.recommend(module.method, count, parameters,
                                                                         split_variants=module.splits_variants), count), ())
 

@@ -57,10 +57,11 @@ def _recommended(name: str, count: int | None, visitor_id: str | None, user_id: 
     query = _query(module, page, visitor_id, user_id, _passed(parameters))
     if query is None:
         return ()
-    key = (module.name, count, tuple(sorted(query.items())))
     service = state.recommendations
     assert service is not None
-    return page.recommendations.get(key, lambda: _records(state, module, service.recommend(module, count, query), count))
+    key = service.key(module, count, query)  # the page keeps its blocks by the answer's own key
+    return page.recommendations.get(key, lambda: _records(state, module, service.recommend(module, count, query, key=key),
+                                                          count))
 
 
 class Recommended:
@@ -181,7 +182,7 @@ def _query(module: RecommendationModule, page: Page, visitor_id: str | None, use
 def _records(state: CDPState, module: RecommendationModule, found: Any, count: int) -> tuple[tuple[str, Any], ...]:
     """(id, the loader's record) for the first ``count`` recommended ids, in Raptor's order:
     the loader is never asked for more than the block shows."""
-    ids = list(dict.fromkeys(recommendation.id for recommendation in found))[:count]  # a product's variants: one record
+    ids = list(dict.fromkeys([recommendation.id for recommendation in found]))[:count]  # a product's variants: one record
     if not ids:
         return ()
     loader = state.hooks.recommendation_loaders.get(module.kind)
@@ -189,10 +190,12 @@ def _records(state: CDPState, module: RecommendationModule, found: Any, count: i
         raise RecommendationArgumentError(f"no @cdp.recommendation_loader({module.kind!r}) for module {module.name!r}")
     loaded = loader(ids)
     if type(loaded) is dict or isinstance(loaded, Mapping):
-        by_id = {str(key): record for key, record in loaded.items()}
+        if all(item_id in loaded for item_id in ids):  # keyed by the ids as asked: nothing to rebuild
+            return tuple([(item_id, loaded[item_id]) for item_id in ids])
+        by_id = {str(key): record for key, record in loaded.items()}  # numbers for keys, or some missing
     else:
         by_id = {_record_id(record): record for record in loaded}
-    return tuple((item_id, by_id[item_id]) for item_id in ids if item_id in by_id)
+    return tuple([(item_id, by_id[item_id]) for item_id in ids if item_id in by_id])
 
 
 def _record_id(record: object) -> str:

@@ -121,6 +121,21 @@ def test_a_content_loader_may_return_a_list_of_records_with_ids(make_site, api: 
     assert visit(app, "/block/popular") == "Article 12;Article 13;"
 
 
+def test_a_loader_may_key_its_records_by_numbers(make_site, api: FakeRecommendationsAPI) -> None:
+    """A mapping keyed by the ids as numbers (a database's primary keys) is read by their
+    text, in Raptor's order; an id it does not hold is skipped."""
+    app = make_site(CDP_RECOMMENDATIONS_CACHE_TTL=0)
+
+    @cdp_of(app).recommendation_loader("content")
+    def articles(ids: list[str]) -> dict[int, Any]:
+        return {int(item_id): {"name": f"Article {item_id}"} for item_id in ids if item_id != "404"}
+
+    api.replies["GetPopularContentWeb"] = recommended("13", "12")
+    assert visit(app, "/block/popular") == "Article 13;Article 12;"
+    api.replies["GetPopularContentWeb"] = recommended("404", "12")
+    assert visit(app, "/block/popular") == "Article 12;"
+
+
 def test_consent_rules_which_modules_are_called(make_site, api: FakeRecommendationsAPI) -> None:
     """Without consent no visitor module is called (the fallback renders); modules that
     need no visitor still are; a user module needs a logged-in user."""
