@@ -66,6 +66,21 @@ log = logging.getLogger("cdp_bridge")
 
 #: Seconds a pooled connection of cdp_bridge's own engine is used before it is replaced.
 POOL_RECYCLE_SECONDS = 300
+#: On a database server, the connections cdp_bridge's own engine keeps per process: each
+#: one it opens (as threads need them), up to this many. SQLAlchemy's default pool keeps 5
+#: and closes the others as they come back, so a busy worker of more threads opened and
+#: closed a connection for most of its requests.
+POOL_SIZE = 32
+
+
+def _engine_options(app: Flask) -> dict[str, Any]:
+    """cdp_bridge's own engine's pool: renewed every 5 minutes; on database servers (not
+    SQLite, whose in-memory databases take no pool size) it keeps what it opened."""
+    options: dict[str, Any] = {"pool_recycle": POOL_RECYCLE_SECONDS}
+    urls = [app.config.get("SQLALCHEMY_DATABASE_URI"), *(app.config.get("SQLALCHEMY_BINDS") or {}).values()]
+    if all(isinstance(url, str) and not url.startswith("sqlite") for url in urls if url is not None):
+        options.update(pool_size=POOL_SIZE, max_overflow=0)
+    return options
 
 
 class CDP:
@@ -176,7 +191,7 @@ class CDP:
         # restart broke fails its first statement, is thrown away with its pool's others, and
         # that request answers 503 (the CDP retries a delivery); connections are also renewed
         # every 5 minutes, before a server or proxy closes them as idle.
-        app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"pool_recycle": POOL_RECYCLE_SECONDS})
+        app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", _engine_options(app))
         self._own_db.init_app(app)
         # cdp_bridge's own instance is private: the host may still register its own
         # Flask-SQLAlchemy on the app (SQLAlchemy().init_app(app)) after this.
