@@ -4,12 +4,15 @@ SQLAlchemy's and the bulk writer's raw cursor's alike."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 
 import pytest
 from flask import Flask
 from sqlalchemy import event, select
 
+from cdp_bridge.store import history
+from tests.support.history import figure_today
 from tests.support.webhook import post_webhook
 
 
@@ -82,3 +85,34 @@ def test_a_repeated_request_id_applies_nothing_a_second_time(webhook_app: Flask)
     assert again.get_json() == {"status": "duplicate", "delivery_id": first.get_json()["delivery_id"]}
     with webhook_app.app_context():
         assert set(webhook_app.extensions["cdp"].store.members("shop", "cats")) == {"3"}
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_deliveries_in_flight_together_count_in_different_rows(webhook_app: Flask) -> None:
+    """The dashboard's count of applied deliveries is no row every delivery waits for: a
+    second delivery commits while the first holds its transaction open (before, it waited
+    for the first's commit, a flush to disk under fsync: issue 41's small deliveries)."""
+    for audience in ("cats", "dogs"):  # both segments exist: the deliveries below change members only
+        assert post_webhook(webhook_app, {"audiences": [{"id": audience, "add": ["0"]}]}).status_code == 200
+    with webhook_app.app_context():
+        engine = webhook_app.extensions["cdp"].engine
+    first_held, second_done, outcome = threading.Event(), threading.Event(), {}
+
+    def hold_the_first_commit(conn) -> None:  # noqa: ANN001
+        if not first_held.is_set():
+            first_held.set()
+            outcome["second committed meanwhile"] = second_done.wait(10)
+
+    event.listen(engine, "commit", hold_the_first_commit)
+    try:
+        first = threading.Thread(target=lambda: outcome.setdefault(
+            "first", post_webhook(webhook_app, {"audiences": [{"id": "cats", "add": ["1"]}]}).status_code))
+        first.start()
+        assert first_held.wait(10)
+        assert post_webhook(webhook_app, {"audiences": [{"id": "dogs", "add": ["2"]}]}).status_code == 200
+        second_done.set()
+        first.join(20)
+    finally:
+        event.remove(engine, "commit", hold_the_first_commit)
+    assert outcome == {"second committed meanwhile": True, "first": 200}
+    assert figure_today(webhook_app, history.DELIVERIES_APPLIED) == 4  # the shards add up
