@@ -3,7 +3,9 @@ same work on the same database (not a test).
 
 Each delivery adds 10 user ids to one of 20 audiences (the webhook applies it in the
 request). 50 concurrent clients send N of them through gunicorn (gthread, 2 workers x 16
-threads, the shipped gunicorn.conf.py) to PostgreSQL on loopback:
+threads, the shipped gunicorn.conf.py) to PostgreSQL on loopback, with fsync on as a
+production server runs (until 2026-12-05 this benchmark ran with fsync off, as the tests
+do, which hid a row every delivery waited for until the one before had flushed its commit):
 
 - ``one host``: cdp_bridge's ``POST /cdp/webhook`` on one gunicorn;
 - ``plain``: a plain Flask endpoint under the same gunicorn that checks the Basic
@@ -179,7 +181,7 @@ def main() -> None:
     }
     results: dict[str, list[Outcome]] = {side: [] for side in sides}
     singles: dict[str, list[Outcome]] = {side: [] for side in sides}
-    pg = PostgresServer.create()
+    pg = PostgresServer.create(durable=True)
     try:
         for number in range(1, args.rounds + 1):
             order = list(sides) if number % 2 else list(reversed(sides))
