@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Select, Table, bindparam, exists, func, select, text, update
+from sqlalchemy import Connection, Engine, Select, Table, bindparam, exists, func, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from .. import signals
@@ -42,6 +42,7 @@ from ..model import (
 from ..privacy.erasure import ErasureRequests
 from ..store import CDPTables, history, utcnow
 from ..store.audiences import apply_audience_changes, changes_from_json, changes_to_json
+from ..store.bulk import driver_row
 from ..store.changes import recording
 from ..store.leased_queue import Backoff, LeasedQueue, Released, Statuses
 from ..store.membership import group_lock_key
@@ -249,8 +250,10 @@ class DeliveryInbox:
         d = self.tables.deliveries
         if counted and conn.dialect.name == "postgresql":
             buckets = history.buckets_now()
-            statement = _counted_record_statement(d, self.tables.history, tuple(sorted(row)))
-            found = conn.execute(statement, {**row, "hour": buckets[history.HOUR], "day": buckets[history.DAY]}).scalar()
+            sql = _counted_record_sql(d, self.tables.history, tuple(sorted(row)))
+            recorded = driver_row(conn, sql, {**row, "rejected": json.dumps(row["rejected"]),
+                                              "hour": buckets[history.HOUR], "day": buckets[history.DAY]})
+            found = recorded[0] if recorded is not None else None
         else:
             found = conn.execute(_record_statement(d, conn.dialect.name), row).scalar()
             if counted and found is not None:
@@ -277,13 +280,13 @@ class DeliveryInbox:
         PostgreSQL the same statement takes the group's reconcile lock shared, so a
         delivery waits for a reconcile of its group and is applied after it (see
         :mod:`..reconcile.runner`; on SQLite the one writer at a time does this)."""
-        postgres = conn.dialect.name == "postgresql"
-        parameters = {"identifier": identifier, "now": utcnow()}
-        if postgres:
-            parameters["lock_key"] = group_lock_key(identifier)
-        found = conn.execute(_group_id_query(self.tables.segment_groups, self.tables.erasure_requests, postgres),
-                             parameters).first()
-        return (int(found.id), bool(found.holding)) if found is not None else (None, False)
+        if conn.dialect.name == "postgresql":  # the transaction's first statement: see driver_row
+            found = driver_row(conn, _postgres_group_sql(self.tables.segment_groups, self.tables.erasure_requests),
+                               (utcnow(), group_lock_key(identifier), identifier))
+        else:
+            found = conn.execute(_group_id_query(self.tables.segment_groups, self.tables.erasure_requests),
+                                 {"identifier": identifier, "now": utcnow()}).first()
+        return (int(found[0]), bool(found[1])) if found is not None else (None, False)
 
     def _finish(self, conn: Connection, delivery_id: int, applied: int, stale: int, started: float,
                 rejected: Rejections | None) -> None:
@@ -498,12 +501,16 @@ def _summary_fields(row: object) -> dict[str, Any]:
 
 
 @functools.cache
-def _group_id_query(groups: Table, erasures: Table, reconcile_lock: bool) -> Select[Any]:
+def _group_id_query(groups: Table, erasures: Table) -> Select[Any]:
     holding = exists().where(erasures.c.hold_until > bindparam("now")).label("holding")
-    columns = [groups.c.id, holding]
-    if reconcile_lock:
-        columns.append(func.pg_advisory_xact_lock_shared(bindparam("lock_key")).label("reconcile_lock"))
-    return select(*columns).where(groups.c.identifier == bindparam("identifier"))
+    return select(groups.c.id, holding).where(groups.c.identifier == bindparam("identifier"))
+
+
+@functools.cache
+def _postgres_group_sql(groups: Table, erasures: Table) -> str:
+    """The group's id, whether anyone is held, and the group's reconcile lock taken shared."""
+    return (f"SELECT g.id, EXISTS (SELECT 1 FROM {erasures.name} WHERE hold_until > %s), pg_advisory_xact_lock_shared(%s)"
+            f" FROM {groups.name} g WHERE g.identifier = %s")
 
 
 @functools.cache
@@ -512,15 +519,13 @@ def _record_statement(deliveries: Table, dialect: str) -> Any:
 
 
 @functools.cache
-def _counted_record_statement(deliveries: Table, history_table: Table, columns: tuple[str, ...]) -> Any:
+def _counted_record_sql(deliveries: Table, history_table: Table, columns: tuple[str, ...]) -> str:
     """PostgreSQL: the applied delivery's row, and its counts in the dashboard's history
-    (:func:`..store.history.postgres_counting`), in one statement."""
+    (:func:`..store.history.postgres_counting`), in one statement, in the driver's named
+    parameters (``rejected`` as JSON text)."""
     counting = history.postgres_counting(history_table, "recorded", [(history.DELIVERIES_APPLIED, "1"),
-                                                                     (history.REJECTED_IDS, ":rejected_count")])
-    sql = (f"WITH recorded AS (INSERT INTO {deliveries.name} ({', '.join(columns)})"
-           f" VALUES ({', '.join(f':{column}' for column in columns)})"
-           " ON CONFLICT (client_id, request_id) DO NOTHING RETURNING id),"
-           f" {counting} SELECT id FROM recorded")
-    return text(sql).bindparams(*(bindparam(column, type_=deliveries.c[column].type) for column in columns),
-                                bindparam("hour", type_=history_table.c.bucket.type),
-                                bindparam("day", type_=history_table.c.bucket.type))
+                                                                     (history.REJECTED_IDS, "%(rejected_count)s")])
+    values = ", ".join(f"%({column})s::json" if column == "rejected" else f"%({column})s" for column in columns)
+    return (f"WITH recorded AS (INSERT INTO {deliveries.name} ({', '.join(columns)}) VALUES ({values})"
+            " ON CONFLICT (client_id, request_id) DO NOTHING RETURNING id),"
+            f" {counting} SELECT id FROM recorded")

@@ -84,13 +84,13 @@ def postgres_noted(history: Table) -> str:
 def postgres_counting(history: Table, source: str, counts: Sequence[tuple[str, str]]) -> str:
     """A PostgreSQL CTE, ``counting``, that adds each ``(series, SQL expression)`` count to
     this hour's and this day's figure once per row of the CTE ``source`` (none when it has
-    no row), in the shard of that row's ``id``; the buckets are the bind parameters
-    ``:hour`` and ``:day``."""
+    no row), in the shard of that row's ``id``; the buckets are the driver's named
+    parameters ``hour`` and ``day``."""
     values = ", ".join(f"('{series}', CAST({expression} AS BIGINT))" for series, expression in counts)
     return (f"counting AS (INSERT INTO {history.name} (series, subject, period, bucket, value)"
-            f" SELECT c.series, {source}.id % {COUNT_SHARDS}, p.period, p.bucket, c.value FROM {source}"
+            f" SELECT c.series, mod({source}.id, {COUNT_SHARDS}), p.period, p.bucket, c.value FROM {source}"
             f" CROSS JOIN (VALUES {values}) AS c(series, value)"
-            f" CROSS JOIN (VALUES ('{HOUR}', CAST(:hour AS TIMESTAMP)), ('{DAY}', CAST(:day AS TIMESTAMP)))"
+            f" CROSS JOIN (VALUES ('{HOUR}', CAST(%(hour)s AS TIMESTAMP)), ('{DAY}', CAST(%(day)s AS TIMESTAMP)))"
             " AS p(period, bucket) WHERE c.value <> 0"
             f" ON CONFLICT (series, subject, period, bucket) DO UPDATE SET value = {history.name}.value + excluded.value)")
 

@@ -18,7 +18,7 @@ from sqlalchemy import Connection, Select, Table, bindparam, delete, func, inser
 
 from ..model import SegmentMetadata
 from . import history
-from .bulk import chunked, member_writer
+from .bulk import chunked, driver_row, member_writer
 from .changes import current as recorded_changes
 from .tables import CDPTables, utcnow
 from .upserts import conflict_insert, insert_skipping_conflicts
@@ -46,10 +46,19 @@ def find_segment(
     conn: Connection, tables: CDPTables, group_id: int, identifier: str, *, lock: bool = False
 ) -> SegmentRow | None:
     """The segment ``identifier`` of a group (row-locked with ``lock``), or ``None``."""
-    row = conn.execute(_segment_query(tables.segments, lock), {"group_id": group_id, "identifier": identifier}).first()
+    if conn.dialect.name == "postgresql":  # a delivery's statement: see driver_row
+        row = driver_row(conn, _postgres_segment_sql(tables.segments.name, lock), (group_id, identifier))
+    else:
+        row = conn.execute(_segment_query(tables.segments, lock), {"group_id": group_id, "identifier": identifier}).first()
     if row is None:
         return None
-    return SegmentRow(row.id, row.identifier, row.last_sequence, {column: row._mapping[column] for column in METADATA_COLUMNS})
+    return SegmentRow(row[0], row[1], row[2], dict(zip(METADATA_COLUMNS, row[3:], strict=True)))
+
+
+@functools.cache
+def _postgres_segment_sql(segments: str, lock: bool) -> str:
+    return (f"SELECT id, identifier, last_sequence, {', '.join(METADATA_COLUMNS)} FROM {segments}"
+            f" WHERE group_id = %s AND identifier = %s{' FOR UPDATE' if lock else ''}")
 
 
 @functools.cache
