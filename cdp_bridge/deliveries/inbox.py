@@ -280,12 +280,13 @@ class DeliveryInbox:
         PostgreSQL the same statement takes the group's reconcile lock shared, so a
         delivery waits for a reconcile of its group and is applied after it (see
         :mod:`..reconcile.runner`; on SQLite the one writer at a time does this)."""
-        if conn.dialect.name == "postgresql":  # the transaction's first statement: see driver_row
-            found = driver_row(conn, _postgres_group_sql(self.tables.segment_groups, self.tables.erasure_requests),
-                               (utcnow(), group_lock_key(identifier), identifier))
-        else:
-            found = conn.execute(_group_id_query(self.tables.segment_groups, self.tables.erasure_requests),
-                                 {"identifier": identifier, "now": utcnow()}).first()
+        postgres = conn.dialect.name == "postgresql"
+        parameters = {"identifier": identifier, "now": utcnow()}
+        if postgres:
+            parameters["lock_key"] = group_lock_key(identifier)
+        query = _group_id_query(self.tables.segment_groups, self.tables.erasure_requests, postgres)
+        # On PostgreSQL the transaction's first statement, on the driver's cursor: see driver_row.
+        found = driver_row(conn, query, parameters) if postgres else conn.execute(query, parameters).first()
         return (int(found[0]), bool(found[1])) if found is not None else (None, False)
 
     def _finish(self, conn: Connection, delivery_id: int, applied: int, stale: int, started: float,
@@ -501,16 +502,12 @@ def _summary_fields(row: object) -> dict[str, Any]:
 
 
 @functools.cache
-def _group_id_query(groups: Table, erasures: Table) -> Select[Any]:
+def _group_id_query(groups: Table, erasures: Table, reconcile_lock: bool) -> Select[Any]:
     holding = exists().where(erasures.c.hold_until > bindparam("now")).label("holding")
-    return select(groups.c.id, holding).where(groups.c.identifier == bindparam("identifier"))
-
-
-@functools.cache
-def _postgres_group_sql(groups: Table, erasures: Table) -> str:
-    """The group's id, whether anyone is held, and the group's reconcile lock taken shared."""
-    return (f"SELECT g.id, EXISTS (SELECT 1 FROM {erasures.name} WHERE hold_until > %s), pg_advisory_xact_lock_shared(%s)"
-            f" FROM {groups.name} g WHERE g.identifier = %s")
+    columns = [groups.c.id, holding]
+    if reconcile_lock:
+        columns.append(func.pg_advisory_xact_lock_shared(bindparam("lock_key")).label("reconcile_lock"))
+    return select(*columns).where(groups.c.identifier == bindparam("identifier"))
 
 
 @functools.cache

@@ -17,11 +17,13 @@ Each writer returns exact counts of rows added and removed.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, delete, insert, select
+from sqlalchemy import Connection, Dialect, delete, insert, select
+from sqlalchemy.sql import ClauseElement
 
 from . import history
 from .tables import CDPTables, utcnow
@@ -288,19 +290,27 @@ class PortableMemberWriter(_CountsAfterAdding):
         return self.add(conn, segment_id, [u for u in user_ids if u not in current]), removed
 
 
-def driver_row(conn: Connection, sql: str, parameters: Sequence[Any] | Mapping[str, Any]) -> Any:
+def driver_row(conn: Connection, statement: str | ClauseElement, parameters: Sequence[Any] | Mapping[str, Any]) -> Any:
     """The first row of a fixed statement run on the driver's own cursor: a small
     delivery's statements on PostgreSQL, where SQLAlchemy's execution (compiled cache,
     execution context, result) cost 65 us of CPU each, a quarter of a request's own work
-    under load. A driver error is handled as SQLAlchemy handles its own: raised as its
+    under load. A Core statement is compiled for the dialect once (its parameters then by
+    name). A driver error is handled as SQLAlchemy handles its own: raised as its
     exception (``OperationalError`` for a database that went away: the webhook's 503),
     with the connection, and on a disconnect the pool, invalidated."""
+    sql = statement if isinstance(statement, str) else _driver_sql(statement, conn.dialect)
     cursor = driver_cursor(conn)
     try:
         cursor.execute(sql, parameters)
         return cursor.fetchone()
     except conn.dialect.loaded_dbapi.Error as exc:
         conn._handle_dbapi_exception(exc, sql, parameters, cursor, None)
+
+
+@functools.cache
+def _driver_sql(statement: ClauseElement, dialect: Dialect) -> str:
+    """A Core statement in the driver's own placeholders (made once per table: see the callers)."""
+    return str(statement.compile(dialect=dialect))
 
 
 def driver_cursor(conn: Connection) -> Any:

@@ -46,19 +46,12 @@ def find_segment(
     conn: Connection, tables: CDPTables, group_id: int, identifier: str, *, lock: bool = False
 ) -> SegmentRow | None:
     """The segment ``identifier`` of a group (row-locked with ``lock``), or ``None``."""
-    if conn.dialect.name == "postgresql":  # a delivery's statement: see driver_row
-        row = driver_row(conn, _postgres_segment_sql(tables.segments.name, lock), (group_id, identifier))
-    else:
-        row = conn.execute(_segment_query(tables.segments, lock), {"group_id": group_id, "identifier": identifier}).first()
+    query, parameters = _segment_query(tables.segments, lock), {"group_id": group_id, "identifier": identifier}
+    postgres = conn.dialect.name == "postgresql"  # a delivery's statement, on the driver's cursor: see driver_row
+    row = driver_row(conn, query, parameters) if postgres else conn.execute(query, parameters).first()
     if row is None:
         return None
     return SegmentRow(row[0], row[1], row[2], dict(zip(METADATA_COLUMNS, row[3:], strict=True)))
-
-
-@functools.cache
-def _postgres_segment_sql(segments: str, lock: bool) -> str:
-    return (f"SELECT id, identifier, last_sequence, {', '.join(METADATA_COLUMNS)} FROM {segments}"
-            f" WHERE group_id = %s AND identifier = %s{' FOR UPDATE' if lock else ''}")
 
 
 @functools.cache
@@ -199,15 +192,18 @@ def lock_audience(conn: Connection, group_id: int, identifier: str) -> None:
     tombstone one after the other; SQLite already lets only one writer in at a time.
     """
     if conn.dialect.name == "postgresql":
-        digest = hashlib.blake2b(f"cdp:{group_id}:{identifier}".encode(), digest_size=8).digest()
-        conn.execute(select(func.pg_advisory_xact_lock(int.from_bytes(digest, "big", signed=True))))
+        conn.execute(select(func.pg_advisory_xact_lock(_advisory_key(f"cdp:{group_id}:{identifier}"))))
 
 
 def group_lock_key(group: str) -> int:
-    """The advisory lock key of a group's reconcile lock (a signed 64-bit number): a
-    reconcile holds it exclusively, each delivery to the group shared."""
-    digest = hashlib.blake2b(f"cdp-reconcile:{group}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big", signed=True)
+    """The advisory lock key of a group's reconcile lock: a reconcile holds it
+    exclusively, each delivery to the group shared."""
+    return _advisory_key(f"cdp-reconcile:{group}")
+
+
+def _advisory_key(name: str) -> int:
+    """A PostgreSQL advisory lock's key for ``name``: a signed 64-bit number."""
+    return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big", signed=True)
 
 
 def bump_store_version(conn: Connection, tables: CDPTables) -> None:
