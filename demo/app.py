@@ -68,11 +68,11 @@ def create_app(config: dict[str, Any] | None = None, instance_path: str | None =
         behind_proxies(app, environment)
         cdp_defaults: dict[str, Any] = {"CDP_CONSENT_COOKIE": CONSENT_COOKIE}  # the shop's banner sets it
     else:
-        with _first_run_lock(app):
+        with _first_run_lock(app):  # the instance's secrets too: each one is made by one process only
             secret_key = environment.get("SECRET_KEY") or _instance_secret(app, "session_key")
+            cdp_defaults = _demo_settings(app, environment)
         app.config.update(SQLALCHEMY_DATABASE_URI="sqlite:///" + os.path.join(app.instance_path, "demo.sqlite3"),
                           SECRET_KEY=secret_key, SHOP_DEMO=True)
-        cdp_defaults = _demo_settings(app, environment)
         keys = {key: environment.get(key) or cdp_defaults[key] for key in
                 ("CDP_MEMBERSHIP_API_KEY", "CDP_MEMBERSHIP_ACTIVATION_ID", "CDP_RECOMMENDATIONS_API_KEY",
                  "CDP_GDPR_API_KEY")}
@@ -136,7 +136,8 @@ def _demo_settings(app: Flask, environment: dict[str, str]) -> dict[str, Any]:
 def _first_run_lock(app: Flask) -> Iterator[None]:
     """One process at a time makes the demo's first-run files: gunicorn's workers build
     the app at once, and without it two would both create the tables (one failing on
-    "table already exists", which stops gunicorn) or each make a different secret."""
+    "table already exists", which stops gunicorn), each make a different secret, or one
+    read the secrets' file while another was rewriting it (a worker failing to boot)."""
     with open(os.path.join(app.instance_path, "first-run.lock"), "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file is closed, or the process dies
         yield

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 
@@ -16,6 +17,7 @@ from demo.extensions import db
 from demo.models import DemoUser
 from tests.support.browser import stop_background_threads
 from tests.support.polling import wait_until
+from tests.support.processes import REPO
 
 
 @pytest.fixture
@@ -44,6 +46,29 @@ def test_a_second_start_keeps_the_data_and_secret(demo: Flask, tmp_path) -> None
     assert again.config["CDP_ACTIVATION_CLIENT_SECRET"] == demo.config["CDP_ACTIVATION_CLIENT_SECRET"]
     with again.app_context():
         assert len(again.extensions["cdp"].store.list_groups()) == 2
+
+
+BUILD_AND_PRINT_SECRET = ("import sys; from demo.app import create_app; "
+                          "print(create_app(instance_path=sys.argv[1]).config['CDP_ACTIVATION_CLIENT_SECRET'])")
+
+
+@pytest.mark.slow
+def test_workers_starting_at_once_share_one_first_run(tmp_path) -> None:
+    """gunicorn's workers build the demo together on its first run: each one starts, and
+    all of them hold the same activation secret (one read the secrets' file while
+    another rewrote it, and failed to boot; or each made its own: before the fix, 6
+    at once, 8 times, failed this in each of 5 runs)."""
+    import subprocess
+    import sys
+
+    for attempt in range(8):
+        instance = tmp_path / f"instance-{attempt}"
+        workers = [subprocess.Popen([sys.executable, "-c", BUILD_AND_PRINT_SECRET, str(instance)], cwd=tmp_path,
+                                    env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True) for _ in range(6)]
+        answers = [worker.communicate(timeout=120) for worker in workers]
+        assert [worker.returncode for worker in workers] == [0] * 6, [err[-300:] for _, err in answers]
+        assert len({out.strip() for out, _ in answers}) == 1
 
 
 def test_landing_and_product_pages(demo: Flask) -> None:
