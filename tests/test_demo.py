@@ -158,6 +158,19 @@ def run_flask(tmp_path, *args: str, **env: str):
     )
 
 
+def test_the_demos_users_export_with_its_processor(demo: Flask) -> None:
+    """The demo's user source (rows on the session's connection) and its processor, which
+    reads the row's is_admin column, through ``flask cdp stream-user-data --dry-run``."""
+    import json
+
+    demo.config.update(CDP_ACCOUNT_NUMBER="12345", CDP_USER_STREAM_ID="demo-users-stream")
+    result = demo.test_cli_runner().invoke(args=["cdp", "stream-user-data", "--dry-run"])
+    assert result.exit_code == 0, result.output
+    items = json.loads(result.stdout.splitlines()[0])
+    assert items[:2] == [{"id": 1, "login": "alice", "email": "alice@example.com", "name": "Alice Example", "is_admin": True},
+                         {"id": 2, "login": "bob", "email": "bob@example.com", "name": "Bob Example", "is_admin": False}]
+
+
 def test_flask_cdp_reconcile_repairs_the_push_the_demo_missed(tmp_path) -> None:
     """A separate process (as an operator runs it) asks the demo's stand-in for Raptor's
     CDP API, which holds DEMO_AUDIENCES, and repairs the store's first-run copy."""

@@ -363,6 +363,35 @@ def test_sql_rows_are_read_by_column_name(make_site, api: FakeStreamAPI, tmp_pat
     assert "skipped user record id=6.5: record id must be a string or an integer, not float" in result.stderr
 
 
+def test_sqlalchemy_rows_of_results_with_other_column_orders_share_a_batch(make_site, api: FakeStreamAPI,
+                                                                          tmp_path) -> None:
+    """Rows are read by position when one result's rows fill a batch: rows of results
+    whose columns come in another order, or with other columns, keep their own values."""
+    from sqlalchemy import create_engine, text
+
+    queries = ["SELECT 1 AS id, 'a' AS login, 'a@example.com' AS email, 'A' AS name",
+               "SELECT 'B' AS name, 'b@example.com' AS email, 'b' AS login, 2 AS id",
+               "SELECT 'x' AS extra, 'c' AS login, 3 AS id",
+               "SELECT 4 AS id, 'D' AS name",
+               "SELECT 5 AS id"]
+
+    def records():
+        with create_engine(f"sqlite:///{tmp_path / 'rows.sqlite3'}").connect() as conn:
+            for _ in range(2):  # within one batch, and each result filling a batch of its own
+                for sql in queries:
+                    yield from conn.execute(text(sql))
+
+    expected = [{"id": 1, "login": "a", "email": "a@example.com", "name": "A"},
+                {"id": 2, "login": "b", "email": "b@example.com", "name": "B"},
+                {"id": 3, "login": "c"}, {"id": 4, "name": "D"}, {"id": 5}]
+    for batch_size in ("500", "1"):
+        api.received.clear()
+        site = make_site(None)
+        cdp_of(site).user_source(records)
+        assert run(site, "stream-user-data", "--no-draft", "--batch-size", batch_size).exit_code == 0
+        assert [item for call in api.received for item in call.items] == expected * 2
+
+
 def test_product_and_content_sources_by_type(make_site, api: FakeStreamAPI) -> None:
     site = make_site(None, CDP_PRODUCT_STREAM_ID="products-stream", CDP_CONTENT_STREAM_ID="content-stream")
     cdp = cdp_of(site)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from decimal import Decimal
 from types import SimpleNamespace
 
@@ -72,3 +73,29 @@ def test_a_batch_is_the_same_text_whichever_encoder_writes_it() -> None:
     assert b'"at":[1,2]' in _encoded(items)
     assert _encoded([{"id": 1, "seen": date(2026, 1, 2)}, {"id": 2, "price": Decimal("2.50")}]) == (
         b'[{"id":1,"seen":"2026-01-02"},{"id":2,"price":2.50}]')
+
+
+TRICKY_TEXT = ["\x00\x01\x1f\x7f", "\u2028\u2029", "Zoë ü 😀", '"\\/</script>', "\b\f\n\r\t", "\ud7ff\ue000\uffff", "",
+               "\x1b[0m", "a" * 5000]
+
+
+def test_a_batch_of_plain_values_is_the_same_text_from_orjson_as_from_the_standard_library() -> None:
+    """The usual batch (text, whole numbers, booleans, nulls) goes through orjson, the
+    rest as before: byte for byte the same text, and what orjson refuses still goes out."""
+    import orjson
+
+    from cdp_bridge.export.runner import _ENCODER, _encoded, _plain_items
+
+    items = [{"id": i, "login": text, "n": number, "ok": flag, "none": None}
+             for i, text in enumerate(TRICKY_TEXT)
+             for number, flag in ((0, True), (-1, False), (2**63 - 1, True), (-(2**63), False))]
+    assert _plain_items(items)
+    assert orjson.dumps(items) == _ENCODER.encode(items).encode("utf-8") == _encoded(items)
+    # orjson refuses these two; the standard library writes the big number, and names the surrogate
+    assert _encoded([{"id": 2**70}]) == b'[{"id":1180591620717411303424}]'
+    with pytest.raises(UnicodeEncodeError):
+        _encoded([{"id": 1, "name": "lone \ud800"}])
+    # floats (orjson writes NaN as null), dates and other objects never reach orjson
+    for value in (0.5, float("nan"), date(2026, 1, 2), Decimal("1"), ("a",), {"k": "v"}):
+        assert not _plain_items([{"id": 1, "v": value}])
+    assert not _plain_items([("not", "a dict")]) and not _plain_items({"id": 1})
