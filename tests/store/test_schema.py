@@ -143,8 +143,8 @@ def test_a_0_1_database_is_upgraded_without_losing_a_row(app_on_0_1) -> None:
         with state.engine.connect() as conn:  # 0011 started each segment's chart at its count then
             t = state.tables
             started = dict(conn.execute(select(t.history.c.subject, t.history.c.value).where(t.history.c.period == "day")
-                                        .where(t.history.c.series == "members")).tuples().all())
-            counted = dict(conn.execute(select(t.segments.c.id, t.segments.c.member_count)).tuples().all())
+                                        .where(t.history.c.series == "members")).all())
+            counted = dict(conn.execute(select(t.segments.c.id, t.segments.c.member_count)).all())
         assert started and started == counted
     assert run(app, "upgrade-db").output.endswith("(nothing to apply).\n")
 
