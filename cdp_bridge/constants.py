@@ -11,6 +11,8 @@ VISITOR_SEGMENTS_CACHE_SIZE = 10_000
 REDIS_TIMEOUT = 0.25
 #: Answers of the Recommendations API kept per process (per module and parameters).
 RECOMMENDATIONS_CACHE_SIZE = 10_000
+#: The recommendation blocks' checked arguments kept per process (emptied when full).
+RECOMMENDATION_CALLS_KEPT = 10_000
 #: Calls in a row that fail before calls to the Recommendations API pause, and for how long.
 RECOMMENDATIONS_FAILURES_BEFORE_PAUSE = 3
 RECOMMENDATIONS_PAUSE_SECONDS = 30

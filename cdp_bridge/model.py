@@ -269,3 +269,8 @@ class RecommendationModule:
     def needs(self) -> frozenset[str]:
         """The sources its parameters read (asked on every block a page renders)."""
         return frozenset(self.parameters.values())
+
+    @cached_property
+    def reads_viewer(self) -> bool:
+        """Whether its query names the visitor or the user (else the page's arguments alone make it)."""
+        return not self.needs.isdisjoint(("visitor", "user"))

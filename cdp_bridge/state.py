@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from weakref import WeakKeyDictionary
 
-from flask import current_app
+from flask import Flask, current_app
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import Engine
 
@@ -285,7 +285,13 @@ def _host_or_shared_cache(hooks: Hooks, shared: SharedCache | None) -> Callable[
 
 def current_state() -> CDPState:
     """``app.extensions["cdp"]`` of the current app; a clear error if it is not registered."""
-    state: CDPState | None = current_app.extensions.get(EXTENSION_KEY)
+    return state_of(current_app)
+
+
+def state_of(app: Flask) -> CDPState:
+    """``app.extensions["cdp"]``; a clear error if it is not registered (where the app is
+    at hand, as on a request's context, without the ``current_app`` proxy's look-up)."""
+    state: CDPState | None = app.extensions.get(EXTENSION_KEY)
     if state is None:
         raise RegistrationError("cdp_bridge is not registered on the current app: call cdp.init_app(app)")
     return state

@@ -119,6 +119,7 @@ def planted_values(marker: Path) -> dict[str, bytes]:
         "a pickled list of a number": b"!" + pickle.dumps([1]),
         "a pickled number": b"!" + pickle.dumps(12),
         "JSON of another shape": b'{"v": 1, "value": [[1, 2, 3]]}',
+        "ids with a control character": b'{"v": 1, "value": ["sku-1\\u0000x"]}',
         "an older format": b'{"v": 0, "value": []}',
         "a truncated value": b'{"v": 1, "value": [["5d8',
         "bytes that are no text": b"\xff\xfe\x00\x81",
@@ -153,7 +154,7 @@ def test_no_pickle_is_ever_read_from_the_shared_cache(tmp_path: Path, redis_serv
     assert get_page(app)[0] == 200
     client = redis.Redis.from_url(redis_server.url)
     values = {key.split(b":")[2].decode(): json.loads(client.get(key))["value"] for key in cdp_keys(redis_server)}
-    assert values == {"recommendations": [["sku-1", None, 3.0, None], ["sku-2", None, 2.0, None], ["sku-3", None, 1.0, None]],
+    assert values == {"recommended_ids": ["sku-1", "sku-2", "sku-3"],
                       "visitor_segments": [{"id": "5d822e81", "name": "Cat owners"}]}
 
 

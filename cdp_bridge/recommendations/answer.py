@@ -79,29 +79,17 @@ def _recommendation(entry: object, split_variants: bool) -> Recommendation | Non
     )
 
 
-def first_items(found: tuple[Recommendation, ...], count: int) -> tuple[Recommendation, ...]:
-    """The entries of the first ``count`` items (a product's variants are one item): what
-    Raptor was asked for, however long its answer."""
-    seen: set[str] = set()
-    for index, recommendation in enumerate(found):
-        seen.add(recommendation.id)
-        if len(seen) > count:
-            return found[:index]
-    return found
+def first_ids(found: tuple[Recommendation, ...], count: int) -> tuple[str, ...]:
+    """The ids of the first ``count`` items, in Raptor's order (a product's variants are
+    one item): what Raptor was asked for, however long its answer, and all a page needs
+    of it (worked out once per answer, not on each page)."""
+    return tuple(dict.fromkeys([recommendation.id for recommendation in found]))[:count]
 
 
-def recommendation_from_cache(row: object) -> Recommendation:
-    """A cached ``[id, variant, priority, created]``, checked as an answer's entry is; a
-    ``ValueError`` or ``TypeError`` for anything else."""
-    if not isinstance(row, list) or len(row) != 4:
-        raise TypeError("expected [id, variant, priority, created]")
-    item_id, variant, priority, created = row
-    if not isinstance(item_id, str) or not item_id or text_problem(item_id, max_length=MAX_ID_LENGTH) is not None:
+def id_from_cache(value: object) -> str:
+    """A cached id, checked as an answer's is; a ``ValueError`` or ``TypeError`` for anything else."""
+    if not isinstance(value, str):
+        raise TypeError("expected an id")
+    if not value or text_problem(value, max_length=MAX_ID_LENGTH) is not None:
         raise ValueError("the id is not acceptable text")
-    if variant is not None and (not isinstance(variant, str) or text_problem(variant, max_length=MAX_ID_LENGTH) is not None):
-        raise ValueError("the variant is not acceptable text")
-    if priority is not None and (isinstance(priority, bool) or not isinstance(priority, int | float)):
-        raise TypeError("the priority is not a number")
-    if created is not None and (not isinstance(created, str) or text_problem(created, max_length=64) is not None):
-        raise ValueError("the date is not acceptable text")
-    return Recommendation(item_id, variant, float(priority) if priority is not None else None, created)
+    return value

@@ -41,7 +41,7 @@ class RecommendationsClient:
         self.base_url = base_url.rstrip("/")
         self.account_number = account_number
         #: What every cached answer's key starts with: the API's URL and the account, percent-encoded.
-        self.cache_key_prefix = (f"cdp_bridge:recommendations:{quote(self.base_url, safe='')}:"
+        self.cache_key_prefix = (f"cdp_bridge:recommended_ids:{quote(self.base_url, safe='')}:"
                                  f"{quote(account_number, safe='')}")
         self._api_key = api_key
         self.timeout = timeout

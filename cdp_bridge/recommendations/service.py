@@ -5,7 +5,7 @@ error for the page (none, so it renders the site's fallback)."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from urllib.parse import quote
 
 from ..api_calls import Cache, CachedCalls, CircuitBreaker, breaker_for
@@ -13,8 +13,11 @@ from ..constants import RECOMMENDATIONS_CACHE_SIZE
 from ..metrics import RECOMMENDATIONS_API_CALLS
 from ..model import RecommendationModule
 from ..settings import RecommendationsApi
-from .answer import Recommendation, first_items, recommendation_from_cache
+from .answer import first_ids, id_from_cache
 from .client import RecommendationsClient
+
+#: A block's module, count, query parameters and the answer's cache key, its arguments checked.
+CheckedCall = tuple[RecommendationModule, int, dict[str, str], str]
 
 
 class RecommendationsService:
@@ -23,22 +26,28 @@ class RecommendationsService:
     def __init__(self, client: RecommendationsClient, breaker: CircuitBreaker, ttl: int,
                  shared_cache: Callable[[], Cache | None] = lambda: None) -> None:
         self.client = client
-        self.calls: CachedCalls[tuple[Recommendation, ...]] = CachedCalls(
+        self.calls: CachedCalls[tuple[str, ...]] = CachedCalls(
             breaker, ttl=ttl, wait_seconds=client.timeout + 1, size=RECOMMENDATIONS_CACHE_SIZE,
-            calls=RECOMMENDATIONS_API_CALLS, shared_cache=shared_cache,
-            encode=lambda found: [[r.id, r.variant, r.priority, r.created] for r in found], decode=_from_cache)
+            calls=RECOMMENDATIONS_API_CALLS, shared_cache=shared_cache, encode=list, decode=_ids_from_cache)
+        #: The page helpers' arguments, already checked, by the arguments as given: each
+        #: block's (module, count, query, cache key), for modules whose query the
+        #: arguments alone make (the templates' own module names and product ids; bounded
+        #: by :data:`~cdp_bridge.constants.RECOMMENDATION_CALLS_KEPT`). A block checked
+        #: its arguments and made its key on every page: a third of its cost.
+        self.checked_calls: dict[Hashable, CheckedCall] = {}
 
     def key(self, module: RecommendationModule, count: int, parameters: Mapping[str, str]) -> str:
         """The answer's cache key (:func:`cache_key`), which a page also keeps its block by."""
         return cache_key(self.client, module, count, parameters)
 
     def recommend(self, module: RecommendationModule, count: int, parameters: Mapping[str, str], *,
-                  key: str | None = None) -> tuple[Recommendation, ...]:
-        """The module's first ``count`` items for these query parameters (an answer of more
-        is cut: Raptor was asked for ``count``); none when the API cannot answer. ``key``:
-        the caller's :meth:`key` for the same arguments, not made twice."""
+                  key: str | None = None) -> tuple[str, ...]:
+        """The ids of the module's first ``count`` items for these query parameters, in
+        Raptor's order (an answer of more is cut: Raptor was asked for ``count``; a
+        product's variants are one item); none when the API cannot answer. ``key``: the
+        caller's :meth:`key` for the same arguments, not made twice."""
         return self.calls.get(key or self.key(module, count, parameters),
-                              lambda: first_items(self.client.recommend(module.method, count, parameters,
+                              lambda: first_ids(self.client.recommend(module.method, count, parameters,
                                                                         split_variants=module.splits_variants), count), ())
 
 
@@ -46,7 +55,7 @@ def cache_key(client: RecommendationsClient, module: RecommendationModule, count
     """One key per everything the answer depends on: the API's URL and account (two sites
     may share one cache), the module, its method, the count and the parameters (each
     percent-encoded: a key any cache takes)."""
-    query = "&".join(f"{name}={_key_part(value)}" for name, value in sorted(parameters.items()))
+    query = "&".join([f"{name}={_key_part(value)}" for name, value in sorted(parameters.items())])
     return f"{client.cache_key_prefix}:{module.name}:{module.method}:{count}:{query}"
 
 
@@ -58,10 +67,10 @@ def _key_part(value: str) -> str:
     return value if _PLAIN.fullmatch(value) else quote(value, safe="")
 
 
-def _from_cache(rows: object) -> tuple[Recommendation, ...]:
-    if not isinstance(rows, list):
-        raise TypeError("expected a list of recommendations")
-    return tuple(recommendation_from_cache(row) for row in rows)
+def _ids_from_cache(ids: object) -> tuple[str, ...]:
+    if not isinstance(ids, list):
+        raise TypeError("expected a list of ids")
+    return tuple([id_from_cache(item_id) for item_id in ids])
 
 
 def service_from(api: RecommendationsApi, account_number: str | None,

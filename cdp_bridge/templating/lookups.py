@@ -1,5 +1,6 @@
 """What a page looks up on the visitor's behalf, each at most once a request: segments
-(the store's for a user, the CDP API's for a visitor) and recommendation blocks.
+(the store's for a user, the CDP API's for a visitor). Recommendation blocks are kept
+in a plain dict on the page (:attr:`~.page.Page.recommendations`).
 
 :class:`~.page.Page` knows who is looking and what they allowed; these accessors hold
 what was looked up for them, so a template that checks ten segments or renders a block
@@ -9,9 +10,8 @@ twice costs one read, and the page itself stays the record of the request.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Hashable
 from functools import cached_property
-from typing import Any, Protocol
+from typing import Protocol
 
 from flask import current_app
 
@@ -82,19 +82,4 @@ class SegmentLookups:
             in_request = self._viewer.in_request
             connection = state.db.session.connection(bind_arguments={"bind": state.engine}) if in_request else None
             found = self._of_user[key] = store.user_segments(user_id, connection=connection)
-        return found
-
-
-class RecommendationLookups:
-    """Each recommendation block's records, by module, count and query: one API call and
-    one loader call a page, however often the page renders the block."""
-
-    def __init__(self) -> None:
-        self._found: dict[Hashable, tuple[tuple[str, Any], ...]] = {}
-
-    def get(self, key: Hashable, load: Callable[[], tuple[tuple[str, Any], ...]]) -> tuple[tuple[str, Any], ...]:
-        """What ``load`` gave for ``key`` this request, loading it the first time."""
-        found = self._found.get(key)
-        if found is None:
-            found = self._found[key] = load()
         return found

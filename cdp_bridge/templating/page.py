@@ -14,7 +14,6 @@ import base64
 import re
 import uuid
 from collections.abc import Mapping
-from functools import cached_property
 from typing import Any
 
 from flask import current_app, request
@@ -24,9 +23,10 @@ from markupsafe import escape
 from ..constants import OLD_REAID_COOKIE, REAID_COOKIE, RUID_COOKIE, SESSION_COOKIE, UTM_PARAMETERS, VISITOR_COOKIE
 from ..errors import TrackingArgumentError, ValidationError
 from ..identifiers import text_problem, validate_user_id, visitor_id_or_none
-from ..state import CDPState, current_state
+from ..state import CDPState, current_state, state_of
 from ..tracking.wire import Visitor
-from .lookups import RecommendationLookups, SegmentLookups
+from .lookups import SegmentLookups
+from .once import once
 
 NONCE = re.compile(r"[A-Za-z0-9+/=_-]{1,256}")
 CONSENTING_VALUES = frozenset({"1", "true", "yes"})
@@ -54,7 +54,7 @@ class Page:
         self.read_cookies = True
         return request.cookies
 
-    @cached_property
+    @once
     def user_id(self) -> str | None:
         """The logged-in user's id (the host's ``@cdp.user_id_loader``, else Flask-Login's)."""
         if not self.in_request:
@@ -68,7 +68,7 @@ class Page:
         except ValidationError as exc:
             raise TrackingArgumentError(f"the current user's id: {exc}") from None
 
-    @cached_property
+    @once
     def nonce_attribute(self) -> str:
         """`` nonce="…"`` from the host's provider or Flask-Talisman's, else nothing."""
         if not self.in_request:
@@ -76,7 +76,7 @@ class Page:
         provider = self.state.hooks.nonce_provider
         return nonce_attribute(provider() if provider is not None else getattr(request, "csp_nonce", None))
 
-    @cached_property
+    @once
     def consented(self) -> bool:
         """Whether the visitor consented to tracking: the host's ``@cdp.consent_loader``,
         else the ``CDP_CONSENT_COOKIE`` cookie (``1``/``true``/``yes``); no by default (and
@@ -92,7 +92,7 @@ class Page:
         name = self.state.settings.tracking.consent_cookie
         return name is not None and self.cookies.get(name, "").strip().lower() in CONSENTING_VALUES
 
-    @cached_property
+    @once
     def visitor_id(self) -> str | None:
         """The visitor's first-party ``rsa`` cookie, if it holds a UUID and the visitor
         consented; else ``None`` (no cookie is read without consent)."""
@@ -100,7 +100,7 @@ class Page:
             return None
         return visitor_id_or_none(self.cookies.get(VISITOR_COOKIE))
 
-    @cached_property
+    @once
     def tracking_ids(self) -> tuple[str, str] | None:
         """The visitor's ``rsa`` and ``rsaSession`` ids, with consent: the cookies', or new
         ones for a visitor without them (the response sets them). ``None`` without consent."""
@@ -117,7 +117,7 @@ class Page:
         return (self.in_request and not self.visitor_forgotten and not self.consented
                 and self.state.settings.privacy.cookieless_before_consent)
 
-    @cached_property
+    @once
     def tracking_visitor(self) -> Visitor | None:
         """Who this request's server-side events are about: the ids, the logged-in user
         and the page's URL; ``None`` without consent (a cookieless visitor's: the page
@@ -140,7 +140,7 @@ class Page:
         email = decoded_ruid(campaign_ruid) if campaign_ruid is not None else None
         return self.state.is_held(*(value for value in (user_id, email) if value is not None))
 
-    @cached_property
+    @once
     def campaign_ids(self) -> tuple[str | None, str | None]:
         """``reaid`` and ``ruid`` of Raptor's email links: from the landing page's URL, else
         the cookies the server keeps them in; none without consent. A value of the wrong
@@ -167,15 +167,16 @@ class Page:
         for name in ("consented", "tracking_ids", "tracking_visitor", "campaign_ids", "visitor_id"):
             self.__dict__.pop(name, None)
 
-    @cached_property
+    @once
     def segments(self) -> SegmentLookups:
         """The segments this page asks about (the viewer's, a user's), each read once."""
         return SegmentLookups(self)
 
-    @cached_property
-    def recommendations(self) -> RecommendationLookups:
-        """The recommendation blocks this page renders, each loaded once."""
-        return RecommendationLookups()
+    @once
+    def recommendations(self) -> dict[str, tuple[tuple[str, Any], ...]]:
+        """The recommendation blocks this page rendered, by their answer's cache key: one
+        API call and one loader call a page, however often the page renders a block."""
+        return {}
 
 
 def current_page() -> Page:
@@ -190,7 +191,7 @@ def current_page() -> Page:
         return Page(current_state(), in_request=False)
     page: Page | None = getattr(context, PAGE_ATTRIBUTE, None)
     if page is None:
-        page = Page(current_state(), in_request=True)
+        page = Page(state_of(context.app), in_request=True)
         setattr(context, PAGE_ATTRIBUTE, page)
     return page
 

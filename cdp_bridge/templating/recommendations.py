@@ -17,17 +17,18 @@ process and module (in debug, the error). From Python, a bad argument raises
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from typing import Any
 from urllib.parse import urlencode
 
 from flask import current_app
 from markupsafe import Markup, escape
 
-from ..constants import CLICK_PATH
+from ..constants import CLICK_PATH, RECOMMENDATION_CALLS_KEPT
 from ..errors import RecommendationArgumentError, TrackingArgumentError
 from ..identifiers import text_problem
 from ..model import RecommendationModule
+from ..recommendations.service import CheckedCall
 from ..state import CDPState
 from .page import Page, current_page
 
@@ -52,16 +53,56 @@ def _recommended(name: str, count: int | None, visitor_id: str | None, user_id: 
     """(recommended id, the site's record) pairs, kept for the page."""
     page = page or current_page()
     state = page.state
+    call = _checked_call(state, page, name, count, visitor_id, user_id, parameters)
+    if call is None:
+        return ()
+    module, count, query, key = call
+    blocks = page.recommendations
+    found = blocks.get(key)
+    if found is None:
+        service = state.recommendations
+        assert service is not None
+        found = blocks[key] = _records(state, module, service.recommend(module, count, query, key=key))
+    return found
+
+
+def _checked_call(state: CDPState, page: Page, name: str, count: int | None, visitor_id: str | None,
+                  user_id: str | None, parameters: Mapping[str, Any]) -> CheckedCall | None:
+    """The block's module, count, query parameters and answer's cache key (by which the
+    page keeps the block too); ``None`` when the module needs a visitor or a user there is
+    not. A module whose query the arguments alone make is kept by its plain arguments
+    (:attr:`~cdp_bridge.recommendations.RecommendationsService.checked_calls`)."""
+    service = state.recommendations
+    kept = service.checked_calls if service is not None and visitor_id is None and user_id is None else None
+    arguments = _plain_arguments(name, count, parameters) if kept is not None else None
+    call = kept.get(arguments) if kept is not None and arguments is not None else None
+    if call is not None:
+        return call
     module = _module(state, name)
     count = _count(module, count)
     query = _query(module, page, visitor_id, user_id, _passed(parameters))
     if query is None:
-        return ()
-    service = state.recommendations
+        return None
     assert service is not None
-    key = service.key(module, count, query)  # the page keeps its blocks by the answer's own key
-    return page.recommendations.get(key, lambda: _records(state, module, service.recommend(module, count, query, key=key),
-                                                          count))
+    call = (module, count, query, service.key(module, count, query))
+    if kept is not None and arguments is not None and not module.reads_viewer:
+        if len(kept) >= RECOMMENDATION_CALLS_KEPT:
+            kept.clear()
+        kept[arguments] = call
+    return call
+
+
+def _plain_arguments(name: object, count: object, parameters: Mapping[str, Any]) -> Hashable | None:
+    """The arguments as a key of the checked calls when they are text (and a whole
+    number), else ``None``: values equal across types (``1``, ``1.0``, ``True``) must not
+    share a checked call."""
+    if type(name) is not str or (count is not None and type(count) is not int):
+        return None
+    items = tuple(parameters.items())
+    for _, value in items:
+        if type(value) is not str:
+            return None
+    return name, count, items
 
 
 class Recommended:
@@ -163,11 +204,13 @@ def _passed(parameters: Mapping[str, Any]) -> dict[str, str]:
 def _query(module: RecommendationModule, page: Page, visitor_id: str | None, user_id: str | None,
            passed: dict[str, str]) -> dict[str, str] | None:
     """The module's query parameters; ``None`` when it needs a visitor or a user there is not."""
-    sources: dict[str, str | None] = dict(passed)
-    if "visitor" in module.needs:
-        sources["visitor"] = visitor_id if visitor_id is not None else (page.visitor_id if page.in_request else None)
-    if "user" in module.needs:
-        sources["user"] = user_id if user_id is not None else page.user_id
+    sources: Mapping[str, str | None] = passed
+    if module.reads_viewer:  # a visitor or a user besides the page's own arguments
+        sources = dict(passed)
+        if "visitor" in module.needs:
+            sources["visitor"] = visitor_id if visitor_id is not None else (page.visitor_id if page.in_request else None)
+        if "user" in module.needs:
+            sources["user"] = user_id if user_id is not None else page.user_id
     query: dict[str, str] = {}
     for parameter, source in module.parameters.items():
         value = sources.get(source)
@@ -179,19 +222,19 @@ def _query(module: RecommendationModule, page: Page, visitor_id: str | None, use
     return query
 
 
-def _records(state: CDPState, module: RecommendationModule, found: Any, count: int) -> tuple[tuple[str, Any], ...]:
-    """(id, the loader's record) for the first ``count`` recommended ids, in Raptor's order:
-    the loader is never asked for more than the block shows."""
-    ids = list(dict.fromkeys([recommendation.id for recommendation in found]))[:count]  # a product's variants: one record
+def _records(state: CDPState, module: RecommendationModule, ids: tuple[str, ...]) -> tuple[tuple[str, Any], ...]:
+    """(id, the loader's record) for the recommended ids, in Raptor's order: the loader is
+    asked for these ids only (the first ``count`` items, a product's variants one)."""
     if not ids:
         return ()
     loader = state.hooks.recommendation_loaders.get(module.kind)
     if loader is None:
         raise RecommendationArgumentError(f"no @cdp.recommendation_loader({module.kind!r}) for module {module.name!r}")
-    loaded = loader(ids)
+    loaded = loader(list(ids))
     if type(loaded) is dict or isinstance(loaded, Mapping):
-        if all(item_id in loaded for item_id in ids):  # keyed by the ids as asked: nothing to rebuild
-            return tuple([(item_id, loaded[item_id]) for item_id in ids])
+        pairs = [(item_id, loaded[item_id]) for item_id in ids if item_id in loaded]
+        if len(pairs) == len(ids):  # keyed by the ids as asked: nothing to rebuild
+            return tuple(pairs)
         by_id = {str(key): record for key, record in loaded.items()}  # numbers for keys, or some missing
     else:
         by_id = {_record_id(record): record for record in loaded}

@@ -387,3 +387,42 @@ def test_a_template_that_calls_a_missing_module_logs_one_error_per_process_and_m
         " personal, popular) (logged once per process)",
         "cdp_recommendations('other'): no records: no module named 'other' in CDP_RECOMMENDATION_MODULES (also, history,"
         " personal, popular) (logged once per process)"]
+
+
+def test_a_blocks_checked_arguments_are_kept_by_their_text_and_type(make_site, api: FakeRecommendationsAPI,
+                                                                    caplog) -> None:
+    """A block's arguments are checked once and kept by what was passed (the next page
+    with the same ones reads the kept call); values equal across types are not one
+    entry: a count of True after a count of 1 is still refused, a product id of 7 is
+    asked as ``7``."""
+    app = make_site()
+    kept = app.extensions["cdp"].recommendations.checked_calls
+    page = "{{ cdp_recommendations('also', count=1, product_id='sku-7')|map(attribute='name')|join(',') }}"
+    with app.test_request_context("/"):
+        assert render_template_string(page) == "Product 1"
+    assert list(kept) == [("also", 1, (("product_id", "sku-7"),))]
+    with app.test_request_context("/"), caplog.at_level(logging.ERROR):
+        assert render_template_string(page) == "Product 1"  # the kept call
+        assert render_template_string("{{ cdp_recommendations('also', count=True, product_id='sku-7')|length }}") == "0"
+        assert render_template_string("{{ cdp_recommendations('also', count=1, product_id=7)|length }}") == "1"
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1 and "count must be a whole number from 1 to 100, not True" in errors[0]
+    assert [asked.query["itemId"] for asked in api.asked] == ["sku-7", "7"]
+    assert len(kept) == 1  # only plain text (and a whole number) is kept
+
+
+def test_the_kept_calls_are_bounded_and_never_a_viewers(make_site, api: FakeRecommendationsAPI,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past the bound the kept calls start again (pages still right); a module that reads
+    the visitor or the user is checked on every page, each viewer asked for their own."""
+    monkeypatch.setattr("cdp_bridge.templating.recommendations.RECOMMENDATION_CALLS_KEPT", 3)
+    app = make_site()
+    kept = app.extensions["cdp"].recommendations.checked_calls
+    for n in range(1, 8):
+        assert visit(app, f"/block/also?product_id=sku-{n}") == "Product 1;Product 2;Product 3;"
+        assert 1 <= len(kept) <= 3
+    assert [asked.query["itemId"] for asked in api.asked] == [f"sku-{n}" for n in range(1, 8)]
+    other = "1c2d3e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f"
+    assert visit(app, "/block/personal") == visit(app, "/block/personal", visitor=other) == "Product 1;Product 2;Product 3;"
+    assert [asked.query["UserIdentifier"] for asked in api.asked[7:]] == [VISITOR, other]
+    assert all(call[0].name == "also" for call in kept.values())
