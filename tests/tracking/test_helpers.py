@@ -440,3 +440,22 @@ def test_flask_talismans_nonce_matches_the_csp_header(site: Flask) -> None:
     header_nonce = re.search(r"'nonce-([^']+)'", response.headers["Content-Security-Policy"]).group(1)
     nonces = [s["attrs"].get("nonce") for s in scripts(response.get_data(as_text=True))]
     assert nonces == [header_nonce] * 3
+
+
+def test_a_pages_answers_are_asked_once_and_asked_again_once_forgotten(site: Flask) -> None:
+    """The page's per-request answers (here the host's consent loader) are worked out on
+    their first read and kept for the request; ``forget_visitor`` drops them, and the next
+    read works them out again (now: no consent, without asking the loader)."""
+    from cdp_bridge.templating.page import current_page
+
+    asked: list[bool] = []
+    cdp_of(site).consent_loader(lambda: asked.append(True) or True)
+    template = "{{ cdp_tracking_script() }}{{ cdp_track_visit('x') }}{{ cdp_track_visit('y') }}"
+    with site.test_request_context("/"):
+        page = current_page()
+        assert "trackEvent" in render_template_string(template)
+        assert page.consented is True and page.tracking_ids is not None and asked == [True]
+        page.forget_visitor()
+        assert page.consented is False and page.tracking_ids is None and asked == [True]
+    with site.test_request_context("/"):
+        assert current_page().consented is True and asked == [True, True]  # a new request asks again
