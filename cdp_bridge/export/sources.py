@@ -129,6 +129,8 @@ def read_items(records: list[Any], keys: tuple[str, ...]) -> list[dict[str, Any]
     SQLAlchemy rows of one result by position (by name they cost three times as much).
     A record without some key, or a list of mixed types, is read one record at a time.
     """
+    if not records:
+        return []
     record_type = type(records[0])
     if len(set(map(type, records))) > 1:
         return [base_key_reader(type(record))(record, keys) for record in records]

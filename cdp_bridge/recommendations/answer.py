@@ -64,7 +64,7 @@ def _recommendation(entry: object, split_variants: bool) -> Recommendation | Non
     if isinstance(raw_id, bool) or not isinstance(raw_id, str | int):
         return None
     item_id = str(raw_id).strip()
-    if not item_id or text_problem(item_id, max_length=MAX_ID_LENGTH) is not None:
+    if not acceptable_id(item_id):
         return None
     variant = None
     if split_variants and "_" in item_id.strip("_"):
@@ -79,6 +79,12 @@ def _recommendation(entry: object, split_variants: bool) -> Recommendation | Non
     )
 
 
+def acceptable_id(item_id: str) -> bool:
+    """Whether an id (an answer's or a cached one) is kept: non-empty text of at most
+    :data:`MAX_ID_LENGTH` characters, without control characters."""
+    return bool(item_id) and text_problem(item_id, max_length=MAX_ID_LENGTH) is None
+
+
 def first_ids(found: tuple[Recommendation, ...], count: int) -> tuple[str, ...]:
     """The ids of the first ``count`` items, in Raptor's order (a product's variants are
     one item): what Raptor was asked for, however long its answer, and all a page needs
@@ -90,6 +96,6 @@ def id_from_cache(value: object) -> str:
     """A cached id, checked as an answer's is; a ``ValueError`` or ``TypeError`` for anything else."""
     if not isinstance(value, str):
         raise TypeError("expected an id")
-    if not value or text_problem(value, max_length=MAX_ID_LENGTH) is not None:
+    if not acceptable_id(value):
         raise ValueError("the id is not acceptable text")
     return value

@@ -10,7 +10,6 @@ twice costs one read, and the page itself stays the record of the request.
 from __future__ import annotations
 
 import logging
-from functools import cached_property
 from typing import Protocol
 
 from flask import current_app
@@ -19,6 +18,7 @@ from ..errors import TrackingArgumentError
 from ..state import CDPState
 from ..store import NO_SEGMENTS, UserSegments
 from ..visitors import as_segments
+from .once import once
 
 log = logging.getLogger("cdp_bridge.tracking")
 
@@ -43,7 +43,7 @@ class SegmentLookups:
         self._viewer = viewer
         self._of_user: dict[str, UserSegments] = {}
 
-    @cached_property
+    @once
     def viewer(self) -> UserSegments:
         """The segments of whoever is looking: a logged-in user's from the store, a
         visitor's from the CDP API (at most one call a request), else none. A user id

@@ -75,8 +75,7 @@ def _checked_call(state: CDPState, page: Page, name: str, count: int | None, vis
     service = state.recommendations
     kept = service.checked_calls if service is not None and visitor_id is None and user_id is None else None
     arguments = _plain_arguments(name, count, parameters) if kept is not None else None
-    call = kept.get(arguments) if kept is not None and arguments is not None else None
-    if call is not None:
+    if kept is not None and arguments is not None and (call := kept.get(arguments)) is not None:
         return call
     module = _module(state, name)
     count = _count(module, count)

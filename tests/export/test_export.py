@@ -557,3 +557,14 @@ def test_a_drip_fed_answer_is_cut_off_at_the_total_deadline() -> None:
         client.send(b"[]", draft=False)
     assert time.monotonic() - started < 2
     listener.close()
+
+
+def test_a_list_of_no_records_reads_as_no_items() -> None:
+    """The registry's list reader takes an empty list (a source's last chunk may be one)."""
+    from cdp_bridge.export.sources import ExportRegistry
+
+    def never(record: object, type_name: str, problem: object) -> None:
+        raise AssertionError("nothing to skip")
+
+    assert ExportRegistry().items("user", "users", [], never) == []
+    assert ExportRegistry().items("user", "users", [{"id": 7, "login": "x"}], never) == [{"id": 7, "login": "x"}]
