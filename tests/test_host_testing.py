@@ -161,8 +161,8 @@ def test_a_testing_app_without_a_database_uri_leaves_the_instance_folder_untouch
     assert not private.exists()  # gone with the app
 
 
-def cdp_threads() -> list[str]:
-    return sorted(thread.name for thread in threading.enumerate() if thread.name.startswith("cdp-"))
+def cdp_threads() -> set[threading.Thread]:
+    return {thread for thread in threading.enumerate() if thread.name.startswith("cdp-")}
 
 
 def test_twenty_test_apps_leave_no_cdp_bridge_thread(tmp_path: Path) -> None:
@@ -186,11 +186,14 @@ def test_twenty_test_apps_leave_no_cdp_bridge_thread(tmp_path: Path) -> None:
             assert client.get("/").status_code == 200
             assert app.extensions["cdp"].inline_worker is None  # TESTING: none unless asked
         raptor.wait_for_events(20)
-        assert len(cdp_threads()) > len(before)
+        assert cdp_threads() - before  # the senders started threads of their own
         del app, client, page
         gc.collect()
     # The senders stop with their apps; the process's one deadline thread once its last call's deadline passed.
-    wait_until(lambda: cdp_threads() == before, f"cdp_bridge's threads to end: {cdp_threads()}", seconds=15)
+    # Compared as threads, not names: a thread an earlier test left may end meanwhile (a failure seen once
+    # under pytest -n 3 and not reproduced alone in 11 runs, 8 of them with both cores busy).
+    wait_until(lambda: cdp_threads() <= before, f"cdp_bridge's threads to end: {sorted(t.name for t in cdp_threads() - before)}",
+               seconds=15)
 
 
 def test_shutdown_stops_the_inline_worker_a_test_asked_for(tmp_path: Path) -> None:
