@@ -17,7 +17,7 @@ def conflict_insert(dialect: str, table: object) -> Any:
     The dialect's module is imported here, when a statement is built, not with this
     module: the engine that runs the statement has imported it already, and importing
     SQLAlchemy's PostgreSQL dialect made every start of a site on SQLite (each ``flask``
-    command, each worker) about 0.03 s slower.
+    command, each worker) about 0.05 s slower (medians of 10 interpreters, 0.46 against 0.41 s).
     """
     if dialect not in _WITH_ON_CONFLICT:
         return None

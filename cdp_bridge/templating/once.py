@@ -2,9 +2,9 @@
 :func:`functools.cached_property` does, without its lock.
 
 Python 3.11's ``cached_property`` takes a re-entrant lock on every first read (3.12
-dropped it): a first read costs 0.54 us with it, 0.23 us with this (measured), and a page makes several (the consent, the visitor, the
-user, its look-ups). A page belongs to one request, read by one thread, so there is
-nothing to lock.
+dropped it): a first read costs 0.54 us with it, 0.23 us with this (measured), and a
+page makes several (the consent, the visitor, the user, its look-ups). A page belongs to
+one request, read by one thread, so there is nothing to lock.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ def test_each_dialect_with_on_conflict_gets_its_own_insert() -> None:
 
 
 def test_a_site_on_sqlite_never_imports_the_postgresql_dialect(tmp_path) -> None:
-    """Every start of a site (each ``flask`` command, each worker) used to import it: about 0.03 s."""
+    """Every start of a site (each ``flask`` command, each worker) used to import it: about 0.05 s."""
     script = f"""
 import sys
 from flask import Flask
